@@ -1,0 +1,101 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("MemberImportVisibility"),
+  .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+  name: "fleetkeeper",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "fleetkeeper", targets: ["fleetkeeper"]),
+    .library(name: "FleetCore", targets: ["FleetCore"]),
+    .library(name: "FlyMachines", targets: ["FlyMachines"]),
+    .library(name: "FlySimulator", targets: ["FlySimulator"]),
+    .library(name: "FleetStore", targets: ["FleetStore"]),
+    .library(name: "FleetRuntime", targets: ["FleetRuntime"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+    .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1", traits: []),
+    .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
+    .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
+  ],
+  targets: [
+    // The domain and the reconcile decision: pure values, no I/O.
+    .target(name: "FleetCore", swiftSettings: strict),
+    // The Fly Machines REST API client.
+    .target(
+      name: "FlyMachines",
+      dependencies: [
+        "FleetCore",
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOFoundationCompat", package: "swift-nio"),
+      ],
+      swiftSettings: strict
+    ),
+    // An independent model of Fly's Machines API, served over HTTP. Shares no code with the client.
+    .target(
+      name: "FlySimulator",
+      dependencies: [
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOFoundationCompat", package: "swift-nio"),
+      ],
+      resources: [.copy("Resources/machines-api.openapi3.json")],
+      swiftSettings: strict
+    ),
+    // The desired-state store, audit log and machines rows over SQLite.
+    .target(
+      name: "FleetStore",
+      dependencies: [
+        "FleetCore",
+        .product(name: "GRDB", package: "GRDB.swift"),
+      ],
+      resources: [.copy("Resources/schema.sql")],
+      swiftSettings: strict
+    ),
+    // The loop: observe, plan, act, record.
+    .target(
+      name: "FleetRuntime",
+      dependencies: [
+        "FleetCore", "FlyMachines", "FleetStore", "FlySimulator",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strict
+    ),
+    .executableTarget(
+      name: "fleetkeeper",
+      dependencies: [
+        "FleetCore", "FlyMachines", "FlySimulator", "FleetStore", "FleetRuntime",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strict
+    ),
+    .testTarget(name: "FleetCoreTests", dependencies: ["FleetCore"], swiftSettings: strict),
+    .testTarget(
+      name: "FlyMachinesTests",
+      dependencies: ["FlyMachines", "FlySimulator", "FleetCore"],
+      swiftSettings: strict
+    ),
+    .testTarget(name: "FlySimulatorTests", dependencies: ["FlySimulator"], swiftSettings: strict),
+    .testTarget(name: "FleetStoreTests", dependencies: ["FleetStore", "FleetCore"], swiftSettings: strict),
+    .testTarget(
+      name: "FleetRuntimeTests",
+      dependencies: ["FleetRuntime", "FleetStore", "FlyMachines", "FlySimulator", "FleetCore"],
+      swiftSettings: strict
+    ),
+  ]
+)

@@ -1,0 +1,408 @@
+public import AsyncHTTPClient
+public import Logging
+import NIOCore
+import NIOHTTP1
+import NIOFoundationCompat
+public import Foundation
+
+/// A Fly API token. Its description is redacted so that it cannot reach a log line by accident.
+public struct FlyToken: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+  /// The token as issued by `fly tokens create`.
+  public let value: String
+  public init(_ value: String) { self.value = value.trimmingCharacters(in: .whitespacesAndNewlines) }
+
+  /// The `Authorization` header as fly-go sends it: `FlyV1 …` for macaroon tokens (`fm1_`, `fm2_`,
+  /// `fo1_`, or already prefixed), `Bearer …` for the rest.
+  public var authorization: String {
+    if value.hasPrefix("FlyV1 ") || value.hasPrefix("Bearer ") { return value }
+    if value.hasPrefix("fm1") || value.hasPrefix("fm2_") || value.hasPrefix("fo1_") { return "FlyV1 \(value)" }
+    return "Bearer \(value)"
+  }
+
+  public var description: String { "<redacted>" }
+  public var debugDescription: String { "<redacted>" }
+}
+
+/// How the client reaches Fly.
+public struct FlyClientConfiguration: Sendable {
+  /// `https://api.machines.dev` by default; the simulator's address in tests and rehearsals.
+  public var baseURL: String
+  /// The Fly app that holds the users' machines.
+  public var appName: String
+  public var token: FlyToken
+  /// The deadline of every request but `wait` (which gets its own timeout plus this margin).
+  public var requestTimeout: Duration
+  /// The page size for lists (Fly allows 1 to 1000).
+  public var pageSize: Int
+  /// The largest response body accepted.
+  public var maxBodyBytes: Int
+  /// Strings (environment values of machines) to scrub from any error text, besides the token.
+  public var redactions: [String]
+  public var userAgent: String
+
+  public init(
+    baseURL: String = "https://api.machines.dev", appName: String, token: FlyToken,
+    requestTimeout: Duration = .seconds(15), pageSize: Int = 1000, maxBodyBytes: Int = 64 << 20,
+    redactions: [String] = [], userAgent: String = "fleetkeeper/0.1"
+  ) {
+    self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+    self.appName = appName
+    self.token = token
+    self.requestTimeout = requestTimeout
+    self.pageSize = max(1, min(1000, pageSize))
+    self.maxBodyBytes = maxBodyBytes
+    self.redactions = redactions
+    self.userAgent = userAgent
+  }
+}
+
+/// One finished request, for metrics and benchmarks.
+public struct FlyRequestRecord: Sendable {
+  /// A path template, e.g. `POST /machines/{id}/start`.
+  public var endpoint: String
+  /// The HTTP status, or nil when no answer came.
+  public var status: Int?
+  public var duration: Duration
+}
+
+/// A client of the Fly Machines REST API (<https://fly.io/docs/machines/api/>).
+///
+/// Every call has a deadline, throws only ``FlyAPIError``, and reads lists whole by following
+/// `fly-next-cursor`. The client never retries: retry policy belongs to the caller, which knows
+/// whether a call is safe to repeat.
+public final class FlyClient: Sendable {
+  public let configuration: FlyClientConfiguration
+  private let httpClient: HTTPClient
+  private let logger: Logger
+  private let observer: (@Sendable (FlyRequestRecord) -> Void)?
+
+  public init(
+    configuration: FlyClientConfiguration, httpClient: HTTPClient = .shared, logger: Logger = Logger(label: "fly"),
+    observer: (@Sendable (FlyRequestRecord) -> Void)? = nil
+  ) {
+    self.configuration = configuration
+    self.httpClient = httpClient
+    self.logger = logger
+    self.observer = observer
+  }
+
+  private var appPath: String { "/v1/apps/\(Self.escape(configuration.appName))" }
+
+  // MARK: Machines
+
+  /// One page of `GET /v1/apps/{app}/machines`; `next` is the `fly-next-cursor` header.
+  public func listMachinesPage(
+    _ query: ListMachinesQuery = .init(), limit: Int? = nil, cursor: String? = nil
+  ) async throws(FlyAPIError) -> (machines: [FlyMachine], next: String?) {
+    var items: [(String, String)] = []
+    if query.includeDeleted { items.append(("include_deleted", "true")) }
+    if let region = query.region { items.append(("region", region)) }
+    if !query.states.isEmpty { items.append(("state", query.states.joined(separator: ","))) }
+    for (key, value) in query.metadata.sorted(by: { $0.key < $1.key }) { items.append(("metadata.\(key)", value)) }
+    if query.summary { items.append(("summary", "true")) }
+    if let limit { items.append(("limit", String(limit))) }
+    if let cursor { items.append(("cursor", cursor)) }
+    let response = try await send(.GET, "\(appPath)/machines", query: items, endpoint: "GET /machines")
+    return (try decode([FlyMachine].self, response), response.nextCursor)
+  }
+
+  /// The whole machine list, every page.
+  public func listMachines(_ query: ListMachinesQuery = .init()) async throws(FlyAPIError) -> [FlyMachine] {
+    try await readAll { cursor throws(FlyAPIError) in
+      try await self.listMachinesPage(query, limit: self.configuration.pageSize, cursor: cursor)
+    }
+  }
+
+  /// `GET /v1/apps/{app}/machines/{id}`.
+  public func getMachine(_ id: String) async throws(FlyAPIError) -> FlyMachine {
+    try decode(FlyMachine.self, try await send(.GET, machinePath(id), endpoint: "GET /machines/{id}"))
+  }
+
+  /// `POST /v1/apps/{app}/machines`. Not idempotent: after an error whose
+  /// ``FlyAPIError/outcomeUnknown`` is true, look the machine up before creating it again.
+  public func createMachine(_ request: CreateMachineRequest) async throws(FlyAPIError) -> FlyMachine {
+    try decode(
+      FlyMachine.self, try await send(.POST, "\(appPath)/machines", body: request, endpoint: "POST /machines"))
+  }
+
+  /// `POST …/machines/{id}/start`.
+  @discardableResult
+  public func startMachine(_ id: String, leaseNonce: String? = nil) async throws(FlyAPIError) -> StartMachineResponse {
+    let response = try await send(
+      .POST, machinePath(id) + "/start", nonce: leaseNonce, endpoint: "POST /machines/{id}/start")
+    return (try? decode(StartMachineResponse.self, response)) ?? StartMachineResponse()
+  }
+
+  /// `POST …/machines/{id}/stop`.
+  public func stopMachine(
+    _ id: String, _ request: StopMachineRequest? = nil, leaseNonce: String? = nil
+  ) async throws(FlyAPIError) {
+    _ = try await send(
+      .POST, machinePath(id) + "/stop", body: request, nonce: leaseNonce, endpoint: "POST /machines/{id}/stop")
+  }
+
+  /// `DELETE …/machines/{id}`; `force` kills a running machine.
+  public func destroyMachine(_ id: String, force: Bool = false, leaseNonce: String? = nil) async throws(FlyAPIError) {
+    _ = try await send(
+      .DELETE, machinePath(id), query: [("force", force ? "true" : "false")], nonce: leaseNonce,
+      endpoint: "DELETE /machines/{id}")
+  }
+
+  /// `GET …/machines/{id}/wait`: blocks until the machine reaches `state` or `timeout` (1 to 60 s)
+  /// passes, which Fly answers with 408 (``FlyAPIError/Code/timeout``).
+  @discardableResult
+  public func waitMachine(
+    _ id: String, state: String = "started", timeout: Duration = .seconds(60), instanceID: String? = nil
+  ) async throws(FlyAPIError) -> WaitMachineResponse {
+    let seconds = max(1, min(60, Int(timeout.components.seconds)))
+    var items = [("state", state), ("timeout", String(seconds))]
+    if let instanceID { items.append(("instance_id", instanceID)) }
+    let response = try await send(
+      .GET, machinePath(id) + "/wait", query: items, timeout: .seconds(seconds) + configuration.requestTimeout,
+      endpoint: "GET /machines/{id}/wait")
+    return (try? decode(WaitMachineResponse.self, response)) ?? WaitMachineResponse()
+  }
+
+  /// `POST …/machines/{id}/lease`: 409 when someone else holds it.
+  public func acquireLease(
+    _ id: String, ttl: Int, description: String? = nil, refreshing nonce: String? = nil
+  ) async throws(FlyAPIError) -> FlyLease {
+    struct Body: Encodable {
+      var ttl: Int
+      var description: String?
+    }
+    let response = try await send(
+      .POST, machinePath(id) + "/lease", body: Body(ttl: ttl, description: description), nonce: nonce,
+      endpoint: "POST /machines/{id}/lease")
+    return try decodeEnveloped(FlyLease.self, response)
+  }
+
+  /// `DELETE …/machines/{id}/lease` with the lease's nonce.
+  public func releaseLease(_ id: String, nonce: String) async throws(FlyAPIError) {
+    _ = try await send(.DELETE, machinePath(id) + "/lease", nonce: nonce, endpoint: "DELETE /machines/{id}/lease")
+  }
+
+  // MARK: Volumes
+
+  /// One page of `GET /v1/apps/{app}/volumes`.
+  public func listVolumesPage(
+    summary: Bool = true, limit: Int? = nil, cursor: String? = nil
+  ) async throws(FlyAPIError) -> (volumes: [FlyVolume], next: String?) {
+    var items: [(String, String)] = []
+    if summary { items.append(("summary", "true")) }
+    if let limit { items.append(("limit", String(limit))) }
+    if let cursor { items.append(("cursor", cursor)) }
+    let response = try await send(.GET, "\(appPath)/volumes", query: items, endpoint: "GET /volumes")
+    return (try decode([FlyVolume].self, response), response.nextCursor)
+  }
+
+  /// The whole volume list, every page (volumes in destroy states included, as Fly returns them).
+  public func listVolumes(summary: Bool = true) async throws(FlyAPIError) -> [FlyVolume] {
+    try await readAll { cursor throws(FlyAPIError) in
+      try await self.listVolumesPage(summary: summary, limit: self.configuration.pageSize, cursor: cursor)
+    }
+  }
+
+  /// `POST /v1/apps/{app}/volumes`. Not idempotent; volume names are not unique on Fly.
+  public func createVolume(_ request: CreateVolumeRequest) async throws(FlyAPIError) -> FlyVolume {
+    try decode(FlyVolume.self, try await send(.POST, "\(appPath)/volumes", body: request, endpoint: "POST /volumes"))
+  }
+
+  /// `GET /v1/apps/{app}/volumes/{id}`.
+  public func getVolume(_ id: String) async throws(FlyAPIError) -> FlyVolume {
+    try decode(FlyVolume.self, try await send(.GET, volumePath(id), endpoint: "GET /volumes/{id}"))
+  }
+
+  /// `DELETE /v1/apps/{app}/volumes/{id}`: refused (412) while a machine holds the volume.
+  @discardableResult
+  public func deleteVolume(_ id: String) async throws(FlyAPIError) -> FlyVolume? {
+    let response = try await send(.DELETE, volumePath(id), endpoint: "DELETE /volumes/{id}")
+    return try? decode(FlyVolume.self, response)
+  }
+
+  // MARK: Plumbing
+
+  private func machinePath(_ id: String) -> String { "\(appPath)/machines/\(Self.escape(id))" }
+  private func volumePath(_ id: String) -> String { "\(appPath)/volumes/\(Self.escape(id))" }
+
+  private func readAll<Item>(
+    _ page: (String?) async throws(FlyAPIError) -> ([Item], String?)
+  ) async throws(FlyAPIError) -> [Item] {
+    var all: [Item] = []
+    var cursor: String?
+    var seen: Set<String> = []
+    repeat {
+      let (items, next) = try await page(cursor)
+      all.append(contentsOf: items)
+      if let next, !seen.insert(next).inserted {
+        throw FlyAPIError(
+          code: .invalidResponse, message: "fly-next-cursor repeated a cursor already followed", operation: "list")
+      }
+      cursor = next
+    } while cursor != nil
+    return all
+  }
+
+  struct Response {
+    var status: Int
+    var headers: HTTPHeaders
+    var body: ByteBuffer
+    var operation: String
+    var requestID: String? { headers.first(name: "fly-request-id") }
+    var nextCursor: String? {
+      guard let value = headers.first(name: "fly-next-cursor"), !value.isEmpty else { return nil }
+      return value
+    }
+  }
+
+  private static let noBody: String? = nil
+
+  private func send(
+    _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: (some Encodable & Sendable)? = noBody,
+    nonce: String? = nil, timeout: Duration? = nil, endpoint: String
+  ) async throws(FlyAPIError) -> Response {
+    let operation = "\(method.rawValue) \(path)"
+    var url = configuration.baseURL + path
+    if !query.isEmpty {
+      url += "?" + query.map { "\(Self.escape($0.0))=\(Self.escape($0.1))" }.joined(separator: "&")
+    }
+    var request = HTTPClientRequest(url: url)
+    request.method = method
+    request.headers.add(name: "Authorization", value: configuration.token.authorization)
+    request.headers.add(name: "User-Agent", value: configuration.userAgent)
+    request.headers.add(name: "Accept", value: "application/json")
+    if let nonce { request.headers.add(name: "fly-machine-lease-nonce", value: nonce) }
+    if let body {
+      let data: Data
+      do { data = try JSONEncoder().encode(body) } catch {
+        throw FlyAPIError(code: .badRequest, message: "could not encode the request body", operation: operation)
+      }
+      request.headers.add(name: "Content-Type", value: "application/json")
+      request.body = .bytes(ByteBuffer(data: data))
+    }
+    let started = ContinuousClock.now
+    let deadline = timeout ?? configuration.requestTimeout
+    do {
+      let response = try await httpClient.execute(request, deadline: .now() + .nanoseconds(deadline.nanoseconds))
+      let bytes = try await response.body.collect(upTo: configuration.maxBodyBytes)
+      let result = Response(
+        status: Int(response.status.code), headers: response.headers, body: bytes, operation: operation)
+      observer?(FlyRequestRecord(endpoint: endpoint, status: result.status, duration: .now - started))
+      logger.trace(
+        "fly request", metadata: ["op": "\(operation)", "status": "\(result.status)", "fly_request_id": "\(result.requestID ?? "")"])
+      if result.status >= 300 { throw httpError(result) }
+      return result
+    } catch let error as FlyAPIError {
+      throw error
+    } catch {
+      observer?(FlyRequestRecord(endpoint: endpoint, status: nil, duration: .now - started))
+      throw transportError(error, operation: operation)
+    }
+  }
+
+  private func httpError(_ response: Response) -> FlyAPIError {
+    struct ErrorBody: Decodable {
+      var error: String?
+      var message: String?
+      var status: String?
+    }
+    let parsed = try? JSONDecoder().decode(ErrorBody.self, from: Data(buffer: response.body))
+    let text = parsed?.message ?? parsed?.error ?? excerpt(response.body)
+    let flyStatus = parsed?.status.flatMap { ["error", "success"].contains($0) ? nil : $0 }
+    var retryAfter: Double?
+    if let header = response.headers.first(name: "Retry-After") { retryAfter = Self.parseRetryAfter(header) }
+    return FlyAPIError(
+      code: FlyAPIError.code(forStatus: response.status, flyStatus: flyStatus), status: response.status,
+      message: redact(text), flyStatus: flyStatus, requestID: response.requestID, retryAfter: retryAfter,
+      operation: response.operation)
+  }
+
+  private func transportError(_ error: any Error, operation: String) -> FlyAPIError {
+    let kind: FlyAPIError.TransportKind
+    let text = String(describing: error)
+    if let error = error as? HTTPClientError {
+      switch error {
+      case .deadlineExceeded, .readTimeout, .writeTimeout: kind = .deadline
+      case .connectTimeout: kind = .connect
+      default: kind = text.contains("onnect") && !text.contains("Closed") ? .connect : .reset
+      }
+    } else if text.contains("refused") || text.contains("NIOConnectionError") || text.contains("connectTimeout") {
+      kind = .connect
+    } else if error is CancellationError {
+      kind = .deadline
+    } else {
+      kind = .reset
+    }
+    return FlyAPIError(code: .transport, message: redact(String(text.prefix(200))), transportKind: kind, operation: operation)
+  }
+
+  private func decode<T: Decodable>(_ type: T.Type, _ response: Response) throws(FlyAPIError) -> T {
+    do {
+      return try JSONDecoder().decode(T.self, from: Data(buffer: response.body, byteTransferStrategy: .noCopy))
+    } catch {
+      throw invalid(response, because: error)
+    }
+  }
+
+  /// Lease answers come as `{"status":"success","data":{…}}` (docs) or flat (spec): accept both.
+  private func decodeEnveloped<T: Decodable>(_ type: T.Type, _ response: Response) throws(FlyAPIError) -> T {
+    if let envelope = try? JSONDecoder().decode(Envelope<T>.self, from: Data(buffer: response.body)) {
+      return envelope.data
+    }
+    return try decode(T.self, response)
+  }
+
+  private func invalid(_ response: Response, because error: any Error) -> FlyAPIError {
+    var reason = "unexpected body"
+    if let error = error as? DecodingError {
+      switch error {
+      case .keyNotFound(let key, _): reason = "missing field \(key.stringValue)"
+      case .typeMismatch(_, let context), .valueNotFound(_, let context):
+        reason = "wrong type at \(context.codingPath.map(\.stringValue).joined(separator: "."))"
+      case .dataCorrupted: reason = "not JSON"
+      @unknown default: break
+      }
+    }
+    return FlyAPIError(
+      code: .invalidResponse, status: response.status, message: "\(reason): \(excerpt(response.body))",
+      requestID: response.requestID, operation: response.operation)
+  }
+
+  private func excerpt(_ body: ByteBuffer) -> String {
+    let text = String(decoding: body.readableBytesView.prefix(160), as: UTF8.self)
+    let cleaned = String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
+    return redact(body.readableBytes > 160 ? cleaned + "…" : cleaned)
+  }
+
+  private func redact(_ text: String) -> String {
+    var result = text
+    for secret in [configuration.token.value] + configuration.redactions where secret.count >= 4 {
+      result = result.replacingOccurrences(of: secret, with: "<redacted>")
+    }
+    return result
+  }
+
+  static func parseRetryAfter(_ header: String) -> Double? {
+    if let seconds = Double(header.trimmingCharacters(in: .whitespaces)) { return max(0, seconds) }
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.timeZone = TimeZone(identifier: "GMT")
+    formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+    return formatter.date(from: header).map { max(0, $0.timeIntervalSinceNow) }
+  }
+
+  static func escape(_ text: String) -> String {
+    var allowed = CharacterSet.alphanumerics
+    allowed.insert(charactersIn: "-._~")
+    return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+  }
+}
+
+private struct Envelope<T: Decodable>: Decodable { var data: T }
+
+extension Duration {
+  var nanoseconds: Int64 {
+    let (seconds, attoseconds) = components
+    return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+  }
+}

@@ -1,0 +1,299 @@
+public import Foundation
+
+/// A machine's `config` (Fly's `fly.MachineConfig`), kept whole.
+///
+/// fleetkeeper reads and sets a handful of fields (image, guest, env, init, services, mounts,
+/// metadata, restart); every other field Fly returns is kept in ``fields`` and encoded back
+/// unchanged, so a config read from Fly and sent again loses nothing.
+public struct FlyMachineConfig: Sendable, Hashable, Codable {
+  /// Every field, as Fly sent it or as set here.
+  public var fields: [String: JSONValue]
+
+  public init(fields: [String: JSONValue] = [:]) { self.fields = fields }
+
+  public init(from decoder: any Decoder) throws {
+    fields = try decoder.singleValueContainer().decode([String: JSONValue].self)
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var container = encoder.singleValueContainer()
+    try container.encode(fields)
+  }
+
+  /// The image reference (`registry/repo:tag`).
+  public var image: String? {
+    get { fields["image"]?.stringValue }
+    set { fields["image"] = newValue.map(JSONValue.string) }
+  }
+
+  /// `config.metadata`: string keys and values. fleetkeeper owns a machine by `fleet_user_id` here.
+  public var metadata: [String: String] {
+    get { fields["metadata"]?.objectValue?.compactMapValues(\.stringValue) ?? [:] }
+    set { fields["metadata"] = newValue.isEmpty ? nil : .stringMap(newValue) }
+  }
+
+  /// `config.env`.
+  public var env: [String: String] {
+    get { fields["env"]?.objectValue?.compactMapValues(\.stringValue) ?? [:] }
+    set { fields["env"] = newValue.isEmpty ? nil : .stringMap(newValue) }
+  }
+
+  /// `config.guest`.
+  public var guest: FlyGuest? {
+    get {
+      guard let object = fields["guest"]?.objectValue else { return nil }
+      return FlyGuest(
+        cpuKind: object["cpu_kind"]?.stringValue ?? "shared", cpus: object["cpus"]?.intValue ?? 1,
+        memoryMB: object["memory_mb"]?.intValue ?? 256)
+    }
+    set {
+      guard let newValue else { fields["guest"] = nil; return }
+      var object = fields["guest"]?.objectValue ?? [:]
+      object["cpu_kind"] = .string(newValue.cpuKind)
+      object["cpus"] = .int(Int64(newValue.cpus))
+      object["memory_mb"] = .int(Int64(newValue.memoryMB))
+      fields["guest"] = .object(object)
+    }
+  }
+
+  /// `config.mounts`.
+  public var mounts: [FlyMount] {
+    get {
+      (fields["mounts"]?.arrayValue ?? []).compactMap { value in
+        guard let object = value.objectValue else { return nil }
+        return FlyMount(volume: object["volume"]?.stringValue ?? "", path: object["path"]?.stringValue ?? "")
+      }
+    }
+    set {
+      fields["mounts"] =
+        newValue.isEmpty
+        ? nil : .array(newValue.map { .object(["volume": .string($0.volume), "path": .string($0.path)]) })
+    }
+  }
+
+  /// `config.init.cmd`.
+  public var initCommand: [String]? {
+    get { fields["init"]?.objectValue?["cmd"]?.arrayValue?.compactMap(\.stringValue) }
+    set {
+      var object = fields["init"]?.objectValue ?? [:]
+      object["cmd"] = newValue.map(JSONValue.stringList)
+      fields["init"] = object.isEmpty ? nil : .object(object)
+    }
+  }
+
+  /// `config.restart.policy` (`no`, `always`, `on-failure`).
+  public var restartPolicy: String? {
+    get { fields["restart"]?.objectValue?["policy"]?.stringValue }
+    set {
+      var object = fields["restart"]?.objectValue ?? [:]
+      object["policy"] = newValue.map(JSONValue.string)
+      fields["restart"] = object.isEmpty ? nil : .object(object)
+    }
+  }
+
+  /// `config.services`, verbatim (fleetkeeper passes the template's services through).
+  public var services: JSONValue? {
+    get { fields["services"] }
+    set { fields["services"] = newValue }
+  }
+}
+
+/// `config.guest`: the VM size.
+public struct FlyGuest: Sendable, Hashable {
+  /// `shared` or `performance`.
+  public var cpuKind: String
+  public var cpus: Int
+  public var memoryMB: Int
+  public init(cpuKind: String = "shared", cpus: Int = 1, memoryMB: Int = 256) {
+    self.cpuKind = cpuKind
+    self.cpus = cpus
+    self.memoryMB = memoryMB
+  }
+}
+
+/// One entry of `config.mounts`.
+public struct FlyMount: Sendable, Hashable {
+  /// The volume id (`vol_…`).
+  public var volume: String
+  /// The absolute mount path in the machine.
+  public var path: String
+  public init(volume: String, path: String) {
+    self.volume = volume
+    self.path = path
+  }
+}
+
+/// A Fly Machine as the API returns it (`Machine` in the OpenAPI spec).
+public struct FlyMachine: Sendable, Hashable, Decodable {
+  public var id: String
+  public var name: String?
+  /// `created`, `starting`, `started`, `stopping`, `stopped`, `suspended`, `failed`, `destroying`,
+  /// `destroyed`, … (see <https://fly.io/docs/machines/machine-states/>).
+  public var state: String
+  public var region: String?
+  public var instanceID: String?
+  public var privateIP: String?
+  /// Absent in `summary` lists and when the host is unreachable.
+  public var config: FlyMachineConfig?
+  public var createdAt: String?
+  public var updatedAt: String?
+  public var hostStatus: String?
+  /// Set when the machine was created with a lease (`lease_ttl`).
+  public var nonce: String?
+
+  enum CodingKeys: String, CodingKey {
+    case id, name, state, region, config, nonce
+    case instanceID = "instance_id"
+    case privateIP = "private_ip"
+    case createdAt = "created_at"
+    case updatedAt = "updated_at"
+    case hostStatus = "host_status"
+  }
+
+  public init(id: String, name: String? = nil, state: String, region: String? = nil, config: FlyMachineConfig? = nil) {
+    self.id = id
+    self.name = name
+    self.state = state
+    self.region = region
+    self.config = config
+  }
+}
+
+/// A Fly Volume (`Volume` in the OpenAPI spec).
+public struct FlyVolume: Sendable, Hashable, Decodable {
+  public var id: String
+  public var name: String
+  /// `created` when usable; `scheduling_destroy`, `pending_destroy`, `destroying`, `destroyed`, …
+  /// while it goes away (Fly keeps those in lists for a while).
+  public var state: String
+  public var region: String
+  public var sizeGB: Int?
+  public var encrypted: Bool?
+  public var attachedMachineID: String?
+  public var createdAt: String?
+
+  enum CodingKeys: String, CodingKey {
+    case id, name, state, region, encrypted
+    case sizeGB = "size_gb"
+    case attachedMachineID = "attached_machine_id"
+    case createdAt = "created_at"
+  }
+
+  public init(
+    id: String, name: String, state: String, region: String, sizeGB: Int? = nil, encrypted: Bool? = nil,
+    attachedMachineID: String? = nil
+  ) {
+    self.id = id
+    self.name = name
+    self.state = state
+    self.region = region
+    self.sizeGB = sizeGB
+    self.encrypted = encrypted
+    self.attachedMachineID = attachedMachineID
+  }
+}
+
+/// The body of `POST /v1/apps/{app}/machines` (`CreateMachineRequest`).
+public struct CreateMachineRequest: Sendable, Hashable, Encodable {
+  public var name: String?
+  public var region: String?
+  public var config: FlyMachineConfig
+  /// Create without booting: the machine stays `created`.
+  public var skipLaunch: Bool?
+
+  enum CodingKeys: String, CodingKey {
+    case name, region, config
+    case skipLaunch = "skip_launch"
+  }
+
+  public init(name: String? = nil, region: String? = nil, config: FlyMachineConfig, skipLaunch: Bool? = nil) {
+    self.name = name
+    self.region = region
+    self.config = config
+    self.skipLaunch = skipLaunch
+  }
+}
+
+/// The body of `POST /v1/apps/{app}/volumes` (`CreateVolumeRequest`).
+public struct CreateVolumeRequest: Sendable, Hashable, Encodable {
+  public var name: String
+  public var region: String
+  public var sizeGB: Int
+  public var encrypted: Bool
+
+  enum CodingKeys: String, CodingKey {
+    case name, region, encrypted
+    case sizeGB = "size_gb"
+  }
+
+  public init(name: String, region: String, sizeGB: Int, encrypted: Bool = true) {
+    self.name = name
+    self.region = region
+    self.sizeGB = sizeGB
+    self.encrypted = encrypted
+  }
+}
+
+/// The optional body of `POST …/stop` (`StopRequest`).
+public struct StopMachineRequest: Sendable, Hashable, Encodable {
+  /// `SIGTERM`, `SIGINT`, …
+  public var signal: String?
+  /// A Go duration string, e.g. `10s`.
+  public var timeout: String?
+  public init(signal: String? = nil, timeout: String? = nil) {
+    self.signal = signal
+    self.timeout = timeout
+  }
+}
+
+/// The answer of `POST …/start`.
+public struct StartMachineResponse: Sendable, Hashable, Decodable {
+  public var previousState: String?
+  public var migrated: Bool?
+  enum CodingKeys: String, CodingKey {
+    case previousState = "previous_state"
+    case migrated
+  }
+}
+
+/// The answer of `GET …/wait`.
+public struct WaitMachineResponse: Sendable, Hashable, Decodable {
+  public var ok: Bool?
+  public var state: String?
+}
+
+/// A machine lease (`fly-machine-lease-nonce` guards mutations while it is held).
+public struct FlyLease: Sendable, Hashable, Decodable {
+  public var nonce: String
+  public var expiresAt: Int?
+  public var owner: String?
+  public var description: String?
+  public var version: String?
+  enum CodingKeys: String, CodingKey {
+    case nonce, owner, description, version
+    case expiresAt = "expires_at"
+  }
+}
+
+/// Filters of `GET /v1/apps/{app}/machines`.
+public struct ListMachinesQuery: Sendable, Hashable {
+  /// Also return destroyed machines.
+  public var includeDeleted: Bool = false
+  public var region: String?
+  /// Only these states (`created`, `started`, `stopped`, `suspended`).
+  public var states: [String] = []
+  /// `metadata.<key>=<value>` filters, ANDed.
+  public var metadata: [String: String] = [:]
+  /// Omit config (and so metadata) from each machine.
+  public var summary: Bool = false
+  public init(
+    includeDeleted: Bool = false, region: String? = nil, states: [String] = [], metadata: [String: String] = [:],
+    summary: Bool = false
+  ) {
+    self.includeDeleted = includeDeleted
+    self.region = region
+    self.states = states
+    self.metadata = metadata
+    self.summary = summary
+  }
+}

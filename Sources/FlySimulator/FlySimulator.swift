@@ -1,0 +1,543 @@
+public import Foundation
+import Synchronization
+
+/// One HTTP request as the simulator handles it, independent of any server framework.
+public struct SimulatorRequest: Sendable {
+  public var method: String
+  /// The path without the query.
+  public var path: String
+  /// Query items in order (a key may repeat).
+  public var query: [(String, String)]
+  /// Header names in lowercase.
+  public var headers: [String: String]
+  public var body: Data
+
+  public init(method: String, path: String, query: [(String, String)] = [], headers: [String: String] = [:], body: Data = Data()) {
+    self.method = method
+    self.path = path
+    self.query = query
+    self.headers = headers
+    self.body = body
+  }
+
+  /// Parses `path?query` as it arrives on the wire.
+  public init(method: String, target: String, headers: [String: String] = [:], body: Data = Data()) {
+    let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+    let query = parts.count > 1 ? parts[1].split(separator: "&").map { item -> (String, String) in
+      let pair = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+      func decode(_ s: Substring) -> String {
+        String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(s)
+      }
+      return (decode(pair[0]), pair.count > 1 ? decode(pair[1]) : "")
+    } : []
+    self.init(method: method, path: String(parts[0]), query: query, headers: headers, body: body)
+  }
+}
+
+/// One HTTP answer of the simulator.
+public struct SimulatorResponse: Sendable {
+  public var status: Int
+  public var headers: [(String, String)]
+  public var body: Data
+}
+
+/// One entry of the simulator's request log (`GET /_sim/requests`).
+public struct SimulatorLogEntry: Sendable, Codable {
+  public var seq: Int
+  public var time: Double
+  public var method: String
+  public var path: String
+  public var query: String
+  /// A path template, e.g. `POST /machines/{id}/start`.
+  public var endpoint: String
+  public var status: Int
+  public var requestID: String
+  /// Fields of the body that Fly's schema does not define (Fly ignores them; a test asserts there are none).
+  public var unknownFields: [String]
+  /// The fault injected, if any (`error`, `rate_limit`, `timeout`, `lost_response`, `empty_list`).
+  public var fault: String?
+
+  enum CodingKeys: String, CodingKey {
+    case seq, time, method, path, query, endpoint, status, fault
+    case requestID = "request_id", unknownFields = "unknown_fields"
+  }
+}
+
+/// The built-in Fly Machines API simulator: Fly's behaviour (states, timings, rate limits, leases,
+/// quirks) plus fault injection, drift injection and inspection over `/_sim/*`.
+///
+/// It is a value-level handler (``handle(_:)``) that any HTTP server can front; ``SimulatorServer``
+/// serves it over loopback.
+public final class FlySimulator: Sendable {
+  private struct State: Sendable {
+    var model: SimulatorModel
+    var faults: SimulatorFaults
+    var buckets: [String: (tokens: Double, at: Double)] = [:]
+    var log: [SimulatorLogEntry] = []
+    var logSeq = 0
+    var emptyMachineListPending = false
+    var emptyVolumeListPending = false
+  }
+
+  public let configuration: SimulatorConfiguration
+  public let clock: any SimulatorClock
+  private let state: Mutex<State>
+  private let validator: SpecValidator
+  /// The most log entries kept (oldest dropped first).
+  public let logCapacity: Int
+
+  public init(
+    configuration: SimulatorConfiguration, faults: SimulatorFaults = .init(),
+    clock: any SimulatorClock = WallSimulatorClock(), logCapacity: Int = 200_000
+  ) {
+    self.configuration = configuration
+    self.clock = clock
+    self.logCapacity = logCapacity
+    validator = SpecValidator.bundled
+    var initial = State(model: SimulatorModel(configuration: configuration), faults: faults)
+    initial.emptyMachineListPending = faults.emptyListOnce
+    initial.emptyVolumeListPending = faults.emptyListOnce
+    state = Mutex(initial)
+  }
+
+  /// Whether the shipped OpenAPI spec was found (create bodies are checked against it).
+  public var validatesAgainstSpec: Bool { validator.isLoaded }
+
+  /// The current faults.
+  public var faults: SimulatorFaults {
+    get { state.withLock { $0.faults } }
+  }
+
+  /// Replaces the faults (what `POST /_sim/faults` does).
+  public func setFaults(_ faults: SimulatorFaults) {
+    state.withLock {
+      $0.faults = faults
+      if faults.emptyListOnce {
+        $0.emptyMachineListPending = true
+        $0.emptyVolumeListPending = true
+      }
+    }
+  }
+
+  /// The request log from `since` (a `seq`) on.
+  public func requestLog(since: Int = 0) -> [SimulatorLogEntry] {
+    state.withLock { state in state.log.filter { $0.seq >= since } }
+  }
+
+  /// The whole state as JSON (what `GET /_sim/state` answers).
+  public func stateJSON() -> Data {
+    let now = clock.now()
+    return Data(state.withLock { $0.model.snapshot(now: now) }.utf8)
+  }
+
+  // MARK: Handling
+
+  public func handle(_ request: SimulatorRequest) async -> SimulatorResponse {
+    if request.path.hasPrefix("/_sim/") { return control(request) }
+    let latency = state.withLock { $0.faults.latencyMs }
+    if latency > 0 { try? await clock.sleep(seconds: Double(latency) / 1000) }
+    if request.method == "GET", request.path.hasSuffix("/wait") { return await wait(request) }
+    let now = clock.now()
+    return state.withLock { state in respond(request, now: now, state: &state) }
+  }
+
+  private func finish(
+    _ answer: SimAnswer, request: SimulatorRequest, endpoint: String, unknown: [String] = [], fault: String? = nil,
+    now: Double, state: inout State
+  ) -> SimulatorResponse {
+    let requestID = state.model.newRequestID()
+    state.logSeq += 1
+    state.log.append(
+      SimulatorLogEntry(
+        seq: state.logSeq, time: now, method: request.method, path: request.path,
+        query: request.query.map { "\($0.0)=\($0.1)" }.joined(separator: "&"), endpoint: endpoint,
+        status: answer.status, requestID: requestID, unknownFields: unknown, fault: fault))
+    if state.log.count > logCapacity { state.log.removeFirst(state.log.count - logCapacity) }
+    var headers = answer.headers
+    headers.append(("fly-request-id", requestID))
+    headers.append(("server", "Fly/sim"))
+    headers.append(("via", "1.1 fly.io"))
+    if !headers.contains(where: { $0.0 == "content-type" }) {
+      headers.append(("content-type", "application/json; charset=utf-8"))
+    }
+    return SimulatorResponse(status: answer.status, headers: headers, body: Data(answer.body.utf8))
+  }
+
+  /// Route: (method, path pieces after `/v1/apps/{app}`) → endpoint template.
+  private static func endpoint(method: String, rest: [Substring]) -> String? {
+    switch (method, rest.count) {
+    case ("GET", 1) where rest[0] == "machines": "GET /machines"
+    case ("POST", 1) where rest[0] == "machines": "POST /machines"
+    case ("GET", 2) where rest[0] == "machines": "GET /machines/{id}"
+    case ("DELETE", 2) where rest[0] == "machines": "DELETE /machines/{id}"
+    case ("POST", 3) where rest[0] == "machines" && rest[2] == "start": "POST /machines/{id}/start"
+    case ("POST", 3) where rest[0] == "machines" && rest[2] == "stop": "POST /machines/{id}/stop"
+    case ("GET", 3) where rest[0] == "machines" && rest[2] == "wait": "GET /machines/{id}/wait"
+    case ("POST", 3) where rest[0] == "machines" && rest[2] == "lease": "POST /machines/{id}/lease"
+    case ("DELETE", 3) where rest[0] == "machines" && rest[2] == "lease": "DELETE /machines/{id}/lease"
+    case ("GET", 1) where rest[0] == "volumes": "GET /volumes"
+    case ("POST", 1) where rest[0] == "volumes": "POST /volumes"
+    case ("GET", 2) where rest[0] == "volumes": "GET /volumes/{id}"
+    case ("DELETE", 2) where rest[0] == "volumes": "DELETE /volumes/{id}"
+    default: nil
+    }
+  }
+
+  private func authorized(_ request: SimulatorRequest) -> Bool {
+    guard let header = request.headers["authorization"] else { return false }
+    return header == "Bearer \(configuration.token)" || header == "FlyV1 \(configuration.token)"
+  }
+
+  /// Token buckets per (action, machine or app), as Fly documents its limits.
+  private func takeToken(endpoint: String, key: String, now: Double, state: inout State) -> Bool {
+    guard configuration.rateLimitsEnabled else { return true }
+    let (rate, burst): (Double, Double) =
+      switch endpoint {
+      case "GET /machines", "GET /volumes": (configuration.listRate, configuration.listBurst)
+      case "GET /machines/{id}", "GET /volumes/{id}", "GET /machines/{id}/wait": (configuration.getRate, configuration.getBurst)
+      default: (configuration.mutationRate, configuration.mutationBurst)
+      }
+    let bucketKey = "\(endpoint)|\(key)"
+    var bucket = state.buckets[bucketKey] ?? (burst, now)
+    bucket.tokens = min(burst, bucket.tokens + (now - bucket.at) * rate)
+    bucket.at = now
+    guard bucket.tokens >= 1 else {
+      state.buckets[bucketKey] = bucket
+      return false
+    }
+    bucket.tokens -= 1
+    state.buckets[bucketKey] = bucket
+    return true
+  }
+
+  private func respond(_ request: SimulatorRequest, now: Double, state: inout State) -> SimulatorResponse {
+    let pieces = request.path.split(separator: "/")
+    guard pieces.count >= 4, pieces[0] == "v1", pieces[1] == "apps",
+      let endpoint = Self.endpoint(method: request.method, rest: Array(pieces.dropFirst(3)))
+    else {
+      return finish(.error(404, "not found"), request: request, endpoint: "unknown", now: now, state: &state)
+    }
+    guard authorized(request) else {
+      return finish(
+        .error(401, "Authenticate: token validation error"), request: request, endpoint: endpoint, now: now,
+        state: &state)
+    }
+    guard pieces[2] == configuration.appName else {
+      return finish(.error(404, "app not found"), request: request, endpoint: endpoint, now: now, state: &state)
+    }
+    let id = pieces.count >= 5 ? String(pieces[4]) : nil
+    let isMutation = request.method != "GET"
+
+    // Rate limits first: Fly's limiter answers before anything else is looked at.
+    if !takeToken(endpoint: endpoint, key: id ?? configuration.appName, now: now, state: &state) {
+      var answer = SimAnswer.error(429, "rate limit exceeded")
+      if configuration.rateLimitRetryAfter { answer.headers.append(("Retry-After", "1")) }
+      return finish(answer, request: request, endpoint: endpoint, fault: "bucket", now: now, state: &state)
+    }
+    // Injected faults.
+    let faults = state.faults
+    let faultable = isMutation || !faults.mutationsOnly
+    if faultable {
+      if faults.rateLimitRate > 0, state.model.draw() < faults.rateLimitRate {
+        var answer = SimAnswer.error(429, "rate limit exceeded")
+        if let seconds = faults.retryAfterSeconds { answer.headers.append(("Retry-After", String(seconds))) }
+        return finish(answer, request: request, endpoint: endpoint, fault: "rate_limit", now: now, state: &state)
+      }
+      if faults.errorRate > 0, state.model.draw() < faults.errorRate {
+        return finish(
+          .error(faults.errorStatus, "internal: injected error"), request: request, endpoint: endpoint,
+          fault: "error", now: now, state: &state)
+      }
+      if faults.timeoutRate > 0, state.model.draw() < faults.timeoutRate {
+        return finish(
+          .error(408, "deadline_exceeded: request timed out"), request: request, endpoint: endpoint, fault: "timeout",
+          now: now, state: &state)
+      }
+    }
+    var unknown: [String] = []
+    var answer = route(endpoint: endpoint, id: id, request: request, now: now, state: &state, unknown: &unknown)
+    var fault: String?
+    if isMutation, faultable, answer.status < 300, faults.lostResponseRate > 0,
+      state.model.draw() < faults.lostResponseRate
+    {
+      answer = SimAnswer(
+        status: 502, body: "<html><head><title>502 Bad Gateway</title></head><body>502 Bad Gateway</body></html>",
+        headers: [("content-type", "text/html")])
+      fault = "lost_response"
+    }
+    if answer.headers.contains(where: { $0.0 == "x-sim-fault" }) {
+      answer.headers.removeAll { $0.0 == "x-sim-fault" }
+      fault = "empty_list"
+    }
+    return finish(answer, request: request, endpoint: endpoint, unknown: unknown, fault: fault, now: now, state: &state)
+  }
+
+  private func queryValue(_ request: SimulatorRequest, _ name: String) -> String? {
+    request.query.first { $0.0 == name }?.1
+  }
+
+  private func route(
+    endpoint: String, id: String?, request: SimulatorRequest, now: Double, state: inout State, unknown: inout [String]
+  ) -> SimAnswer {
+    let nonce = request.headers["fly-machine-lease-nonce"]
+    switch endpoint {
+    case "GET /machines", "GET /volumes":
+      var limit: Int?
+      if let text = queryValue(request, "limit") {
+        guard let value = Int(text), value >= 1, value <= configuration.maxPageSize else {
+          return .error(400, "invalid limit: \(text)")
+        }
+        limit = value
+      }
+      let cursor = queryValue(request, "cursor")
+      if let cursor, !cursor.hasPrefix("c_") || Int(cursor.dropFirst(2)) == nil {
+        return .error(400, "invalid cursor")
+      }
+      let shortPage = limit != nil && state.faults.shortPageRate > 0 && state.model.draw() < state.faults.shortPageRate
+      let isMachines = endpoint == "GET /machines"
+      if isMachines ? state.emptyMachineListPending : state.emptyVolumeListPending {
+        if isMachines { state.emptyMachineListPending = false } else { state.emptyVolumeListPending = false }
+        if !state.emptyMachineListPending && !state.emptyVolumeListPending { state.faults.emptyListOnce = false }
+        return SimAnswer(status: 200, body: "[]", headers: [("x-sim-fault", "empty_list")])
+      }
+      let page: SimulatorModel.Page
+      if isMachines {
+        var metadata: [String: String] = [:]
+        for (key, value) in request.query where key.hasPrefix("metadata.") {
+          metadata[String(key.dropFirst("metadata.".count))] = value
+        }
+        let states = Set((queryValue(request, "state") ?? "").split(separator: ",").map(String.init))
+        page = state.model.listMachines(
+          now: now, includeDeleted: queryValue(request, "include_deleted") == "true", region: queryValue(request, "region"),
+          states: states, metadata: metadata, summary: queryValue(request, "summary") == "true", limit: limit,
+          cursor: cursor, shortPage: shortPage)
+      } else {
+        page = state.model.listVolumes(now: now, limit: limit, cursor: cursor, shortPage: shortPage)
+      }
+      var answer = SimAnswer.json("[" + page.items.joined(separator: ",") + "]")
+      if let next = page.next { answer.headers.append(("fly-next-cursor", next)) }
+      return answer
+
+    case "GET /machines/{id}":
+      guard let machine = state.model.visibleMachine(id!, now: now) else { return .error(404, "machine not found") }
+      return .json(state.model.render(machine: machine))
+
+    case "POST /machines":
+      guard let body = SimJSON.parse(request.body), body.object != nil else {
+        return .error(400, "invalid character in request body: not a JSON object")
+      }
+      let outcome = validator.validate(body, against: "CreateMachineRequest")
+      unknown = outcome.unknownFields
+      if let error = outcome.error { return .error(400, error) }
+      let object = body.object!
+      let config = object["config"]?.object ?? [:]
+      let region = object["region"]?.string ?? "ord"
+      if state.faults.capacityExhaustedRegions.contains(region) {
+        return .error(412, "insufficient capacity in region \(region)", flyStatus: "insufficient_capacity")
+      }
+      if let image = config["image"]?.string, state.faults.badImages.contains(image) {
+        return .error(400, "invalid_argument: failed to resolve image \(image): manifest unknown")
+      }
+      return state.model.createMachine(
+        .init(name: object["name"]?.string, region: object["region"]?.string, config: config,
+          skipLaunch: object["skip_launch"]?.bool ?? false), now: now)
+
+    case "POST /machines/{id}/start":
+      if let conflict = state.model.leaseBlocks(id!, nonce: nonce, now: now) { return conflict }
+      return state.model.startMachine(id!, now: now)
+
+    case "POST /machines/{id}/stop":
+      if !request.body.isEmpty {
+        guard let body = SimJSON.parse(request.body) else { return .error(400, "invalid stop body") }
+        let outcome = validator.validate(body, against: "StopRequest")
+        unknown = outcome.unknownFields
+        if let error = outcome.error { return .error(400, error) }
+      }
+      if let conflict = state.model.leaseBlocks(id!, nonce: nonce, now: now) { return conflict }
+      return state.model.stopMachine(id!, now: now)
+
+    case "DELETE /machines/{id}":
+      if let conflict = state.model.leaseBlocks(id!, nonce: nonce, now: now) { return conflict }
+      let force = queryValue(request, "force") == "true" || queryValue(request, "kill") == "true"
+      return state.model.destroyMachine(id!, force: force, now: now)
+
+    case "POST /machines/{id}/lease":
+      let body = SimJSON.parse(request.body)
+      if let body {
+        let outcome = validator.validate(body, against: "CreateLeaseRequest")
+        unknown = outcome.unknownFields
+        if let error = outcome.error { return .error(400, error) }
+      }
+      let ttl = Int(body?.object?["ttl"]?.int ?? Int64(queryValue(request, "ttl") ?? "") ?? 30)
+      return state.model.acquireLease(
+        id!, ttl: ttl, description: body?.object?["description"]?.string ?? "", nonce: nonce, now: now)
+
+    case "DELETE /machines/{id}/lease":
+      return state.model.releaseLease(id!, nonce: nonce, now: now)
+
+    case "POST /volumes":
+      guard let body = SimJSON.parse(request.body), let object = body.object else {
+        return .error(400, "invalid character in request body: not a JSON object")
+      }
+      let outcome = validator.validate(body, against: "CreateVolumeRequest")
+      unknown = outcome.unknownFields
+      if let error = outcome.error { return .error(400, error) }
+      let region = object["region"]?.string ?? "ord"
+      if state.faults.capacityExhaustedRegions.contains(region) {
+        return .error(412, "no capacity for volumes in region \(region)", flyStatus: "volume_placement_capacity")
+      }
+      return state.model.createVolume(
+        name: object["name"]?.string ?? "", region: region, sizeGB: Int(object["size_gb"]?.int ?? 3),
+        encrypted: object["encrypted"]?.bool ?? true, now: now)
+
+    case "GET /volumes/{id}":
+      guard let volume = state.model.visibleVolume(id!, now: now) else { return .error(404, "volume not found") }
+      return .json(state.model.render(volume: volume))
+
+    case "DELETE /volumes/{id}":
+      return state.model.deleteVolume(id!, now: now)
+
+    default:
+      return .error(404, "not found")
+    }
+  }
+
+  /// `GET …/wait`: blocks on the simulator's clock until the state is reached (200) or the timeout
+  /// passes (408), as Fly does.
+  private func wait(_ request: SimulatorRequest) async -> SimulatorResponse {
+    let now = clock.now()
+    let wanted = Set((request.query.first { $0.0 == "state" }?.1 ?? "started").split(separator: ",").map(String.init))
+    let timeoutText = request.query.first { $0.0 == "timeout" }?.1 ?? "60"
+    let pieces = request.path.split(separator: "/")
+    let early: SimulatorResponse? = state.withLock { state in
+      let preflight = respondPreflight(request, endpoint: "GET /machines/{id}/wait", now: now, state: &state)
+      if let preflight { return preflight }
+      guard let timeout = Double(timeoutText.replacingOccurrences(of: "s", with: "")), timeout >= 1, timeout <= 60 else {
+        return finish(
+          .error(400, "invalid timeout: \(timeoutText) (1 to 60 seconds)"), request: request,
+          endpoint: "GET /machines/{id}/wait", now: now, state: &state)
+      }
+      let valid: Set = ["started", "stopped", "suspended", "destroyed", "failed", "settled"]
+      guard wanted.isSubset(of: valid) else {
+        return finish(
+          .error(400, "invalid state: \(wanted.sorted().joined(separator: ","))"), request: request,
+          endpoint: "GET /machines/{id}/wait", now: now, state: &state)
+      }
+      return nil
+    }
+    if let early { return early }
+    let timeout = Double(timeoutText.replacingOccurrences(of: "s", with: "")) ?? 60
+    let id = String(pieces[4])
+    let deadline = now + timeout
+    while true {
+      let current = clock.now()
+      let step: (SimulatorResponse?, Double) = state.withLock { state in
+        state.model.advance(machine: id, now: current)
+        guard let machine = state.model.machines[id] else {
+          return (
+            finish(.error(404, "machine not found"), request: request, endpoint: "GET /machines/{id}/wait", now: current, state: &state),
+            0
+          )
+        }
+        let settled: Set = ["started", "stopped", "suspended", "failed", "destroyed", "created"]
+        if wanted.contains(machine.state) || (wanted.contains("settled") && settled.contains(machine.state)) {
+          return (
+            finish(
+              .json(#"{"ok":true,"state":"\#(machine.state)","version":"\#(machine.instanceID)"}"#), request: request,
+              endpoint: "GET /machines/{id}/wait", now: current, state: &state),
+            0
+          )
+        }
+        if current >= deadline {
+          return (
+            finish(
+              .error(
+                408, "deadline_exceeded: machine failed to reach desired state, \(wanted.sorted().joined(separator: ",")), currently \(machine.state)"),
+              request: request, endpoint: "GET /machines/{id}/wait", now: current, state: &state),
+            0
+          )
+        }
+        let nextAt = machine.next?.at ?? deadline
+        return (nil, max(0.001, min(nextAt, deadline) - current))
+      }
+      if let response = step.0 { return response }
+      do { try await clock.sleep(seconds: min(step.1, 0.25)) } catch { return SimulatorResponse(status: 499, headers: [], body: Data()) }
+    }
+  }
+
+  /// Auth, app and rate limit checks for handlers that answer outside ``respond(_:now:state:)``.
+  private func respondPreflight(
+    _ request: SimulatorRequest, endpoint: String, now: Double, state: inout State
+  ) -> SimulatorResponse? {
+    let pieces = request.path.split(separator: "/")
+    guard authorized(request) else {
+      return finish(.error(401, "Authenticate: token validation error"), request: request, endpoint: endpoint, now: now, state: &state)
+    }
+    guard pieces.count >= 5, pieces[2] == configuration.appName else {
+      return finish(.error(404, "app not found"), request: request, endpoint: endpoint, now: now, state: &state)
+    }
+    if !takeToken(endpoint: endpoint, key: String(pieces[4]), now: now, state: &state) {
+      return finish(.error(429, "rate limit exceeded"), request: request, endpoint: endpoint, fault: "bucket", now: now, state: &state)
+    }
+    return nil
+  }
+
+  // MARK: Control
+
+  private func control(_ request: SimulatorRequest) -> SimulatorResponse {
+    func answer(_ status: Int, _ body: Data) -> SimulatorResponse {
+      SimulatorResponse(status: status, headers: [("content-type", "application/json")], body: body)
+    }
+    func text(_ status: Int, _ body: String) -> SimulatorResponse { answer(status, Data(body.utf8)) }
+    let now = clock.now()
+    switch (request.method, request.path) {
+    case ("GET", "/_sim/state"):
+      return answer(200, stateJSON())
+    case ("GET", "/_sim/requests"):
+      let since = Int(request.query.first { $0.0 == "since" }?.1 ?? "0") ?? 0
+      let data = (try? JSONEncoder().encode(requestLog(since: since))) ?? Data("[]".utf8)
+      return answer(200, data)
+    case ("GET", "/_sim/faults"):
+      return answer(200, (try? JSONEncoder().encode(faults)) ?? Data())
+    case ("POST", "/_sim/faults"), ("PUT", "/_sim/faults"):
+      do {
+        let faults = try JSONDecoder().decode(SimulatorFaults.self, from: request.body.isEmpty ? Data("{}".utf8) : request.body)
+        setFaults(faults)
+        return answer(200, (try? JSONEncoder().encode(faults)) ?? Data())
+      } catch {
+        return text(400, #"{"error":"invalid faults body: \#(String(describing: error).prefix(120))"}"#)
+      }
+    case ("POST", "/_sim/drift"):
+      guard let body = SimJSON.parse(request.body)?.object, let op = body["op"]?.string else {
+        return text(400, #"{"error":"body must be {\"op\": …}"}"#)
+      }
+      let machineID = body["machine_id"]?.string ?? ""
+      let volumeID = body["volume_id"]?.string ?? ""
+      return state.withLock { state -> SimulatorResponse in
+        switch op {
+        case "stop_machine":
+          return state.model.driftStop(machineID, now: now) ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found"}"#)
+        case "fail_machine":
+          return state.model.driftFail(machineID, now: now) ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found"}"#)
+        case "destroy_machine":
+          return state.model.driftDestroy(machineID, now: now) ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found"}"#)
+        case "detach_volume":
+          return state.model.driftDetach(volumeID) ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"volume not found"}"#)
+        case "delete_volume":
+          return state.model.driftDeleteVolume(volumeID, now: now) ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"volume not found"}"#)
+        case "create_foreign_machine":
+          let region = body["region"]?.string ?? "ord"
+          var config: [String: SimJSON] = ["image": .string(body["image"]?.string ?? "nginx:latest")]
+          if let metadata = body["metadata"] { config["metadata"] = metadata }
+          let created = state.model.createMachine(
+            .init(name: body["name"]?.string, region: region, config: config, skipLaunch: false), now: now, foreign: true)
+          return text(created.status, created.body)
+        default:
+          return text(400, #"{"error":"unknown op \#(op)"}"#)
+        }
+      }
+    default:
+      return text(404, #"{"error":"no such control endpoint"}"#)
+    }
+  }
+}

@@ -1,0 +1,549 @@
+import Foundation
+
+/// A deterministic random source (SplitMix64) so that a seeded simulator run repeats exactly.
+struct SeededRandom: RandomNumberGenerator, Sendable {
+  private var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+}
+
+/// One answer of the model.
+struct SimAnswer: Sendable {
+  var status: Int
+  var body: String
+  var headers: [(String, String)] = []
+
+  static func json(_ body: String, status: Int = 200) -> SimAnswer { SimAnswer(status: status, body: body) }
+  static func error(_ status: Int, _ text: String, flyStatus: String? = nil) -> SimAnswer {
+    var writer = JSONWriter()
+    writer.add("error", text)
+    if let flyStatus { writer.add("status", flyStatus) }
+    return SimAnswer(status: status, body: writer.finished())
+  }
+  static let ok = SimAnswer(status: 200, body: #"{"ok":true}"#)
+}
+
+struct SimLease: Sendable {
+  var nonce: String
+  var owner: String
+  var description: String
+  var expiresAt: Double
+}
+
+struct SimMachine: Sendable {
+  var seq: Int
+  var id: String
+  var name: String
+  var region: String
+  var state: String
+  /// The config as sent, rendered once (the simulator keeps it verbatim, as Fly does).
+  var configText: String
+  var metadata: [String: String]
+  var image: String
+  var volumeID: String?
+  var instanceID: String
+  var privateIP: String
+  var createdAt: Double
+  var updatedAt: Double
+  /// Replica lag: when the machine shows up in lists.
+  var visibleAt: Double
+  /// The next timed transition.
+  var next: (state: String, at: Double)?
+  /// When `created` stops refusing starts (the image pull).
+  var settledAt: Double
+  var stoppedAt: Double?
+  var destroyedAt: Double?
+  var lease: SimLease?
+  var foreign: Bool = false
+}
+
+struct SimVolume: Sendable {
+  var seq: Int
+  var id: String
+  var name: String
+  var region: String
+  var zone: String
+  var sizeGB: Int
+  var encrypted: Bool
+  var state: String
+  var attachedMachineID: String?
+  var createdAt: Double
+  var visibleAt: Double
+  var deletedAt: Double?
+}
+
+/// Fly's machines and volumes as a state machine over explicit time. Every method takes `now`, so
+/// the model is tested with any clock and never sleeps. Timed transitions are applied lazily, when a
+/// machine or volume is next looked at.
+struct SimulatorModel: Sendable {
+  var configuration: SimulatorConfiguration
+  var random: SeededRandom
+  private(set) var machines: [String: SimMachine] = [:]
+  private(set) var volumes: [String: SimVolume] = [:]
+  /// Ids in creation order (pagination walks these).
+  private var machineOrder: [String] = []
+  private var volumeOrder: [String] = []
+  private var seq = 0
+
+  init(configuration: SimulatorConfiguration) {
+    self.configuration = configuration
+    random = SeededRandom(seed: configuration.seed)
+  }
+
+  // MARK: Ids
+
+  private mutating func randomString(_ count: Int, alphabet: String) -> String {
+    let chars = Array(alphabet)
+    return String((0..<count).map { _ in chars[Int(random.next() % UInt64(chars.count))] })
+  }
+  mutating func newMachineID() -> String { randomString(14, alphabet: "0123456789abcdef") }
+  mutating func newVolumeID() -> String { "vol_" + randomString(16, alphabet: "abcdefghijklmnopqrstuvwxyz0123456789") }
+  mutating func newULID() -> String { randomString(26, alphabet: "0123456789ABCDEFGHJKMNPQRSTVWXYZ") }
+  mutating func newRequestID() -> String { randomString(26, alphabet: "0123456789ABCDEFGHJKMNPQRSTVWXYZ") }
+  mutating func draw() -> Double { Double(random.next() >> 11) / Double(1 << 53) }
+
+  // MARK: Time
+
+  /// Applies every transition of one machine that is due by `now`.
+  mutating func advance(machine id: String, now: Double) {
+    guard var machine = machines[id] else { return }
+    var changed = false
+    while let next = machine.next, next.at <= now {
+      changed = true
+      machine.state = next.state
+      machine.updatedAt = next.at
+      machine.next = nil
+      switch next.state {
+      case "starting": machine.next = ("started", next.at + configuration.startDuration)
+      case "stopped": machine.stoppedAt = next.at
+      case "destroyed": machine.destroyedAt = next.at
+      default: break
+      }
+    }
+    if changed { machines[id] = machine }
+    if let destroyedAt = machine.destroyedAt, now >= destroyedAt + configuration.destroyedLinger {
+      // Gone from every view but include_deleted; kept so include_deleted still shows it.
+      _ = destroyedAt
+    }
+  }
+
+  /// Applies a volume's due changes: detachment after its machine was destroyed, deletion steps.
+  mutating func advance(volume id: String, now: Double) {
+    guard var volume = volumes[id] else { return }
+    var changed = false
+    if let machineID = volume.attachedMachineID {
+      advance(machine: machineID, now: now)
+      if let machine = machines[machineID], let destroyedAt = machine.destroyedAt,
+        now >= destroyedAt + configuration.volumeDetachDelay
+      {
+        volume.attachedMachineID = nil
+        changed = true
+      } else if machines[machineID] == nil {
+        volume.attachedMachineID = nil
+        changed = true
+      }
+    }
+    if let deletedAt = volume.deletedAt, volume.state == "pending_destroy", now >= deletedAt + 1 {
+      volume.state = "destroyed"
+      changed = true
+    }
+    if changed { volumes[id] = volume }
+  }
+
+  private func machineVisible(_ machine: SimMachine, now: Double, includeDeleted: Bool) -> Bool {
+    if machine.visibleAt > now { return false }
+    if let destroyedAt = machine.destroyedAt, !includeDeleted, now >= destroyedAt + configuration.destroyedLinger {
+      return false
+    }
+    return true
+  }
+
+  private func volumeVisible(_ volume: SimVolume, now: Double) -> Bool {
+    if volume.visibleAt > now { return false }
+    if let deletedAt = volume.deletedAt, now >= deletedAt + configuration.deletedVolumeLinger { return false }
+    return true
+  }
+
+  // MARK: Rendering
+
+  func render(machine: SimMachine, summary: Bool = false) -> String {
+    var writer = JSONWriter()
+    writer.add("id", machine.id)
+    writer.add("name", machine.name)
+    writer.add("state", machine.state)
+    writer.add("region", machine.region)
+    writer.add("instance_id", machine.instanceID)
+    writer.add("version", machine.instanceID)
+    writer.add("private_ip", machine.privateIP)
+    if !summary {
+      writer.add("config", raw: machine.configText)
+      var ref = JSONWriter()
+      let parts = machine.image.split(separator: ":", maxSplits: 1)
+      ref.add("registry", "registry-1.docker.io")
+      ref.add("repository", parts.first.map(String.init) ?? machine.image)
+      ref.add("tag", parts.count > 1 ? String(parts[1]) : "latest")
+      ref.add("digest", "sha256:" + String(repeating: "0", count: 64))
+      writer.add("image_ref", raw: ref.finished())
+      writer.add("events", raw: "[]")
+      writer.add("checks", raw: "[]")
+      writer.add("host_status", "ok")
+    }
+    writer.add("cordoned", false)
+    writer.add("created_at", isoTimestamp(machine.createdAt))
+    writer.add("updated_at", isoTimestamp(machine.updatedAt))
+    return writer.finished()
+  }
+
+  func render(volume: SimVolume) -> String {
+    var writer = JSONWriter()
+    writer.add("id", volume.id)
+    writer.add("name", volume.name)
+    writer.add("state", volume.state)
+    writer.add("size_gb", volume.sizeGB)
+    writer.add("region", volume.region)
+    writer.add("zone", volume.zone)
+    writer.add("encrypted", volume.encrypted)
+    writer.add("attached_machine_id", volume.attachedMachineID)
+    writer.add("attached_alloc_id", nil)
+    writer.add("created_at", isoTimestamp(volume.createdAt))
+    writer.add("fstype", "ext4")
+    writer.add("snapshot_retention", 5)
+    writer.add("auto_backup_enabled", true)
+    writer.add("host_status", "ok")
+    return writer.finished()
+  }
+
+  // MARK: Lists
+
+  struct Page {
+    var items: [String]
+    var next: String?
+  }
+
+  /// The `limit` + cursor protocol shared by both lists: the cursor is the last sequence number
+  /// returned, so deletions between pages do not skip items.
+  private func page<T>(
+    order: [String], store: [String: T], seq: (T) -> Int, include: (T) -> Bool, render: (T) -> String,
+    limit: Int?, cursor: String?, shortPage: Bool
+  ) -> Page {
+    let after = cursor.flatMap { Int($0.dropFirst(2)) } ?? -1
+    var start = 0
+    var low = 0
+    var high = order.count
+    while low < high {
+      let mid = (low + high) / 2
+      if let item = store[order[mid]], seq(item) <= after { low = mid + 1 } else { high = mid }
+    }
+    start = low
+    var items: [String] = []
+    var lastSeq = after
+    var index = start
+    let wanted = limit.map { shortPage ? $0 / 2 : $0 } ?? Int.max
+    while index < order.count && items.count < wanted {
+      if let item = store[order[index]] {
+        lastSeq = seq(item)
+        if include(item) { items.append(render(item)) }
+      }
+      index += 1
+    }
+    let more = limit != nil && index < order.count
+    return Page(items: items, next: more ? "c_\(lastSeq)" : nil)
+  }
+
+  mutating func listMachines(
+    now: Double, includeDeleted: Bool, region: String?, states: Set<String>, metadata: [String: String],
+    summary: Bool, limit: Int?, cursor: String?, shortPage: Bool
+  ) -> Page {
+    for id in machineOrder { advance(machine: id, now: now) }
+    return page(
+      order: machineOrder, store: machines, seq: \.seq,
+      include: { machine in
+        self.machineVisible(machine, now: now, includeDeleted: includeDeleted)
+          && (region == nil || machine.region == region)
+          && (states.isEmpty || states.contains(machine.state))
+          && metadata.allSatisfy { machine.metadata[$0.key] == $0.value }
+      },
+      render: { self.render(machine: $0, summary: summary) }, limit: limit, cursor: cursor, shortPage: shortPage)
+  }
+
+  mutating func listVolumes(now: Double, limit: Int?, cursor: String?, shortPage: Bool) -> Page {
+    for id in volumeOrder { advance(volume: id, now: now) }
+    return page(
+      order: volumeOrder, store: volumes, seq: \.seq, include: { self.volumeVisible($0, now: now) },
+      render: { self.render(volume: $0) }, limit: limit, cursor: cursor, shortPage: shortPage)
+  }
+
+  // MARK: Machines
+
+  /// A machine as GET sees it (destroyed machines answer for a while, then 404).
+  mutating func visibleMachine(_ id: String, now: Double) -> SimMachine? {
+    advance(machine: id, now: now)
+    guard let machine = machines[id] else { return nil }
+    if let destroyedAt = machine.destroyedAt, now >= destroyedAt + configuration.destroyedLinger { return nil }
+    return machine
+  }
+
+  struct CreateMachine {
+    var name: String?
+    var region: String?
+    var config: [String: SimJSON]
+    var skipLaunch: Bool
+  }
+
+  mutating func createMachine(_ request: CreateMachine, now: Double, foreign: Bool = false) -> SimAnswer {
+    let region = request.region ?? "ord"
+    guard configuration.regions.contains(region) else { return .error(400, "invalid region: \(region)") }
+    guard let image = request.config["image"]?.string, !image.isEmpty else {
+      return .error(400, "invalid_argument: image is required")
+    }
+    let metadata = request.config["metadata"]?.object?.compactMapValues(\.string) ?? [:]
+    if let guest = request.config["guest"]?.object, let memory = guest["memory_mb"]?.int {
+      let cpus = guest["cpus"]?.int ?? 1
+      if memory < 256 || memory % 256 != 0 || memory > cpus * 2048 * (guest["cpu_kind"]?.string == "performance" ? 4 : 1)
+      {
+        return .error(400, "invalid_argument: invalid memory size \(memory)MB for \(cpus) cpus")
+      }
+    }
+    var volumeID: String?
+    let mounts = request.config["mounts"]?.array ?? []
+    if mounts.count > 1 { return .error(400, "invalid_argument: a machine can mount at most one volume") }
+    if let mount = mounts.first?.object, let id = mount["volume"]?.string {
+      advance(volume: id, now: now)
+      guard let volume = volumes[id], volume.deletedAt == nil else {
+        return .error(404, "volume not found")
+      }
+      if volume.region != region {
+        return .error(
+          412, "failed_precondition: volume \(id) is in region \(volume.region), machine requested \(region)")
+      }
+      if volume.attachedMachineID != nil { return .error(412, "failed_precondition: volume already claimed by machine") }
+      volumeID = id
+    }
+    let name = request.name ?? "machine-\(seq + 1)"
+    if configuration.enforceMachineNames,
+      machines.values.contains(where: { $0.name == name && $0.destroyedAt == nil && $0.state != "destroying" })
+    {
+      return .error(409, "aborted: machine name \(name) is already taken", flyStatus: "name_taken")
+    }
+    seq += 1
+    let id = newMachineID()
+    let settle = configuration.createSettle
+    var machine = SimMachine(
+      seq: seq, id: id, name: name, region: region, state: "created",
+      configText: SimJSON.object(request.config).text, metadata: metadata, image: image, volumeID: volumeID,
+      instanceID: newULID(), privateIP: "fdaa:0:1:a7b:\(seq % 65536):\(Int(random.next() % 65536)):1:2",
+      createdAt: now, updatedAt: now, visibleAt: now + configuration.listLag, next: nil, settledAt: now + settle)
+    machine.foreign = foreign
+    if !request.skipLaunch { machine.next = ("starting", now + settle) }
+    machines[id] = machine
+    machineOrder.append(id)
+    if let volumeID { volumes[volumeID]?.attachedMachineID = id }
+    advance(machine: id, now: now)
+    return .json(render(machine: machines[id]!))
+  }
+
+  mutating func startMachine(_ id: String, now: Double) -> SimAnswer {
+    guard var machine = visibleMachine(id, now: now) else { return .error(404, "machine not found") }
+    switch machine.state {
+    case "created" where now < machine.settledAt, "stopping", "replacing", "starting", "destroying", "destroyed",
+      "started":
+      return .error(412, "failed_precondition: unable to start machine from current state: '\(machine.state)'")
+    case "stopped" where now < (machine.stoppedAt ?? 0) + configuration.stillActiveAfterStop:
+      return .error(412, "failed_precondition: machine still active, refusing to start")
+    default:
+      let previous = machine.state
+      machine.state = "starting"
+      machine.updatedAt = now
+      machine.next = ("started", now + configuration.startDuration)
+      machines[id] = machine
+      advance(machine: id, now: now)
+      return .json(#"{"previous_state":"\#(previous)","migrated":false,"new_host":""}"#)
+    }
+  }
+
+  mutating func stopMachine(_ id: String, now: Double) -> SimAnswer {
+    guard var machine = visibleMachine(id, now: now) else { return .error(404, "machine not found") }
+    switch machine.state {
+    case "started", "suspended", "starting":
+      machine.state = "stopping"
+      machine.updatedAt = now
+      machine.next = ("stopped", now + configuration.stopDuration)
+      machines[id] = machine
+      advance(machine: id, now: now)
+      return .ok
+    default:
+      return .error(412, "failed_precondition: unable to stop machine from current state: '\(machine.state)'")
+    }
+  }
+
+  mutating func destroyMachine(_ id: String, force: Bool, now: Double) -> SimAnswer {
+    guard var machine = visibleMachine(id, now: now), machine.destroyedAt == nil, machine.state != "destroying"
+    else { return .error(404, "machine not found") }
+    let quiet: Set = ["stopped", "suspended", "failed", "created"]
+    if !force && !quiet.contains(machine.state) {
+      return .error(412, "failed_precondition: unable to destroy machine, not currently stopped, suspended, failed or created")
+    }
+    machine.state = "destroying"
+    machine.updatedAt = now
+    machine.next = ("destroyed", now + configuration.destroyDuration)
+    machine.lease = nil
+    machines[id] = machine
+    advance(machine: id, now: now)
+    return .ok
+  }
+
+  /// The drift operations of the control endpoint: things that happen behind the controller's back.
+  mutating func driftStop(_ id: String, now: Double) -> Bool {
+    guard var machine = visibleMachine(id, now: now), machine.destroyedAt == nil else { return false }
+    machine.state = "stopped"
+    machine.stoppedAt = now - configuration.stillActiveAfterStop
+    machine.next = nil
+    machine.updatedAt = now
+    machines[id] = machine
+    return true
+  }
+
+  mutating func driftFail(_ id: String, now: Double) -> Bool {
+    guard var machine = visibleMachine(id, now: now), machine.destroyedAt == nil else { return false }
+    machine.state = "failed"
+    machine.next = nil
+    machine.updatedAt = now
+    machines[id] = machine
+    return true
+  }
+
+  mutating func driftDestroy(_ id: String, now: Double) -> Bool {
+    guard var machine = visibleMachine(id, now: now), machine.destroyedAt == nil else { return false }
+    machine.state = "destroyed"
+    machine.destroyedAt = now
+    machine.next = nil
+    machine.updatedAt = now
+    machines[id] = machine
+    return true
+  }
+
+  mutating func driftDetach(_ volumeID: String) -> Bool {
+    guard volumes[volumeID] != nil else { return false }
+    volumes[volumeID]?.attachedMachineID = nil
+    return true
+  }
+
+  mutating func driftDeleteVolume(_ volumeID: String, now: Double) -> Bool {
+    guard var volume = volumes[volumeID], volume.deletedAt == nil else { return false }
+    volume.attachedMachineID = nil
+    volume.deletedAt = now
+    volume.state = "pending_destroy"
+    volumes[volumeID] = volume
+    return true
+  }
+
+  // MARK: Leases
+
+  mutating func acquireLease(_ id: String, ttl: Int, description: String, nonce: String?, now: Double) -> SimAnswer {
+    guard var machine = visibleMachine(id, now: now), machine.destroyedAt == nil else {
+      return .error(404, "machine not found")
+    }
+    if let lease = machine.lease, lease.expiresAt > now, lease.nonce != nonce {
+      return SimAnswer(
+        status: 409,
+        body:
+          #"{"status":"error","code":"invalid","message":"machine ID \#(id) lease currently held by \#(lease.owner), expires at \#(isoTimestamp(lease.expiresAt))"}"#
+      )
+    }
+    let newNonce = nonce ?? randomString(12, alphabet: "0123456789abcdef")
+    let lease = SimLease(nonce: newNonce, owner: "fleetkeeper@tokens.fly.io", description: description, expiresAt: now + Double(ttl))
+    machine.lease = lease
+    machines[id] = machine
+    return .json(
+      #"{"status":"success","data":{"nonce":"\#(newNonce)","expires_at":\#(Int(lease.expiresAt)),"owner":"\#(lease.owner)","description":\#(SimJSON.string(description).text),"version":"\#(machine.instanceID)"}}"#
+    )
+  }
+
+  mutating func releaseLease(_ id: String, nonce: String?, now: Double) -> SimAnswer {
+    guard var machine = visibleMachine(id, now: now) else { return .error(404, "machine not found") }
+    guard let lease = machine.lease, lease.expiresAt > now else { return .error(404, "lease not found") }
+    guard lease.nonce == nonce else { return leaseConflict(machine, now: now) }
+    machine.lease = nil
+    machines[id] = machine
+    return .json(#"{"status":"success","data":{"ok":true}}"#)
+  }
+
+  /// A 409 when a lease held by someone else guards `id` and `nonce` is not its nonce.
+  func leaseConflict(_ machine: SimMachine, now: Double) -> SimAnswer {
+    let owner = machine.lease?.owner ?? "unknown"
+    let expires = isoTimestamp(machine.lease?.expiresAt ?? now)
+    return .error(409, "aborted: machine ID \(machine.id) lease currently held by \(owner), expires at \(expires)")
+  }
+
+  func leaseBlocks(_ id: String, nonce: String?, now: Double) -> SimAnswer? {
+    guard let machine = machines[id], let lease = machine.lease, lease.expiresAt > now, lease.nonce != nonce else {
+      return nil
+    }
+    return leaseConflict(machine, now: now)
+  }
+
+  // MARK: Volumes
+
+  mutating func visibleVolume(_ id: String, now: Double) -> SimVolume? {
+    advance(volume: id, now: now)
+    guard let volume = volumes[id], volumeVisible(volume, now: now) || volume.visibleAt > now else { return nil }
+    return volume
+  }
+
+  mutating func createVolume(
+    name: String, region: String, sizeGB: Int, encrypted: Bool, now: Double
+  ) -> SimAnswer {
+    guard !name.isEmpty, name.count <= 30,
+      name.unicodeScalars.allSatisfy({ ($0.isASCII && CharacterSet.alphanumerics.contains($0)) || $0 == "_" })
+    else {
+      return .error(400, "invalid_argument: volume name must be 1 to 30 letters, digits or underscores")
+    }
+    guard configuration.regions.contains(region) else { return .error(400, "invalid region: \(region)") }
+    guard sizeGB >= 1, sizeGB <= 500 else { return .error(400, "invalid_argument: size_gb must be between 1 and 500") }
+    seq += 1
+    let id = newVolumeID()
+    let volume = SimVolume(
+      seq: seq, id: id, name: name, region: region, zone: randomString(4, alphabet: "0123456789abcdef"),
+      sizeGB: sizeGB, encrypted: encrypted, state: "created", attachedMachineID: nil, createdAt: now,
+      visibleAt: now + configuration.listLag, deletedAt: nil)
+    volumes[id] = volume
+    volumeOrder.append(id)
+    return .json(render(volume: volume))
+  }
+
+  mutating func deleteVolume(_ id: String, now: Double) -> SimAnswer {
+    guard var volume = visibleVolume(id, now: now), volume.deletedAt == nil else {
+      return .error(404, "volume not found")
+    }
+    if let machineID = volume.attachedMachineID {
+      return .error(412, "failed_precondition: volume is currently bound to machine: \(machineID)")
+    }
+    volume.deletedAt = now
+    volume.state = "pending_destroy"
+    volumes[id] = volume
+    return .json(render(volume: volume))
+  }
+
+  // MARK: Inspection
+
+  /// Every machine and volume, including lagging and destroyed ones, as the control endpoint shows them.
+  mutating func snapshot(now: Double) -> String {
+    for id in machineOrder { advance(machine: id, now: now) }
+    for id in volumeOrder { advance(volume: id, now: now) }
+    let machineTexts = machineOrder.compactMap { id -> String? in
+      guard let machine = machines[id] else { return nil }
+      var text = render(machine: machine)
+      text.removeLast()
+      text += ",\"foreign\":\(machine.foreign),\"lease_nonce\":\(SimJSON.string(machine.lease?.nonce ?? "").text)}"
+      return text
+    }
+    let volumeTexts = volumeOrder.compactMap { volumes[$0].map { render(volume: $0) } }
+    return "{\"now\":\(now),\"machines\":[\(machineTexts.joined(separator: ","))],\"volumes\":[\(volumeTexts.joined(separator: ","))]}"
+  }
+}

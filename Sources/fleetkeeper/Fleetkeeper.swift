@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Fleetkeeper: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "fleetkeeper",
+    abstract: "A reconciling controller for a fleet of per-user Fly Machines.",
+    subcommands: [SimCommand.self]
+  )
+}
