@@ -87,7 +87,13 @@ let package = Package(
     .testTarget(name: "FleetCoreTests", dependencies: ["FleetCore"], swiftSettings: strict),
     .testTarget(
       name: "FlyMachinesTests",
-      dependencies: ["FlyMachines", "FlySimulator", "FleetCore"],
+      dependencies: [
+        "FlyMachines", "FlySimulator", "FleetCore",
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
       swiftSettings: strict
     ),
     .testTarget(name: "FlySimulatorTests", dependencies: ["FlySimulator"], swiftSettings: strict),

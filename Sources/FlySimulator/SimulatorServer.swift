@@ -56,7 +56,7 @@ public enum SimulatorServer {
         body: ResponseBody(byteBuffer: ByteBuffer(data: answer.body)))
     }
     var quiet = Logger(label: "fly-simulator")
-    quiet.logLevel = .warning
+    quiet.logLevel = .critical
     return Application(
       responder: responder, configuration: .init(address: .hostname(host, port: port), serverName: "Fly/sim"),
       onServerRunning: onServerRunning, logger: logger ?? quiet)

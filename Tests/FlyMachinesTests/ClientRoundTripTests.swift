@@ -1,0 +1,108 @@
+import FlyMachines
+import FlySimulator
+import Foundation
+import Testing
+
+/// The client against the simulator over loopback: every endpoint round-trips.
+struct ClientRoundTripTests {
+  @Test func machineAndVolumeLifecycle() async throws {
+    try await withSimulator { client, simulator in
+      let volume = try await client.createVolume(CreateVolumeRequest(name: "fk_u1", region: "cdg", sizeGB: 2))
+      #expect(volume.id.hasPrefix("vol_"))
+      #expect(volume.encrypted == true)
+      #expect(try await client.getVolume(volume.id).sizeGB == 2)
+
+      let created = try await client.createMachine(
+        CreateMachineRequest(name: "fk-u1", region: "cdg", config: machineConfig(volume: volume.id)))
+      #expect(created.config?.metadata["fleet_user_id"] == "u1")
+      #expect(created.config?.mounts == [FlyMount(volume: volume.id, path: "/data")])
+      try await client.waitMachine(created.id, state: "started", timeout: .seconds(5))
+      #expect(try await client.getMachine(created.id).state == "started")
+      #expect(try await client.getVolume(volume.id).attachedMachineID == created.id)
+
+      let mine = try await client.listMachines(ListMachinesQuery(metadata: ["fleet_user_id": "u1"]))
+      #expect(mine.map(\.id) == [created.id])
+      #expect(try await client.listMachines(ListMachinesQuery(metadata: ["fleet_user_id": "u2"])).isEmpty)
+      #expect(try await client.listMachines(ListMachinesQuery(region: "ams")).isEmpty)
+      #expect(try await client.listMachines(ListMachinesQuery(states: ["started"])).count == 1)
+      let summary = try await client.listMachines(ListMachinesQuery(summary: true))
+      #expect(summary.first?.config == nil)
+
+      try await client.stopMachine(created.id, StopMachineRequest(signal: "SIGTERM", timeout: "10s"))
+      try await client.waitMachine(created.id, state: "stopped", timeout: .seconds(5), instanceID: created.instanceID)
+      let start = try await client.startMachine(created.id)
+      #expect(start.previousState == "stopped")
+      try await client.waitMachine(created.id, state: "started")
+
+      let lease = try await client.acquireLease(created.id, ttl: 30, description: "fleetkeeper")
+      #expect(!lease.nonce.isEmpty)
+      let held = await flyError { _ = try await client.acquireLease(created.id, ttl: 30) }
+      #expect(held?.code == .conflict)
+      let blocked = await flyError { try await client.stopMachine(created.id) }
+      #expect(blocked?.code == .conflict)
+      try await client.stopMachine(created.id, leaseNonce: lease.nonce)
+      try await client.releaseLease(created.id, nonce: lease.nonce)
+
+      try await client.destroyMachine(created.id, force: true)
+      try await client.waitMachine(created.id, state: "destroyed")
+      #expect(try await client.listMachines(ListMachinesQuery(includeDeleted: true)).first?.state == "destroyed")
+      let deleted = try await client.deleteVolume(volume.id)
+      #expect(deleted?.state == "pending_destroy")
+      #expect(simulator.requestLog().allSatisfy { $0.unknownFields.isEmpty })
+    }
+  }
+
+  @Test func listsOfManyPagesAreReadWhole() async throws {
+    var faults = SimulatorFaults()
+    faults.shortPageRate = 0.4
+    try await withSimulator(faults: faults, pageSize: 7) { client, simulator in
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        for index in 0..<120 {
+          group.addTask {
+            _ = try await client.createVolume(CreateVolumeRequest(name: "v\(index)", region: "ord", sizeGB: 1))
+            _ = try await client.createMachine(
+              CreateMachineRequest(region: "ord", config: machineConfig(user: "u\(index)")))
+          }
+        }
+        try await group.waitForAll()
+      }
+      let machines = try await client.listMachines()
+      let volumes = try await client.listVolumes()
+      #expect(Set(machines.map(\.id)).count == 120)
+      #expect(Set(volumes.map(\.id)).count == 120)
+      let pages = simulator.requestLog().filter { $0.endpoint == "GET /machines" }.count
+      #expect(pages >= 120 / 7 + 1, "short pages must be followed, not taken as the end")
+      #expect(simulator.requestLog().filter { $0.endpoint == "GET /machines" }.allSatisfy { $0.query.contains("limit=7") })
+    }
+  }
+
+  @Test func configRoundTripsFieldsWeDoNotModel() throws {
+    let json = #"{"image":"i","dns":{"skip_registration":true},"metadata":{"fleet_user_id":"u"},"stop_config":{"timeout":"10s"},"guest":{"cpus":2,"memory_mb":1024,"cpu_kind":"performance","kernel_args":["x"]}}"#
+    var config = try JSONDecoder().decode(FlyMachineConfig.self, from: Data(json.utf8))
+    config.image = "j"
+    let encoded = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(config))
+    let original = try JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))
+    guard case .object(var expected) = original else { Issue.record("not an object"); return }
+    expected["image"] = .string("j")
+    #expect(encoded == .object(expected))
+    #expect(config.guest == FlyGuest(cpuKind: "performance", cpus: 2, memoryMB: 1024))
+  }
+
+  @Test func unknownResponseFieldsAreTolerated() throws {
+    let json = #"{"id":"abc","state":"started","region":"ord","brand_new_field":{"x":[1,2]},"config":{"image":"i"}}"#
+    let machine = try JSONDecoder().decode(FlyMachine.self, from: Data(json.utf8))
+    #expect(machine.id == "abc")
+  }
+
+  @Test(arguments: [
+    ("plain-token", "Bearer plain-token"),
+    ("fm2_lJPECAAAAAAAA", "FlyV1 fm2_lJPECAAAAAAAA"),
+    ("FlyV1 fm2_abc,fm2_def", "FlyV1 fm2_abc,fm2_def"),
+    ("  spaced\n", "Bearer spaced"),
+  ])
+  func tokenHeaderAsFlyExpects(token: String, header: String) {
+    let flyToken = FlyToken(token)
+    #expect(flyToken.authorization == header)
+    #expect("\(flyToken)" == "<redacted>")
+  }
+}
