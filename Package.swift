@@ -62,7 +62,6 @@ let package = Package(
         "FleetCore",
         .product(name: "GRDB", package: "GRDB.swift"),
       ],
-      resources: [.copy("Resources/schema.sql")],
       swiftSettings: strict
     ),
     // The loop: observe, plan, act, record.
@@ -97,7 +96,7 @@ let package = Package(
       swiftSettings: strict
     ),
     .testTarget(name: "FlySimulatorTests", dependencies: ["FlySimulator"], swiftSettings: strict),
-    .testTarget(name: "FleetStoreTests", dependencies: ["FleetStore", "FleetCore"], swiftSettings: strict),
+    .testTarget(name: "FleetStoreTests", dependencies: ["FleetStore", "FleetCore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
     .testTarget(
       name: "FleetRuntimeTests",
       dependencies: ["FleetRuntime", "FleetStore", "FlyMachines", "FlySimulator", "FleetCore"],

@@ -5,6 +5,9 @@ struct Fleetkeeper: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "fleetkeeper",
     abstract: "A reconciling controller for a fleet of per-user Fly Machines.",
-    subcommands: [SimCommand.self]
+    subcommands: [
+      MigrateCommand.self, SchemaCommand.self, UsersCommand.self, TemplateCommand.self, RegionsCommand.self,
+      EventsCommand.self, SimCommand.self,
+    ]
   )
 }

@@ -1,0 +1,116 @@
+/// What an operator wants for one user's machine.
+public enum DesiredState: String, Sendable, Hashable, CaseIterable, Codable {
+  /// A machine exists and is `started`, with its volume.
+  case running
+  /// A machine exists and is `stopped`; the volume stays.
+  case stopped
+  /// No machine; the volume is kept for the retention period, then deleted.
+  case absent
+}
+
+/// The machine template every user's machine is made from (the `machine_template` table), before
+/// per-user overrides.
+public struct MachineTemplate: Sendable, Hashable, Codable {
+  public var image: String
+  /// `shared` or `performance`.
+  public var cpuKind: String
+  public var cpus: Int
+  public var memoryMB: Int
+  /// `init.cmd`, if set.
+  public var initCommand: [String]?
+  /// `services`, as Fly's JSON array, if set.
+  public var servicesJSON: String?
+  /// Environment of the machine. A value `$NAME` names a secret the controller holds in its own
+  /// environment; the value is resolved only when a machine is created and is never stored.
+  public var env: [String: String]
+  public var mountPath: String
+  public var volumeSizeGB: Int
+  public var encrypted: Bool
+  /// `no`, `always` or `on-failure`.
+  public var restartPolicy: String
+
+  public init(
+    image: String = "registry.fly.io/fleet-agent:latest", cpuKind: String = "shared", cpus: Int = 1,
+    memoryMB: Int = 256, initCommand: [String]? = nil, servicesJSON: String? = nil, env: [String: String] = [:],
+    mountPath: String = "/data", volumeSizeGB: Int = 1, encrypted: Bool = true, restartPolicy: String = "always"
+  ) {
+    self.image = image
+    self.cpuKind = cpuKind
+    self.cpus = cpus
+    self.memoryMB = memoryMB
+    self.initCommand = initCommand
+    self.servicesJSON = servicesJSON
+    self.env = env
+    self.mountPath = mountPath
+    self.volumeSizeGB = volumeSizeGB
+    self.encrypted = encrypted
+    self.restartPolicy = restartPolicy
+  }
+}
+
+/// Per-user overrides of the template (NULL columns of `desired_machines` mean "the template's").
+public struct TemplateOverrides: Sendable, Hashable, Codable {
+  public var image: String?
+  public var cpuKind: String?
+  public var cpus: Int?
+  public var memoryMB: Int?
+  public var volumeSizeGB: Int?
+  public init(image: String? = nil, cpuKind: String? = nil, cpus: Int? = nil, memoryMB: Int? = nil, volumeSizeGB: Int? = nil) {
+    self.image = image
+    self.cpuKind = cpuKind
+    self.cpus = cpus
+    self.memoryMB = memoryMB
+    self.volumeSizeGB = volumeSizeGB
+  }
+  public var isEmpty: Bool { self == TemplateOverrides() }
+}
+
+/// One user's row of the desired-state table.
+public struct DesiredMachine: Sendable, Hashable, Codable {
+  public var userID: String
+  public var email: String?
+  public var state: DesiredState
+  public var region: String
+  public var overrides: TemplateOverrides
+  /// Unix seconds of the last edit.
+  public var updatedAt: Int64
+
+  public init(
+    userID: String, email: String? = nil, state: DesiredState, region: String, overrides: TemplateOverrides = .init(),
+    updatedAt: Int64 = 0
+  ) {
+    self.userID = userID
+    self.email = email
+    self.state = state
+    self.region = region
+    self.overrides = overrides
+    self.updatedAt = updatedAt
+  }
+
+  /// The template with this user's overrides applied.
+  public func spec(from template: MachineTemplate) -> MachineTemplate {
+    var spec = template
+    if let image = overrides.image { spec.image = image }
+    if let cpuKind = overrides.cpuKind { spec.cpuKind = cpuKind }
+    if let cpus = overrides.cpus { spec.cpus = cpus }
+    if let memoryMB = overrides.memoryMB { spec.memoryMB = memoryMB }
+    if let size = overrides.volumeSizeGB { spec.volumeSizeGB = size }
+    return spec
+  }
+}
+
+/// The whole desired state, read as one consistent snapshot.
+public struct DesiredSnapshot: Sendable, Hashable {
+  public var template: MachineTemplate
+  /// Users by id.
+  public var machines: [String: DesiredMachine]
+  /// Rows that could not be read (a bad value written by plain SQL around the checks): reported,
+  /// never acted on, and never taken for "absent".
+  public var invalidRows: [String: String]
+
+  public init(template: MachineTemplate, machines: [String: DesiredMachine], invalidRows: [String: String] = [:]) {
+    self.template = template
+    self.machines = machines
+    self.invalidRows = invalidRows
+  }
+}

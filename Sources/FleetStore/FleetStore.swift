@@ -1,0 +1,576 @@
+public import FleetCore
+import Foundation
+
+/// The fields of a `users add`, `users set` or import line; nil leaves a value as it is (or, on
+/// add, takes the default). The override `"default"` clears a per-user override.
+public struct UserInput: Sendable, Hashable {
+  public var userID: String
+  public var email: String?
+  public var state: String?
+  public var region: String?
+  public var image: String?
+  public var cpuKind: String?
+  public var cpus: Int?
+  public var memoryMB: Int?
+  public var volumeSizeGB: Int?
+  /// The line of an import file this came from.
+  public var line: Int?
+
+  public init(
+    userID: String, email: String? = nil, state: String? = nil, region: String? = nil, image: String? = nil,
+    cpuKind: String? = nil, cpus: Int? = nil, memoryMB: Int? = nil, volumeSizeGB: Int? = nil, line: Int? = nil
+  ) {
+    self.userID = userID
+    self.email = email
+    self.state = state
+    self.region = region
+    self.image = image
+    self.cpuKind = cpuKind
+    self.cpus = cpus
+    self.memoryMB = memoryMB
+    self.volumeSizeGB = volumeSizeGB
+    self.line = line
+  }
+}
+
+/// A change to the machine template; nil leaves a field as it is.
+public struct TemplatePatch: Sendable, Hashable {
+  public var image: String?
+  public var cpuKind: String?
+  public var cpus: Int?
+  public var memoryMB: Int?
+  public var initCommand: [String]?
+  public var servicesJSON: String?
+  public var env: [String: String]?
+  public var mountPath: String?
+  public var volumeSizeGB: Int?
+  public var encrypted: Bool?
+  public var restartPolicy: String?
+  public init() {}
+}
+
+/// A row of the dashboard's `machines` table.
+public struct MachineRow: Sendable, Hashable {
+  public var id: String
+  public var userID: String
+  public var region: String
+  public var volumeID: String?
+  public var status: String?
+  public var ipAddress: String?
+  public var createdAt: Int64?
+  public var updatedAt: Int64?
+  public init(
+    id: String, userID: String, region: String, volumeID: String? = nil, status: String? = nil, ipAddress: String? = nil,
+    createdAt: Int64? = nil, updatedAt: Int64? = nil
+  ) {
+    self.id = id
+    self.userID = userID
+    self.region = region
+    self.volumeID = volumeID
+    self.status = status
+    self.ipAddress = ipAddress
+    self.createdAt = createdAt
+    self.updatedAt = updatedAt
+  }
+}
+
+/// Refusals of an operator command: every bad field at once, the database unchanged.
+public struct InputError: Error, Sendable, CustomStringConvertible {
+  public var errors: [FieldError]
+  public init(_ errors: [FieldError]) { self.errors = errors }
+  public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
+/// fleetkeeper's store: the desired state, the audit log, the dashboard's `machines` rows and the
+/// controller's memory, over any ``SQLDatabase``.
+public final class FleetStore: Sendable {
+  public let database: any SQLDatabase
+
+  public init(database: any SQLDatabase) { self.database = database }
+
+  /// Opens an SQLite file (created only when `create` is true).
+  public static func sqlite(path: String, create: Bool = false) throws(StoreError) -> FleetStore {
+    FleetStore(database: try SQLiteDatabase(path: path, create: create))
+  }
+
+  // MARK: Migrations
+
+  /// Applies the migrations not yet applied; returns their versions.
+  @discardableResult
+  public func migrate() async throws(StoreError) -> [Int] {
+    try await database.executeScript(
+      "CREATE TABLE IF NOT EXISTS fleet_schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+    )
+    let current = try await schemaVersion()
+    var applied: [Int] = []
+    for migration in Schema.migrations where migration.version > current {
+      try await database.executeScript(
+        migration.sql
+          + "\nINSERT INTO fleet_schema_migrations (version, name, applied_at) VALUES (\(migration.version), \(JSONText.sqlQuote(migration.name)), unixepoch());"
+      )
+      applied.append(migration.version)
+    }
+    return applied
+  }
+
+  /// The highest migration applied (0 for none).
+  public func schemaVersion() async throws(StoreError) -> Int {
+    let rows = try await database.read([SQLStatement("SELECT coalesce(max(version), 0) FROM fleet_schema_migrations")])
+    return Int(rows[0].scalar?.int ?? 0)
+  }
+
+  private func requireSchema() async throws(StoreError) {
+    let version: Int
+    do { version = try await schemaVersion() } catch where error.code == .malformed || error.code == .failed {
+      throw StoreError(code: .malformed, message: "no fleetkeeper schema; run `fleetkeeper migrate`", database: database.displayName)
+    }
+    guard version >= Schema.migrations.last!.version else {
+      throw StoreError(
+        code: .malformed, message: "schema version \(version) is older than \(Schema.migrations.last!.version); run `fleetkeeper migrate`",
+        database: database.displayName)
+    }
+  }
+
+  // MARK: Desired state
+
+  static let templateColumns =
+    "image, cpu_kind, cpus, memory_mb, init_cmd, services, env, mount_path, volume_size_gb, encrypted, restart_policy"
+
+  static func template(from row: [SQLValue]) -> MachineTemplate? {
+    guard row.count >= 11, let image = row[0].string, let cpuKind = row[1].string, let cpus = row[2].int,
+      let memory = row[3].int, let envText = row[6].string, let mountPath = row[7].string, let size = row[8].int,
+      let encrypted = row[9].int, let restart = row[10].string,
+      let env = try? JSONDecoder().decode([String: String].self, from: Data(envText.utf8))
+    else { return nil }
+    let initCommand = row[4].string.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
+    return MachineTemplate(
+      image: image, cpuKind: cpuKind, cpus: Int(cpus), memoryMB: Int(memory), initCommand: initCommand,
+      servicesJSON: row[5].string, env: env, mountPath: mountPath, volumeSizeGB: Int(size), encrypted: encrypted != 0,
+      restartPolicy: restart)
+  }
+
+  /// The whole desired set and the template, as one consistent snapshot. Fails (never returns an
+  /// empty set) when the database is missing, locked or malformed.
+  public func readDesired() async throws(StoreError) -> DesiredSnapshot {
+    try await requireSchema()
+    let results = try await database.read([
+      SQLStatement("SELECT \(Self.templateColumns) FROM machine_template WHERE id = 1"),
+      SQLStatement(
+        """
+        SELECT d.user_id, u.email, d.state, d.region, d.image, d.cpu_kind, d.cpus, d.memory_mb, d.volume_size_gb, d.updated_at
+        FROM desired_machines d LEFT JOIN users u ON u.id = d.user_id
+        """),
+    ])
+    guard let templateRow = results[0].rows.first, let template = Self.template(from: templateRow) else {
+      throw StoreError(code: .malformed, message: "machine_template has no valid row 1", database: database.displayName)
+    }
+    var machines: [String: DesiredMachine] = [:]
+    machines.reserveCapacity(results[1].rows.count)
+    var invalid: [String: String] = [:]
+    for row in results[1].rows {
+      guard let userID = row[0].string else { continue }
+      guard let state = row[2].string.flatMap(DesiredState.init(rawValue:)), let region = row[3].string else {
+        invalid[userID] = "state or region unreadable"
+        continue
+      }
+      machines[userID] = DesiredMachine(
+        userID: userID, email: row[1].string, state: state, region: region,
+        overrides: TemplateOverrides(
+          image: row[4].string, cpuKind: row[5].string, cpus: row[6].int.map(Int.init), memoryMB: row[7].int.map(Int.init),
+          volumeSizeGB: row[8].int.map(Int.init)),
+        updatedAt: row[9].int ?? 0)
+    }
+    return DesiredSnapshot(template: template, machines: machines, invalidRows: invalid)
+  }
+
+  /// A counter bumped by every edit of the desired state (triggers keep it), cheap to poll.
+  public func desiredVersion() async throws(StoreError) -> Int64 {
+    try await database.read([SQLStatement("SELECT version FROM fleet_desired_version WHERE id = 1")])[0].scalar?.int ?? 0
+  }
+
+  /// The region codes desired rows may use.
+  public func knownRegions() async throws(StoreError) -> Set<String> {
+    Set(try await database.read([SQLStatement("SELECT code FROM fly_regions")])[0].rows.compactMap { $0[0].string })
+  }
+
+  /// Allows a region code Fly has that the built-in list lacks.
+  public func addRegion(_ code: String) async throws(InputErrorOrStore) {
+    guard code.utf8.count == 3, code.utf8.allSatisfy({ $0 >= 0x61 && $0 <= 0x7a }) else {
+      throw .input(InputError([FieldError(field: "region", value: code, reason: "a Fly region is three lowercase letters")]))
+    }
+    do {
+      _ = try await database.write([SQLStatement("INSERT OR IGNORE INTO fly_regions (code) VALUES (?)", [.text(code)])])
+    } catch { throw .store(error) }
+  }
+
+  public func template() async throws(StoreError) -> MachineTemplate {
+    try await requireSchema()
+    let rows = try await database.read([SQLStatement("SELECT \(Self.templateColumns) FROM machine_template WHERE id = 1")])
+    guard let row = rows[0].rows.first, let template = Self.template(from: row) else {
+      throw StoreError(code: .malformed, message: "machine_template has no valid row 1", database: database.displayName)
+    }
+    return template
+  }
+
+  /// Validates and applies a template change.
+  public func setTemplate(_ patch: TemplatePatch) async throws(InputErrorOrStore) {
+    let current: MachineTemplate
+    do { current = try await template() } catch { throw .store(error) }
+    var next = current
+    var errors: [FieldError] = []
+    func check<T>(_ body: () throws(FieldError) -> T) -> T? {
+      do { return try body() } catch {
+        errors.append(error)
+        return nil
+      }
+    }
+    if let image = patch.image, let v = check({ () throws(FieldError) in try FleetValidation.image(image) }) { next.image = v }
+    if let kind = patch.cpuKind, let v = check({ () throws(FieldError) in try FleetValidation.cpuKind(kind) }) { next.cpuKind = v }
+    if let cpus = patch.cpus, let v = check({ () throws(FieldError) in try FleetValidation.cpus(cpus) }) { next.cpus = v }
+    if let memory = patch.memoryMB { next.memoryMB = memory }
+    if let size = patch.volumeSizeGB, let v = check({ () throws(FieldError) in try FleetValidation.volumeSize(size) }) {
+      next.volumeSizeGB = v
+    }
+    if let path = patch.mountPath, let v = check({ () throws(FieldError) in try FleetValidation.mountPath(path) }) {
+      next.mountPath = v
+    }
+    if let policy = patch.restartPolicy, let v = check({ () throws(FieldError) in try FleetValidation.restartPolicy(policy) }) {
+      next.restartPolicy = v
+    }
+    if let encrypted = patch.encrypted { next.encrypted = encrypted }
+    if let command = patch.initCommand { next.initCommand = command.isEmpty ? nil : command }
+    if let env = patch.env {
+      for key in env.keys.sorted() { _ = check({ () throws(FieldError) in try FleetValidation.envName(key) }) }
+      for (key, value) in env where value.unicodeScalars.contains(where: { $0.value < 0x20 }) {
+        errors.append(FieldError(field: "env.\(key)", value: "<hidden>", reason: "control characters are not allowed"))
+      }
+      next.env = env
+    }
+    if let services = patch.servicesJSON {
+      if services.isEmpty {
+        next.servicesJSON = nil
+      } else if let data = services.data(using: .utf8), (try? JSONSerialization.jsonObject(with: data)) is [Any] {
+        next.servicesJSON = services
+      } else {
+        errors.append(FieldError(field: "services", value: services, reason: "must be a JSON array of Fly services"))
+      }
+    }
+    if patch.memoryMB != nil || patch.cpus != nil || patch.cpuKind != nil {
+      _ = check({ () throws(FieldError) in try FleetValidation.memory(next.memoryMB, cpus: next.cpus, cpuKind: next.cpuKind) })
+    }
+    guard errors.isEmpty else { throw .input(InputError(errors)) }
+    let env = String(decoding: try! JSONEncoder.sorted.encode(next.env), as: UTF8.self)
+    let initCmd = next.initCommand.map { String(decoding: try! JSONEncoder.sorted.encode($0), as: UTF8.self) }
+    do {
+      _ = try await database.write([
+        SQLStatement(
+          """
+          UPDATE machine_template SET image = ?, cpu_kind = ?, cpus = ?, memory_mb = ?, init_cmd = ?, services = ?, env = ?,
+            mount_path = ?, volume_size_gb = ?, encrypted = ?, restart_policy = ?, updated_at = unixepoch() WHERE id = 1
+          """,
+          [
+            .text(next.image), .text(next.cpuKind), SQLValue(next.cpus), SQLValue(next.memoryMB), SQLValue(initCmd),
+            SQLValue(next.servicesJSON), .text(env), .text(next.mountPath), SQLValue(next.volumeSizeGB),
+            .integer(next.encrypted ? 1 : 0), .text(next.restartPolicy),
+          ])
+      ])
+    } catch { throw .store(error) }
+  }
+
+  // MARK: Users
+
+  /// Checks every given field of `input`; collects all refusals.
+  func validate(
+    _ input: UserInput, isNew: Bool, regions: Set<String>, template: MachineTemplate, existing: DesiredMachine?
+  ) -> [FieldError] {
+    var errors: [FieldError] = []
+    func check(_ body: () throws(FieldError) -> Void) {
+      do { try body() } catch {
+        var error = error
+        error.line = input.line
+        errors.append(error)
+      }
+    }
+    check { () throws(FieldError) in _ = try FleetValidation.userID(input.userID) }
+    if let email = input.email, !email.isEmpty { check { () throws(FieldError) in _ = try FleetValidation.email(email) } }
+    if let state = input.state { check { () throws(FieldError) in _ = try FleetValidation.state(state) } }
+    if let region = input.region {
+      check { () throws(FieldError) in _ = try FleetValidation.region(region, known: regions) }
+    } else if isNew {
+      errors.append(FieldError(field: "region", value: "", reason: "is required for a new user", line: input.line))
+    }
+    if let image = input.image, image != "default" { check { () throws(FieldError) in _ = try FleetValidation.image(image) } }
+    if let kind = input.cpuKind, kind != "default" { check { () throws(FieldError) in _ = try FleetValidation.cpuKind(kind) } }
+    if let cpus = input.cpus { check { () throws(FieldError) in _ = try FleetValidation.cpus(cpus) } }
+    if let size = input.volumeSizeGB { check { () throws(FieldError) in _ = try FleetValidation.volumeSize(size) } }
+    if input.memoryMB != nil || input.cpus != nil || input.cpuKind != nil {
+      let cpus = input.cpus ?? existing?.overrides.cpus ?? template.cpus
+      let kind = (input.cpuKind == "default" ? nil : input.cpuKind) ?? existing?.overrides.cpuKind ?? template.cpuKind
+      let memory = input.memoryMB ?? existing?.overrides.memoryMB ?? template.memoryMB
+      check { () throws(FieldError) in _ = try FleetValidation.memory(memory, cpus: cpus, cpuKind: kind) }
+    }
+    return errors
+  }
+
+  private static let upsertUserSQL = """
+    INSERT INTO users (id, email, created_at, updated_at) VALUES (?, ?, unixepoch(), unixepoch())
+    ON CONFLICT (id) DO UPDATE SET email = coalesce(excluded.email, users.email), updated_at = unixepoch()
+    """
+  private static let insertDesiredSQL = """
+    INSERT INTO desired_machines (user_id, state, region, image, cpu_kind, cpus, memory_mb, volume_size_gb)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    """
+
+  private func insertArguments(_ input: UserInput) -> [SQLValue] {
+    [
+      .text(input.userID), .text(input.state ?? "running"), SQLValue(input.region),
+      SQLValue(input.image == "default" ? nil : input.image), SQLValue(input.cpuKind == "default" ? nil : input.cpuKind),
+      SQLValue(input.cpus), SQLValue(input.memoryMB), SQLValue(input.volumeSizeGB),
+    ]
+  }
+
+  private func context() async throws(InputErrorOrStore) -> (Set<String>, MachineTemplate) {
+    do {
+      return (try await knownRegions(), try await template())
+    } catch { throw .store(error) }
+  }
+
+  /// `users add`: a new user with its desired row. Refuses an existing user.
+  public func addUser(_ input: UserInput) async throws(InputErrorOrStore) {
+    let (regions, template) = try await context()
+    var errors = validate(input, isNew: true, regions: regions, template: template, existing: nil)
+    if errors.isEmpty, (try? await desiredMachine(input.userID)) != nil {
+      errors.append(FieldError(field: "user_id", value: input.userID, reason: "already exists (use `users set`)"))
+    }
+    guard errors.isEmpty else { throw .input(InputError(errors)) }
+    do {
+      _ = try await database.write([
+        SQLStatement(Self.upsertUserSQL, [.text(input.userID), SQLValue(input.email)]),
+        SQLStatement(Self.insertDesiredSQL, insertArguments(input)),
+      ])
+    } catch { throw Self.refusal(error) }
+  }
+
+  /// `users set`: changes the given fields of an existing user.
+  public func setUser(_ input: UserInput) async throws(InputErrorOrStore) {
+    let (regions, template) = try await context()
+    let existing: DesiredMachine?
+    do { existing = try await desiredMachine(input.userID) } catch { throw .store(error) }
+    guard let existing else {
+      throw .input(InputError([FieldError(field: "user_id", value: input.userID, reason: "no such user (use `users add`)")]))
+    }
+    let errors = validate(input, isNew: false, regions: regions, template: template, existing: existing)
+    guard errors.isEmpty else { throw .input(InputError(errors)) }
+    var sets: [String] = []
+    var args: [SQLValue] = []
+    func set(_ column: String, _ value: SQLValue?) {
+      guard let value else { return }
+      sets.append("\(column) = ?")
+      args.append(value)
+    }
+    set("state", input.state.map(SQLValue.text))
+    set("region", input.region.map(SQLValue.text))
+    set("image", input.image.map { $0 == "default" ? .null : .text($0) })
+    set("cpu_kind", input.cpuKind.map { $0 == "default" ? .null : .text($0) })
+    set("cpus", input.cpus.map { SQLValue($0) })
+    set("memory_mb", input.memoryMB.map { SQLValue($0) })
+    set("volume_size_gb", input.volumeSizeGB.map { SQLValue($0) })
+    var statements: [SQLStatement] = []
+    if let email = input.email {
+      statements.append(SQLStatement("UPDATE users SET email = ?, updated_at = unixepoch() WHERE id = ?", [SQLValue(email.isEmpty ? nil : email), .text(input.userID)]))
+    }
+    if !sets.isEmpty {
+      statements.append(
+        SQLStatement(
+          "UPDATE desired_machines SET \(sets.joined(separator: ", ")), updated_at = unixepoch() WHERE user_id = ?",
+          args + [.text(input.userID)]))
+    }
+    guard !statements.isEmpty else { return }
+    do { _ = try await database.write(statements) } catch { throw Self.refusal(error) }
+  }
+
+  /// `users remove`: the desired state becomes `absent`; the user and its history stay.
+  public func removeUser(_ userID: String) async throws(InputErrorOrStore) {
+    try await setUser(UserInput(userID: userID, state: "absent"))
+  }
+
+  public func desiredMachine(_ userID: String) async throws(StoreError) -> DesiredMachine? {
+    let rows = try await database.read([
+      SQLStatement(
+        """
+        SELECT d.user_id, u.email, d.state, d.region, d.image, d.cpu_kind, d.cpus, d.memory_mb, d.volume_size_gb, d.updated_at
+        FROM desired_machines d LEFT JOIN users u ON u.id = d.user_id WHERE d.user_id = ?
+        """, [.text(userID)])
+    ])
+    guard let row = rows[0].rows.first, let state = row[2].string.flatMap(DesiredState.init(rawValue:)) else { return nil }
+    return DesiredMachine(
+      userID: userID, email: row[1].string, state: state, region: row[3].string ?? "",
+      overrides: TemplateOverrides(
+        image: row[4].string, cpuKind: row[5].string, cpus: row[6].int.map(Int.init), memoryMB: row[7].int.map(Int.init),
+        volumeSizeGB: row[8].int.map(Int.init)),
+      updatedAt: row[9].int ?? 0)
+  }
+
+  /// Every desired row, by user id.
+  public func listUsers() async throws(StoreError) -> [DesiredMachine] {
+    try await readDesired().machines.values.sorted { $0.userID < $1.userID }
+  }
+
+  /// `users import`: new users, all or nothing, in one transaction. Every refusal names its line.
+  public func importUsers(_ inputs: [UserInput]) async throws(InputErrorOrStore) {
+    let (regions, template) = try await context()
+    var errors: [FieldError] = []
+    var seen: [String: Int] = [:]
+    let existing: Set<String>
+    do {
+      existing = Set(
+        try await database.read([SQLStatement("SELECT user_id FROM desired_machines")])[0].rows.compactMap { $0[0].string })
+    } catch { throw .store(error) }
+    for input in inputs {
+      errors += validate(input, isNew: true, regions: regions, template: template, existing: nil)
+      if let first = seen[input.userID] {
+        errors.append(
+          FieldError(field: "user_id", value: input.userID, reason: "duplicate of line \(first)", line: input.line))
+      } else {
+        seen[input.userID] = input.line ?? 0
+      }
+      if existing.contains(input.userID) {
+        errors.append(FieldError(field: "user_id", value: input.userID, reason: "already exists", line: input.line))
+      }
+      if errors.count >= 50 { break }
+    }
+    guard errors.isEmpty else { throw .input(InputError(errors)) }
+    do {
+      try await database.writeMany(
+        [Self.upsertUserSQL, Self.insertDesiredSQL],
+        arguments: [inputs.map { [.text($0.userID), SQLValue($0.email)] }, inputs.map(insertArguments)])
+    } catch { throw Self.refusal(error) }
+  }
+
+  /// A constraint failure from SQL (a rule only the schema knows, or a race) as a field refusal.
+  static func refusal(_ error: StoreError) -> InputErrorOrStore {
+    guard error.code == .constraint else { return .store(error) }
+    let message = error.message
+    var field = "row"
+    if let range = message.range(of: "CHECK constraint failed: ") {
+      field = String(message[range.upperBound...].prefix { $0 != " " && $0 != "\n" })
+    } else if let colon = message.firstIndex(of: ":") {
+      field = String(message[..<colon])
+    }
+    return .input(InputError([FieldError(field: field, value: "", reason: message)]))
+  }
+
+  // MARK: Audit log
+
+  /// Appends events in one transaction.
+  public func append(_ events: [AuditEvent]) async throws(StoreError) {
+    guard !events.isEmpty else { return }
+    try await database.writeMany(
+      ["INSERT INTO machine_events (machine_id, event_type, details, created_at, user_id, volume_id) VALUES (?, ?, ?, ?, ?, ?)"],
+      arguments: [
+        events.map {
+          [SQLValue($0.machineID), .text($0.eventType), .text($0.detailsJSON), .integer($0.createdAt), SQLValue($0.userID), SQLValue($0.volumeID)]
+        }
+      ])
+  }
+
+  /// A row of `machine_events` as read back.
+  public struct StoredEvent: Sendable, Hashable {
+    public var id: Int64
+    public var machineID: String?
+    public var userID: String?
+    public var volumeID: String?
+    public var eventType: String
+    public var detailsJSON: String
+    public var createdAt: Int64
+  }
+
+  /// `events`: newest last; `since` is an event id (exclusive).
+  public func events(user: String? = nil, since: Int64? = nil, limit: Int = 100) async throws(StoreError) -> [StoredEvent] {
+    var conditions: [String] = []
+    var args: [SQLValue] = []
+    if let user {
+      conditions.append("user_id = ?")
+      args.append(.text(user))
+    }
+    if let since {
+      conditions.append("id > ?")
+      args.append(.integer(since))
+    }
+    let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+    let order = since == nil ? "DESC" : "ASC"
+    let rows = try await database.read([
+      SQLStatement(
+        "SELECT id, machine_id, user_id, volume_id, event_type, details, created_at FROM machine_events \(filter) ORDER BY id \(order) LIMIT ?",
+        args + [.integer(Int64(max(1, limit)))])
+    ])[0].rows
+    let events = rows.map {
+      StoredEvent(
+        id: $0[0].int ?? 0, machineID: $0[1].string, userID: $0[2].string, volumeID: $0[3].string,
+        eventType: $0[4].string ?? "", detailsJSON: $0[5].string ?? "{}", createdAt: $0[6].int ?? 0)
+    }
+    return since == nil ? events.reversed() : events
+  }
+
+  // MARK: machines rows
+
+  /// The dashboard's `machines` rows, by user id.
+  public func machineRows() async throws(StoreError) -> [String: MachineRow] {
+    let rows = try await database.read([
+      SQLStatement("SELECT id, user_id, region, volume_id, status, ip_address, created_at, updated_at FROM machines")
+    ])[0].rows
+    var result: [String: MachineRow] = [:]
+    for row in rows {
+      guard let id = row[0].string, let user = row[1].string else { continue }
+      result[user] = MachineRow(
+        id: id, userID: user, region: row[2].string ?? "", volumeID: row[3].string, status: row[4].string,
+        ipAddress: row[5].string, createdAt: row[6].int, updatedAt: row[7].int)
+    }
+    return result
+  }
+
+  /// Statements that make a user's `machines` row follow reality (one row per user).
+  public static func upsertMachineRow(_ row: MachineRow) -> SQLStatement {
+    SQLStatement(
+      """
+      INSERT INTO machines (id, user_id, region, volume_id, status, ip_address, created_at, updated_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (user_id) DO UPDATE SET id = excluded.id, region = excluded.region, volume_id = excluded.volume_id,
+        status = excluded.status, ip_address = coalesce(excluded.ip_address, machines.ip_address),
+        updated_at = excluded.updated_at
+      """,
+      [
+        .text(row.id), .text(row.userID), .text(row.region), SQLValue(row.volumeID), SQLValue(row.status),
+        SQLValue(row.ipAddress), SQLValue(row.createdAt), SQLValue(row.updatedAt),
+      ])
+  }
+
+  public static func deleteMachineRow(userID: String) -> SQLStatement {
+    SQLStatement("DELETE FROM machines WHERE user_id = ?", [.text(userID)])
+  }
+}
+
+/// A command's failure: refused input (nothing changed) or a store failure.
+public enum InputErrorOrStore: Error, Sendable, CustomStringConvertible {
+  case input(InputError)
+  case store(StoreError)
+  public var description: String {
+    switch self {
+    case .input(let error): error.description
+    case .store(let error): error.description
+    }
+  }
+}
+
+extension JSONText {
+  /// `value` as a SQL string literal.
+  static func sqlQuote(_ value: String) -> String { "'" + value.replacingOccurrences(of: "'", with: "''") + "'" }
+}
+
+extension JSONEncoder {
+  static var sorted: JSONEncoder {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return encoder
+  }
+}

@@ -1,0 +1,322 @@
+import ArgumentParser
+import FleetCore
+import FleetStore
+import Foundation
+
+/// `--database`, shared by every command that opens the store.
+struct DatabaseOptions: ParsableArguments {
+  @Option(name: .long, help: "SQLite file of the desired state (env FLEET_DATABASE; default fleet.sqlite3).")
+  var database: String?
+
+  var path: String { database ?? ProcessInfo.processInfo.environment["FLEET_DATABASE"] ?? "fleet.sqlite3" }
+
+  /// Opens the store; `create` only for `migrate`. Commands other than migrate migrate first, as
+  /// the loop does on start, so an existing database is always at the current schema.
+  func open(create: Bool = false, migrate: Bool = true) async throws -> FleetStore {
+    let store = try FleetStore.sqlite(path: path, create: create)
+    if migrate { try await store.migrate() }
+    return store
+  }
+}
+
+/// Prints to standard error.
+func complain(_ text: String) {
+  FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// Runs a store command: refused input and store failures become a message and exit 1.
+func runStoreCommand(_ body: () async throws -> Void) async throws {
+  do {
+    try await body()
+  } catch let error as InputErrorOrStore {
+    complain("refused: \(error)")
+    throw ExitCode(1)
+  } catch let error as InputError {
+    complain("refused: \(error)")
+    throw ExitCode(1)
+  } catch let error as StoreError {
+    complain("error: \(error)")
+    throw ExitCode(1)
+  } catch let error as FieldError {
+    complain("refused: \(error)")
+    throw ExitCode(1)
+  }
+}
+
+struct MigrateCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "migrate", abstract: "Create or upgrade the database schema (idempotent).")
+  @OptionGroup var db: DatabaseOptions
+
+  func run() async throws {
+    try await runStoreCommand {
+      let store = try await db.open(create: true, migrate: false)
+      let applied = try await store.migrate()
+      let version = try await store.schemaVersion()
+      print(applied.isEmpty ? "schema is current (version \(version)) in \(db.path)" : "applied migrations \(applied.map(String.init).joined(separator: ", ")); schema version \(version) in \(db.path)")
+    }
+  }
+}
+
+struct SchemaCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "schema", abstract: "Print the SQL schema (desired-state/schema.sql).")
+  func run() async throws { print(Schema.fullText, terminator: "") }
+}
+
+/// Per-user fields shared by `users add` and `users set`.
+struct UserFields: ParsableArguments {
+  @Option(help: "The user's email (dashboard column).") var email: String?
+  @Option(help: "Desired state: running, stopped or absent.") var state: String?
+  @Option(help: "Fly region code, e.g. cdg.") var region: String?
+  @Option(help: "Image override ('default' clears it).") var image: String?
+  @Option(help: "CPU kind override: shared or performance ('default' clears it).") var cpuKind: String?
+  @Option(help: "CPU count override.") var cpus: Int?
+  @Option(help: "Memory override in MB.") var memoryMb: Int?
+  @Option(help: "Volume size override in GB.") var volumeSizeGb: Int?
+
+  func input(_ userID: String) -> UserInput {
+    UserInput(
+      userID: userID, email: email, state: state, region: region, image: image, cpuKind: cpuKind, cpus: cpus,
+      memoryMB: memoryMb, volumeSizeGB: volumeSizeGb)
+  }
+}
+
+struct UsersCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "users", abstract: "Edit the desired state of users' machines.",
+    subcommands: [Add.self, Set.self, Remove.self, List.self, Import.self])
+
+  struct Add: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Add a user (desired running unless --state).")
+    @OptionGroup var db: DatabaseOptions
+    @Argument(help: "The user id.") var userID: String
+    @OptionGroup var fields: UserFields
+    func run() async throws {
+      try await runStoreCommand {
+        let store = try await db.open()
+        try await store.addUser(fields.input(userID))
+        print("added \(userID)")
+      }
+    }
+  }
+
+  struct Set: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Change a user's desired state, region or overrides.")
+    @OptionGroup var db: DatabaseOptions
+    @Argument(help: "The user id.") var userID: String
+    @OptionGroup var fields: UserFields
+    func run() async throws {
+      try await runStoreCommand {
+        let store = try await db.open()
+        try await store.setUser(fields.input(userID))
+        print("updated \(userID)")
+      }
+    }
+  }
+
+  struct Remove: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Mark a user absent: the machine goes, the volume is retained, history stays.")
+    @OptionGroup var db: DatabaseOptions
+    @Argument(help: "The user id.") var userID: String
+    func run() async throws {
+      try await runStoreCommand {
+        let store = try await db.open()
+        try await store.removeUser(userID)
+        print("\(userID) is now desired absent")
+      }
+    }
+  }
+
+  struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List users and their desired state.")
+    @OptionGroup var db: DatabaseOptions
+    @Flag(help: "JSON output.") var json = false
+    func run() async throws {
+      try await runStoreCommand {
+        let store = try await db.open()
+        let users = try await store.listUsers()
+        if json {
+          let encoder = JSONEncoder()
+          encoder.outputFormatting = [.sortedKeys]
+          for user in users { print(String(decoding: try encoder.encode(UserJSON(user)), as: UTF8.self)) }
+        } else {
+          print(pad("USER", 28) + pad("STATE", 9) + pad("REGION", 7) + pad("IMAGE", 40) + "EMAIL")
+          for user in users {
+            print(
+              pad(user.userID, 28) + pad(user.state.rawValue, 9) + pad(user.region, 7)
+                + pad(user.overrides.image ?? "(template)", 40) + (user.email ?? ""))
+          }
+        }
+      }
+    }
+  }
+
+  struct Import: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Import new users from CSV (header row) or JSON lines; all or nothing.")
+    @OptionGroup var db: DatabaseOptions
+    @Argument(help: "The file (CSV with user_id,email,region,state,image or JSON lines).") var file: String
+    @Option(help: "Region for rows that name none.") var region: String?
+    func run() async throws {
+      try await runStoreCommand {
+        let store = try await db.open()
+        guard let data = FileManager.default.contents(atPath: file) else {
+          throw FieldError(field: "file", value: file, reason: "cannot be read")
+        }
+        let started = ContinuousClock.now
+        let inputs = try ImportParser.parse(String(decoding: data, as: UTF8.self), defaultRegion: region)
+        try await store.importUsers(inputs)
+        print("imported \(inputs.count) users in \(ContinuousClock.now - started)")
+      }
+    }
+  }
+}
+
+struct UserJSON: Encodable {
+  var user_id: String
+  var email: String?
+  var state: String
+  var region: String
+  var image: String?
+  var cpu_kind: String?
+  var cpus: Int?
+  var memory_mb: Int?
+  var volume_size_gb: Int?
+  var updated_at: Int64
+  init(_ user: DesiredMachine) {
+    user_id = user.userID
+    email = user.email
+    state = user.state.rawValue
+    region = user.region
+    image = user.overrides.image
+    cpu_kind = user.overrides.cpuKind
+    cpus = user.overrides.cpus
+    memory_mb = user.overrides.memoryMB
+    volume_size_gb = user.overrides.volumeSizeGB
+    updated_at = user.updatedAt
+  }
+}
+
+func pad(_ text: String, _ width: Int) -> String {
+  text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+}
+
+struct TemplateCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "template", abstract: "Show or change the machine template.", subcommands: [Show.self, Set.self])
+
+  struct Show: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the machine template (env values that name secrets stay names).")
+    @OptionGroup var db: DatabaseOptions
+    func run() async throws {
+      try await runStoreCommand {
+        let store = try await db.open()
+        let template = try await store.template()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        print(String(decoding: try encoder.encode(template), as: UTF8.self))
+      }
+    }
+  }
+
+  struct Set: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Change fields of the machine template.")
+    @OptionGroup var db: DatabaseOptions
+    @Option(help: "Image reference.") var image: String?
+    @Option(help: "shared or performance.") var cpuKind: String?
+    @Option(help: "CPU count.") var cpus: Int?
+    @Option(help: "Memory in MB.") var memoryMb: Int?
+    @Option(help: "init command as a JSON array of strings; [] clears it.") var initCmd: String?
+    @Option(help: "Fly services as a JSON array; '' clears them.") var services: String?
+    @Option(help: "Env variable NAME=VALUE (VALUE $SECRET names a controller secret); repeat; replaces the env.") var env: [String] = []
+    @Flag(help: "Clear the env.") var clearEnv = false
+    @Option(help: "Volume mount path.") var mountPath: String?
+    @Option(help: "Volume size in GB.") var volumeSizeGb: Int?
+    @Option(help: "Encrypt volumes: true or false.") var encrypted: Bool?
+    @Option(help: "Restart policy: no, always, on-failure.") var restartPolicy: String?
+    func run() async throws {
+      try await runStoreCommand {
+        let store = try await db.open()
+        var patch = TemplatePatch()
+        patch.image = image
+        patch.cpuKind = cpuKind
+        patch.cpus = cpus
+        patch.memoryMB = memoryMb
+        if let initCmd {
+          guard let data = initCmd.data(using: .utf8), let command = try? JSONDecoder().decode([String].self, from: data) else {
+            throw FieldError(field: "init_cmd", value: initCmd, reason: "must be a JSON array of strings")
+          }
+          patch.initCommand = command
+        }
+        patch.servicesJSON = services
+        if clearEnv { patch.env = [:] }
+        if !env.isEmpty {
+          var map: [String: String] = [:]
+          for item in env {
+            guard let eq = item.firstIndex(of: "=") else {
+              throw FieldError(field: "env", value: String(item.prefix { $0 != "=" }), reason: "must be NAME=VALUE")
+            }
+            map[String(item[..<eq])] = String(item[item.index(after: eq)...])
+          }
+          patch.env = map
+        }
+        patch.mountPath = mountPath
+        patch.volumeSizeGB = volumeSizeGb
+        patch.encrypted = encrypted
+        patch.restartPolicy = restartPolicy
+        try await store.setTemplate(patch)
+        print("template updated")
+      }
+    }
+  }
+}
+
+struct RegionsCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "regions", abstract: "List or extend the Fly regions desired rows may name.", subcommands: [List.self, Add.self])
+  struct List: AsyncParsableCommand {
+    @OptionGroup var db: DatabaseOptions
+    func run() async throws {
+      try await runStoreCommand {
+        print(try await db.open().knownRegions().sorted().joined(separator: " "))
+      }
+    }
+  }
+  struct Add: AsyncParsableCommand {
+    @OptionGroup var db: DatabaseOptions
+    @Argument var code: String
+    func run() async throws {
+      try await runStoreCommand {
+        try await db.open().addRegion(code)
+        print("region \(code) allowed")
+      }
+    }
+  }
+}
+
+struct EventsCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "events", abstract: "Read the audit log (machine_events).")
+  @OptionGroup var db: DatabaseOptions
+  @Option(help: "Only this user's events.") var user: String?
+  @Option(help: "Only events after this id.") var since: Int64?
+  @Option(help: "At most this many (the newest, unless --since).") var limit: Int = 50
+  @Flag(help: "JSON lines.") var json = false
+  func run() async throws {
+    try await runStoreCommand {
+      let events = try await db.open().events(user: user, since: since, limit: limit)
+      for event in events {
+        if json {
+          print(
+            "{\"id\":\(event.id),\"created_at\":\(event.createdAt),\"event_type\":\(JSONText.quote(event.eventType)),\"user_id\":\(event.userID.map(JSONText.quote) ?? "null"),\"machine_id\":\(event.machineID.map(JSONText.quote) ?? "null"),\"volume_id\":\(event.volumeID.map(JSONText.quote) ?? "null"),\"details\":\(event.detailsJSON)}"
+          )
+        } else {
+          let time = Date(timeIntervalSince1970: TimeInterval(event.createdAt)).formatted(.iso8601)
+          print(
+            "\(event.id)\t\(time)\t\(pad(event.eventType, 24))\tuser=\(event.userID ?? "-")\tmachine=\(event.machineID ?? "-")\tvolume=\(event.volumeID ?? "-")\t\(event.detailsJSON)"
+          )
+        }
+      }
+    }
+  }
+}
