@@ -95,6 +95,7 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
+    .testTarget(name: "CLITests", dependencies: ["fleetkeeper"], swiftSettings: strict),
     .testTarget(name: "FlySimulatorTests", dependencies: ["FlySimulator"], swiftSettings: strict),
     .testTarget(name: "FleetStoreTests", dependencies: ["FleetStore", "FleetCore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
     .testTarget(
