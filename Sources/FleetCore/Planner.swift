@@ -1,0 +1,352 @@
+/// The reconcile decision: a pure function from what should be, what is, and what the controller
+/// remembers, to the actions of one pass and the drift it sees. No clock, no I/O, no randomness:
+/// `now` comes in, and the same inputs always give the same plan.
+///
+/// Cost is O(users + machines + volumes): everything is grouped in hash maps once.
+public enum Planner {
+  public struct Input: Sendable {
+    public var desired: DesiredSnapshot
+    public var observed: Observation
+    /// The dashboard's `machines` rows, by user.
+    public var recorded: [String: RecordedMachine]
+    public var memory: [String: UserMemory]
+    public var guardMemory: GuardMemory
+    /// Unix seconds.
+    public var now: Double
+    public var settings: PlannerSettings
+    /// Whether this pass may create or destroy (false when the lists look suspect).
+    public var listsTrusted: Bool
+
+    public init(
+      desired: DesiredSnapshot, observed: Observation, recorded: [String: RecordedMachine] = [:],
+      memory: [String: UserMemory] = [:], guardMemory: GuardMemory = .init(), now: Double,
+      settings: PlannerSettings = .init(), listsTrusted: Bool = true
+    ) {
+      self.desired = desired
+      self.observed = observed
+      self.recorded = recorded
+      self.memory = memory
+      self.guardMemory = guardMemory
+      self.now = now
+      self.settings = settings
+      self.listsTrusted = listsTrusted
+    }
+  }
+
+  public static func plan(_ input: Input) -> Plan {
+    var actions: [Action] = []
+    var findings: [DriftFinding] = []
+    var waiting: [String] = []
+    var memory = input.memory
+    let now = input.now
+    let settings = input.settings
+
+    // Group what Fly shows by user.
+    var machinesByUser: [String: [ObservedMachine]] = [:]
+    var machineByID: [String: ObservedMachine] = [:]
+    for machine in input.observed.machines {
+      machineByID[machine.id] = machine
+      guard let user = machine.userID else {
+        if !machine.isGone {
+          findings.append(
+            DriftFinding(
+              kind: .foreignMachine, resourceID: machine.id,
+              message: "machine \(machine.id) (\(machine.name ?? "unnamed")) has no fleet_user_id: not ours, left alone"))
+        }
+        continue
+      }
+      machinesByUser[user, default: []].append(machine)
+    }
+    var userByVolumeName: [String: String] = [:]
+    for user in input.desired.machines.keys { userByVolumeName[FleetNames.volumeName(forUser: user)] = user }
+    for user in machinesByUser.keys where userByVolumeName[FleetNames.volumeName(forUser: user)] == nil {
+      userByVolumeName[FleetNames.volumeName(forUser: user)] = user
+    }
+    for user in input.memory.keys where userByVolumeName[FleetNames.volumeName(forUser: user)] == nil {
+      userByVolumeName[FleetNames.volumeName(forUser: user)] = user
+    }
+    var volumesByUser: [String: [ObservedVolume]] = [:]
+    var volumeByID: [String: ObservedVolume] = [:]
+    for volume in input.observed.volumes where !volume.isGone {
+      volumeByID[volume.id] = volume
+      if let user = userByVolumeName[volume.name] { volumesByUser[user, default: []].append(volume) }
+    }
+
+    // Every user we know of: desired rows, machines tagged for a user, remembered volumes.
+    var users = Set(input.desired.machines.keys)
+    users.formUnion(machinesByUser.keys)
+    users.formUnion(volumesByUser.keys)
+    for (user, state) in input.memory where state.pending != nil || state.volumeID != nil { users.insert(user) }
+
+    for (user, reason) in input.desired.invalidRows {
+      findings.append(DriftFinding(kind: .invalidDesiredRow, userID: user, message: "desired row unreadable: \(reason)"))
+      users.remove(user)  // never acted on, never taken for absent
+    }
+
+    for user in users.sorted() {
+      var state = memory[user] ?? UserMemory()
+      defer { memory[user] = state.isEmpty ? nil : state }
+      let desired = input.desired.machines[user]
+      let live = (machinesByUser[user] ?? []).filter { !$0.isGone }
+      let volumes = volumesByUser[user] ?? []
+      let recorded = input.recorded[user]
+
+      // Clear a pending create whose resource has shown up (or whose answer said it exists).
+      if let pending = state.pending {
+        let seen: Bool
+        switch pending.kind {
+        case .volume: seen = !volumes.isEmpty
+        case .machine: seen = !live.isEmpty
+        }
+        if seen { state.pending = nil }
+      }
+      let pendingActive: Bool = {
+        guard let pending = state.pending else { return false }
+        return now - pending.since < settings.pendingGrace
+      }()
+      let backedOff = (state.backoffUntil ?? 0) > now
+      if state.failures >= settings.retryBudget, let error = state.lastError {
+        findings.append(
+          DriftFinding(
+            kind: .actionFailing, userID: user,
+            message: "\(state.failures) consecutive failures; last: \(error)"))
+      }
+
+      // Which machine and volume are the user's: the recorded one, the attached one, the oldest.
+      let keptMachine: ObservedMachine? =
+        live.first { $0.id == recorded?.machineID }
+        ?? live.min { ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id) }
+      let keptVolume: ObservedVolume? =
+        volumes.first { $0.id == keptMachine?.volumeID }
+        ?? volumes.first { $0.attachedMachineID != nil && $0.attachedMachineID == keptMachine?.id }
+        ?? volumes.first { $0.id == recorded?.volumeID }
+        ?? volumes.first { $0.id == state.volumeID }
+        ?? volumes.min { ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id) }
+      if let keptVolume { state.volumeID = keptVolume.id }
+
+      // Duplicates: report; remove the extra only when provably ours and unattached.
+      for extra in live where extra.id != keptMachine?.id {
+        findings.append(
+          DriftFinding(
+            kind: .duplicateMachine, userID: user, resourceID: extra.id,
+            message: "second machine \(extra.id) for \(user) (keeping \(keptMachine?.id ?? "-"))"))
+        if extra.state == "started" || extra.state == "starting" {
+          actions.append(Action(kind: .stop, userID: user, machineID: extra.id, reason: "duplicate machine"))
+        } else if !ObservedMachine.transitional.contains(extra.state) {
+          actions.append(Action(kind: .destroyMachine, userID: user, machineID: extra.id, reason: "duplicate machine"))
+        }
+      }
+      for extra in volumes where extra.id != keptVolume?.id {
+        findings.append(
+          DriftFinding(
+            kind: .duplicateVolume, userID: user, resourceID: extra.id,
+            message: "second volume \(extra.id) named \(extra.name) (keeping \(keptVolume?.id ?? "-"))"))
+        if extra.attachedMachineID == nil {
+          actions.append(Action(kind: .deleteVolume, userID: user, volumeID: extra.id, reason: "duplicate volume, unattached"))
+        }
+      }
+
+      let wanted = desired?.state ?? .absent
+      if desired == nil, keptMachine != nil {
+        findings.append(
+          DriftFinding(
+            kind: .orphanMachine, userID: user, resourceID: keptMachine?.id,
+            message: "machine \(keptMachine!.id) is tagged for \(user), who has no desired row: treated as absent"))
+      }
+      if backedOff && wanted != .absent {
+        waiting.append(user)
+        continue
+      }
+
+      switch wanted {
+      case .running, .stopped:
+        state.volumeReleasedAt = nil
+        let spec = desired!.spec(from: input.desired.template)
+        if let machine = keptMachine {
+          if machine.region != desired!.region {
+            findings.append(
+              DriftFinding(
+                kind: .regionMismatch, userID: user, resourceID: machine.id,
+                message: "machine is in \(machine.region), desired \(desired!.region): moving loses the volume; left as is"))
+          }
+          track(machine, user: user, state: &state, findings: &findings, waiting: &waiting, now: now, settings: settings)
+          switch (wanted, machine.state) {
+          case (.running, "stopped"), (.running, "suspended"), (.running, "failed"):
+            if machine.state == "failed" {
+              findings.append(
+                DriftFinding(kind: .machineFailed, userID: user, resourceID: machine.id, message: "machine \(machine.id) failed"))
+            } else if (machine.updatedAt ?? 0) > Double(desired!.updatedAt) {
+              findings.append(
+                DriftFinding(
+                  kind: .stoppedWhileDesiredRunning, userID: user, resourceID: machine.id,
+                  message: "machine \(machine.id) is \(machine.state) while desired running"))
+            }
+            actions.append(Action(kind: .start, userID: user, machineID: machine.id, reason: "desired running, machine \(machine.state)"))
+          case (.running, "created"):
+            if now - (machine.createdAt ?? now) >= settings.createdGrace {
+              actions.append(Action(kind: .start, userID: user, machineID: machine.id, reason: "desired running, machine created"))
+            } else {
+              waiting.append(user)
+            }
+          case (.stopped, "started"):
+            actions.append(Action(kind: .stop, userID: user, machineID: machine.id, reason: "desired stopped"))
+          default:
+            break
+          }
+        } else if wanted == .running {
+          if let volume = keptVolume {
+            if volume.region != desired!.region {
+              findings.append(
+                DriftFinding(
+                  kind: .regionMismatch, userID: user, resourceID: volume.id,
+                  message: "volume is in \(volume.region), desired \(desired!.region): the machine follows the volume"))
+            }
+            if volume.attachedMachineID != nil {
+              // A destroyed machine holds its volume a while; a just-created one may not be listed yet.
+              waiting.append(user)
+            } else if pendingActive && state.pending?.kind == .machine {
+              waiting.append(user)
+            } else {
+              if recorded != nil, state.pending == nil {
+                findings.append(
+                  DriftFinding(
+                    kind: .machineMissing, userID: user, resourceID: recorded?.machineID,
+                    message: "machine \(recorded!.machineID) is gone; creating a new one on volume \(volume.id)"))
+              }
+              actions.append(
+                Action(
+                  kind: .createMachine, userID: user, volumeID: volume.id, region: volume.region, spec: spec,
+                  lookUpFirst: state.pending?.kind == .machine && state.pending?.outcomeUnknown == true,
+                  reason: "desired running, no machine"))
+            }
+          } else if pendingActive && state.pending?.kind == .volume {
+            waiting.append(user)
+          } else {
+            if state.volumeID != nil || recorded?.volumeID != nil, state.pending == nil {
+              findings.append(
+                DriftFinding(
+                  kind: .volumeMissing, userID: user, resourceID: state.volumeID ?? recorded?.volumeID,
+                  message: "volume \(state.volumeID ?? recorded?.volumeID ?? "") is gone; creating a new, empty one"))
+            }
+            actions.append(
+              Action(
+                kind: .createVolume, userID: user, region: desired!.region, spec: spec,
+                lookUpFirst: state.pending?.kind == .volume && state.pending?.outcomeUnknown == true,
+                reason: "desired running, no volume"))
+          }
+        }
+      case .absent:
+        state.pending = nil
+        if let machine = keptMachine {
+          state.volumeReleasedAt = nil
+          switch machine.state {
+          case "started", "starting":
+            actions.append(Action(kind: .stop, userID: user, machineID: machine.id, reason: "desired absent: stop before destroy"))
+          case _ where ObservedMachine.transitional.contains(machine.state):
+            track(machine, user: user, state: &state, findings: &findings, waiting: &waiting, now: now, settings: settings)
+          default:
+            actions.append(
+              Action(kind: .destroyMachine, userID: user, machineID: machine.id, volumeID: machine.volumeID, reason: desired == nil ? "no desired row" : "desired absent"))
+          }
+        } else if let volume = keptVolume {
+          if volume.attachedMachineID != nil {
+            waiting.append(user)  // detaches a while after the machine is destroyed
+          } else if let retention = settings.volumeRetention {
+            let released = state.volumeReleasedAt ?? now
+            state.volumeReleasedAt = released
+            if now - released >= retention {
+              actions.append(
+                Action(kind: .deleteVolume, userID: user, volumeID: volume.id, reason: "retention of \(Int(retention)) s passed"))
+            }
+          }
+        } else {
+          // Nothing left on Fly: forget the user's resources (the history stays in machine_events).
+          state.volumeID = nil
+          state.volumeReleasedAt = nil
+          state.transitionalSince = nil
+        }
+      }
+    }
+
+    // Guards.
+    var guardMemory = input.guardMemory
+    let desiredActive = input.desired.machines.values.filter { $0.state != .absent }.count
+    let managed = input.observed.machines.filter { $0.userID != nil && !$0.isGone }.count
+    var destructiveAllowed = true
+    if !input.listsTrusted {
+      let held = actions.filter { $0.kind.isCreate || $0.kind.isDestructive }
+      if !held.isEmpty {
+        findings.append(
+          DriftFinding(
+            kind: .listSuspect,
+            message: "Fly's lists look incomplete: \(held.count) create/destroy action(s) held until they agree again"))
+      }
+      actions.removeAll { $0.kind.isCreate || $0.kind.isDestructive }
+      destructiveAllowed = false
+    }
+    if let baseline = guardMemory.desiredBaseline, !settings.allowMassDestroy {
+      let shrink = baseline - desiredActive
+      if shrink >= 2 && Double(shrink) > Double(max(managed, baseline)) / 2 {
+        let held = actions.filter { $0.kind.isDestructive }.count
+        findings.append(
+          DriftFinding(
+            kind: .destroyGuardTripped,
+            message:
+              "the desired set shrank from \(baseline) to \(desiredActive) users (managed fleet \(managed)): no destroy until an operator confirms (--allow-mass-destroy); \(held) held"
+          ))
+        actions.removeAll { $0.kind.isDestructive }
+        destructiveAllowed = false
+      }
+    }
+    if destructiveAllowed {
+      guardMemory.desiredBaseline = desiredActive
+      let destructive = actions.filter { $0.kind.isDestructive }
+      if destructive.count > settings.maxDestroysPerPass {
+        var kept = 0
+        actions.removeAll { action in
+          guard action.kind.isDestructive else { return false }
+          kept += 1
+          return kept > settings.maxDestroysPerPass
+        }
+        findings.append(
+          DriftFinding(
+            kind: .destroyCapReached,
+            message: "\(destructive.count) destroys planned, \(settings.maxDestroysPerPass) allowed per pass; the rest wait"))
+      }
+    }
+
+    // Order: creates first (users waiting for a machine), then starts, stops, destroys last.
+    let order: [Action.Kind: Int] = [
+      .createVolume: 0, .createMachine: 1, .start: 2, .stop: 3, .destroyMachine: 4, .deleteVolume: 5,
+    ]
+    actions.sort { (order[$0.kind]!, $0.userID) < (order[$1.kind]!, $1.userID) }
+    return Plan(actions: actions, findings: findings, waiting: waiting, memory: memory, guardMemory: guardMemory)
+  }
+
+  /// Tracks how long a machine has been transitional, and reports it stuck past the limit.
+  private static func track(
+    _ machine: ObservedMachine, user: String, state: inout UserMemory, findings: inout [DriftFinding],
+    waiting: inout [String], now: Double, settings: PlannerSettings
+  ) {
+    guard ObservedMachine.transitional.contains(machine.state) else {
+      state.transitionalSince = nil
+      return
+    }
+    waiting.append(user)
+    let since = state.transitionalSince ?? now
+    state.transitionalSince = since
+    if now - since >= settings.stuckAfter {
+      findings.append(
+        DriftFinding(
+          kind: .stuck, userID: user, resourceID: machine.id,
+          message: "machine \(machine.id) has been \(machine.state) for \(Int(now - since)) s"))
+    }
+  }
+
+  /// Whether a fresh list looks like one of Fly's bad days (empty, or sharply shorter than the
+  /// last trusted one) and should be read again before anything is created or destroyed.
+  public static func listLooksSuspect(previous: Int?, current: Int) -> Bool {
+    guard let previous, previous >= 2 else { return false }
+    return current == 0 || Double(current) < Double(previous) * 0.5
+  }
+}

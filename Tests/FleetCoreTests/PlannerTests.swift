@@ -1,0 +1,279 @@
+import FleetCore
+import Testing
+
+/// The planner's rules, one row each: (desired, observed, memory) → actions and findings.
+struct PlannerTests {
+  static let now = 1_800_000_000.0
+  static let template = MachineTemplate(image: "registry.fly.io/agent:1")
+
+  static func desired(_ rows: [(String, DesiredState, String)], updatedAt: Int64 = 1_799_999_000) -> DesiredSnapshot {
+    DesiredSnapshot(
+      template: template,
+      machines: Dictionary(
+        uniqueKeysWithValues: rows.map { ($0.0, DesiredMachine(userID: $0.0, state: $0.1, region: $0.2, updatedAt: updatedAt)) }))
+  }
+  static func machine(
+    _ id: String, user: String?, state: String, region: String = "cdg", volume: String? = nil, created: Double = now - 3600,
+    updated: Double = now - 60
+  ) -> ObservedMachine {
+    ObservedMachine(id: id, state: state, region: region, userID: user, volumeID: volume, createdAt: created, updatedAt: updated)
+  }
+  static func volume(_ id: String, user: String, region: String = "cdg", attached: String? = nil, state: String = "created", created: Double = now - 7200) -> ObservedVolume {
+    ObservedVolume(id: id, name: FleetNames.volumeName(forUser: user), state: state, region: region, attachedMachineID: attached, createdAt: created)
+  }
+
+  struct Case: Sendable, CustomTestStringConvertible {
+    var name: String
+    var desired: DesiredSnapshot
+    var machines: [ObservedMachine] = []
+    var volumes: [ObservedVolume] = []
+    var recorded: [String: RecordedMachine] = [:]
+    var memory: [String: UserMemory] = [:]
+    var guardMemory = GuardMemory()
+    var settings = PlannerSettings()
+    var trusted = true
+    var actions: [String]
+    var findings: [String] = []
+    var testDescription: String { name }
+  }
+
+  static func memory(_ body: (inout UserMemory) -> Void) -> UserMemory {
+    var state = UserMemory()
+    body(&state)
+    return state
+  }
+
+  static let cases: [Case] = [
+    Case(name: "running, nothing on Fly → create the volume", desired: desired([("u1", .running, "cdg")]), actions: ["create_volume u1"]),
+    Case(
+      name: "running, a volume, no machine → create the machine on it",
+      desired: desired([("u1", .running, "cdg")]), volumes: [volume("v1", user: "u1")], actions: ["create_machine u1 vol=v1"]),
+    Case(
+      name: "running, started → nothing", desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "started", volume: "v1")], volumes: [volume("v1", user: "u1", attached: "m1")],
+      actions: []),
+    Case(
+      name: "running, stopped behind our back → start and report",
+      desired: desired([("u1", .running, "cdg")]), machines: [machine("m1", user: "u1", state: "stopped", volume: "v1")],
+      volumes: [volume("v1", user: "u1", attached: "m1")], actions: ["start u1 m1"], findings: ["stopped_while_desired_running u1"]),
+    Case(
+      name: "running, stopped before the operator asked for running → start, no drift",
+      desired: desired([("u1", .running, "cdg")], updatedAt: Int64(now) - 10),
+      machines: [machine("m1", user: "u1", state: "stopped", volume: "v1", updated: now - 3600)],
+      volumes: [volume("v1", user: "u1", attached: "m1")], actions: ["start u1 m1"]),
+    Case(
+      name: "running, failed → start and report", desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "failed")], actions: ["start u1 m1"], findings: ["machine_failed u1"]),
+    Case(
+      name: "running, suspended → start", desired: desired([("u1", .running, "cdg")], updatedAt: Int64(now)),
+      machines: [machine("m1", user: "u1", state: "suspended")], actions: ["start u1 m1"]),
+    Case(
+      name: "running, starting → wait", desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "starting")], actions: []),
+    Case(
+      name: "running, starting for too long → stuck", desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "starting")],
+      memory: ["u1": memory { $0.transitionalSince = now - 301 }], actions: [], findings: ["stuck u1"]),
+    Case(
+      name: "running, created a moment ago → wait for it to boot", desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "created", created: now - 5)], actions: []),
+    Case(
+      name: "running, created long ago (skip_launch or stuck) → start", desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "created", created: now - 60)], actions: ["start u1 m1"]),
+    Case(
+      name: "stopped, started → stop", desired: desired([("u1", .stopped, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "started")], actions: ["stop u1 m1"]),
+    Case(
+      name: "stopped, stopped → nothing; the volume stays", desired: desired([("u1", .stopped, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "stopped", volume: "v1")], volumes: [volume("v1", user: "u1", attached: "m1")],
+      actions: []),
+    Case(
+      name: "absent, started → stop first", desired: desired([("u1", .absent, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "started")], actions: ["stop u1 m1"]),
+    Case(
+      name: "absent, stopped → destroy the machine, not the volume", desired: desired([("u1", .absent, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "stopped", volume: "v1")], volumes: [volume("v1", user: "u1", attached: "m1")],
+      actions: ["destroy_machine u1 m1"]),
+    Case(
+      name: "no desired row for our machine → destroy it, report an orphan", desired: desired([]),
+      machines: [machine("m1", user: "gone", state: "stopped")], actions: ["destroy_machine gone m1"],
+      findings: ["orphan_machine gone"]),
+    Case(
+      name: "absent, volume still attached to the destroyed machine → wait", desired: desired([("u1", .absent, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "destroyed")], volumes: [volume("v1", user: "u1", attached: "m1")], actions: []),
+    Case(
+      name: "absent, volume free, retention running → keep it", desired: desired([("u1", .absent, "cdg")]),
+      volumes: [volume("v1", user: "u1")], memory: ["u1": memory { $0.volumeReleasedAt = now - 3600 }], actions: []),
+    Case(
+      name: "absent, volume free, retention passed → delete it", desired: desired([("u1", .absent, "cdg")]),
+      volumes: [volume("v1", user: "u1")], memory: ["u1": memory { $0.volumeReleasedAt = now - 8 * 86_400 }],
+      actions: ["delete_volume u1 vol=v1"]),
+    Case(
+      name: "absent, retention never → keep it forever", desired: desired([("u1", .absent, "cdg")]),
+      volumes: [volume("v1", user: "u1")], memory: ["u1": memory { $0.volumeReleasedAt = now - 800 * 86_400 }],
+      settings: { var s = PlannerSettings(); s.volumeRetention = nil; return s }(), actions: []),
+    Case(
+      name: "a foreign machine → reported, never touched", desired: desired([]),
+      machines: [machine("f1", user: nil, state: "started")], actions: [], findings: ["foreign_machine -"]),
+    Case(
+      name: "two machines → keep the recorded one, stop the started extra",
+      desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "started", created: now - 10), machine("m2", user: "u1", state: "started", created: now - 100)],
+      recorded: ["u1": RecordedMachine(machineID: "m1")], actions: ["stop u1 m2"], findings: ["duplicate_machine u1"]),
+    Case(
+      name: "two machines, the extra stopped → destroy it", desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "started", created: now - 100), machine("m2", user: "u1", state: "stopped", created: now - 10)],
+      actions: ["destroy_machine u1 m2"], findings: ["duplicate_machine u1"]),
+    Case(
+      name: "two volumes → delete the unattached extra only", desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "started", volume: "v1")],
+      volumes: [volume("v1", user: "u1", attached: "m1"), volume("v2", user: "u1")],
+      actions: ["delete_volume u1 vol=v2"], findings: ["duplicate_volume u1"]),
+    Case(
+      name: "an attached extra volume is never deleted", desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "started", volume: "v1")],
+      volumes: [volume("v1", user: "u1", attached: "m1"), volume("v2", user: "u1", attached: "m9")],
+      actions: [], findings: ["duplicate_volume u1"]),
+    Case(
+      name: "a volume create in flight, not listed yet → wait (no duplicate)", desired: desired([("u1", .running, "cdg")]),
+      memory: ["u1": memory { $0.pending = PendingCreate(kind: .volume, since: now - 2, resourceID: "v1") }], actions: []),
+    Case(
+      name: "a lost volume create, grace passed → look up before creating", desired: desired([("u1", .running, "cdg")]),
+      memory: ["u1": memory { $0.pending = PendingCreate(kind: .volume, since: now - 60, outcomeUnknown: true) }],
+      actions: ["create_volume u1 lookup"]),
+    Case(
+      name: "a machine create in flight, not listed yet → wait", desired: desired([("u1", .running, "cdg")]),
+      volumes: [volume("v1", user: "u1")],
+      memory: ["u1": memory { $0.pending = PendingCreate(kind: .machine, since: now - 2) }], actions: []),
+    Case(
+      name: "a just-created machine holds the volume before it is listed → wait", desired: desired([("u1", .running, "cdg")]),
+      volumes: [volume("v1", user: "u1", attached: "m-new")], actions: []),
+    Case(
+      name: "backing off → no action", desired: desired([("u1", .running, "cdg")]),
+      memory: ["u1": memory { $0.backoffUntil = now + 30; $0.failures = 2 }], actions: []),
+    Case(
+      name: "failing beyond the budget → reported", desired: desired([("u1", .running, "cdg")]),
+      memory: ["u1": memory { $0.failures = 6; $0.lastError = "fly capacity" }], actions: ["create_volume u1"],
+      findings: ["action_failing u1"]),
+    Case(
+      name: "machine gone behind our back → recreate and report", desired: desired([("u1", .running, "cdg")]),
+      volumes: [volume("v1", user: "u1")], recorded: ["u1": RecordedMachine(machineID: "m1", volumeID: "v1")],
+      actions: ["create_machine u1 vol=v1"], findings: ["machine_missing u1"]),
+    Case(
+      name: "volume gone behind our back → recreate and report", desired: desired([("u1", .running, "cdg")]),
+      memory: ["u1": memory { $0.volumeID = "v1" }], actions: ["create_volume u1"], findings: ["volume_missing u1"]),
+    Case(
+      name: "region changed under a machine → reported, not moved", desired: desired([("u1", .running, "ams")]),
+      machines: [machine("m1", user: "u1", state: "started", region: "cdg")], actions: [], findings: ["region_mismatch u1"]),
+    Case(
+      name: "lists untrusted → starts only, creates and destroys held",
+      desired: desired([("u1", .running, "cdg"), ("u2", .running, "cdg"), ("u3", .absent, "cdg")]),
+      machines: [machine("m2", user: "u2", state: "stopped"), machine("m3", user: "u3", state: "stopped")], trusted: false,
+      actions: ["start u2 m2"], findings: ["stopped_while_desired_running u2", "list_suspect -"]),
+    Case(
+      name: "an unreadable desired row is reported and never taken for absent",
+      desired: { var d = desired([]); d.invalidRows = ["u1": "bad state"]; return d }(),
+      machines: [machine("m1", user: "u1", state: "stopped")], actions: [], findings: ["invalid_desired_row u1"]),
+  ]
+
+  static func describe(_ action: Action) -> String {
+    var text = "\(action.kind.rawValue) \(action.userID)"
+    if let machine = action.machineID { text += " \(machine)" }
+    if action.kind == .createMachine || action.kind == .deleteVolume, let volume = action.volumeID { text += " vol=\(volume)" }
+    if action.lookUpFirst { text += " lookup" }
+    return text
+  }
+
+  @Test(arguments: cases)
+  func rule(_ c: Case) {
+    let plan = Planner.plan(
+      Planner.Input(
+        desired: c.desired, observed: Observation(machines: c.machines, volumes: c.volumes), recorded: c.recorded,
+        memory: c.memory, guardMemory: c.guardMemory, now: Self.now, settings: c.settings, listsTrusted: c.trusted))
+    #expect(plan.actions.map(Self.describe) == c.actions)
+    #expect(plan.findings.map { "\($0.kind.rawValue) \($0.userID ?? "-")" }.sorted() == c.findings.sorted())
+  }
+
+  @Test func createsCarryTheResolvedSpecAndTheVolumeRegion() {
+    var snapshot = Self.desired([("u1", .running, "ams")])
+    snapshot.machines["u1"]!.overrides = TemplateOverrides(image: "nginx:2", memoryMB: 1024)
+    let plan = Planner.plan(
+      .init(desired: snapshot, observed: Observation(machines: [], volumes: [Self.volume("v1", user: "u1", region: "cdg")]), now: Self.now))
+    #expect(plan.actions.first?.spec?.image == "nginx:2")
+    #expect(plan.actions.first?.spec?.memoryMB == 1024)
+    #expect(plan.actions.first?.region == "cdg", "the machine goes where its volume is")
+  }
+
+  @Test func pendingCreateIsClearedOnceListed() {
+    let plan = Planner.plan(
+      .init(
+        desired: Self.desired([("u1", .running, "cdg")]),
+        observed: Observation(machines: [], volumes: [Self.volume("v1", user: "u1")]),
+        memory: ["u1": Self.memory { $0.pending = PendingCreate(kind: .volume, since: Self.now - 1) }], now: Self.now))
+    #expect(plan.memory["u1"]?.pending == nil)
+    #expect(plan.memory["u1"]?.volumeID == "v1")
+  }
+
+  @Test func retentionClockStartsWhenTheVolumeIsFree() {
+    let plan = Planner.plan(
+      .init(desired: Self.desired([("u1", .absent, "cdg")]), observed: Observation(machines: [], volumes: [Self.volume("v1", user: "u1")]), now: Self.now))
+    #expect(plan.actions.isEmpty)
+    #expect(plan.memory["u1"]?.volumeReleasedAt == Self.now)
+  }
+
+  @Test func destroysAreCappedPerPass() {
+    let users = (0..<15).map { ("u\($0)", DesiredState.absent, "cdg") }
+    let machines = (0..<15).map { Self.machine("m\($0)", user: "u\($0)", state: "stopped") }
+    let plan = Planner.plan(.init(desired: Self.desired(users), observed: Observation(machines: machines, volumes: []), now: Self.now))
+    #expect(plan.actions.filter { $0.kind == .destroyMachine }.count == 10)
+    #expect(plan.findings.map(\.kind) == [.destroyCapReached])
+  }
+
+  @Test func massShrinkTripsTheGuardUntilOverridden() {
+    let machines = (0..<10).map { Self.machine("m\($0)", user: "u\($0)", state: "stopped") }
+    var guardMemory = GuardMemory()
+    guardMemory.desiredBaseline = 10
+    let emptied = Self.desired([])
+    let tripped = Planner.plan(
+      .init(desired: emptied, observed: Observation(machines: machines, volumes: []), guardMemory: guardMemory, now: Self.now))
+    #expect(tripped.actions.isEmpty)
+    #expect(tripped.findings.contains { $0.kind == .destroyGuardTripped })
+    #expect(tripped.guardMemory.desiredBaseline == 10, "the baseline holds while tripped, across passes and restarts")
+
+    var override = PlannerSettings()
+    override.allowMassDestroy = true
+    let allowed = Planner.plan(
+      .init(desired: emptied, observed: Observation(machines: machines, volumes: []), guardMemory: guardMemory, now: Self.now, settings: override))
+    #expect(allowed.actions.filter { $0.kind == .destroyMachine }.count == 10)
+    #expect(allowed.guardMemory.desiredBaseline == 0)
+  }
+
+  @Test func oneUserLeavingASmallFleetDoesNotTripTheGuard() {
+    var guardMemory = GuardMemory()
+    guardMemory.desiredBaseline = 3
+    let plan = Planner.plan(
+      .init(
+        desired: Self.desired([("u1", .running, "cdg"), ("u2", .running, "cdg"), ("u3", .absent, "cdg")]),
+        observed: Observation(
+          machines: [
+            Self.machine("m1", user: "u1", state: "started"), Self.machine("m2", user: "u2", state: "started"),
+            Self.machine("m3", user: "u3", state: "stopped"),
+          ], volumes: []), guardMemory: guardMemory, now: Self.now))
+    #expect(plan.actions.map(Self.describe) == ["destroy_machine u3 m3"])
+  }
+
+  @Test(arguments: [(nil as Int?, 0, false), (10, 0, true), (10, 4, true), (10, 6, false), (1, 0, false), (100, 99, false)])
+  func suspectLists(previous: Int?, current: Int, suspect: Bool) {
+    #expect(Planner.listLooksSuspect(previous: previous, current: current) == suspect)
+  }
+
+  @Test func plannerIsLinearEnoughFor100kUsers() {
+    // Not a timing test: a smoke check that the grouping is by hash map (this would take minutes if quadratic).
+    let users = (0..<20_000).map { ("u\($0)", DesiredState.running, "cdg") }
+    let machines = (0..<20_000).map { Self.machine("m\($0)", user: "u\($0)", state: "started", volume: "v\($0)") }
+    let volumes = (0..<20_000).map { Self.volume("v\($0)", user: "u\($0)", attached: "m\($0)") }
+    let plan = Planner.plan(.init(desired: Self.desired(users), observed: Observation(machines: machines, volumes: volumes), now: Self.now))
+    #expect(plan.actions.isEmpty)
+    #expect(plan.findings.isEmpty)
+  }
+}
