@@ -194,6 +194,12 @@ public enum Planner {
             break
           }
         } else if wanted == .running {
+          if let recorded, state.pending == nil {
+            findings.append(
+              DriftFinding(
+                kind: .machineMissing, userID: user, resourceID: recorded.machineID,
+                message: "machine \(recorded.machineID) is gone while desired running; a new one will be made on the volume"))
+          }
           if let volume = keptVolume {
             if volume.region != desired!.region {
               findings.append(
@@ -207,12 +213,6 @@ public enum Planner {
             } else if pendingActive && state.pending?.kind == .machine {
               waiting.append(user)
             } else {
-              if recorded != nil, state.pending == nil {
-                findings.append(
-                  DriftFinding(
-                    kind: .machineMissing, userID: user, resourceID: recorded?.machineID,
-                    message: "machine \(recorded!.machineID) is gone; creating a new one on volume \(volume.id)"))
-              }
               actions.append(
                 Action(
                   kind: .createMachine, userID: user, volumeID: volume.id, region: volume.region, spec: spec,

@@ -147,21 +147,15 @@ public enum Schema {
     """
 
   static let v2 = """
-    -- What the controller must remember across passes and restarts.
-    -- Per user: intents (a create in flight or with an unknown outcome), backoff, volume retention.
+    -- What the controller must remember across passes and restarts, per user: a create in flight
+    -- (written before the call, so a crash leaves an intent to look up, never a blind re-create),
+    -- backoff after failures, the volume it owns, when that volume's retention started.
     CREATE TABLE fleet_user_state (
       user_id TEXT PRIMARY KEY,
-      pending_action TEXT,
-      pending_since INTEGER,
-      failures INTEGER NOT NULL DEFAULT 0,
-      backoff_until INTEGER,
-      last_error TEXT,
-      volume_id TEXT,
-      volume_released_at INTEGER,
-      transitional_since INTEGER,
+      memory TEXT NOT NULL CONSTRAINT memory CHECK (json_valid(memory)),
       updated_at INTEGER NOT NULL DEFAULT (unixepoch())
     ) STRICT;
-    -- Key-value memory of the guards (last fleet sizes seen) and the writer lease.
+    -- Key-value memory of the guards (fleet sizes last trusted) and the writer lease.
     CREATE TABLE fleet_controller (
       key TEXT PRIMARY KEY,
       value TEXT NOT NULL,

@@ -7,7 +7,8 @@ struct Fleetkeeper: AsyncParsableCommand {
     abstract: "A reconciling controller for a fleet of per-user Fly Machines.",
     subcommands: [
       MigrateCommand.self, SchemaCommand.self, UsersCommand.self, TemplateCommand.self, RegionsCommand.self,
-      EventsCommand.self, SimCommand.self,
+      EventsCommand.self, PlanCommand.self, ReconcileCommand.self, RunCommand.self, StatusCommand.self, DemoCommand.self,
+      SimCommand.self,
     ]
   )
 }

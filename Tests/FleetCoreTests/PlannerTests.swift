@@ -160,6 +160,11 @@ struct PlannerTests {
       volumes: [volume("v1", user: "u1")], recorded: ["u1": RecordedMachine(machineID: "m1", volumeID: "v1")],
       actions: ["create_machine u1 vol=v1"], findings: ["machine_missing u1"]),
     Case(
+      name: "machine destroyed behind our back, volume still bound → wait, and report it missing",
+      desired: desired([("u1", .running, "cdg")]), machines: [machine("m1", user: "u1", state: "destroyed", volume: "v1")],
+      volumes: [volume("v1", user: "u1", attached: "m1")], recorded: ["u1": RecordedMachine(machineID: "m1", volumeID: "v1")],
+      actions: [], findings: ["machine_missing u1"]),
+    Case(
       name: "volume gone behind our back → recreate and report", desired: desired([("u1", .running, "cdg")]),
       memory: ["u1": memory { $0.volumeID = "v1" }], actions: ["create_volume u1"], findings: ["volume_missing u1"]),
     Case(

@@ -1,0 +1,117 @@
+public import AsyncHTTPClient
+import FleetCore
+import FleetStore
+import FlyMachines
+import FlySimulator
+import Foundation
+import Logging
+
+/// `fleetkeeper demo`: the built-in simulator and a fresh SQLite database in a temporary folder, a
+/// few users, and the loop at work: the fleet created, drift injected behind its back, repaired.
+public enum Demo {
+  public static func run(print say: @escaping @Sendable (String) -> Void, keepDatabase: Bool = false) async throws -> Int32 {
+    let started = Date()
+    @Sendable func stamp() -> String { String(format: "%6.1fs", Date().timeIntervalSince(started)) }
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fleetkeeper-demo-\(UUID().uuidString.prefix(8))")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    let databasePath = folder.appendingPathComponent("fleet.sqlite3").path
+
+    var simConfiguration = SimulatorConfiguration(appName: "demo-users", token: "demo-token")
+    simConfiguration.createSettle = 1
+    simConfiguration.volumeDetachDelay = 2
+    let simulator = FlySimulator(configuration: simConfiguration)
+    let running = try await SimulatorServer.start(simulator)
+    say("fleetkeeper demo: Fly simulator on \(running.baseURL) (app demo-users, Fly's rate limits on)")
+    say("                  desired state in \(databasePath)")
+
+    let store = try FleetStore.sqlite(path: databasePath, create: true)
+    try await store.migrate()
+    var patch = TemplatePatch()
+    patch.image = "registry.fly.io/fleet-agent:v1"
+    patch.memoryMB = 512
+    patch.env = ["AGENT_MODE": "always-on", "ANTHROPIC_API_KEY": "$ANTHROPIC_API_KEY"]
+    try await store.setTemplate(patch)
+    let users: [(String, String, String)] = [
+      ("alice", "cdg", "running"), ("bob", "ams", "running"), ("carol", "iad", "running"), ("dave", "cdg", "stopped"),
+      ("erin", "sin", "running"),
+    ]
+    for (user, region, state) in users {
+      try await store.addUser(UserInput(userID: user, email: "\(user)@example.com", state: state, region: region))
+    }
+    say("\(stamp()) desired: " + users.map { "\($0.0)=\($0.2)@\($0.1)" }.joined(separator: ", "))
+
+    let client = FlyClient(
+      configuration: FlyClientConfiguration(
+        baseURL: running.baseURL, appName: "demo-users", token: FlyToken("demo-token"), requestTimeout: .seconds(10)))
+    var settings = ReconcilerSettings()
+    settings.busyInterval = 1
+    settings.interval = 5
+    settings.planner.pendingGrace = 10
+    settings.planner.createdGrace = 5
+    settings.secrets = ["ANTHROPIC_API_KEY": "sk-demo-not-a-real-key"]
+    var quiet = Logger(label: "fleetkeeper")
+    quiet.logLevel = .critical
+    let reconciler = Reconciler(
+      client: client, store: store, settings: settings, logger: quiet,
+      onEvent: { event in
+        let outcome = event.details["outcome"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? ""
+        let target = [event.machineID.map { "machine \($0)" }, event.volumeID.map { "volume \($0)" }].compactMap { $0 }
+          .joined(separator: ", ")
+        let extra = event.details["message"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? ""
+        say(
+          "\(stamp())   \(event.eventType.padding(toLength: 36, withPad: " ", startingAt: 0)) \((event.userID ?? "-").padding(toLength: 6, withPad: " ", startingAt: 0)) \(outcome.padding(toLength: 8, withPad: " ", startingAt: 0)) \(target) \(extra)"
+        )
+      })
+
+    func converge(_ label: String, limit: Double = 60) async -> Bool {
+      say("\(stamp()) — \(label)")
+      let deadline = Date().addingTimeInterval(limit)
+      while Date() < deadline {
+        let report = await reconciler.pass()
+        if report.outcome == .ok && (report.plan?.actions.isEmpty ?? false) && (report.plan?.waiting.isEmpty ?? false)
+          && report.listsTrusted
+        {
+          say("\(stamp())   converged: nothing to do (\(report.observedMachines) machines, \(report.observedVolumes) volumes listed)")
+          return true
+        }
+        try? await Task.sleep(for: .milliseconds(700))
+      }
+      say("\(stamp())   did not converge within \(Int(limit)) s")
+      return false
+    }
+
+    var ok = await converge("pass after pass until Fly matches the table")
+    let machines = try await client.listMachines()
+    func machineID(_ user: String) -> String? {
+      machines.first { $0.config?.metadata[FleetNames.userMetadataKey] == user && $0.state != "destroyed" }?.id
+    }
+    say("\(stamp()) — drift behind fleetkeeper's back: alice's machine stopped, bob's destroyed, a foreign machine appears")
+    for (op, id) in [("stop_machine", machineID("alice")), ("destroy_machine", machineID("bob"))] {
+      _ = await simulator.handle(
+        SimulatorRequest(method: "POST", path: "/_sim/drift", body: Data(#"{"op":"\#(op)","machine_id":"\#(id ?? "")"}"#.utf8)))
+    }
+    _ = await simulator.handle(
+      SimulatorRequest(method: "POST", path: "/_sim/drift", body: Data(#"{"op":"create_foreign_machine","region":"ord","name":"someone-elses"}"#.utf8)))
+    ok = await converge("repairing") && ok
+
+    say("\(stamp()) — operator: `fleetkeeper users remove erin` (machine destroyed, volume kept for 7 days)")
+    try await store.removeUser("erin")
+    ok = await converge("acting on the edit") && ok
+
+    let rows = try await store.machineRows()
+    say("\(stamp()) machines table (the dashboard's):")
+    for user in rows.keys.sorted() {
+      let row = rows[user]!
+      say("           \(user.padding(toLength: 6, withPad: " ", startingAt: 0)) \(row.id)  \(row.region)  \(row.status ?? "-")  \(row.volumeID ?? "-")")
+    }
+    let events = try await store.events(limit: 10_000)
+    let requests = simulator.requestLog()
+    say(
+      "\(stamp()) \(events.count) events in machine_events; \(requests.count) API requests, \(requests.filter { $0.status == 429 }.count) answered 429"
+    )
+    say("           read them: fleetkeeper events --database \(databasePath)")
+    await running.stop()
+    if !keepDatabase { try? FileManager.default.removeItem(at: folder) }
+    return ok ? 0 : 1
+  }
+}

@@ -1,0 +1,48 @@
+import Foundation
+import Synchronization
+
+/// Time as the controller sees it: Unix seconds and sleeping. Injected so tests drive backoff,
+/// retention and the loop's schedule without sleeping.
+public protocol FleetClock: Sendable {
+  func now() -> Double
+  func sleep(seconds: Double) async throws
+}
+
+/// The wall clock.
+public struct SystemFleetClock: FleetClock {
+  public init() {}
+  public func now() -> Double { Date().timeIntervalSince1970 }
+  public func sleep(seconds: Double) async throws {
+    guard seconds > 0 else { return }
+    try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+  }
+}
+
+/// A random source for backoff jitter, injectable for reproducible tests.
+public struct Jitter: Sendable {
+  private let draw: @Sendable () -> Double
+  public init(_ draw: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }) { self.draw = draw }
+  /// A value in 0..<1.
+  public func next() -> Double { draw() }
+}
+
+/// Exponential backoff with full jitter (AWS's "full jitter"): a delay drawn uniformly from zero
+/// to `min(cap, base × 2^(attempt−1))`. One place decides the retry policy.
+public struct RetryPolicy: Sendable, Hashable {
+  public var base: Double = 1
+  public var cap: Double = 300
+  /// Attempts of one action within one pass (retryable errors only).
+  public var attemptsPerPass: Int = 3
+  /// The longest in-pass wait before giving the action back to the next pass.
+  public var maxInPassDelay: Double = 5
+  public init() {}
+
+  /// The ceiling of the `attempt`th retry's delay (attempt ≥ 1).
+  public func ceiling(attempt: Int) -> Double {
+    min(cap, base * pow(2, Double(max(0, attempt - 1))))
+  }
+
+  public func delay(attempt: Int, jitter: Jitter) -> Double {
+    ceiling(attempt: attempt) * jitter.next()
+  }
+}

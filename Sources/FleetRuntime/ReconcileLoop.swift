@@ -1,0 +1,71 @@
+import FleetCore
+public import FleetStore
+public import Logging
+public import ServiceLifecycle
+
+/// `fleetkeeper run`'s loop as a Service: a pass, then wait for the next one (the full interval
+/// when the fleet is quiet, the busy interval while something is under way), cut short by any edit
+/// of the desired state (a version counter polled every second). On graceful shutdown it starts no
+/// new pass or action and lets those in flight finish.
+public struct ReconcileLoop: Service {
+  public let reconciler: Reconciler
+  public let store: FleetStore
+  public let settings: ReconcilerSettings
+  private let clock: any FleetClock
+  private let logger: Logger
+  private let onPass: @Sendable (PassReport) async -> Void
+
+  public init(
+    reconciler: Reconciler, store: FleetStore, settings: ReconcilerSettings, clock: any FleetClock = SystemFleetClock(),
+    logger: Logger = Logger(label: "fleetkeeper"), onPass: @escaping @Sendable (PassReport) async -> Void = { _ in }
+  ) {
+    self.reconciler = reconciler
+    self.store = store
+    self.settings = settings
+    self.clock = clock
+    self.logger = logger
+    self.onPass = onPass
+  }
+
+  /// How long to wait after a pass: short while anything is under way or failing.
+  public static func nextDelay(after report: PassReport, settings: ReconcilerSettings) -> Double {
+    let busy =
+      report.outcome != .ok || !report.results.isEmpty || !(report.plan?.waiting.isEmpty ?? true)
+      || !(report.plan?.actions.isEmpty ?? true)
+    return busy ? settings.busyInterval : settings.interval
+  }
+
+  public func run() async throws {
+    var version = try? await store.desiredVersion()
+    while !Task.isCancelled && !Task.isShuttingDownGracefully {
+      let reconciler = self.reconciler
+      let report = await withGracefulShutdownHandler {
+        await reconciler.pass()
+      } onGracefulShutdown: {
+        Task { await reconciler.drain() }
+      }
+      await onPass(report)
+      if Task.isShuttingDownGracefully { break }
+      let delay = Self.nextDelay(after: report, settings: settings)
+      let seen = version
+      do {
+        version = try await cancelWhenGracefulShutdown { [settings, clock, store, logger] in
+          var waited = 0.0
+          while waited < delay {
+            let step = min(settings.desiredPollInterval, delay - waited)
+            try await clock.sleep(seconds: step)
+            waited += step
+            if let now = try? await store.desiredVersion(), now != seen {
+              logger.debug("desired state edited: passing now")
+              return now
+            }
+          }
+          return seen
+        }
+      } catch {
+        break
+      }
+    }
+    logger.info("loop stopped")
+  }
+}

@@ -1,0 +1,614 @@
+public import FleetCore
+public import FleetStore
+public import FlyMachines
+public import Logging
+import Foundation
+
+/// What one action came to.
+public struct ActionResult: Sendable, Hashable {
+  public enum Outcome: String, Sendable, Hashable {
+    /// Done.
+    case ok
+    /// Fly said "not in this state yet" (412 after a create or stop, a bound volume): try next pass.
+    case notYet = "not_yet"
+    /// The answer was lost: the next pass looks before acting again.
+    case unknown
+    /// A lookup found the resource: adopted instead of created.
+    case adopted
+    /// Failed; the user backs off.
+    case failed
+    /// Not tried (shutdown, or a secret missing).
+    case skipped
+  }
+  public var action: Action
+  public var outcome: Outcome
+  public var attempts: Int
+  /// The error, redacted; or the id of what was made.
+  public var message: String
+}
+
+/// One pass: what it saw, planned and did.
+public struct PassReport: Sendable {
+  public enum Outcome: String, Sendable {
+    case ok
+    /// Some action failed (retried on later passes).
+    case actionsFailed = "actions_failed"
+    /// The pass could not run: desired state unreadable, or Fly unreachable. Nothing was done.
+    case couldNotRun = "could_not_run"
+  }
+  public var outcome: Outcome
+  public var plan: Plan?
+  public var results: [ActionResult] = []
+  public var findings: [DriftFinding] = []
+  public var desiredUsers = 0
+  public var observedMachines = 0
+  public var observedVolumes = 0
+  public var listsTrusted = true
+  public var startedAt: Double
+  public var duration: Double = 0
+  public var error: String?
+  /// The observation, for `status`.
+  public var observation: Observation?
+  public var desired: DesiredSnapshot?
+}
+
+/// The loop's one pass, as data flow: read the desired snapshot, list Fly whole, plan (pure), act
+/// within the write budget with retries, record every attempt, make the `machines` rows follow.
+///
+/// Holds the controller's memory in RAM after the first pass (write-through to the store), so a
+/// pass with nothing to do costs the two list reads and nothing else.
+public actor Reconciler {
+  public let client: FlyClient
+  public let store: FleetStore
+  public let settings: ReconcilerSettings
+  private let clock: any FleetClock
+  private let jitter: Jitter
+  public let budget: WriteBudget
+  private let redactor: Redactor
+  private let logger: Logger
+  private let onEvent: (@Sendable (AuditEvent) -> Void)?
+
+  private var loaded = false
+  private var memory: [String: UserMemory] = [:]
+  private var rows: [String: MachineRow] = [:]
+  private var guardMemory = GuardMemory()
+  private var activeFindings: [String: DriftFinding] = [:]
+  private var draining = false
+
+  public init(
+    client: FlyClient, store: FleetStore, settings: ReconcilerSettings, clock: any FleetClock = SystemFleetClock(),
+    jitter: Jitter = Jitter(), redactor: Redactor = Redactor(), logger: Logger = Logger(label: "fleetkeeper"),
+    onEvent: (@Sendable (AuditEvent) -> Void)? = nil
+  ) {
+    self.client = client
+    self.store = store
+    self.settings = settings
+    self.clock = clock
+    self.jitter = jitter
+    self.budget = WriteBudget(limits: settings.writeLimits, clock: clock)
+    self.redactor = redactor
+    redactor.add([client.configuration.token.value])
+    self.logger = logger
+    self.onEvent = onEvent
+  }
+
+  /// Stop starting new actions (graceful shutdown); actions in flight finish.
+  public func drain() { draining = true }
+
+  private func loadIfNeeded() async throws(StoreError) {
+    guard !loaded else { return }
+    memory = try await store.loadUserMemory()
+    rows = try await store.machineRows()
+    guardMemory = try await store.loadGuardMemory()
+    loaded = true
+  }
+
+  private func observe() async throws(FlyAPIError) -> Observation {
+    async let machines = client.listMachines()
+    async let volumes = client.listVolumes()
+    do {
+      let (m, v) = try await (machines, volumes)
+      return Observation(machines: m.map(ObservedMachine.init), volumes: v.map(ObservedVolume.init))
+    } catch let error as FlyAPIError {
+      throw error
+    } catch {
+      throw FlyAPIError(code: .transport, message: "\(error)", operation: "list")
+    }
+  }
+
+  private static func counts(_ observation: Observation) -> (machines: Int, volumes: Int) {
+    (
+      observation.machines.filter { $0.userID != nil && !$0.isGone }.count,
+      observation.volumes.filter { FleetNames.isFleetVolumeName($0.name) && !$0.isGone }.count
+    )
+  }
+
+  /// Runs one pass. With `apply: false` it plans only: nothing is called but the lists, nothing is written.
+  public func pass(apply: Bool = true) async -> PassReport {
+    let started = clock.now()
+    var report = PassReport(outcome: .ok, startedAt: started)
+    defer { _ = report }
+    let desired: DesiredSnapshot
+    do {
+      desired = try await store.readDesired()
+      try await loadIfNeeded()
+    } catch {
+      // "Cannot read the desired state" means "do nothing", never "the desired state is empty".
+      report.outcome = .couldNotRun
+      report.error = redactor.scrub(error.description)
+      report.findings = [DriftFinding(kind: .desiredUnreadable, message: report.error!)]
+      logger.error("desired state unreadable: nothing done", metadata: ["error": "\(report.error!)"])
+      report.duration = clock.now() - started
+      return report
+    }
+    report.desired = desired
+    report.desiredUsers = desired.machines.count
+
+    var observation: Observation
+    do {
+      observation = try await observe()
+    } catch {
+      report.outcome = .couldNotRun
+      report.error = redactor.scrub(error.description)
+      report.findings = [DriftFinding(kind: .flyUnreachable, message: report.error!)]
+      logger.error("fly lists failed: nothing done", metadata: ["error": "\(report.error!)"])
+      report.duration = clock.now() - started
+      return report
+    }
+
+    // The list guard: an empty or sharply shorter list is read again before anything is created or destroyed.
+    var counts = Self.counts(observation)
+    var suspect =
+      Planner.listLooksSuspect(previous: guardMemory.observedMachines, current: counts.machines)
+      || Planner.listLooksSuspect(previous: guardMemory.observedVolumes, current: counts.volumes)
+    var rereads = 0
+    while suspect && rereads < settings.suspectRereads {
+      rereads += 1
+      logger.warning("fly lists look short; reading again", metadata: ["machines": "\(counts.machines)", "volumes": "\(counts.volumes)"])
+      try? await clock.sleep(seconds: settings.suspectRereadDelay)
+      guard let again = try? await observe() else { break }
+      observation = again
+      counts = Self.counts(observation)
+      suspect =
+        Planner.listLooksSuspect(previous: guardMemory.observedMachines, current: counts.machines)
+        || Planner.listLooksSuspect(previous: guardMemory.observedVolumes, current: counts.volumes)
+    }
+    var nextGuard = guardMemory
+    if suspect {
+      nextGuard.suspectPasses += 1
+      if nextGuard.suspectPasses >= settings.suspectPassesBeforeTrust {
+        suspect = false  // the same short lists, pass after pass: believe them
+      }
+    }
+    if !suspect {
+      nextGuard.suspectPasses = 0
+      nextGuard.observedMachines = counts.machines
+      nextGuard.observedVolumes = counts.volumes
+    }
+    report.listsTrusted = !suspect
+    report.observation = observation
+    report.observedMachines = observation.machines.count
+    report.observedVolumes = observation.volumes.count
+
+    let recorded = rows.mapValues { RecordedMachine(machineID: $0.id, volumeID: $0.volumeID, status: $0.status) }
+    let plan = Planner.plan(
+      Planner.Input(
+        desired: desired, observed: observation, recorded: recorded, memory: memory, guardMemory: nextGuard,
+        now: started, settings: settings.planner, listsTrusted: !suspect))
+    report.plan = plan
+    report.findings = plan.findings
+    guard apply else {
+      report.duration = clock.now() - started
+      return report
+    }
+
+    // Persist what the plan changed in memory, the rows that must follow reality, new findings.
+    var statements: [SQLStatement] = []
+    for (user, state) in plan.memory where memory[user] != state { statements.append(FleetStore.saveUserMemory(user, state)) }
+    for user in memory.keys where plan.memory[user] == nil { statements.append(FleetStore.saveUserMemory(user, UserMemory())) }
+    memory = plan.memory
+    if plan.guardMemory != guardMemory {
+      statements.append(FleetStore.saveGuardMemory(plan.guardMemory))
+      guardMemory = plan.guardMemory
+    }
+    statements += syncRows(observation: observation, trusted: !suspect, now: started)
+    var events = findingEvents(plan.findings, now: started)
+    do {
+      try await store.commit(events: events, statements: statements)
+      events.forEach { onEvent?($0) }
+    } catch {
+      report.outcome = .couldNotRun
+      report.error = redactor.scrub(error.description)
+      report.findings.append(DriftFinding(kind: .desiredUnreadable, message: report.error!))
+      report.duration = clock.now() - started
+      return report
+    }
+    events = []
+
+    report.results = await execute(plan.actions)
+    if report.results.contains(where: { $0.outcome == .failed }) { report.outcome = .actionsFailed }
+    report.duration = clock.now() - started
+    return report
+  }
+
+  // MARK: Rows and findings
+
+  /// Statements that make the dashboard's `machines` rows follow what Fly shows (only changes).
+  private func syncRows(observation: Observation, trusted: Bool, now: Double) -> [SQLStatement] {
+    var live: [String: [ObservedMachine]] = [:]
+    for machine in observation.machines where !machine.isGone {
+      if let user = machine.userID { live[user, default: []].append(machine) }
+    }
+    var statements: [SQLStatement] = []
+    for (user, machines) in live {
+      let row = rows[user]
+      guard
+        let machine = machines.first(where: { $0.id == row?.id })
+          ?? machines.min(by: { ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id) })
+      else { continue }
+      var next = row ?? MachineRow(id: machine.id, userID: user, region: machine.region, createdAt: Int64(machine.createdAt ?? now))
+      next.id = machine.id
+      next.region = machine.region
+      next.volumeID = machine.volumeID
+      next.status = machine.state
+      next.ipAddress = machine.privateIP ?? next.ipAddress
+      let changed =
+        row == nil || row?.id != next.id || row?.region != next.region || row?.volumeID != next.volumeID
+        || row?.status != next.status || row?.ipAddress != next.ipAddress
+      if changed {
+        next.updatedAt = Int64(now)
+        rows[user] = next
+        statements.append(FleetStore.upsertMachineRow(next))
+      }
+    }
+    if trusted {
+      let byID = Dictionary(observation.machines.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+      for (user, row) in rows where live[user] == nil && memory[user]?.pending?.kind != .machine {
+        if let gone = byID[row.id], gone.isGone {
+          // Still listed as destroying/destroyed: the row says so until Fly forgets the machine.
+          if row.status != gone.state {
+            var next = row
+            next.status = gone.state
+            next.updatedAt = Int64(now)
+            rows[user] = next
+            statements.append(FleetStore.upsertMachineRow(next))
+          }
+        } else {
+          rows[user] = nil
+          statements.append(FleetStore.deleteMachineRow(userID: user))
+        }
+      }
+    }
+    return statements
+  }
+
+  /// Events for findings that are new since the last pass, and for those that cleared.
+  private func findingEvents(_ findings: [DriftFinding], now: Double) -> [AuditEvent] {
+    var current: [String: DriftFinding] = [:]
+    for finding in findings { current[finding.fingerprint] = finding }
+    var events: [AuditEvent] = []
+    for (key, finding) in current where activeFindings[key] == nil {
+      logger.warning(
+        "drift", metadata: ["kind": "\(finding.kind.rawValue)", "user": "\(finding.userID ?? "-")", "message": "\(finding.message)"])
+      events.append(
+        AuditEvent(
+          eventType: "drift.\(finding.kind.rawValue)", userID: finding.userID,
+          machineID: finding.resourceID.flatMap { $0.hasPrefix("vol_") ? nil : $0 },
+          volumeID: finding.resourceID.flatMap { $0.hasPrefix("vol_") ? $0 : nil },
+          details: ["message": .string(redactor.scrub(finding.message))], createdAt: Int64(now)))
+    }
+    for (key, finding) in activeFindings where current[key] == nil {
+      events.append(
+        AuditEvent(
+          eventType: "drift_resolved.\(finding.kind.rawValue)", userID: finding.userID,
+          machineID: finding.resourceID.flatMap { $0.hasPrefix("vol_") ? nil : $0 },
+          volumeID: finding.resourceID.flatMap { $0.hasPrefix("vol_") ? $0 : nil }, createdAt: Int64(now)))
+    }
+    activeFindings = current
+    return events.sorted { ($0.eventType, $0.userID ?? "") < ($1.eventType, $1.userID ?? "") }
+  }
+
+  // MARK: Acting
+
+  private func execute(_ actions: [Action]) async -> [ActionResult] {
+    guard !actions.isEmpty else { return [] }
+    return await withTaskGroup(of: ActionResult.self) { group in
+      var results: [ActionResult] = []
+      var iterator = actions.makeIterator()
+      var inFlight = 0
+      while inFlight < settings.concurrency, let action = iterator.next() {
+        group.addTask { await self.run(action) }
+        inFlight += 1
+      }
+      while let result = await group.next() {
+        results.append(result)
+        if let action = iterator.next() { group.addTask { await self.run(action) } }
+      }
+      return results
+    }
+  }
+
+  private func record(_ events: [AuditEvent], user: String, statements: [SQLStatement] = []) async {
+    let save = memory[user].map { FleetStore.saveUserMemory(user, $0) } ?? FleetStore.saveUserMemory(user, UserMemory())
+    do {
+      try await store.commit(events: events, statements: statements + [save])
+    } catch {
+      logger.error("could not record an action", metadata: ["user": "\(user)", "error": "\(redactor.scrub(error.description))"])
+    }
+    for event in events {
+      onEvent?(event)
+      logger.info(
+        "\(event.eventType)",
+        metadata: [
+          "user": "\(event.userID ?? "-")", "machine": "\(event.machineID ?? "-")", "volume": "\(event.volumeID ?? "-")",
+          "outcome": "\(event.details["outcome"].map { if case .string(let s) = $0 { s } else { "" } } ?? "")",
+        ])
+    }
+  }
+
+  private func event(
+    _ action: Action, outcome: ActionResult.Outcome, attempt: Int, started: Double, machineID: String? = nil,
+    volumeID: String? = nil, error: FlyAPIError? = nil, message: String? = nil
+  ) -> AuditEvent {
+    var details: [String: AuditField] = [
+      "outcome": .string(outcome.rawValue), "attempt": .int(Int64(attempt)),
+      "duration_ms": .int(Int64(((clock.now() - started) * 1000).rounded())), "reason": .string(action.reason),
+    ]
+    if let region = action.region { details["region"] = .string(region) }
+    if let error {
+      if let status = error.status { details["http_status"] = .int(Int64(status)) }
+      if let id = error.requestID { details["fly_request_id"] = .string(id) }
+      details["error_code"] = .string(error.code.description)
+      details["error"] = .string(redactor.scrub(error.description))
+    }
+    if let message { details["message"] = .string(redactor.scrub(message)) }
+    return AuditEvent(
+      eventType: action.kind.rawValue, userID: action.userID, machineID: machineID ?? action.machineID,
+      volumeID: volumeID ?? action.volumeID, details: details, createdAt: Int64(clock.now()))
+  }
+
+  private func run(_ action: Action) async -> ActionResult {
+    let user = action.userID
+    if draining {
+      return ActionResult(action: action, outcome: .skipped, attempts: 0, message: "shutting down")
+    }
+    if action.lookUpFirst, let adopted = await lookUp(action) { return adopted }
+    var state = memory[user] ?? UserMemory()
+    if action.kind.isCreate {
+      // The intent is on disk before the call: a crash leaves something to look up, not a blind re-create.
+      state.pending = PendingCreate(
+        kind: action.kind == .createVolume ? .volume : .machine, since: clock.now(), outcomeUnknown: true)
+      memory[user] = state
+      await record([], user: user)
+    }
+    var attempt = 0
+    while true {
+      attempt += 1
+      let started = clock.now()
+      do {
+        try await budget.acquire(action.kind)
+      } catch {
+        return ActionResult(action: action, outcome: .skipped, attempts: attempt - 1, message: "cancelled")
+      }
+      do {
+        let made = try await perform(action)
+        var state = memory[user] ?? UserMemory()
+        state.failures = 0
+        state.backoffUntil = nil
+        state.lastError = nil
+        var statements: [SQLStatement] = []
+        var machineID: String? = nil
+        var volumeID: String? = nil
+        switch action.kind {
+        case .createVolume:
+          volumeID = made?.id
+          state.volumeID = made?.id
+          state.pending = PendingCreate(kind: .volume, since: state.pending?.since ?? started, resourceID: made?.id)
+        case .createMachine:
+          machineID = made?.id
+          state.pending = PendingCreate(kind: .machine, since: state.pending?.since ?? started, resourceID: made?.id)
+          if let made {
+            let row = MachineRow(
+              id: made.id, userID: user, region: action.region ?? "", volumeID: action.volumeID, status: made.state,
+              ipAddress: made.privateIP, createdAt: Int64(started), updatedAt: Int64(clock.now()))
+            rows[user] = row
+            statements.append(FleetStore.upsertMachineRow(row))
+          }
+        case .destroyMachine:
+          if rows[user]?.id == action.machineID {
+            rows[user] = nil
+            statements.append(FleetStore.deleteMachineRow(userID: user))
+          }
+        case .deleteVolume:
+          if state.volumeID == action.volumeID {
+            state.volumeID = nil
+            state.volumeReleasedAt = nil
+          }
+        case .start, .stop:
+          break
+        }
+        memory[user] = state
+        await record(
+          [event(action, outcome: .ok, attempt: attempt, started: started, machineID: machineID, volumeID: volumeID)], user: user,
+          statements: statements)
+        return ActionResult(action: action, outcome: .ok, attempts: attempt, message: made?.id ?? "")
+      } catch let error as FlyAPIError {
+        if let result = await handle(error, action: action, attempt: attempt, started: started) { return result }
+      } catch {
+        // Only a missing secret lands here: not retryable, nothing sent.
+        var state = memory[user] ?? UserMemory()
+        state.pending = nil
+        state.failures += 1
+        state.backoffUntil = clock.now() + settings.retry.delay(attempt: state.failures, jitter: jitter)
+        state.lastError = redactor.scrub("\(error)")
+        memory[user] = state
+        await record([event(action, outcome: .failed, attempt: attempt, started: started, message: "\(error)")], user: user)
+        return ActionResult(action: action, outcome: .failed, attempts: attempt, message: state.lastError ?? "")
+      }
+    }
+  }
+
+  /// Decides what a failed call means. Returns nil to try again within this pass.
+  private func handle(_ error: FlyAPIError, action: Action, attempt: Int, started: Double) async -> ActionResult? {
+    let user = action.userID
+    var state = memory[user] ?? UserMemory()
+    let message = redactor.scrub(error.description)
+
+    // Already gone: what a destroy or delete wanted.
+    if error.code == .notFound && (action.kind == .destroyMachine || action.kind == .deleteVolume) {
+      await record([event(action, outcome: .ok, attempt: attempt, started: started, error: error, message: "already gone")], user: user)
+      return ActionResult(action: action, outcome: .ok, attempts: attempt, message: "already gone")
+    }
+    // "Not in this state yet": a 412 (or 409) on a start right after create, a start right after a
+    // stop, a destroy while stopping, a volume still bound. Not a failure; try again shortly.
+    if (error.code == .precondition || error.code == .conflict) && !action.kind.isCreate {
+      state.backoffUntil = clock.now() + 1
+      memory[user] = state
+      await record([event(action, outcome: .notYet, attempt: attempt, started: started, error: error)], user: user)
+      return ActionResult(action: action, outcome: .notYet, attempts: attempt, message: message)
+    }
+    if error.code == .rateLimited { budget.pause(retryAfter: error.retryAfter) }
+
+    // A create whose answer was lost may have made the resource: never retry it blindly.
+    let unknown = error.outcomeUnknown
+    let retryHere =
+      error.isRetryable && !(unknown && action.kind.isCreate) && attempt < settings.retry.attemptsPerPass && !draining
+    let outcome: ActionResult.Outcome = unknown ? .unknown : .failed
+    if retryHere {
+      await record([event(action, outcome: outcome, attempt: attempt, started: started, error: error)], user: user)
+      let delay =
+        error.code == .rateLimited
+        ? 0 : min(settings.retry.maxInPassDelay, settings.retry.delay(attempt: attempt, jitter: jitter))
+      try? await clock.sleep(seconds: delay)
+      return nil
+    }
+    if action.kind.isCreate {
+      if unknown {
+        state.pending?.outcomeUnknown = true
+      } else {
+        state.pending = nil
+      }
+    }
+    if error.code != .rateLimited { state.failures += 1 }
+    state.backoffUntil = clock.now() + settings.retry.delay(attempt: max(1, state.failures), jitter: jitter)
+    state.lastError = message
+    memory[user] = state
+    await record([event(action, outcome: outcome, attempt: attempt, started: started, error: error)], user: user)
+    return ActionResult(action: action, outcome: outcome, attempts: attempt, message: message)
+  }
+
+  /// After a lost create answer: look for the resource (machines by metadata, volumes by name).
+  private func lookUp(_ action: Action) async -> ActionResult? {
+    let user = action.userID
+    let started = clock.now()
+    do {
+      switch action.kind {
+      case .createMachine:
+        let found = try await client.listMachines(ListMachinesQuery(metadata: [FleetNames.userMetadataKey: user]))
+          .filter { !["destroyed", "destroying"].contains($0.state) }
+        guard let machine = found.first else { return nil }
+        var state = memory[user] ?? UserMemory()
+        state.pending = PendingCreate(kind: .machine, since: started, resourceID: machine.id)
+        memory[user] = state
+        let row = MachineRow(
+          id: machine.id, userID: user, region: machine.region ?? action.region ?? "", volumeID: machine.config?.mounts.first?.volume,
+          status: machine.state, ipAddress: machine.privateIP, createdAt: Int64(started), updatedAt: Int64(started))
+        rows[user] = row
+        var adopt = Action(kind: .createMachine, userID: user, machineID: machine.id, volumeID: row.volumeID, reason: "adopt after a lost create")
+        adopt.region = action.region
+        var e = event(adopt, outcome: .adopted, attempt: 0, started: started)
+        e.eventType = "adopt_machine"
+        await record([e], user: user, statements: [FleetStore.upsertMachineRow(row)])
+        return ActionResult(action: action, outcome: .adopted, attempts: 0, message: machine.id)
+      case .createVolume:
+        let name = FleetNames.volumeName(forUser: user)
+        let found = try await client.listVolumes().filter { $0.name == name && !ObservedVolume($0).isGone }
+        guard let volume = found.first else { return nil }
+        var state = memory[user] ?? UserMemory()
+        state.pending = PendingCreate(kind: .volume, since: started, resourceID: volume.id)
+        state.volumeID = volume.id
+        memory[user] = state
+        var e = event(action, outcome: .adopted, attempt: 0, started: started, volumeID: volume.id)
+        e.eventType = "adopt_volume"
+        await record([e], user: user)
+        return ActionResult(action: action, outcome: .adopted, attempts: 0, message: volume.id)
+      default:
+        return nil
+      }
+    } catch {
+      // The lookup itself failed: do not create blind; the next pass tries again.
+      var state = memory[user] ?? UserMemory()
+      state.backoffUntil = clock.now() + settings.retry.delay(attempt: max(1, state.failures + 1), jitter: jitter)
+      memory[user] = state
+      await record([event(action, outcome: .unknown, attempt: 0, started: started, error: error, message: "lookup before create failed")], user: user)
+      return ActionResult(action: action, outcome: .unknown, attempts: 0, message: redactor.scrub(error.description))
+    }
+  }
+
+  private struct Made {
+    var id: String
+    var state: String?
+    var privateIP: String?
+  }
+
+  private func perform(_ action: Action) async throws -> Made? {
+    switch action.kind {
+    case .createVolume:
+      let spec = action.spec ?? MachineTemplate()
+      let volume = try await client.createVolume(
+        CreateVolumeRequest(
+          name: FleetNames.volumeName(forUser: action.userID), region: action.region ?? "", sizeGB: spec.volumeSizeGB,
+          encrypted: spec.encrypted))
+      return Made(id: volume.id)
+    case .createMachine:
+      let config = try machineConfig(action)
+      let machine = try await client.createMachine(
+        CreateMachineRequest(name: FleetNames.machineName(forUser: action.userID), region: action.region, config: config))
+      return Made(id: machine.id, state: machine.state, privateIP: machine.privateIP)
+    case .start:
+      try await client.startMachine(action.machineID ?? "")
+    case .stop:
+      try await client.stopMachine(action.machineID ?? "")
+    case .destroyMachine:
+      try await client.destroyMachine(action.machineID ?? "", force: false)
+    case .deleteVolume:
+      try await client.deleteVolume(action.volumeID ?? "")
+    }
+    return nil
+  }
+
+  /// A missing secret named by the template.
+  struct MissingSecret: Error, CustomStringConvertible {
+    var variable: String
+    var secret: String
+    var description: String { "env \(variable) names secret $\(secret), which the controller does not hold" }
+  }
+
+  /// The config of a user's machine: the template with overrides, secrets resolved, tagged ours.
+  func machineConfig(_ action: Action) throws -> FlyMachineConfig {
+    let spec = action.spec ?? MachineTemplate()
+    var config = FlyMachineConfig()
+    config.image = spec.image
+    config.guest = FlyGuest(cpuKind: spec.cpuKind, cpus: spec.cpus, memoryMB: spec.memoryMB)
+    var env: [String: String] = [:]
+    for (name, value) in spec.env {
+      if value.hasPrefix("$"), value.count > 1 {
+        let secret = String(value.dropFirst())
+        guard let resolved = settings.secrets[secret] else { throw MissingSecret(variable: name, secret: secret) }
+        redactor.add([resolved])
+        env[name] = resolved
+      } else {
+        env[name] = value
+      }
+    }
+    config.env = env
+    config.initCommand = spec.initCommand
+    if let services = spec.servicesJSON, let value = try? JSONDecoder().decode(JSONValue.self, from: Data(services.utf8)) {
+      config.services = value
+    }
+    if let volume = action.volumeID { config.mounts = [FlyMount(volume: volume, path: spec.mountPath)] }
+    config.metadata = [FleetNames.userMetadataKey: action.userID, "fleet_managed_by": "fleetkeeper"]
+    config.restartPolicy = spec.restartPolicy
+    return config
+  }
+}

@@ -1,0 +1,27 @@
+public import FleetCore
+import Foundation
+
+/// Everything the loop needs to know, built once from flags and environment, passed down.
+public struct ReconcilerSettings: Sendable {
+  /// The planner's knobs (retention, guards, grace periods).
+  public var planner = PlannerSettings()
+  public var retry = RetryPolicy()
+  public var writeLimits = WriteBudget.Limits()
+  /// Calls to Fly in flight at once.
+  public var concurrency = 8
+  /// The periodic full pass (`FLEET_INTERVAL`).
+  public var interval: Double = 30
+  /// The next pass when something is under way (creates settling, backoffs expiring).
+  public var busyInterval: Double = 2
+  /// How often the desired-state version is polled (edits acted on within this).
+  public var desiredPollInterval: Double = 1
+  /// How many times a suspect (empty or sharply shorter) list is read again, and the pause between.
+  public var suspectRereads = 2
+  public var suspectRereadDelay: Double = 1
+  /// Consecutive suspect passes with identical counts before the shorter lists are believed.
+  public var suspectPassesBeforeTrust = 3
+  /// Secret values by name, for template env values `$NAME` (the controller's own environment).
+  public var secrets: [String: String] = [:]
+
+  public init() {}
+}

@@ -1,0 +1,237 @@
+import ArgumentParser
+import FleetCore
+import FleetRuntime
+import FleetStore
+import FlyMachines
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// Fly settings: flags, else `FLY_API_TOKEN`, `FLY_APP_NAME`, `FLY_API_BASE_URL`.
+struct FlyOptions: ParsableArguments {
+  @Option(name: .customLong("fly-app"), help: "The Fly app holding users' machines (env FLY_APP_NAME).") var app: String?
+  @Option(name: .customLong("fly-api-base-url"), help: "Machines API base URL (env FLY_API_BASE_URL; default https://api.machines.dev).")
+  var baseURL: String?
+  @Option(name: .customLong("fly-api-token"), help: "Fly token (prefer env FLY_API_TOKEN: flags show in process lists).")
+  var token: String?
+
+  func client(redactions: [String] = []) throws -> FlyClient {
+    let env = ProcessInfo.processInfo.environment
+    guard let app = app ?? env["FLY_APP_NAME"], !app.isEmpty else {
+      throw ValidationError("no Fly app: set FLY_APP_NAME or --fly-app")
+    }
+    guard let token = token ?? env["FLY_API_TOKEN"], !token.isEmpty else {
+      throw ValidationError("no Fly token: set FLY_API_TOKEN (for the built-in simulator, any token it was started with)")
+    }
+    return FlyClient(
+      configuration: FlyClientConfiguration(
+        baseURL: baseURL ?? env["FLY_API_BASE_URL"] ?? "https://api.machines.dev", appName: app, token: FlyToken(token),
+        redactions: redactions))
+  }
+}
+
+/// The loop's knobs: flags, else environment, else defaults.
+struct LoopOptions: ParsableArguments {
+  @Option(help: "Seconds between full passes (env FLEET_INTERVAL; default 30).") var interval: Double?
+  @Option(help: "At most this many destroys and volume deletes per pass (env FLEET_MAX_DESTROYS; default 10).")
+  var maxDestroys: Int?
+  @Option(help: "How long a removed user's volume is kept: seconds, or 30m, 12h, 7d, or never (env FLEET_VOLUME_RETENTION; default 7d).")
+  var volumeRetention: String?
+  @Option(help: "Seconds in a transitional state before a machine is reported stuck (default 300).") var stuckAfter: Double?
+  @Option(help: "Fly calls in flight at once (default 8).") var concurrency: Int?
+  @Flag(help: "Allow this run to destroy even though the desired set shrank by more than half.") var allowMassDestroy = false
+
+  func settings() throws -> ReconcilerSettings {
+    let env = ProcessInfo.processInfo.environment
+    var settings = ReconcilerSettings()
+    if let text = interval.map({ String($0) }) ?? env["FLEET_INTERVAL"] {
+      guard let value = Double(text), value >= 1 else { throw ValidationError("FLEET_INTERVAL \"\(text)\": seconds, at least 1") }
+      settings.interval = value
+    }
+    if let text = maxDestroys.map({ String($0) }) ?? env["FLEET_MAX_DESTROYS"] {
+      guard let value = Int(text), value >= 0 else { throw ValidationError("FLEET_MAX_DESTROYS \"\(text)\": a count, 0 or more") }
+      settings.planner.maxDestroysPerPass = value
+    }
+    if let text = volumeRetention ?? env["FLEET_VOLUME_RETENTION"] {
+      settings.planner.volumeRetention = try Self.duration(text, name: "FLEET_VOLUME_RETENTION")
+    }
+    if let stuckAfter { settings.planner.stuckAfter = stuckAfter }
+    if let concurrency { settings.concurrency = max(1, concurrency) }
+    settings.planner.allowMassDestroy = allowMassDestroy || env["FLEET_ALLOW_MASS_DESTROY"] == "1"
+    settings.secrets = env
+    return settings
+  }
+
+  /// `never`, seconds, or a number with s, m, h, d.
+  static func duration(_ text: String, name: String) throws -> Double? {
+    if text == "never" { return nil }
+    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+    if let last = text.last, let unit = units[last], let value = Double(text.dropLast()), value >= 0 { return value * unit }
+    if let value = Double(text), value >= 0 { return value }
+    throw ValidationError("\(name) \"\(text)\": seconds, 30m, 12h, 7d or never")
+  }
+}
+
+func makeLogger(level: Logger.Level = .info) -> Logger {
+  var logger = Logger(label: "fleetkeeper")
+  logger.logLevel = level
+  return logger
+}
+
+/// Builds the reconciler from the common options.
+func makeReconciler(
+  db: DatabaseOptions, fly: FlyOptions, loop: LoopOptions, logger: Logger, onEvent: (@Sendable (AuditEvent) -> Void)? = nil
+) async throws -> (Reconciler, FleetStore, ReconcilerSettings) {
+  let settings = try loop.settings()
+  let client = try fly.client()
+  let store = try await db.open()
+  return (Reconciler(client: client, store: store, settings: settings, logger: logger, onEvent: onEvent), store, settings)
+}
+
+func describe(_ action: Action) -> String {
+  var parts = [action.kind.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0), action.userID]
+  if let machine = action.machineID { parts.append("machine=\(machine)") }
+  if let volume = action.volumeID { parts.append("volume=\(volume)") }
+  if let region = action.region { parts.append("region=\(region)") }
+  if action.lookUpFirst { parts.append("(look up first)") }
+  parts.append("— \(action.reason)")
+  return parts.joined(separator: " ")
+}
+
+func json(_ action: Action) -> String {
+  "{\"action\":\(JSONText.quote(action.kind.rawValue)),\"user_id\":\(JSONText.quote(action.userID)),\"machine_id\":\(action.machineID.map(JSONText.quote) ?? "null"),\"volume_id\":\(action.volumeID.map(JSONText.quote) ?? "null"),\"region\":\(action.region.map(JSONText.quote) ?? "null"),\"reason\":\(JSONText.quote(action.reason))}"
+}
+
+func json(_ finding: DriftFinding) -> String {
+  "{\"kind\":\(JSONText.quote(finding.kind.rawValue)),\"user_id\":\(finding.userID.map(JSONText.quote) ?? "null"),\"resource_id\":\(finding.resourceID.map(JSONText.quote) ?? "null"),\"message\":\(JSONText.quote(finding.message))}"
+}
+
+struct PlanCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "plan", abstract: "Show what a pass would do and the drift it sees. Exit 0: nothing to do; 2: changes pending; 1: error.")
+  @OptionGroup var db: DatabaseOptions
+  @OptionGroup var fly: FlyOptions
+  @OptionGroup var loop: LoopOptions
+  @Flag(help: "JSON output.") var json = false
+
+  func run() async throws {
+    let (reconciler, _, _) = try await makeReconciler(db: db, fly: fly, loop: loop, logger: makeLogger(level: .error))
+    let report = await reconciler.pass(apply: false)
+    if report.outcome == .couldNotRun {
+      complain("error: \(report.error ?? "pass could not run")")
+      throw ExitCode(1)
+    }
+    let plan = report.plan!
+    if json {
+      print(
+        "{\"actions\":[\(plan.actions.map(FleetkeeperJSON.action).joined(separator: ","))],\"findings\":[\(plan.findings.map(FleetkeeperJSON.finding).joined(separator: ","))],\"waiting\":\(plan.waiting.count),\"lists_trusted\":\(report.listsTrusted)}"
+      )
+    } else {
+      print("\(report.desiredUsers) users desired; Fly lists \(report.observedMachines) machines, \(report.observedVolumes) volumes")
+      if plan.actions.isEmpty { print("nothing to do") }
+      for action in plan.actions { print("  " + describe(action)) }
+      if !plan.waiting.isEmpty { print("waiting on \(plan.waiting.count) user(s) (something settling)") }
+      for finding in plan.findings { print("  drift \(finding.kind.rawValue): \(finding.message)") }
+    }
+    if !plan.actions.isEmpty { throw ExitCode(2) }
+  }
+}
+
+enum FleetkeeperJSON {
+  static func action(_ action: Action) -> String { json(action) }
+  static func finding(_ finding: DriftFinding) -> String { json(finding) }
+}
+
+struct ReconcileCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "reconcile", abstract: "Run one pass, then exit. Exit 0: done; 3: some actions failed; 1: could not run.")
+  @OptionGroup var db: DatabaseOptions
+  @OptionGroup var fly: FlyOptions
+  @OptionGroup var loop: LoopOptions
+
+  func run() async throws {
+    let (reconciler, _, _) = try await makeReconciler(
+      db: db, fly: fly, loop: loop, logger: makeLogger(level: .warning),
+      onEvent: { event in print("\(event.eventType) user=\(event.userID ?? "-") machine=\(event.machineID ?? "-") volume=\(event.volumeID ?? "-") \(event.detailsJSON)") })
+    let report = await reconciler.pass()
+    switch report.outcome {
+    case .couldNotRun:
+      complain("error: \(report.error ?? "pass could not run"); nothing was done")
+      throw ExitCode(1)
+    case .actionsFailed:
+      print("pass done: \(report.results.count) action(s), \(report.results.filter { $0.outcome == .failed }.count) failed")
+      throw ExitCode(3)
+    case .ok:
+      print("pass done: \(report.results.count) action(s)")
+    }
+  }
+}
+
+struct RunCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the reconcile loop until SIGTERM or SIGINT.")
+  @OptionGroup var db: DatabaseOptions
+  @OptionGroup var fly: FlyOptions
+  @OptionGroup var loop: LoopOptions
+
+  func run() async throws {
+    let logger = makeLogger()
+    let (reconciler, store, settings) = try await makeReconciler(db: db, fly: fly, loop: loop, logger: logger)
+    let service = ReconcileLoop(reconciler: reconciler, store: store, settings: settings, logger: logger) { report in
+      logger.info(
+        "pass", metadata: ["outcome": "\(report.outcome.rawValue)", "actions": "\(report.results.count)", "findings": "\(report.findings.count)", "duration_ms": "\(Int(report.duration * 1000))"])
+    }
+    let group = ServiceGroup(
+      configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    try await group.run()
+  }
+}
+
+struct StatusCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "status", abstract: "Desired against observed, per user.")
+  @OptionGroup var db: DatabaseOptions
+  @OptionGroup var fly: FlyOptions
+  @Flag(help: "JSON lines.") var json = false
+
+  func run() async throws {
+    let (reconciler, _, _) = try await makeReconciler(db: db, fly: fly, loop: LoopOptions(), logger: makeLogger(level: .error))
+    let report = await reconciler.pass(apply: false)
+    guard let desired = report.desired, let observation = report.observation else {
+      complain("error: \(report.error ?? "could not read")")
+      throw ExitCode(1)
+    }
+    var machines: [String: [ObservedMachine]] = [:]
+    for machine in observation.machines where !machine.isGone {
+      machines[machine.userID ?? "(foreign)", default: []].append(machine)
+    }
+    var volumes: [String: [ObservedVolume]] = [:]
+    for volume in observation.volumes where !volume.isGone { volumes[volume.name, default: []].append(volume) }
+    let users = Set(desired.machines.keys).union(machines.keys).sorted()
+    if !json { print("USER".padding(toLength: 28, withPad: " ", startingAt: 0) + "DESIRED  OBSERVED   REGION MACHINE         VOLUME") }
+    for user in users {
+      let want = desired.machines[user]
+      let have = machines[user]?.first
+      let volume = volumes[FleetNames.volumeName(forUser: user)]?.first
+      if json {
+        print(
+          "{\"user_id\":\(JSONText.quote(user)),\"desired\":\(want.map { JSONText.quote($0.state.rawValue) } ?? "null"),\"observed\":\(have.map { JSONText.quote($0.state) } ?? "null"),\"region\":\(JSONText.quote(have?.region ?? want?.region ?? "")),\"machine_id\":\(have.map { JSONText.quote($0.id) } ?? "null"),\"volume_id\":\(volume.map { JSONText.quote($0.id) } ?? "null")}"
+        )
+      } else {
+        print(
+          user.padding(toLength: 28, withPad: " ", startingAt: 0) + (want?.state.rawValue ?? "-").padding(toLength: 9, withPad: " ", startingAt: 0)
+            + (have?.state ?? "-").padding(toLength: 11, withPad: " ", startingAt: 0) + (have?.region ?? want?.region ?? "-").padding(toLength: 7, withPad: " ", startingAt: 0)
+            + (have?.id ?? "-").padding(toLength: 16, withPad: " ", startingAt: 0) + (volume?.id ?? "-"))
+      }
+    }
+  }
+}
+
+struct DemoCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "demo", abstract: "Run the loop against the built-in simulator and a temporary SQLite database.")
+  @Flag(help: "Keep the demo's database folder.") var keep = false
+  func run() async throws {
+    let status = try await Demo.run(print: { line in print(line); fflush(nil) }, keepDatabase: keep)
+    if status != 0 { throw ExitCode(status) }
+  }
+}
