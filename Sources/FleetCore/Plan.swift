@@ -24,11 +24,18 @@ public struct Action: Sendable, Hashable {
   public var lookUpFirst: Bool
   /// Why, for plan output and events.
   public var reason: String
+  /// A stop on the way to a destroy (the user is absent): guarded and capped like a destroy, since
+  /// a mass stop is an outage even though it loses no data.
+  public var forRemoval: Bool
+
+  /// Guarded and capped: destroys, volume deletes, and stops on the way to a destroy.
+  public var isDestructive: Bool { kind.isDestructive || forRemoval }
 
   public init(
     kind: Kind, userID: String, machineID: String? = nil, volumeID: String? = nil, region: String? = nil,
-    spec: MachineTemplate? = nil, lookUpFirst: Bool = false, reason: String
+    spec: MachineTemplate? = nil, lookUpFirst: Bool = false, reason: String, forRemoval: Bool = false
   ) {
+    self.forRemoval = forRemoval
     self.kind = kind
     self.userID = userID
     self.machineID = machineID

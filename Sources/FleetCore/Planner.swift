@@ -131,7 +131,7 @@ public enum Planner {
             kind: .duplicateMachine, userID: user, resourceID: extra.id,
             message: "second machine \(extra.id) for \(user) (keeping \(keptMachine?.id ?? "-"))"))
         if extra.state == "started" || extra.state == "starting" {
-          actions.append(Action(kind: .stop, userID: user, machineID: extra.id, reason: "duplicate machine"))
+          actions.append(Action(kind: .stop, userID: user, machineID: extra.id, reason: "duplicate machine", forRemoval: true))
         } else if !ObservedMachine.transitional.contains(extra.state) {
           actions.append(Action(kind: .destroyMachine, userID: user, machineID: extra.id, reason: "duplicate machine"))
         }
@@ -168,6 +168,12 @@ public enum Planner {
               DriftFinding(
                 kind: .regionMismatch, userID: user, resourceID: machine.id,
                 message: "machine is in \(machine.region), desired \(desired!.region): moving loses the volume; left as is"))
+          }
+          if let mounted = machine.volumeID, volumeByID[mounted] == nil {
+            findings.append(
+              DriftFinding(
+                kind: .volumeMissing, userID: user, resourceID: mounted,
+                message: "machine \(machine.id) mounts volume \(mounted), which Fly no longer lists; not replaced automatically (that would destroy the machine)"))
           }
           track(machine, user: user, state: &state, findings: &findings, waiting: &waiting, now: now, settings: settings)
           switch (wanted, machine.state) {
@@ -241,7 +247,8 @@ public enum Planner {
           state.volumeReleasedAt = nil
           switch machine.state {
           case "started", "starting":
-            actions.append(Action(kind: .stop, userID: user, machineID: machine.id, reason: "desired absent: stop before destroy"))
+            actions.append(
+              Action(kind: .stop, userID: user, machineID: machine.id, reason: "desired absent: stop before destroy", forRemoval: true))
           case _ where ObservedMachine.transitional.contains(machine.state):
             track(machine, user: user, state: &state, findings: &findings, waiting: &waiting, now: now, settings: settings)
           default:
@@ -274,37 +281,37 @@ public enum Planner {
     let managed = input.observed.machines.filter { $0.userID != nil && !$0.isGone }.count
     var destructiveAllowed = true
     if !input.listsTrusted {
-      let held = actions.filter { $0.kind.isCreate || $0.kind.isDestructive }
+      let held = actions.filter { $0.kind.isCreate || $0.isDestructive }
       if !held.isEmpty {
         findings.append(
           DriftFinding(
             kind: .listSuspect,
             message: "Fly's lists look incomplete: \(held.count) create/destroy action(s) held until they agree again"))
       }
-      actions.removeAll { $0.kind.isCreate || $0.kind.isDestructive }
+      actions.removeAll { $0.kind.isCreate || $0.isDestructive }
       destructiveAllowed = false
     }
     if let baseline = guardMemory.desiredBaseline, !settings.allowMassDestroy {
       let shrink = baseline - desiredActive
       if shrink >= 2 && Double(shrink) > Double(max(managed, baseline)) / 2 {
-        let held = actions.filter { $0.kind.isDestructive }.count
+        let held = actions.filter { $0.isDestructive }.count
         findings.append(
           DriftFinding(
             kind: .destroyGuardTripped,
             message:
               "the desired set shrank from \(baseline) to \(desiredActive) users (managed fleet \(managed)): no destroy until an operator confirms (--allow-mass-destroy); \(held) held"
           ))
-        actions.removeAll { $0.kind.isDestructive }
+        actions.removeAll { $0.isDestructive }
         destructiveAllowed = false
       }
     }
     if destructiveAllowed {
       guardMemory.desiredBaseline = desiredActive
-      let destructive = actions.filter { $0.kind.isDestructive }
+      let destructive = actions.filter { $0.isDestructive }
       if destructive.count > settings.maxDestroysPerPass {
         var kept = 0
         actions.removeAll { action in
-          guard action.kind.isDestructive else { return false }
+          guard action.isDestructive else { return false }
           kept += 1
           return kept > settings.maxDestroysPerPass
         }

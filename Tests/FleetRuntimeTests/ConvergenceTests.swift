@@ -1,0 +1,200 @@
+import FleetCore
+import FleetRuntime
+import FleetStore
+import FlyMachines
+import FlySimulator
+import Foundation
+import Testing
+
+/// End to end against the built-in simulator over loopback.
+@Suite(.serialized) struct ConvergenceTests {
+  @Test func twoHundredUsersConvergeFromEmpty() async throws {
+    let harness = try await Harness.make()
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(200)
+    let reports = await harness.converge()
+    let fleet = harness.fleet()
+    #expect(fleet.machinesByUser.count == 200)
+    #expect(fleet.machinesByUser.values.allSatisfy { $0.count == 1 }, "no duplicate machine")
+    #expect(fleet.machinesByUser.values.allSatisfy { $0.first?["state"] as? String == "started" })
+    #expect(fleet.volumesByName.count == 200)
+    #expect(fleet.volumesByName.values.allSatisfy { $0.count == 1 }, "no duplicate volume")
+    // Every mutation Fly saw is in machine_events.
+    let events = try await harness.store.events(limit: 100_000)
+    let created = events.filter { ["create_volume", "create_machine"].contains($0.eventType) && $0.detailsJSON.contains(#""outcome":"ok""#) }
+    #expect(created.count == 400)
+    let rows = try await harness.store.machineRows()
+    #expect(rows.count == 200)
+    #expect(rows.values.allSatisfy { $0.status == "started" && $0.volumeID != nil })
+    // The last pass did nothing: exactly the list requests, and no event.
+    let before = harness.simulator.requestLog().count
+    let eventsBefore = events.count
+    let idle = await harness.reconciler.pass()
+    #expect(idle.results.isEmpty)
+    let requests = harness.simulator.requestLog().dropFirst(before)
+    #expect(requests.map(\.endpoint).sorted() == ["GET /machines", "GET /volumes"])
+    #expect(try await harness.store.events(limit: 100_000).count == eventsBefore, "a pass that did nothing writes no event")
+    // Secrets resolved into the machine, never into the audit log.
+    #expect(!events.contains { $0.detailsJSON.contains("s3cr3t-agent-value") })
+    #expect(reports.count < 40)
+    #expect(harness.simulator.requestLog().allSatisfy { $0.unknownFields.isEmpty })
+  }
+
+  @Test func everyDriftKindIsRepaired() async throws {
+    let harness = try await Harness.make()
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(6)
+    await harness.converge()
+    let fleet = harness.fleet()
+    func id(_ user: String) -> String { fleet.machinesByUser[user]?.first?["id"] as? String ?? "" }
+    await harness.drift(#"{"op":"stop_machine","machine_id":"\#(id("u0"))"}"#)
+    await harness.drift(#"{"op":"fail_machine","machine_id":"\#(id("u1"))"}"#)
+    await harness.drift(#"{"op":"destroy_machine","machine_id":"\#(id("u2"))"}"#)
+    await harness.drift(#"{"op":"create_foreign_machine","region":"ord"}"#)
+    let reports = await harness.converge()
+    let kinds = Set(reports.flatMap(\.findings).map(\.kind))
+    #expect(kinds.isSuperset(of: [.stoppedWhileDesiredRunning, .machineFailed, .machineMissing, .foreignMachine]))
+    let after = harness.fleet()
+    #expect(after.machinesByUser.values.allSatisfy { $0.count == 1 && $0.first?["state"] as? String == "started" })
+    #expect(after.machinesByUser.count == 6)
+    #expect(after.foreign == 1, "the foreign machine is never touched")
+    let events = try await harness.store.events(limit: 10_000).map(\.eventType)
+    #expect(events.contains("drift.stopped_while_desired_running"))
+    #expect(events.contains("drift.machine_missing"))
+    #expect(events.contains("drift_resolved.machine_missing"))
+  }
+
+  @Test func stopAndRemoveKeepTheVolume() async throws {
+    let harness = try await Harness.make()
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(3)
+    await harness.converge()
+    try await harness.store.setUser(UserInput(userID: "u0", state: "stopped"))
+    try await harness.store.removeUser("u1")
+    await harness.converge()
+    let fleet = harness.fleet()
+    #expect(fleet.machinesByUser["u0"]?.first?["state"] as? String == "stopped")
+    #expect(fleet.machinesByUser["u1"] == nil)
+    #expect(fleet.volumesByName[FleetNames.volumeName(forUser: "u1")]?.count == 1, "the volume outlives the machine")
+    #expect(harness.mutations().filter { $0.endpoint == "DELETE /volumes/{id}" }.isEmpty)
+  }
+
+  @Test func volumeIsDeletedAfterRetention() async throws {
+    var settings = Harness.testSettings()
+    settings.planner.volumeRetention = 0.5
+    let harness = try await Harness.make(settings: settings)
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(2)
+    await harness.converge()
+    try await harness.store.removeUser("u1")
+    await harness.converge()
+    try await Task.sleep(for: .milliseconds(600))
+    await harness.converge()
+    #expect(harness.fleet().volumesByName[FleetNames.volumeName(forUser: "u1")] == nil)
+    let events = try await harness.store.events(user: "u1", limit: 100).map(\.eventType)
+    #expect(events.contains("destroy_machine") && events.contains("delete_volume"))
+  }
+
+  @Test func convergesWithFaultsOnAndNoDuplicates() async throws {
+    var faults = SimulatorFaults()
+    faults.errorRate = 0.2
+    faults.rateLimitRate = 0.1
+    faults.timeoutRate = 0.05
+    faults.lostResponseRate = 0.1
+    let harness = try await Harness.make(faults: faults)
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(40)
+    await harness.converge(timeout: 90)
+    // Faults off for one last look, so the check itself is not disturbed.
+    harness.simulator.setFaults(SimulatorFaults())
+    await harness.converge()
+    let fleet = harness.fleet()
+    #expect(fleet.machinesByUser.count == 40)
+    #expect(fleet.machinesByUser.values.allSatisfy { $0.count == 1 }, "zero duplicate machines")
+    #expect(fleet.volumesByName.values.allSatisfy { $0.count == 1 }, "zero duplicate volumes")
+    // Every mutation that reached the simulator was attempted by an action recorded in machine_events.
+    let events = try await harness.store.events(limit: 100_000)
+    let attempts = events.filter { !$0.eventType.hasPrefix("drift") && !$0.eventType.hasPrefix("adopt") }.count
+    let mutations = harness.mutations().count
+    #expect(attempts >= mutations, "\(attempts) recorded attempts for \(mutations) mutations")
+    #expect(harness.mutations().contains { $0.fault == "lost_response" }, "the faults did happen")
+  }
+
+  @Test func emptiedDesiredTableTripsTheGuard() async throws {
+    let harness = try await Harness.make()
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(8)
+    await harness.converge()
+    _ = try await harness.store.database.write([SQLStatement("DELETE FROM desired_machines")])
+    let before = harness.mutations().count
+    for _ in 0..<3 {
+      let report = await harness.reconciler.pass()
+      #expect(report.findings.contains { $0.kind == .destroyGuardTripped })
+    }
+    #expect(harness.mutations().count == before, "no destroy at all")
+    #expect(try await harness.store.events(limit: 1000).contains { $0.eventType == "drift.destroy_guard_tripped" })
+    // The guard survives a restart: a new reconciler on the same database holds too.
+    let restarted = Reconciler(client: harness.client, store: harness.store, settings: Harness.testSettings())
+    let report = await restarted.pass()
+    #expect(report.findings.contains { $0.kind == .destroyGuardTripped })
+    #expect(harness.mutations().count == before)
+  }
+
+  @Test func emptyListIsReadAgainBeforeActing() async throws {
+    let harness = try await Harness.make()
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(8)
+    await harness.converge()
+    var faults = SimulatorFaults()
+    faults.emptyListOnce = true
+    harness.simulator.setFaults(faults)
+    let before = harness.mutations().count
+    let report = await harness.reconciler.pass()
+    #expect(report.results.isEmpty)
+    #expect(harness.mutations().count == before, "no create after an empty list")
+    #expect(harness.simulator.requestLog().filter { $0.fault == "empty_list" }.count == 2)
+    // An empty list every time (an incident): nothing created or destroyed, reported.
+    faults.emptyListOnce = false
+    faults.errorRate = 0
+    harness.simulator.setFaults(faults)
+    #expect(harness.fleet().machinesByUser.count == 8)
+  }
+
+  @Test func unreadableDatabaseMeansNoAction() async throws {
+    let harness = try await Harness.make()
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(4)
+    await harness.converge()
+    // Break the schema under the store, as a bad manual edit or a half-restored backup would.
+    _ = try await harness.store.database.write([SQLStatement("ALTER TABLE desired_machines RENAME TO desired_machines_broken")])
+    let reconciler = harness.reconciler
+    let before = harness.simulator.requestLog().count
+    let report = await reconciler.pass()
+    #expect(report.outcome == .couldNotRun)
+    #expect(report.findings.map(\.kind) == [.desiredUnreadable])
+    #expect(harness.simulator.requestLog().count == before, "not even a list: nothing at all")
+  }
+
+  @Test func aBrokenUserNeverBlocksTheOthers() async throws {
+    let harness = try await Harness.make()
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(5)
+    try await harness.store.setUser(UserInput(userID: "u0", image: "registry.fly.io/broken:1"))
+    try await harness.store.setUser(UserInput(userID: "u1", region: "syd"))
+    var faults = SimulatorFaults()
+    faults.badImages = ["registry.fly.io/broken:1"]
+    faults.capacityExhaustedRegions = ["syd"]
+    harness.simulator.setFaults(faults)
+    for _ in 0..<30 { _ = await harness.reconciler.pass() }
+    let fleet = harness.fleet()
+    #expect(fleet.machinesByUser.keys.sorted() == ["u2", "u3", "u4"])
+    let events = try await harness.store.events(user: "u0", limit: 1000)
+    #expect(events.contains { $0.detailsJSON.contains(#""outcome":"failed""#) && $0.detailsJSON.contains("manifest unknown") })
+    let memory = try await harness.store.loadUserMemory()
+    #expect((memory["u0"]?.failures ?? 0) >= 1)
+    #expect(memory["u0"]?.backoffUntil != nil, "backs off across passes")
+    // Backoff: far fewer create attempts than passes.
+    let attempts = harness.mutations().filter { $0.endpoint == "POST /machines" }.count
+    #expect(attempts < 30)
+  }
+}

@@ -1,0 +1,111 @@
+import FleetCore
+import FleetRuntime
+import FleetStore
+import FlyMachines
+import FlySimulator
+import Foundation
+import Logging
+
+/// A simulator on loopback, a fresh SQLite store, a client and a reconciler: one per test.
+struct Harness {
+  let simulator: FlySimulator
+  let running: SimulatorServer.Running
+  let store: FleetStore
+  let client: FlyClient
+  let reconciler: Reconciler
+  let databasePath: String
+
+  static func testSettings() -> ReconcilerSettings {
+    var settings = ReconcilerSettings()
+    settings.retry.base = 0.02
+    settings.retry.cap = 0.5
+    settings.retry.maxInPassDelay = 0.05
+    settings.writeLimits = .unlimited
+    settings.planner.pendingGrace = 1.5
+    settings.planner.createdGrace = 1
+    settings.suspectRereadDelay = 0.05
+    settings.busyInterval = 0.05
+    settings.secrets = ["AGENT_SECRET": "s3cr3t-agent-value"]
+    return settings
+  }
+
+  static func make(
+    simulator configuration: SimulatorConfiguration = { var c = SimulatorConfiguration.fast(appName: "app", token: "tok"); c.listLag = 0.2; return c }(),
+    faults: SimulatorFaults = .init(), settings: ReconcilerSettings = testSettings(), databasePath: String? = nil
+  ) async throws -> Harness {
+    let simulator = FlySimulator(configuration: configuration, faults: faults)
+    let running = try await SimulatorServer.start(simulator)
+    let path = databasePath ?? FileManager.default.temporaryDirectory.appendingPathComponent("fk-e2e-\(UUID().uuidString).sqlite3").path
+    let store = try FleetStore.sqlite(path: path, create: true)
+    try await store.migrate()
+    var template = TemplatePatch()
+    template.image = "registry.fly.io/agent:1"
+    template.env = ["AGENT_KEY": "$AGENT_SECRET"]
+    try await store.setTemplate(template)
+    let client = FlyClient(
+      configuration: FlyClientConfiguration(
+        baseURL: running.baseURL, appName: configuration.appName, token: FlyToken(configuration.token), requestTimeout: .seconds(3)))
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    let reconciler = Reconciler(client: client, store: store, settings: settings, logger: logger)
+    return Harness(simulator: simulator, running: running, store: store, client: client, reconciler: reconciler, databasePath: path)
+  }
+
+  func addUsers(_ count: Int, prefix: String = "u", state: String = "running", regions: [String] = ["cdg", "ams", "ord"]) async throws {
+    try await store.importUsers((0..<count).map { UserInput(userID: "\(prefix)\($0)", state: state, region: regions[$0 % regions.count]) })
+  }
+
+  /// Passes until one has nothing to do and nothing waiting (or the deadline), returns the passes.
+  @discardableResult
+  func converge(timeout: Double = 60) async -> [PassReport] {
+    var reports: [PassReport] = []
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+      let report = await reconciler.pass()
+      reports.append(report)
+      if report.outcome == .ok, report.plan?.actions.isEmpty == true, report.plan?.waiting.isEmpty == true, report.listsTrusted {
+        return reports
+      }
+      try? await Task.sleep(for: .milliseconds(50))
+    }
+    return reports
+  }
+
+  struct FleetState {
+    var machinesByUser: [String: [[String: Any]]] = [:]
+    var volumesByName: [String: [[String: Any]]] = [:]
+    var foreign = 0
+  }
+
+  /// The simulator's whole state (destroyed machines and deleted volumes excluded).
+  func fleet() -> FleetState {
+    let json = (try? JSONSerialization.jsonObject(with: simulator.stateJSON())) as? [String: Any] ?? [:]
+    var state = FleetState()
+    for machine in json["machines"] as? [[String: Any]] ?? [] {
+      let machineState = machine["state"] as? String ?? ""
+      if machineState == "destroyed" || machineState == "destroying" { continue }
+      let metadata = (machine["config"] as? [String: Any])?["metadata"] as? [String: Any]
+      if let user = metadata?["fleet_user_id"] as? String {
+        state.machinesByUser[user, default: []].append(machine)
+      } else {
+        state.foreign += 1
+      }
+    }
+    for volume in json["volumes"] as? [[String: Any]] ?? [] {
+      let volumeState = volume["state"] as? String ?? ""
+      if volumeState == "pending_destroy" || volumeState == "destroyed" { continue }
+      state.volumesByName[volume["name"] as? String ?? "", default: []].append(volume)
+    }
+    return state
+  }
+
+  func mutations() -> [SimulatorLogEntry] {
+    simulator.requestLog().filter { $0.method != "GET" }
+  }
+
+  func drift(_ body: String) async {
+    _ = await simulator.handle(SimulatorRequest(method: "POST", path: "/_sim/drift", body: Data(body.utf8)))
+  }
+
+  func stop() async { await running.stop() }
+}
