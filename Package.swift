@@ -97,7 +97,15 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
-    .testTarget(name: "CLITests", dependencies: ["fleetkeeper"], swiftSettings: strict),
+    .testTarget(
+      name: "CLITests",
+      dependencies: [
+        "fleetkeeper",
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "NIOCore", package: "swift-nio"),
+      ],
+      swiftSettings: strict
+    ),
     .testTarget(name: "FlySimulatorTests", dependencies: ["FlySimulator"], swiftSettings: strict),
     .testTarget(name: "FleetStoreTests", dependencies: ["FleetStore", "FleetCore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
     .testTarget(

@@ -41,6 +41,8 @@ struct LoopOptions: ParsableArguments {
   @Option(help: "Seconds in a transitional state before a machine is reported stuck (default 300).") var stuckAfter: Double?
   @Option(help: "Fly calls in flight at once (default 8).") var concurrency: Int?
   @Flag(help: "Allow this run to destroy even though the desired set shrank by more than half.") var allowMassDestroy = false
+  @Option(help: "Creates and volume deletes per second, shared by every writer (env FLEET_WRITE_RATE; default 0.95, under Fly's 1/s).")
+  var writeRate: Double?
 
   func settings() throws -> ReconcilerSettings {
     let env = ProcessInfo.processInfo.environment
@@ -55,6 +57,11 @@ struct LoopOptions: ParsableArguments {
     }
     if let text = volumeRetention ?? env["FLEET_VOLUME_RETENTION"] {
       settings.planner.volumeRetention = try Self.duration(text, name: "FLEET_VOLUME_RETENTION")
+    }
+    if let text = writeRate.map({ String($0) }) ?? env["FLEET_WRITE_RATE"] {
+      guard let value = Double(text), value > 0 else { throw ValidationError("FLEET_WRITE_RATE \"\(text)\": calls per second, above 0") }
+      settings.writeLimits.perSecond = value
+      settings.writeLimits.burst = max(settings.writeLimits.burst, value)
     }
     if let stuckAfter { settings.planner.stuckAfter = stuckAfter }
     if let concurrency { settings.concurrency = max(1, concurrency) }
@@ -191,10 +198,11 @@ struct StatusCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(commandName: "status", abstract: "Desired against observed, per user.")
   @OptionGroup var db: DatabaseOptions
   @OptionGroup var fly: FlyOptions
+  @OptionGroup var loop: LoopOptions
   @Flag(help: "JSON lines.") var json = false
 
   func run() async throws {
-    let (reconciler, _, _) = try await makeReconciler(db: db, fly: fly, loop: LoopOptions(), logger: makeLogger(level: .error))
+    let (reconciler, _, _) = try await makeReconciler(db: db, fly: fly, loop: loop, logger: makeLogger(level: .error))
     let report = await reconciler.pass(apply: false)
     guard let desired = report.desired, let observation = report.observation else {
       complain("error: \(report.error ?? "could not read")")

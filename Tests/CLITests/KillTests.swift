@@ -1,0 +1,135 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Testing
+
+/// A background `fleetkeeper` process.
+final class Background: @unchecked Sendable {
+  let process = Process()
+  let output = Pipe()
+  let errors = Pipe()
+
+  init(_ args: [String], env: [String: String] = [:]) throws {
+    process.executableURL = fleetkeeperBinary
+    process.arguments = args
+    var environment = ProcessInfo.processInfo.environment
+    for (key, value) in env { environment[key] = value }
+    process.environment = environment
+    process.standardOutput = output
+    process.standardError = errors
+    try process.run()
+  }
+
+  /// Reads standard output until a line containing `marker` (or EOF).
+  func readLine(containing marker: String, fromStandardError: Bool = false) -> String? {
+    var buffer = ""
+    let handle = (fromStandardError ? errors : output).fileHandleForReading
+    while true {
+      let data = handle.availableData
+      if data.isEmpty { return nil }
+      buffer += String(decoding: data, as: UTF8.self)
+      if let line = buffer.split(separator: "\n").first(where: { $0.contains(marker) }) { return String(line) }
+    }
+  }
+
+  func kill(_ signal: Int32) {
+    Foundation.kill(process.processIdentifier, signal)
+    process.waitUntilExit()
+  }
+}
+
+func fetchJSON(_ url: String) async throws -> [String: Any] {
+  let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(5))
+  let body = try await response.body.collect(upTo: 64 << 20)
+  return (try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any]) ?? [:]
+}
+
+/// Live (not destroyed) machines per user and volumes per name, from the simulator's state.
+func census(_ base: String) async throws -> (machines: [String: Int], started: Int, volumes: [String: Int]) {
+  let state = try await fetchJSON(base + "/_sim/state")
+  var machines: [String: Int] = [:]
+  var started = 0
+  for machine in state["machines"] as? [[String: Any]] ?? [] {
+    let s = machine["state"] as? String ?? ""
+    if s == "destroyed" || s == "destroying" { continue }
+    if let user = ((machine["config"] as? [String: Any])?["metadata"] as? [String: Any])?["fleet_user_id"] as? String {
+      machines[user, default: 0] += 1
+      if s == "started" { started += 1 }
+    }
+  }
+  var volumes: [String: Int] = [:]
+  for volume in state["volumes"] as? [[String: Any]] ?? [] where (volume["state"] as? String) == "created" {
+    volumes[volume["name"] as? String ?? "", default: 0] += 1
+  }
+  return (machines, started, volumes)
+}
+
+@Suite(.serialized) struct KillTests {
+  @Test func sigkillAtRandomMomentsLeavesNoDuplicates() async throws {
+    let dir = temporaryDirectory()
+    let db = dir.appendingPathComponent("fleet.sqlite3").path
+    let sim = try Background(["sim", "--port", "0", "--app", "app", "--token", "tok", "--no-rate-limits", "--list-lag", "0.3", "--lost-response-rate", "0.1", "--mutations-only"])
+    defer { sim.kill(SIGTERM) }
+    let line = try #require(sim.readLine(containing: "FLY_API_BASE_URL="))
+    let base = String(line.split(separator: "=").last!)
+    try fleetkeeper(["migrate", "--database", db])
+    let users = dir.appendingPathComponent("users.csv")
+    try ("user_id,region\n" + (0..<60).map { "k\($0),cdg" }.joined(separator: "\n") + "\n").write(to: users, atomically: true, encoding: .utf8)
+    #expect(try fleetkeeper(["users", "import", users.path, "--database", db]).status == 0)
+    let env = ["FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok", "FLEET_DATABASE": db, "FLEET_INTERVAL": "1", "FLEET_WRITE_RATE": "50"]
+    var generator = SystemRandomNumberGenerator()
+    for _ in 0..<6 {
+      let run = try Background(["run"], env: env)
+      // A random moment in a pass: this is the point of the test, not synchronisation.
+      try await Task.sleep(for: .milliseconds(Int.random(in: 150...1200, using: &generator)))
+      run.kill(SIGKILL)
+      let now = try await census(base)
+      #expect(now.machines.values.allSatisfy { $0 <= 1 }, "duplicate machine after a kill: \(now.machines.filter { $0.value > 1 })")
+      #expect(now.volumes.values.allSatisfy { $0 <= 1 }, "duplicate volume after a kill")
+    }
+    let final = try Background(["run"], env: env)
+    let deadline = Date().addingTimeInterval(120)
+    var last = try await census(base)
+    while Date() < deadline && last.started < 60 {
+      try await Task.sleep(for: .milliseconds(250))
+      last = try await census(base)
+    }
+    _ = final.readLine(containing: "outcome=ok", fromStandardError: true)  // a whole pass is done: signal handlers are installed
+    final.kill(SIGTERM)
+    #expect(final.process.terminationStatus == 0, "SIGTERM ends the loop cleanly")
+    #expect(last.started == 60)
+    #expect(last.machines.count == 60 && last.machines.values.allSatisfy { $0 == 1 })
+    #expect(last.volumes.count == 60 && last.volumes.values.allSatisfy { $0 == 1 })
+  }
+
+  @Test func planAndReconcileExitCodes() async throws {
+    let dir = temporaryDirectory()
+    let db = dir.appendingPathComponent("fleet.sqlite3").path
+    let sim = try Background(["sim", "--port", "0", "--app", "app", "--token", "tok", "--fast"])
+    defer { sim.kill(SIGTERM) }
+    let line = try #require(sim.readLine(containing: "FLY_API_BASE_URL="))
+    let base = String(line.split(separator: "=").last!)
+    let env = ["FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok", "FLEET_DATABASE": db]
+    try fleetkeeper(["migrate"], env: env)
+    #expect(try fleetkeeper(["plan"], env: env).status == 0)
+    try fleetkeeper(["users", "add", "p1", "--region", "cdg"], env: env)
+    let plan = try fleetkeeper(["plan", "--json"], env: env)
+    #expect(plan.status == 2)
+    #expect(plan.stdout.contains(#""action":"create_volume""#))
+    #expect(try fleetkeeper(["reconcile"], env: env).status == 0)
+    #expect(try fleetkeeper(["reconcile"], env: env).status == 0)
+    let status = try fleetkeeper(["status", "--json"], env: env)
+    #expect(status.stdout.contains(#""user_id":"p1""#))
+    let events = try fleetkeeper(["events", "--json"], env: env)
+    #expect(events.stdout.contains("create_volume") && events.stdout.contains("create_machine"))
+    // No token, no database: exit 1, nothing printed that looks like a secret.
+    var wrong = env
+    wrong["FLY_API_TOKEN"] = "wrong-token-value"
+    let refused = try fleetkeeper(["reconcile"], env: wrong)
+    #expect(refused.status == 1)
+    #expect(!refused.stderr.contains("wrong-token-value") && !refused.stdout.contains("wrong-token-value"))
+    var missing = env
+    missing["FLEET_DATABASE"] = dir.appendingPathComponent("nope.sqlite3").path
+    #expect(try fleetkeeper(["plan"], env: missing).status == 1)
+  }
+}
