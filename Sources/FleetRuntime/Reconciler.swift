@@ -225,7 +225,7 @@ public actor Reconciler {
     }
     events = []
 
-    report.results = await execute(plan.actions)
+    report.results = await execute(Self.trim(plan.actions, limits: settings.writeLimits, seconds: settings.passWorkSeconds))
     if report.results.contains(where: { $0.outcome == .failed }) { report.outcome = .actionsFailed }
     report.duration = clock.now() - started
     return report
@@ -309,6 +309,18 @@ public actor Reconciler {
   }
 
   // MARK: Acting
+
+  /// Keeps of each rate-limited kind only what the write budget lets through in `seconds`; the
+  /// rest is planned again next pass (soon, since the loop comes back quickly while busy).
+  static func trim(_ actions: [Action], limits: WriteBudget.Limits, seconds: Double) -> [Action] {
+    let allowed = Int(min(1e9, limits.burst + limits.perSecond * seconds))
+    var counts: [Action.Kind: Int] = [:]
+    return actions.filter { action in
+      guard action.kind == .createVolume || action.kind == .createMachine || action.kind == .deleteVolume else { return true }
+      counts[action.kind, default: 0] += 1
+      return counts[action.kind]! <= allowed
+    }
+  }
 
   private func execute(_ actions: [Action]) async -> [ActionResult] {
     guard !actions.isEmpty else { return [] }

@@ -20,6 +20,9 @@ public struct ReconcilerSettings: Sendable {
   public var suspectRereadDelay: Double = 1
   /// Consecutive suspect passes with identical counts before the shorter lists are believed.
   public var suspectPassesBeforeTrust = 3
+  /// Seconds of rate-limited work one pass takes on per kind of create: the rest waits for the
+  /// next pass, so volume creates and machine creates pipeline instead of running one after the other.
+  public var passWorkSeconds: Double = 5
   /// Secret values by name, for template env values `$NAME` (the controller's own environment).
   public var secrets: [String: String] = [:]
 
