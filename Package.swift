@@ -16,6 +16,7 @@ let package = Package(
     .library(name: "FlyMachines", targets: ["FlyMachines"]),
     .library(name: "FlySimulator", targets: ["FlySimulator"]),
     .library(name: "FleetStore", targets: ["FleetStore"]),
+    .library(name: "FleetAlerts", targets: ["FleetAlerts"]),
     .library(name: "FleetRuntime", targets: ["FleetRuntime"]),
   ],
   dependencies: [
@@ -64,11 +65,25 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
+    // Alerts: lifecycle, receivers, delivery queue.
+    .target(
+      name: "FleetAlerts",
+      dependencies: [
+        "FleetCore", "FleetStore",
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOFoundationCompat", package: "swift-nio"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strict
+    ),
     // The loop: observe, plan, act, record.
     .target(
       name: "FleetRuntime",
       dependencies: [
-        "FleetCore", "FlyMachines", "FleetStore", "FlySimulator",
+        "FleetCore", "FlyMachines", "FleetStore", "FlySimulator", "FleetAlerts",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
@@ -77,7 +92,7 @@ let package = Package(
     .executableTarget(
       name: "fleetkeeper",
       dependencies: [
-        "FleetCore", "FlyMachines", "FlySimulator", "FleetStore", "FleetRuntime",
+        "FleetCore", "FlyMachines", "FlySimulator", "FleetStore", "FleetRuntime", "FleetAlerts",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -107,6 +122,18 @@ let package = Package(
       swiftSettings: strict
     ),
     .testTarget(name: "FlySimulatorTests", dependencies: ["FlySimulator"], swiftSettings: strict),
+    .testTarget(
+      name: "FleetAlertsTests",
+      dependencies: [
+        "FleetAlerts", "FleetCore", "FleetStore",
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strict
+    ),
     .testTarget(name: "FleetStoreTests", dependencies: ["FleetStore", "FleetCore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
     .testTarget(
       name: "FleetRuntimeTests",

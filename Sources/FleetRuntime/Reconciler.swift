@@ -58,8 +58,8 @@ public struct PassReport: Sendable {
 /// Holds the controller's memory in RAM after the first pass (write-through to the store), so a
 /// pass with nothing to do costs the two list reads and nothing else.
 public actor Reconciler {
-  public let client: FlyClient
-  public let store: FleetStore
+  public nonisolated let client: FlyClient
+  public nonisolated let store: FleetStore
   public let settings: ReconcilerSettings
   private let clock: any FleetClock
   private let jitter: Jitter

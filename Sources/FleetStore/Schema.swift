@@ -14,6 +14,7 @@ public enum Schema {
   public static let migrations: [Migration] = [
     Migration(version: 1, name: "dashboard tables and desired state", sql: v1),
     Migration(version: 2, name: "controller memory", sql: v2),
+    Migration(version: 3, name: "alerts", sql: v3),
   ]
 
   /// The whole schema, as `desired-state/schema.sql` holds it.
@@ -161,6 +162,39 @@ public enum Schema {
       value TEXT NOT NULL,
       updated_at INTEGER NOT NULL DEFAULT (unixepoch())
     ) STRICT;
+
+    """
+
+  static let v3 = """
+    -- Alert receivers operators edit like the desired state (besides FLEET_ALERT_WEBHOOK_URLS).
+    -- A webhook's signing secret is never stored: secret_env names the controller's env variable.
+    CREATE TABLE alert_receivers (
+      id INTEGER PRIMARY KEY,
+      kind TEXT NOT NULL CONSTRAINT kind CHECK (kind IN ('webhook', 'slack', 'alertmanager', 'command')),
+      target TEXT NOT NULL CONSTRAINT target CHECK (length(target) BETWEEN 1 AND 2048 AND target NOT GLOB '*[^ -~]*'),
+      secret_env TEXT CONSTRAINT secret_env CHECK (secret_env IS NULL OR secret_env GLOB '[A-Za-z_]*'),
+      enabled INTEGER NOT NULL DEFAULT 1 CONSTRAINT enabled CHECK (enabled IN (0, 1)),
+      created_at INTEGER NOT NULL DEFAULT (unixepoch())
+    ) STRICT;
+    -- Active alerts (pending or firing), so a restart neither re-fires nor forgets to resolve.
+    CREATE TABLE fleet_alerts (
+      fingerprint TEXT PRIMARY KEY,
+      state TEXT NOT NULL CONSTRAINT state CHECK (json_valid(state)),
+      updated_at INTEGER NOT NULL DEFAULT (unixepoch())
+    ) STRICT;
+    -- The delivery queue: one row per notice and receiver, retried with backoff, kept with its outcome.
+    CREATE TABLE fleet_alert_outbox (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      receiver TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      status TEXT NOT NULL DEFAULT 'pending' CONSTRAINT status CHECK (status IN ('pending', 'delivered', 'failed')),
+      attempts INTEGER NOT NULL DEFAULT 0,
+      next_attempt_at REAL NOT NULL,
+      last_error TEXT,
+      created_at INTEGER NOT NULL DEFAULT (unixepoch()),
+      delivered_at INTEGER
+    ) STRICT;
+    CREATE INDEX fleet_alert_outbox_due ON fleet_alert_outbox (status, next_attempt_at);
 
     """
 }

@@ -8,7 +8,7 @@ struct Fleetkeeper: AsyncParsableCommand {
     subcommands: [
       MigrateCommand.self, SchemaCommand.self, UsersCommand.self, TemplateCommand.self, RegionsCommand.self,
       EventsCommand.self, PlanCommand.self, ReconcileCommand.self, RunCommand.self, StatusCommand.self, DemoCommand.self,
-      SimCommand.self, BenchCommand.self,
+      AlertsCommand.self, SimCommand.self, BenchCommand.self,
     ]
   )
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetAlerts
 import FleetCore
 import FleetRuntime
 import FleetStore
@@ -184,12 +185,16 @@ struct RunCommand: AsyncParsableCommand {
   func run() async throws {
     let logger = makeLogger()
     let (reconciler, store, settings) = try await makeReconciler(db: db, fly: fly, loop: loop, logger: logger)
+    let alerter = Alerter(store: store, app: reconciler.client.configuration.appName, receivers: try envReceivers(), logger: logger)
+    let sender = AlertSenderService(sender: AlertSender(alerter: alerter, store: store, logger: logger))
     let service = ReconcileLoop(reconciler: reconciler, store: store, settings: settings, logger: logger) { report in
       logger.info(
         "pass", metadata: ["outcome": "\(report.outcome.rawValue)", "actions": "\(report.results.count)", "findings": "\(report.findings.count)", "duration_ms": "\(Int(report.duration * 1000))"])
+      await alerter.process(report.findings, now: report.startedAt + report.duration)
     }
     let group = ServiceGroup(
-      configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+      configuration: .init(
+        services: [.init(service: sender), .init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await group.run()
   }
 }

@@ -43,7 +43,7 @@ struct SchemaTests {
     }
     try await queue.close()
     let store = try FleetStore.sqlite(path: path)
-    #expect(try await store.migrate() == [1, 2])
+    #expect(try await store.migrate() == Schema.migrations.map(\.version))
     let rows = try await store.database.read([
       SQLStatement("SELECT email FROM users"), SQLStatement("SELECT id FROM machines"),
       SQLStatement("SELECT event_type FROM machine_events"),

@@ -123,14 +123,14 @@ struct ClientErrorTests {
     #expect(connect?.outcomeUnknown == false)
 
     var faults = SimulatorFaults()
-    faults.latencyMs = 1500
+    faults.latencyMs = 20_000
     try await withSimulator(faults: faults, timeout: .milliseconds(200)) { client, _ in
       let started = ContinuousClock.now
       let deadline = await flyError { _ = try await client.createVolume(CreateVolumeRequest(name: "a", region: "ord", sizeGB: 1)) }
       #expect(deadline?.code == .transport)
       #expect(deadline?.transportKind == .deadline)
       #expect(deadline?.outcomeUnknown == true)
-      #expect(ContinuousClock.now - started < .seconds(1))
+      #expect(ContinuousClock.now - started < .seconds(10), "the 200 ms deadline, not the 20 s answer, ended the call")
     }
   }
 

@@ -1,0 +1,180 @@
+public import AsyncHTTPClient
+public import FleetCore
+public import FleetStore
+public import Logging
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import Synchronization
+
+/// Turns each pass's findings into alerts (the lifecycle in ``AlertLifecycle``), queues one notice
+/// per receiver in the store, and delivers the queue with retries, never blocking the loop.
+public actor Alerter {
+  public let store: FleetStore
+  public let app: String
+  private var envReceivers: [AlertReceiver]
+  private let settings: AlertLifecycle.Settings
+  private let logger: Logger
+  private var active: [String: AlertState]?
+  /// Notices that could not be queued (the database itself unreadable): delivered from memory.
+  private var fallback: [(receiver: String, payload: String)] = []
+
+  public init(
+    store: FleetStore, app: String, receivers: [AlertReceiver], settings: AlertLifecycle.Settings = .init(),
+    logger: Logger = Logger(label: "fleetkeeper.alerts")
+  ) {
+    self.store = store
+    self.app = app
+    self.envReceivers = receivers
+    self.settings = settings
+    self.logger = logger
+  }
+
+  /// The env receivers plus those in `alert_receivers` (secrets from the named env variables).
+  public func receivers() async -> [AlertReceiver] {
+    var all = envReceivers
+    if let rows = try? await store.alertReceivers() {
+      let env = ProcessInfo.processInfo.environment
+      for row in rows {
+        guard let kind = AlertReceiver.Kind(rawValue: row.kind) else { continue }
+        all.append(AlertReceiver(key: "db:\(row.id ?? 0)", kind: kind, target: row.target, secret: row.secretEnv.flatMap { env[$0] }))
+      }
+    }
+    return all
+  }
+
+  /// The active alerts (pending and firing).
+  public func activeAlerts() async throws(StoreError) -> [AlertState] {
+    if active == nil { active = try await store.loadAlerts() }
+    return active!.values.sorted { ($0.kind, $0.fingerprint) < ($1.kind, $1.fingerprint) }
+  }
+
+  /// Steps the lifecycle with one pass's findings and queues the notice, if any.
+  @discardableResult
+  public func process(_ findings: [DriftFinding], now: Double) async -> AlertNotice? {
+    if active == nil { active = (try? await store.loadAlerts()) ?? [:] }
+    let previous = active!
+    let (next, notice) = AlertLifecycle.step(active: previous, findings: findings, now: now, settings: settings)
+    active = next
+    var deliveries: [(receiver: String, payload: String)] = []
+    if let notice {
+      for receiver in await receivers() {
+        deliveries.append((receiver.key, AlertPayloads.payload(for: receiver.kind, notice, app: app)))
+      }
+      logger.warning("alert notice", metadata: ["firing": "\(notice.items.filter { $0.status == "firing" }.count)", "resolved": "\(notice.items.filter { $0.status == "resolved" }.count)"])
+    }
+    do {
+      try await store.saveAlerts(next, previous: previous, deliveries: deliveries, now: now)
+    } catch {
+      fallback += deliveries
+    }
+    return notice
+  }
+
+  /// Queues a test notice to every receiver.
+  public func queueTest(now: Double) async throws(StoreError) -> Int {
+    let state = AlertState(
+      fingerprint: "test||", kind: "test", userID: nil, resourceID: nil, message: "fleetkeeper test notice: alerts reach this receiver",
+      startsAt: now, seenPasses: 1, lastNotifiedAt: now)
+    let notice = AlertNotice(items: [.init(state: state, status: "firing")], createdAt: now, isTest: true)
+    let receivers = await receivers()
+    let deliveries = receivers.map { ($0.key, AlertPayloads.payload(for: $0.kind, notice, app: app)) }
+    try await store.saveAlerts(active ?? [:], previous: active ?? [:], deliveries: deliveries, now: now)
+    return receivers.count
+  }
+
+  func takeFallback() -> [(receiver: String, payload: String)] {
+    defer { fallback = [] }
+    return fallback
+  }
+}
+
+/// Delivers the outbox: due items, one attempt each, then the next attempt after 2, 6, 15 s; the
+/// fourth failure gives up. Every outcome is written back to the outbox row.
+public struct AlertSender: Sendable {
+  public let alerter: Alerter
+  public let store: FleetStore
+  private let httpClient: HTTPClient
+  private let logger: Logger
+  public var delays: [Double] = [2, 6, 15]
+  public var commandTimeout: Double = 10
+  public var requestTimeout: Duration = .seconds(10)
+
+  public init(alerter: Alerter, store: FleetStore, httpClient: HTTPClient = .shared, logger: Logger = Logger(label: "fleetkeeper.alerts")) {
+    self.alerter = alerter
+    self.store = store
+    self.httpClient = httpClient
+    self.logger = logger
+  }
+
+  /// One sweep of the outbox; returns how many deliveries were attempted.
+  @discardableResult
+  public func sweep(now: Double) async -> Int {
+    let receivers = Dictionary(await alerter.receivers().map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+    for (key, payload) in await alerter.takeFallback() {
+      if let receiver = receivers[key] { _ = await deliver(payload, to: receiver) }
+    }
+    guard let due = try? await store.dueDeliveries(now: now) else { return 0 }
+    for item in due {
+      guard let receiver = receivers[item.receiver] else {
+        try? await store.recordDelivery(id: item.id, delivered: false, giveUp: true, error: "receiver \(item.receiver) is gone", nextAttemptAt: now)
+        continue
+      }
+      let error = await deliver(item.payload, to: receiver)
+      let attempt = item.attempts + 1
+      let giveUp = error != nil && attempt > delays.count
+      let next = now + (attempt <= delays.count ? delays[attempt - 1] : 0)
+      try? await store.recordDelivery(id: item.id, delivered: error == nil, giveUp: giveUp, error: error, nextAttemptAt: next)
+      logger.log(
+        level: error == nil ? .info : .warning, "alert delivery",
+        metadata: ["receiver": "\(receiver)", "attempt": "\(attempt)", "outcome": "\(error == nil ? "delivered" : giveUp ? "failed" : "retry")", "error": "\(error ?? "")"])
+    }
+    return due.count
+  }
+
+  /// Sends `payload`; returns nil on success or a short error (never the URL's path or a secret).
+  func deliver(_ payload: String, to receiver: AlertReceiver) async -> String? {
+    switch receiver.kind {
+    case .command:
+      return await runCommand(receiver.target, input: payload)
+    case .webhook, .slack, .alertmanager:
+      var url = receiver.target
+      if receiver.kind == .alertmanager { url = (url.hasSuffix("/") ? String(url.dropLast()) : url) + "/api/v2/alerts" }
+      var request = HTTPClientRequest(url: url)
+      request.method = .POST
+      request.headers.add(name: "Content-Type", value: "application/json")
+      request.headers.add(name: "User-Agent", value: "fleetkeeper")
+      if let secret = receiver.secret, receiver.kind == .webhook {
+        request.headers.add(name: "X-Fleetkeeper-Signature", value: AlertPayloads.signature(body: payload, secret: secret))
+      }
+      request.body = .bytes(ByteBuffer(string: payload))
+      do {
+        let response = try await httpClient.execute(request, timeout: .seconds(requestTimeout.components.seconds))
+        _ = try? await response.body.collect(upTo: 1 << 20)
+        return (200..<300).contains(Int(response.status.code)) ? nil : "HTTP \(response.status.code)"
+      } catch {
+        return "transport: \(String(describing: type(of: error)))"
+      }
+    }
+  }
+
+  func runCommand(_ path: String, input: String) async -> String? {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    let stdin = Pipe()
+    process.standardInput = stdin
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    do { try process.run() } catch { return "cannot run \(path)" }
+    stdin.fileHandleForWriting.write(Data(input.utf8))
+    try? stdin.fileHandleForWriting.close()
+    let deadline = Date().addingTimeInterval(commandTimeout)
+    while process.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+    if process.isRunning {
+      process.terminate()
+      return "timed out after \(Int(commandTimeout)) s"
+    }
+    return process.terminationStatus == 0 ? nil : "exit status \(process.terminationStatus)"
+  }
+}

@@ -1,0 +1,87 @@
+import ArgumentParser
+import FleetAlerts
+import FleetCore
+import FleetStore
+import Foundation
+
+/// `FLEET_ALERT_WEBHOOK_URLS` and `FLEET_ALERT_WEBHOOK_SECRET`.
+func envReceivers() throws -> [AlertReceiver] {
+  let env = ProcessInfo.processInfo.environment
+  do {
+    return try AlertReceiver.parse(env["FLEET_ALERT_WEBHOOK_URLS"] ?? "", secret: env["FLEET_ALERT_WEBHOOK_SECRET"])
+  } catch {
+    throw ValidationError("\(error)")
+  }
+}
+
+struct AlertsCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "alerts", abstract: "Active alerts, receivers, and a test notice.",
+    subcommands: [List.self, Test.self, Receivers.self], defaultSubcommand: List.self)
+
+  struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "The active alerts (pending and firing).")
+    @OptionGroup var db: DatabaseOptions
+    @Flag(help: "JSON lines.") var json = false
+    func run() async throws {
+      try await runStoreCommand {
+        let store = try await db.open()
+        let alerts = try await Alerter(store: store, app: "", receivers: []).activeAlerts()
+        for alert in alerts {
+          if json {
+            print(
+              "{\"fingerprint\":\(JSONText.quote(alert.fingerprint)),\"kind\":\(JSONText.quote(alert.kind)),\"user_id\":\(alert.userID.map(JSONText.quote) ?? "null"),\"resource\":\(alert.resourceID.map(JSONText.quote) ?? "null"),\"status\":\(JSONText.quote(alert.isFiring ? "firing" : "pending")),\"starts_at\":\(JSONText.quote(rfc3339(alert.startsAt))),\"message\":\(JSONText.quote(alert.message))}"
+            )
+          } else {
+            print("\(alert.isFiring ? "FIRING " : "pending") \(alert.kind) \(alert.userID ?? "-") \(alert.resourceID ?? "-") since \(rfc3339(alert.startsAt)): \(alert.message)")
+          }
+        }
+        if alerts.isEmpty && !json { print("no active alerts") }
+      }
+    }
+  }
+
+  struct Test: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Send a test notice to every receiver now, and report each outcome.")
+    @OptionGroup var db: DatabaseOptions
+    @Option(help: "The Fly app named in notices (env FLY_APP_NAME).") var app: String?
+    func run() async throws {
+      try await runStoreCommand {
+        let store = try await db.open()
+        let alerter = Alerter(store: store, app: app ?? ProcessInfo.processInfo.environment["FLY_APP_NAME"] ?? "", receivers: try envReceivers())
+        let count = try await alerter.queueTest(now: Date().timeIntervalSince1970)
+        if count == 0 {
+          complain("no receivers: set FLEET_ALERT_WEBHOOK_URLS or add one with `fleetkeeper alerts receivers add`")
+          throw ExitCode(1)
+        }
+        let sender = AlertSender(alerter: alerter, store: store)
+        await sender.sweep(now: Date().timeIntervalSince1970)
+        var failed = false
+        for item in try await store.outbox(limit: count) {
+          print("\(item.receiver): \(item.status)\(item.lastError.map { " (\($0))" } ?? "")")
+          if item.status != "delivered" { failed = true }
+        }
+        if failed { throw ExitCode(1) }
+      }
+    }
+  }
+
+  struct Receivers: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Receivers kept in the database.", subcommands: [Add.self])
+    struct Add: AsyncParsableCommand {
+      @OptionGroup var db: DatabaseOptions
+      @Argument(help: "webhook, slack, alertmanager or command.") var kind: String
+      @Argument(help: "URL (or executable path for command).") var target: String
+      @Option(help: "Env variable holding the webhook's HMAC secret.") var secretEnv: String?
+      func run() async throws {
+        try await runStoreCommand {
+          guard AlertReceiver.Kind(rawValue: kind) != nil else {
+            throw FieldError(field: "kind", value: kind, reason: "must be webhook, slack, alertmanager or command")
+          }
+          try await db.open().addAlertReceiver(AlertReceiverRow(kind: kind, target: target, secretEnv: secretEnv))
+          print("receiver added")
+        }
+      }
+    }
+  }
+}
