@@ -85,6 +85,8 @@ let package = Package(
       dependencies: [
         "FleetCore", "FlyMachines", "FleetStore", "FlySimulator", "FleetAlerts",
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       swiftSettings: strict

@@ -101,7 +101,13 @@ public struct AlertSender: Sendable {
   public var commandTimeout: Double = 10
   public var requestTimeout: Duration = .seconds(10)
 
-  public init(alerter: Alerter, store: FleetStore, httpClient: HTTPClient = .shared, logger: Logger = Logger(label: "fleetkeeper.alerts")) {
+  private let metrics: (@Sendable (String) -> Void)?
+
+  public init(
+    alerter: Alerter, store: FleetStore, httpClient: HTTPClient = .shared, logger: Logger = Logger(label: "fleetkeeper.alerts"),
+    metrics: (@Sendable (String) -> Void)? = nil
+  ) {
+    self.metrics = metrics
     self.alerter = alerter
     self.store = store
     self.httpClient = httpClient
@@ -126,6 +132,7 @@ public struct AlertSender: Sendable {
       let giveUp = error != nil && attempt > delays.count
       let next = now + (attempt <= delays.count ? delays[attempt - 1] : 0)
       try? await store.recordDelivery(id: item.id, delivered: error == nil, giveUp: giveUp, error: error, nextAttemptAt: next)
+      metrics?(error == nil ? "delivered" : giveUp ? "failed" : "retry")
       logger.log(
         level: error == nil ? .info : .warning, "alert delivery",
         metadata: ["receiver": "\(receiver)", "attempt": "\(attempt)", "outcome": "\(error == nil ? "delivered" : giveUp ? "failed" : "retry")", "error": "\(error ?? "")"])

@@ -14,11 +14,18 @@ public struct ReconcileLoop: Service {
   private let clock: any FleetClock
   private let logger: Logger
   private let onPass: @Sendable (PassReport) async -> Void
+  private let onStandby: @Sendable (Bool) async -> Void
+  /// The writer lease; nil runs without one (a single process).
+  public let lease: WriterLease?
 
   public init(
     reconciler: Reconciler, store: FleetStore, settings: ReconcilerSettings, clock: any FleetClock = SystemFleetClock(),
-    logger: Logger = Logger(label: "fleetkeeper"), onPass: @escaping @Sendable (PassReport) async -> Void = { _ in }
+    logger: Logger = Logger(label: "fleetkeeper"), lease: WriterLease? = nil,
+    onStandby: @escaping @Sendable (Bool) async -> Void = { _ in },
+    onPass: @escaping @Sendable (PassReport) async -> Void = { _ in }
   ) {
+    self.lease = lease
+    self.onStandby = onStandby
     self.reconciler = reconciler
     self.store = store
     self.settings = settings
@@ -38,9 +45,38 @@ public struct ReconcileLoop: Service {
   public func run() async throws {
     var version = try? await store.desiredVersion()
     while !Task.isCancelled && !Task.isShuttingDownGracefully {
+      // One writer: pass only while holding the lease; otherwise stand by and try again.
+      if let lease {
+        let held = (try? await lease.acquire(now: clock.now())) ?? false
+        if !held {
+          await onStandby(true)
+          try? await cancelWhenGracefulShutdown { [clock] in try await clock.sleep(seconds: 2) }
+          continue
+        }
+        await onStandby(false)
+      }
       let reconciler = self.reconciler
+      await reconciler.resume()
       let report = await withGracefulShutdownHandler {
-        await reconciler.pass()
+        await withTaskGroup(of: Void.self) { group in
+          if let lease {
+            // Renew while the pass runs; losing the lease stops new actions at once.
+            group.addTask { [clock, logger] in
+              while !Task.isCancelled {
+                try? await clock.sleep(seconds: lease.ttl / 3)
+                if Task.isCancelled { break }
+                if (try? await lease.acquire(now: clock.now())) != true {
+                  logger.error("writer lease lost during a pass: no new action")
+                  await reconciler.drain()
+                  break
+                }
+              }
+            }
+          }
+          let report = await reconciler.pass()
+          group.cancelAll()
+          return report
+        }
       } onGracefulShutdown: {
         Task { await reconciler.drain() }
       }
@@ -66,6 +102,7 @@ public struct ReconcileLoop: Service {
         break
       }
     }
+    if let lease { try? await lease.release() }
     logger.info("loop stopped")
   }
 }

@@ -95,6 +95,9 @@ public actor Reconciler {
   /// Stop starting new actions (graceful shutdown); actions in flight finish.
   public func drain() { draining = true }
 
+  /// Allow actions again (a new pass while holding the writer lease).
+  public func resume() { draining = false }
+
   private func loadIfNeeded() async throws(StoreError) {
     guard !loaded else { return }
     memory = try await store.loadUserMemory()
@@ -382,6 +385,8 @@ public actor Reconciler {
   private func run(_ action: Action) async -> ActionResult {
     let user = action.userID
     if draining {
+      // Abandoned, not attempted: recorded so the audit log says what shutdown left undone.
+      await record([event(action, outcome: .skipped, attempt: 0, started: clock.now(), message: "abandoned: shutting down or lease lost")], user: user)
       return ActionResult(action: action, outcome: .skipped, attempts: 0, message: "shutting down")
     }
     if action.lookUpFirst, let adopted = await lookUp(action) { return adopted }

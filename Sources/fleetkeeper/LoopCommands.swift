@@ -7,6 +7,7 @@ import FlyMachines
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// Fly settings: flags, else `FLY_API_TOKEN`, `FLY_APP_NAME`, `FLY_API_BASE_URL`.
@@ -17,7 +18,7 @@ struct FlyOptions: ParsableArguments {
   @Option(name: .customLong("fly-api-token"), help: "Fly token (prefer env FLY_API_TOKEN: flags show in process lists).")
   var token: String?
 
-  func client(redactions: [String] = []) throws -> FlyClient {
+  func client(redactions: [String] = [], observer: (@Sendable (FlyRequestRecord) -> Void)? = nil) throws -> FlyClient {
     let env = ProcessInfo.processInfo.environment
     guard let app = app ?? env["FLY_APP_NAME"], !app.isEmpty else {
       throw ValidationError("no Fly app: set FLY_APP_NAME or --fly-app")
@@ -28,7 +29,7 @@ struct FlyOptions: ParsableArguments {
     return FlyClient(
       configuration: FlyClientConfiguration(
         baseURL: baseURL ?? env["FLY_API_BASE_URL"] ?? "https://api.machines.dev", appName: app, token: FlyToken(token),
-        redactions: redactions))
+        redactions: redactions), observer: observer)
   }
 }
 
@@ -177,26 +178,114 @@ struct ReconcileCommand: AsyncParsableCommand {
 }
 
 struct RunCommand: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the reconcile loop until SIGTERM or SIGINT.")
+  static let configuration = CommandConfiguration(
+    commandName: "run",
+    abstract: "Run the reconcile loop, the alert sender and the ops HTTP server until SIGTERM or SIGINT.")
   @OptionGroup var db: DatabaseOptions
   @OptionGroup var fly: FlyOptions
   @OptionGroup var loop: LoopOptions
+  @Option(help: "Address of /healthz, /readyz, /metrics (env FLEET_LISTEN; default 127.0.0.1:9090; port 0 picks one).")
+  var listen: String?
+  @Option(help: "Seconds in-flight actions get to finish after SIGTERM (env FLEET_DRAIN_SECONDS; default 20).")
+  var drainSeconds: Double?
 
   func run() async throws {
-    let logger = makeLogger()
-    let (reconciler, store, settings) = try await makeReconciler(db: db, fly: fly, loop: loop, logger: logger)
-    let alerter = Alerter(store: store, app: reconciler.client.configuration.appName, receivers: try envReceivers(), logger: logger)
-    let sender = AlertSenderService(sender: AlertSender(alerter: alerter, store: store, logger: logger))
-    let service = ReconcileLoop(reconciler: reconciler, store: store, settings: settings, logger: logger) { report in
-      logger.info(
-        "pass", metadata: ["outcome": "\(report.outcome.rawValue)", "actions": "\(report.results.count)", "findings": "\(report.findings.count)", "duration_ms": "\(Int(report.duration * 1000))"])
-      await alerter.process(report.findings, now: report.startedAt + report.duration)
+    let env = ProcessInfo.processInfo.environment
+    let redactor = Redactor([env["FLY_API_TOKEN"] ?? "", fly.token ?? "", env["FLEET_ALERT_WEBHOOK_SECRET"] ?? ""])
+    let logger = try bootstrapLogging(redactor: redactor)
+    let listenText = listen ?? env["FLEET_LISTEN"] ?? "127.0.0.1:9090"
+    guard let colon = listenText.lastIndex(of: ":"), let port = Int(listenText[listenText.index(after: colon)...]) else {
+      throw ValidationError("FLEET_LISTEN \"\(listenText)\": host:port")
     }
-    let group = ServiceGroup(
-      configuration: .init(
-        services: [.init(service: sender), .init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-    try await group.run()
+    let host = String(listenText[..<colon])
+    let drain = try drainSeconds ?? env["FLEET_DRAIN_SECONDS"].map {
+      guard let value = Double($0), value >= 0 else { throw ValidationError("FLEET_DRAIN_SECONDS \"\($0)\": seconds") }
+      return value
+    } ?? 20
+
+    let metrics = FleetMetrics()
+    let settings = try loop.settings()
+    let client = try fly.client(observer: { record in
+      let status = record.status.map(String.init) ?? "error"
+      metrics.increment("fleetkeeper_api_requests_total", ["endpoint": record.endpoint, "status": status])
+      metrics.observe("fleetkeeper_api_request_duration_seconds", ["endpoint": record.endpoint], record.duration.seconds)
+      if record.status == 429 { metrics.increment("fleetkeeper_api_rate_limited_total") }
+    })
+    let store = try await db.open()
+    let reconciler = Reconciler(client: client, store: store, settings: settings, redactor: redactor, logger: logger)
+    let alerter = Alerter(store: store, app: client.configuration.appName, receivers: try envReceivers(), logger: logger)
+    let sender = AlertSenderService(sender: AlertSender(alerter: alerter, store: store, logger: logger, metrics: { outcome in
+      metrics.increment("fleetkeeper_alert_deliveries_total", ["outcome": outcome])
+    }))
+    let readiness = Readiness()
+    let holder = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
+    let lease = WriterLease(store: store, holder: holder)
+    let ages = DriftAges()
+    let service = ReconcileLoop(
+      reconciler: reconciler, store: store, settings: settings, logger: logger, lease: lease,
+      onStandby: { standby in
+        if standby != readiness.isStandby {
+          logger.info(standby ? "standby: another process holds the writer lease" : "holding the writer lease")
+        }
+        readiness.setStandby(standby)
+        metrics.set("fleetkeeper_writer_lease_held", [:], standby ? 0 : 1)
+      },
+      onPass: { report in
+        let now = report.startedAt + report.duration
+        if report.outcome != .couldNotRun { readiness.passSucceeded(at: now) }
+        metrics.record(report, now: now, oldestDriftAge: ages.update(report.findings, now: now))
+        logger.info(
+          "pass",
+          metadata: [
+            "outcome": "\(report.outcome.rawValue)", "actions": "\(report.results.count)", "findings": "\(report.findings.count)",
+            "duration_ms": "\(Int(report.duration * 1000))",
+          ])
+        await alerter.process(report.findings, now: now)
+      })
+    let ops = OpsServer.application(
+      host: host, port: port, store: store, metrics: metrics, readiness: readiness, interval: settings.interval, logger: logger
+    ) { bound in
+      logger.info("ops server listening", metadata: ["address": "\(host):\(bound)"])
+    }
+    var configuration = ServiceGroupConfiguration(
+      services: [
+        .init(service: ops), .init(service: sender),
+        .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup),
+      ],
+      gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
+    configuration.maximumGracefulShutdownDuration = .milliseconds(Int(drain * 1000))
+    try await ServiceGroup(configuration: configuration).run()
   }
+}
+
+/// When each current finding was first seen, for `fleetkeeper_oldest_drift_age_seconds`.
+final class DriftAges: Sendable {
+  private let firstSeen = Mutex<[String: Double]>([:])
+  func update(_ findings: [DriftFinding], now: Double) -> Double {
+    firstSeen.withLock { seen in
+      var next: [String: Double] = [:]
+      for finding in findings { next[finding.fingerprint] = seen[finding.fingerprint] ?? now }
+      seen = next
+      return next.values.min().map { now - $0 } ?? 0
+    }
+  }
+}
+
+extension Duration {
+  var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// Logs as logfmt (default) or JSON lines (`FLEET_LOG_FORMAT`), at `FLEET_LOG_LEVEL` (info), redacted.
+func bootstrapLogging(redactor: Redactor) throws -> Logger {
+  let env = ProcessInfo.processInfo.environment
+  guard let format = FleetLogHandler.Format(rawValue: env["FLEET_LOG_FORMAT"] ?? "logfmt") else {
+    throw ValidationError("FLEET_LOG_FORMAT \"\(env["FLEET_LOG_FORMAT"] ?? "")\": logfmt or json")
+  }
+  guard let level = Logger.Level(rawValue: env["FLEET_LOG_LEVEL"] ?? "info") else {
+    throw ValidationError("FLEET_LOG_LEVEL \"\(env["FLEET_LOG_LEVEL"] ?? "")\": trace, debug, info, notice, warning, error or critical")
+  }
+  LoggingSystem.bootstrap { label in FleetLogHandler(label: label, format: format, level: level, redactor: redactor) }
+  return Logger(label: "fleetkeeper")
 }
 
 struct StatusCommand: AsyncParsableCommand {

@@ -1,0 +1,63 @@
+public import FleetStore
+import Foundation
+public import Hummingbird
+public import Logging
+import NIOCore
+import Synchronization
+
+/// What `/readyz` answers from.
+public final class Readiness: Sendable {
+  private struct State {
+    var lastGoodPass: Double?
+    var standby = false
+  }
+  private let state = Mutex(State())
+  public init() {}
+  public func passSucceeded(at time: Double) { state.withLock { $0.lastGoodPass = time } }
+  public func setStandby(_ value: Bool) { state.withLock { $0.standby = value } }
+  public var lastGoodPass: Double? { state.withLock { $0.lastGoodPass } }
+  public var isStandby: Bool { state.withLock { $0.standby } }
+}
+
+/// The HTTP endpoints for Fly's checks and a metrics scraper: `/healthz` (alive), `/readyz` (a
+/// full pass succeeded within three intervals and the database is readable; a standby waiting for
+/// the writer lease is ready too), `/metrics` (Prometheus text format).
+public enum OpsServer {
+  public static func application(
+    host: String, port: Int, store: FleetStore, metrics: FleetMetrics, readiness: Readiness, interval: Double,
+    clock: any FleetClock = SystemFleetClock(), logger: Logger,
+    onListening: @escaping @Sendable (Int) -> Void = { _ in }
+  ) -> some ApplicationProtocol {
+    let router = Router()
+    router.get("/healthz") { _, _ in "ok\n" }
+    router.get("/readyz") { _, _ -> Response in
+      let (ready, reason) = await check(store: store, readiness: readiness, interval: interval, now: clock.now())
+      return Response(
+        status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"],
+        body: .init(byteBuffer: ByteBuffer(string: reason + "\n")))
+    }
+    router.get("/metrics") { _, _ -> Response in
+      Response(
+        status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+        body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+    }
+    var quiet = logger
+    quiet.logLevel = .warning
+    return Application(
+      router: router, configuration: .init(address: .hostname(host, port: port), serverName: "fleetkeeper"),
+      onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) }, logger: quiet)
+  }
+
+  /// Readiness, with the reason for the body.
+  public static func check(store: FleetStore, readiness: Readiness, interval: Double, now: Double) async -> (Bool, String) {
+    do {
+      _ = try await store.desiredVersion()
+    } catch {
+      return (false, "database unreadable: \(error.code.rawValue)")
+    }
+    if readiness.isStandby { return (true, "standby: another process holds the writer lease") }
+    guard let last = readiness.lastGoodPass else { return (false, "no pass has succeeded yet") }
+    if now - last > 3 * interval { return (false, "last good pass \(Int(now - last)) s ago (more than 3 intervals)") }
+    return (true, "ready")
+  }
+}
