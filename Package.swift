@@ -139,7 +139,10 @@ let package = Package(
     .testTarget(name: "FleetStoreTests", dependencies: ["FleetStore", "FleetCore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
     .testTarget(
       name: "FleetRuntimeTests",
-      dependencies: ["FleetRuntime", "FleetStore", "FlyMachines", "FlySimulator", "FleetCore"],
+      dependencies: [
+        "FleetRuntime", "FleetStore", "FlyMachines", "FlySimulator", "FleetCore",
+        .product(name: "Logging", package: "swift-log"),
+      ],
       swiftSettings: strict
     ),
   ]

@@ -1,0 +1,110 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Testing
+
+/// `fleetkeeper run` as a real process: SIGTERM mid-pass, logs without secrets, standby takeover.
+@Suite(.serialized) struct ServiceTests {
+  func startSim(_ extra: [String] = []) throws -> (Background, String) {
+    let sim = try Background(["sim", "--port", "0", "--app", "app", "--token", "tok-secret-value-42", "--fast"] + extra)
+    let line = try #require(sim.readLine(containing: "FLY_API_BASE_URL="))
+    return (sim, String(line.split(separator: "=").last!))
+  }
+
+  func database(users: Int, prefix: String = "s") throws -> String {
+    let dir = temporaryDirectory()
+    let db = dir.appendingPathComponent("fleet.sqlite3").path
+    try fleetkeeper(["migrate", "--database", db])
+    let file = dir.appendingPathComponent("u.csv")
+    try ("user_id,region\n" + (0..<users).map { "\(prefix)\($0),cdg" }.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+    try fleetkeeper(["users", "import", file.path, "--database", db])
+    return db
+  }
+
+  @Test func sigtermMidPassExitsZeroAndRecordsEverything() async throws {
+    let (sim, base) = try startSim(["--latency-ms", "700", "--mutations-only"])
+    defer { sim.kill(SIGTERM) }
+    let db = try database(users: 12)
+    let env = [
+      "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok-secret-value-42", "FLEET_DATABASE": db,
+      "FLEET_LISTEN": "127.0.0.1:0", "FLEET_WRITE_RATE": "100", "FLEET_DRAIN_SECONDS": "10",
+    ]
+    let run = try Background(["run"], env: env)
+    _ = run.readLine(containing: "ops server listening", fromStandardError: true)
+    // Mid-pass: the first creates are in flight (each takes 700 ms at the simulator).
+    var inFlight = false
+    for _ in 0..<100 where !inFlight {
+      let state = try await fetchJSON(base + "/_sim/state")
+      inFlight = !((state["volumes"] as? [Any]) ?? []).isEmpty
+      if !inFlight { try await Task.sleep(for: .milliseconds(50)) }
+    }
+    let signalled = Date()
+    kill(run.process.processIdentifier, SIGTERM)
+    run.process.waitUntilExit()
+    #expect(run.process.terminationStatus == 0)
+    #expect(Date().timeIntervalSince(signalled) < 10, "within the drain time")
+    // No action half-recorded: every mutation Fly saw has its event.
+    let requests = try await fetchJSONArray(base + "/_sim/requests")
+    let mutations = requests.filter { ($0["method"] as? String) != "GET" }.count
+    let events = try fleetkeeper(["events", "--json", "--limit", "1000", "--database", db]).stdout
+      .split(separator: "\n").filter { $0.contains(#""event_type":"create_"#) && !$0.contains(#""outcome":"skipped""#) }
+    #expect(events.count == mutations, "\(events.count) events for \(mutations) mutations")
+  }
+
+  @Test func logsHoldNoTokenOnErrorPaths() async throws {
+    let (sim, base) = try startSim()
+    defer { sim.kill(SIGTERM) }
+    let db = try database(users: 2)
+    for format in ["logfmt", "json"] {
+      let wrongToken = "fm2_wrong-token-value-77"
+      let env = [
+        "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": wrongToken, "FLEET_DATABASE": db,
+        "FLEET_LISTEN": "127.0.0.1:0", "FLEET_LOG_FORMAT": format, "FLEET_ALERT_WEBHOOK_URLS": "http://127.0.0.1:1/hook",
+        "FLEET_ALERT_WEBHOOK_SECRET": "whsec-very-secret-99", "FLEET_INTERVAL": "1",
+      ]
+      let run = try Background(["run"], env: env)
+      _ = run.readLine(containing: "could_not_run", fromStandardError: true)
+      try await Task.sleep(for: .seconds(3))  // a few failing passes and alert deliveries
+      run.kill(SIGTERM)
+      let log = String(decoding: run.errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+      #expect(!log.contains(wrongToken) && !log.contains("whsec-very-secret-99"))
+      let tail = try fleetkeeper(["events", "--json", "--database", db]).stdout
+      #expect(!tail.contains(wrongToken))
+      let plan = try fleetkeeper(["plan"], env: env)
+      #expect(plan.status == 1 && !plan.stderr.contains(wrongToken) && plan.stderr.contains("unauthorized"))
+    }
+  }
+
+  @Test func standbyTakesOverAfterTheActiveProcessDies() async throws {
+    let (sim, base) = try startSim()
+    defer { sim.kill(SIGTERM) }
+    let db = try database(users: 2)
+    let env = [
+      "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok-secret-value-42", "FLEET_DATABASE": db,
+      "FLEET_LISTEN": "127.0.0.1:0", "FLEET_INTERVAL": "1",
+    ]
+    let first = try Background(["run"], env: env)
+    _ = first.readLine(containing: "msg=pass", fromStandardError: true)
+    let second = try Background(["run"], env: env)
+    _ = second.readLine(containing: "standby", fromStandardError: true)
+    first.kill(SIGKILL)
+    let killed = Date()
+    try fleetkeeper(["users", "add", "late", "--region", "cdg", "--database", db])
+    var created = false
+    while !created && Date().timeIntervalSince(killed) < 40 {
+      let census = try await census(base)
+      created = census.machines["late"] == 1
+      if !created { try await Task.sleep(for: .milliseconds(200)) }
+    }
+    let takeover = Date().timeIntervalSince(killed)
+    second.kill(SIGTERM)
+    #expect(created)
+    #expect(takeover < 30, "took over in \(takeover) s")
+  }
+}
+
+func fetchJSONArray(_ url: String) async throws -> [[String: Any]] {
+  let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(5))
+  let body = try await response.body.collect(upTo: 64 << 20)
+  return (try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [[String: Any]]) ?? []
+}

@@ -1,0 +1,79 @@
+import FleetCore
+import FleetRuntime
+import FleetStore
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+@Suite(.serialized) struct OpsTests {
+  @Test func readyzFollowsPassesAndTheDatabase() async throws {
+    let harness = try await Harness.make()
+    defer { Task { await harness.stop() } }
+    let readiness = Readiness()
+    var (ready, reason) = await OpsServer.check(store: harness.store, readiness: readiness, interval: 30, now: 1000)
+    #expect(!ready && reason.contains("no pass"))
+    readiness.passSucceeded(at: 1000)
+    (ready, _) = await OpsServer.check(store: harness.store, readiness: readiness, interval: 30, now: 1060)
+    #expect(ready)
+    (ready, reason) = await OpsServer.check(store: harness.store, readiness: readiness, interval: 30, now: 1100)
+    #expect(!ready && reason.contains("3 intervals"))
+    readiness.passSucceeded(at: 1100)
+    _ = try await harness.store.database.write([SQLStatement("DROP TABLE fleet_desired_version")])
+    (ready, reason) = await OpsServer.check(store: harness.store, readiness: readiness, interval: 30, now: 1100)
+    #expect(!ready && reason.contains("database unreadable"))
+  }
+
+  @Test func metricsAreValidPrometheusText() async throws {
+    let harness = try await Harness.make()
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(3)
+    let metrics = FleetMetrics()
+    for report in await harness.converge() { metrics.record(report, now: 1000, oldestDriftAge: 0) }
+    metrics.increment("fleetkeeper_api_requests_total", ["endpoint": "GET /machines", "status": "200"])
+    metrics.observe("fleetkeeper_api_request_duration_seconds", ["endpoint": "GET /machines"], 0.02)
+    metrics.increment("fleetkeeper_alert_deliveries_total", ["outcome": "delivered"])
+    let text = metrics.render()
+    for name in [
+      "fleetkeeper_passes_total", "fleetkeeper_pass_duration_seconds_bucket", "fleetkeeper_actions_total",
+      "fleetkeeper_api_requests_total", "fleetkeeper_api_request_duration_seconds_bucket", "fleetkeeper_desired_users",
+      "fleetkeeper_observed_machines", "fleetkeeper_oldest_drift_age_seconds", "fleetkeeper_alert_deliveries_total",
+    ] {
+      #expect(text.contains(name), "\(name) missing")
+    }
+    #expect(text.contains(#"fleetkeeper_actions_total{kind="create_volume",outcome="ok"} 3"#))
+    let promtool = ["/usr/bin/promtool"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    try #require(promtool != nil, "promtool (Debian's prometheus package) is installed by .ci/run")
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: promtool!)
+    process.arguments = ["check", "metrics"]
+    let input = Pipe()
+    let output = Pipe()
+    process.standardInput = input
+    process.standardOutput = output
+    process.standardError = output
+    try process.run()
+    input.fileHandleForWriting.write(Data(text.utf8))
+    try input.fileHandleForWriting.close()
+    let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 0, "promtool: \(said)")
+  }
+
+  @Test(arguments: [FleetLogHandler.Format.logfmt, .json])
+  func logLinesAreStructuredAndRedacted(format: FleetLogHandler.Format) {
+    let lines = Mutex<[String]>([])
+    let redactor = Redactor(["fm2_secret-token-value"])
+    let handler = FleetLogHandler(label: "t", format: format, level: .info, redactor: redactor) { line in lines.withLock { $0.append(line) } }
+    let logger = Logger(label: "t", factory: { _ in handler })
+    logger.error("call failed with token fm2_secret-token-value", metadata: ["error": "Bearer fm2_secret-token-value rejected", "user": "u 1"])
+    let line = lines.withLock { $0.first ?? "" }
+    #expect(!line.contains("fm2_secret-token-value"))
+    #expect(line.contains("<redacted>"))
+    if format == .json {
+      #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil)
+    } else {
+      #expect(line.contains(#"user="u 1""#) && line.contains("level=error"))
+    }
+  }
+}
