@@ -10,9 +10,12 @@ import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
-/// Fly settings: flags, else `FLY_API_TOKEN`, `FLY_APP_NAME`, `FLY_API_BASE_URL`.
+/// Fly settings: flags, else `FLY_API_TOKEN`, `FLEET_FLY_APP` or `FLY_APP_NAME`, `FLY_API_BASE_URL`.
+/// On Fly, `FLY_APP_NAME` is set by the platform to the controller's own app, so the users' app is
+/// named by `FLEET_FLY_APP` there (it wins over `FLY_APP_NAME`).
 struct FlyOptions: ParsableArguments {
-  @Option(name: .customLong("fly-app"), help: "The Fly app holding users' machines (env FLY_APP_NAME).") var app: String?
+  @Option(name: .customLong("fly-app"), help: "The Fly app holding users' machines (env FLEET_FLY_APP, else FLY_APP_NAME).")
+  var app: String?
   @Option(name: .customLong("fly-api-base-url"), help: "Machines API base URL (env FLY_API_BASE_URL; default https://api.machines.dev).")
   var baseURL: String?
   @Option(name: .customLong("fly-api-token"), help: "Fly token (prefer env FLY_API_TOKEN: flags show in process lists).")
@@ -20,8 +23,8 @@ struct FlyOptions: ParsableArguments {
 
   func client(redactions: [String] = [], observer: (@Sendable (FlyRequestRecord) -> Void)? = nil) throws -> FlyClient {
     let env = ProcessInfo.processInfo.environment
-    guard let app = app ?? env["FLY_APP_NAME"], !app.isEmpty else {
-      throw ValidationError("no Fly app: set FLY_APP_NAME or --fly-app")
+    guard let app = app ?? env["FLEET_FLY_APP"] ?? env["FLY_APP_NAME"], !app.isEmpty else {
+      throw ValidationError("no Fly app: set FLEET_FLY_APP (or FLY_APP_NAME off Fly) or --fly-app")
     }
     guard let token = token ?? env["FLY_API_TOKEN"], !token.isEmpty else {
       throw ValidationError("no Fly token: set FLY_API_TOKEN (for the built-in simulator, any token it was started with)")
