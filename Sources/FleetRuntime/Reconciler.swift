@@ -74,6 +74,9 @@ public actor Reconciler {
   private var guardMemory = GuardMemory()
   private var activeFindings: [String: DriftFinding] = [:]
   private var draining = false
+  /// The last snapshot and the desired-state version it was read at: an unchanged version means an
+  /// unchanged table (triggers bump it on every edit), so a quiet pass reads one row, not every user.
+  private var cachedDesired: (version: Int64, snapshot: DesiredSnapshot)?
 
   public init(
     client: FlyClient, store: FleetStore, settings: ReconcilerSettings, clock: any FleetClock = SystemFleetClock(),
@@ -133,7 +136,13 @@ public actor Reconciler {
     defer { _ = report }
     let desired: DesiredSnapshot
     do {
-      desired = try await store.readDesired()
+      let version = try await store.desiredVersion()
+      if let cached = cachedDesired, cached.version == version {
+        desired = cached.snapshot
+      } else {
+        desired = try await store.readDesired()
+        cachedDesired = (version, desired)
+      }
       try await loadIfNeeded()
     } catch {
       // "Cannot read the desired state" means "do nothing", never "the desired state is empty".

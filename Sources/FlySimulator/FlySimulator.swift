@@ -507,6 +507,16 @@ public final class FlySimulator: Sendable {
       } catch {
         return text(400, #"{"error":"invalid faults body: \#(String(describing: error).prefix(120))"}"#)
       }
+    case ("POST", "/_sim/seed"):
+      guard let body = SimJSON.parse(request.body)?.object, let count = body["users"]?.int, count >= 0, count <= 1_000_000 else {
+        return text(400, #"{"error":"body must be {\"users\": N, \"prefix\": \"u\", \"volume_prefix\": \"fk_\", \"region\": \"ord\"}"}"#)
+      }
+      state.withLock {
+        $0.model.seed(
+          count: Int(count), prefix: body["prefix"]?.string ?? "u", volumePrefix: body["volume_prefix"]?.string ?? "fk_",
+          region: body["region"]?.string ?? "ord", image: body["image"]?.string ?? "registry.fly.io/agent:1", now: now)
+      }
+      return text(200, #"{"ok":true}"#)
     case ("POST", "/_sim/drift"):
       guard let body = SimJSON.parse(request.body)?.object, let op = body["op"]?.string else {
         return text(400, #"{"error":"body must be {\"op\": …}"}"#)

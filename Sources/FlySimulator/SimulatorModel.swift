@@ -530,6 +530,36 @@ struct SimulatorModel: Sendable {
     return .json(render(volume: volume))
   }
 
+  // MARK: Seeding
+
+  /// Adds `count` users' volumes and started machines at once (benchmarks of large fleets): the
+  /// machine of user `<prefix><i>` carries `fleet_user_id` and mounts volume `<volumePrefix><prefix><i>`.
+  mutating func seed(count: Int, prefix: String, volumePrefix: String, region: String, image: String, now: Double) {
+    for index in 0..<count {
+      let user = "\(prefix)\(index)"
+      seq += 1
+      let volumeID = newVolumeID()
+      volumes[volumeID] = SimVolume(
+        seq: seq, id: volumeID, name: volumePrefix + user, region: region, zone: "a1b2", sizeGB: 1, encrypted: true,
+        state: "created", attachedMachineID: nil, createdAt: now, visibleAt: now, deletedAt: nil)
+      volumeOrder.append(volumeID)
+      seq += 1
+      let id = newMachineID()
+      let config: [String: SimJSON] = [
+        "image": .string(image), "metadata": .object(["fleet_user_id": .string(user), "fleet_managed_by": .string("fleetkeeper")]),
+        "mounts": .array([.object(["volume": .string(volumeID), "path": .string("/data")])]),
+        "guest": .object(["cpu_kind": .string("shared"), "cpus": .int(1), "memory_mb": .int(256)]),
+        "restart": .object(["policy": .string("always")]),
+      ]
+      machines[id] = SimMachine(
+        seq: seq, id: id, name: "fk-" + user, region: region, state: "started", configText: SimJSON.object(config).text,
+        metadata: ["fleet_user_id": user], image: image, volumeID: volumeID, instanceID: newULID(),
+        privateIP: "fdaa:0:1:a7b:\(seq % 65536):1:1:2", createdAt: now, updatedAt: now, visibleAt: now, next: nil, settledAt: now)
+      machineOrder.append(id)
+      volumes[volumeID]?.attachedMachineID = id
+    }
+  }
+
   // MARK: Inspection
 
   /// Every machine and volume, including lagging and destroyed ones, as the control endpoint shows them.

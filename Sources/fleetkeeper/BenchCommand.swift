@@ -5,7 +5,7 @@ import Foundation
 struct BenchCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench", abstract: "Benchmarks against the built-in simulator (numbers for docs/benchmarks.md).",
-    subcommands: [Converge.self])
+    subcommands: [Converge.self, ScaleCommand.self])
 
   struct Converge: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "N new users from empty to converged, under Fly's rate limits.")
@@ -23,6 +23,28 @@ struct BenchCommand: AsyncParsableCommand {
       print(
         "429 answers          \(result.rateLimited) (\(String(format: "%.2f", 100 * Double(result.rateLimited) / Double(max(1, result.mutations))))% of mutations)")
       print("steady-state pass    \(result.steadyStateRequests.count) requests: \(result.steadyStateRequests.sorted().joined(separator: ", "))")
+    }
+  }
+}
+
+struct ScaleCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "scale", abstract: "Planner, quiet pass, 1% drift pass, naive controller and memory at 1k, 10k, 100k users.")
+  @Option(parsing: .upToNextOption, help: "Fleet sizes.") var users: [Int] = [1000, 10_000, 100_000]
+  @Flag(help: "Skip the naive per-user controller.") var noNaive = false
+  func run() async throws {
+    var rows: [ScaleBench.Row] = []
+    for count in users {
+      rows.append(try await ScaleBench.run(users: count, binary: CommandLine.arguments[0], naive: !noNaive) { print($0); fflush(nil) })
+    }
+    print("")
+    print("| users | planner | quiet pass wall | quiet pass CPU | quiet pass requests | quiet pass DB statements | 1% drift pass wall | 1% drift CPU | 1% drift requests | naive pass wall | naive requests | requests ratio | time ratio | peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows {
+      let f = { (v: Double) in String(format: "%.1f", v) }
+      print(
+        "| \(r.users) | \(f(r.plannerMs)) ms | \(f(r.idleWallMs)) ms | \(f(r.idleCPUMs)) ms | \(r.idleRequests) | \(r.idleQueries) | \(f(r.driftWallMs)) ms | \(f(r.driftCPUMs)) ms | \(r.driftRequests) | \(f(r.naiveWallMs)) ms | \(r.naiveRequests) | \(r.idleRequests > 0 ? String(format: "%.0f×", Double(r.naiveRequests) / Double(r.idleRequests)) : "-") | \(r.idleWallMs > 0 ? String(format: "%.1f×", r.naiveWallMs / r.idleWallMs) : "-") | \(f(r.peakRSSMB)) MB |"
+      )
     }
   }
 }

@@ -1,0 +1,190 @@
+import FleetCore
+import FleetStore
+import FlyMachines
+import Foundation
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Counts the statements a store runs (the "database queries" of a pass).
+final class CountingDatabase: SQLDatabase {
+  let inner: any SQLDatabase
+  let count = Mutex(0)
+  init(_ inner: any SQLDatabase) { self.inner = inner }
+  var displayName: String { inner.displayName }
+  func read(_ statements: [SQLStatement]) async throws(StoreError) -> [SQLRows] {
+    count.withLock { $0 += statements.count }
+    return try await inner.read(statements)
+  }
+  func write(_ statements: [SQLStatement]) async throws(StoreError) -> [SQLRows] {
+    count.withLock { $0 += statements.count }
+    return try await inner.write(statements)
+  }
+  func writeMany(_ sql: [String], arguments: [[[SQLValue]]]) async throws(StoreError) {
+    count.withLock { $0 += arguments.reduce(0) { $0 + $1.count } }
+    try await inner.writeMany(sql, arguments: arguments)
+  }
+  func executeScript(_ sql: String) async throws(StoreError) {
+    count.withLock { $0 += 1 }
+    try await inner.executeScript(sql)
+  }
+}
+
+/// `fleetkeeper bench scale`: fleets of 1k, 10k, 100k users against the simulator in its own
+/// process (so CPU and memory figures are the controller's alone), rate limits off.
+public enum ScaleBench {
+  public struct Row: Sendable {
+    public var users: Int
+    public var plannerMs: Double
+    public var idleWallMs: Double
+    public var idleCPUMs: Double
+    public var idleRequests: Int
+    public var idleQueries: Int
+    public var driftWallMs: Double
+    public var driftCPUMs: Double
+    public var driftRequests: Int
+    public var naiveWallMs: Double
+    public var naiveRequests: Int
+    public var peakRSSMB: Double
+  }
+
+  static func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
+      + Double(usage.ru_stime.tv_usec) / 1e6
+  }
+
+  static func peakRSSMB() -> Double {
+    var usage = rusage()
+    getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_maxrss) / 1024
+  }
+
+  static func post(_ url: String, _ body: String) async throws {
+    var request = URLRequestLite(url: url, body: body)
+    try await request.send()
+  }
+
+  public static func run(users: Int, binary: String, naive: Bool = true, say: @Sendable (String) -> Void) async throws -> Row {
+    // The simulator in its own process.
+    let sim = Process()
+    sim.executableURL = URL(fileURLWithPath: binary)
+    sim.arguments = ["sim", "--port", "0", "--fast", "--app", "bench", "--token", "bench-token"]
+    let out = Pipe()
+    sim.standardOutput = out
+    sim.standardError = FileHandle.nullDevice
+    try sim.run()
+    defer { sim.terminate() }
+    var text = ""
+    while !text.contains("FLY_API_BASE_URL=") {
+      let data = out.fileHandleForReading.availableData
+      if data.isEmpty { break }
+      text += String(decoding: data, as: UTF8.self)
+    }
+    guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("FLY_API_BASE_URL=") }) else {
+      throw CancellationError()
+    }
+    let base = String(line.dropFirst("FLY_API_BASE_URL=".count))
+    try await post(base + "/_sim/seed", #"{"users":\#(users),"prefix":"b","volume_prefix":"fk_","region":"ord"}"#)
+
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fleetkeeper-scale-\(UUID().uuidString.prefix(8))")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let counting = CountingDatabase(try SQLiteDatabase(path: folder.appendingPathComponent("fleet.sqlite3").path, create: true))
+    let store = FleetStore(database: counting)
+    try await store.migrate()
+    try await store.importUsers((0..<users).map { UserInput(userID: "b\($0)", region: "ord") })
+    let requests = Mutex(0)
+    let client = FlyClient(
+      configuration: FlyClientConfiguration(baseURL: base, appName: "bench", token: FlyToken("bench-token"), requestTimeout: .seconds(120)),
+      observer: { _ in requests.withLock { $0 += 1 } })
+    var settings = ReconcilerSettings()
+    settings.writeLimits = .unlimited
+    settings.planner.maxDestroysPerPass = 0
+    var logger = Logger(label: "bench")
+    logger.logLevel = .critical
+    let reconciler = Reconciler(client: client, store: store, settings: settings, logger: logger)
+
+    // Warm-up: adopts the seeded fleet (writes every machines row once).
+    let first = await reconciler.pass()
+    say("  \(users): warm-up pass \(Int(first.duration * 1000)) ms, \(first.results.count) actions, outcome \(first.outcome.rawValue)")
+
+    // A pass with nothing to do.
+    var cpu = cpuSeconds()
+    var queries = counting.count.withLock { $0 }
+    var before = requests.withLock { $0 }
+    var clock = ContinuousClock.now
+    let idle = await reconciler.pass()
+    let idleWall = ContinuousClock.now - clock
+    let idleCPU = cpuSeconds() - cpu
+    let idleRequests = requests.withLock { $0 } - before
+    let idleQueries = counting.count.withLock { $0 } - queries
+
+    // The planner alone, on the same inputs.
+    let input = Planner.Input(desired: idle.desired!, observed: idle.observation!, now: Date().timeIntervalSince1970)
+    clock = ContinuousClock.now
+    for _ in 0..<5 { _ = Planner.plan(input) }
+    let planner = (ContinuousClock.now - clock) / 5
+
+    // 1% drift: machines stopped behind our back.
+    let drifted = idle.observation!.machines.prefix(max(1, users / 100))
+    for machine in drifted {
+      try await post(base + "/_sim/drift", #"{"op":"stop_machine","machine_id":"\#(machine.id)"}"#)
+    }
+    cpu = cpuSeconds()
+    queries = counting.count.withLock { $0 }
+    before = requests.withLock { $0 }
+    clock = ContinuousClock.now
+    let drift = await reconciler.pass()
+    let driftWall = ContinuousClock.now - clock
+    let driftCPU = cpuSeconds() - cpu
+    let driftRequests = requests.withLock { $0 } - before
+    say("  \(users): drift pass started \(drift.results.filter { $0.outcome == .ok }.count) machines")
+
+    // A naive per-user controller: one GET per user per pass, as an imperative provisioner checks status.
+    var naiveWall = Duration.zero
+    var naiveRequests = 0
+    if naive {
+      let ids = idle.observation!.machines.map(\.id)
+      before = requests.withLock { $0 }
+      clock = ContinuousClock.now
+      let width = max(1, (ids.count + 15) / 16)
+      await withTaskGroup(of: Void.self) { group in
+        for start in stride(from: 0, to: ids.count, by: width) {
+          let chunk = Array(ids[start..<min(ids.count, start + width)])
+          group.addTask {
+            for id in chunk { _ = try? await client.getMachine(id) }
+          }
+        }
+      }
+      naiveWall = ContinuousClock.now - clock
+      naiveRequests = requests.withLock { $0 } - before
+    }
+    func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
+    return Row(
+      users: users, plannerMs: ms(planner), idleWallMs: ms(idleWall), idleCPUMs: idleCPU * 1000, idleRequests: idleRequests,
+      idleQueries: idleQueries, driftWallMs: ms(driftWall), driftCPUMs: driftCPU * 1000, driftRequests: driftRequests,
+      naiveWallMs: ms(naiveWall), naiveRequests: naiveRequests, peakRSSMB: peakRSSMB())
+  }
+}
+
+/// A tiny POST over AsyncHTTPClient's shared client, for the bench's control calls.
+import AsyncHTTPClient
+import NIOCore
+import NIOHTTP1
+
+struct URLRequestLite {
+  var url: String
+  var body: String
+  mutating func send() async throws {
+    var request = HTTPClientRequest(url: url)
+    request.method = .POST
+    request.body = .bytes(ByteBuffer(string: body))
+    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(120))
+    _ = try await response.body.collect(upTo: 1 << 20)
+  }
+}
