@@ -12,6 +12,16 @@ extension ObservedMachine {
   }
 }
 
+extension ObservedMachine {
+  /// A machine from a list scanned for listings (the quiet pass's fast path).
+  public init(_ listing: FlyMachineListing) {
+    self.init(
+      id: listing.id, name: listing.name, state: listing.state, region: listing.region ?? "", userID: listing.owner,
+      volumeID: listing.volumeID, privateIP: listing.privateIP, createdAt: listing.createdAt.flatMap(parseFlyTimestamp),
+      updatedAt: listing.updatedAt.flatMap(parseFlyTimestamp))
+  }
+}
+
 extension ObservedVolume {
   public init(_ volume: FlyVolume) {
     self.init(

@@ -110,7 +110,7 @@ public actor Reconciler {
   }
 
   private func observe() async throws(FlyAPIError) -> Observation {
-    async let machines = client.listMachines()
+    async let machines = client.listMachineListings(ownerKey: FleetNames.userMetadataKey)
     async let volumes = client.listVolumes()
     do {
       let (m, v) = try await (machines, volumes)

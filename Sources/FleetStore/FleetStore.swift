@@ -183,9 +183,17 @@ public final class FleetStore: Sendable {
     return DesiredSnapshot(template: template, machines: machines, invalidRows: invalid)
   }
 
-  /// A counter bumped by every edit of the desired state (triggers keep it), cheap to poll.
+  /// A counter bumped by every edit of the desired state (triggers keep it), cheap to poll. Any
+  /// schema change (a renamed or dropped table) changes it too, so a cached snapshot is never
+  /// trusted across one.
   public func desiredVersion() async throws(StoreError) -> Int64 {
-    try await database.read([SQLStatement("SELECT version FROM fleet_desired_version WHERE id = 1")])[0].scalar?.int ?? 0
+    let row = try await database.read([
+      SQLStatement("SELECT version, (SELECT schema_version FROM pragma_schema_version) FROM fleet_desired_version WHERE id = 1")
+    ])[0].rows.first
+    guard let row, let version = row[0].int else {
+      throw StoreError(code: .malformed, message: "fleet_desired_version has no row; run `fleetkeeper migrate`", database: database.displayName)
+    }
+    return version &* 1_000_003 &+ (row[1].int ?? 0)
   }
 
   /// The region codes desired rows may use.

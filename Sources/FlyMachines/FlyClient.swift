@@ -113,6 +113,32 @@ public final class FlyClient: Sendable {
     }
   }
 
+  /// The whole machine list, every page, as listings: only the fields a controller needs
+  /// (``FlyMachineListing``), scanned from the bytes without decoding configs. `ownerKey` is the
+  /// `config.metadata` key whose value is returned as ``FlyMachineListing/owner``.
+  public func listMachineListings(ownerKey: String, includeDeleted: Bool = false) async throws(FlyAPIError) -> [FlyMachineListing] {
+    try await readAll { cursor throws(FlyAPIError) in
+      var items: [(String, String)] = [("limit", String(self.configuration.pageSize))]
+      if includeDeleted { items.append(("include_deleted", "true")) }
+      if let cursor { items.append(("cursor", cursor)) }
+      let response = try await self.send(.GET, "\(self.appPath)/machines", query: items, endpoint: "GET /machines")
+      let result: Result<[FlyMachineListing], ListingScanner.Malformed> = response.body.withUnsafeReadableBytes { raw in
+        do throws(ListingScanner.Malformed) {
+          return .success(try ListingScanner.scan(raw, ownerKey: ownerKey))
+        } catch {
+          return .failure(error)
+        }
+      }
+      switch result {
+      case .success(let listings): return (listings, response.nextCursor)
+      case .failure(let error):
+        throw FlyAPIError(
+          code: .invalidResponse, status: response.status, message: "\(error.reason) at byte \(error.offset): \(self.excerpt(response.body))",
+          requestID: response.requestID, operation: response.operation)
+      }
+    }
+  }
+
   /// `GET /v1/apps/{app}/machines/{id}`.
   public func getMachine(_ id: String) async throws(FlyAPIError) -> FlyMachine {
     try decode(FlyMachine.self, try await send(.GET, machinePath(id), endpoint: "GET /machines/{id}"))
@@ -368,7 +394,7 @@ public final class FlyClient: Sendable {
       requestID: response.requestID, operation: response.operation)
   }
 
-  private func excerpt(_ body: ByteBuffer) -> String {
+  fileprivate func excerpt(_ body: ByteBuffer) -> String {
     let text = String(decoding: body.readableBytesView.prefix(160), as: UTF8.self)
     let cleaned = String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
     return redact(body.readableBytes > 160 ? cleaned + "…" : cleaned)

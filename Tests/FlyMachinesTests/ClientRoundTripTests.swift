@@ -1,4 +1,4 @@
-import FlyMachines
+@testable import FlyMachines
 import FlySimulator
 import Foundation
 import Testing
@@ -55,7 +55,7 @@ struct ClientRoundTripTests {
   @Test func listsOfManyPagesAreReadWhole() async throws {
     var faults = SimulatorFaults()
     faults.shortPageRate = 0.4
-    try await withSimulator(faults: faults, pageSize: 7) { client, simulator in
+    try await withSimulator(faults: faults, timeout: .seconds(60), pageSize: 7) { client, simulator in
       try await withThrowingTaskGroup(of: Void.self) { group in
         for index in 0..<120 {
           group.addTask {
@@ -104,5 +104,46 @@ struct ClientRoundTripTests {
     let flyToken = FlyToken(token)
     #expect(flyToken.authorization == header)
     #expect("\(flyToken)" == "<redacted>")
+  }
+}
+
+/// The listing scanner against the simulator's real pages and against bad bytes.
+struct ListingScannerTests {
+  @Test func listingsMatchTheFullDecode() async throws {
+    try await withSimulator(pageSize: 3) { client, _ in
+      let volume = try await client.createVolume(CreateVolumeRequest(name: "fk_u1", region: "cdg", sizeGB: 1))
+      _ = try await client.createMachine(CreateMachineRequest(name: "fk-u1", region: "cdg", config: machineConfig(user: "u\"1\\é\u{1F600}", volume: volume.id)))
+      for index in 0..<7 { _ = try await client.createMachine(CreateMachineRequest(region: "ord", config: machineConfig(user: "x\(index)"))) }
+      var foreign = FlyMachineConfig()
+      foreign.image = "nginx"
+      _ = try await client.createMachine(CreateMachineRequest(region: "ams", config: foreign))
+      let full = try await client.listMachines()
+      let listings = try await client.listMachineListings(ownerKey: "fleet_user_id")
+      #expect(listings.count == full.count)
+      for (listing, machine) in zip(listings, full) {
+        #expect(listing.id == machine.id)
+        #expect(listing.state == machine.state && listing.region == machine.region && listing.name == machine.name)
+        #expect(listing.owner == machine.config?.metadata["fleet_user_id"])
+        #expect(listing.volumeID == machine.config?.mounts.first?.volume)
+        #expect(listing.privateIP == machine.privateIP && listing.createdAt == machine.createdAt)
+      }
+      #expect(listings.first?.owner == "u\"1\\é\u{1F600}")
+      #expect(listings.last?.owner == nil)
+    }
+  }
+
+  @Test(arguments: [
+    "", "[", "[{}]", #"[{"id":"a"}]"#, #"[{"id":"a","state":"started"},]"#, #"[{"id":"a","state":"started"}] x"#,
+    #"[{"id":"a\u00","state":"s"}]"#, #"[{"id":"a","state":"s","config":{"metadata":{"k":tru}}}]"#, "<html>",
+  ])
+  func malformedPagesAreErrors(text: String) {
+    let bytes = Array(text.utf8)
+    let outcome = bytes.withUnsafeBytes { raw -> Bool in
+      do {
+        _ = try ListingScanner.scan(raw, ownerKey: "k")
+        return true
+      } catch { return false }
+    }
+    #expect(outcome == false)
   }
 }

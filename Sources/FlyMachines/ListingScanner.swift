@@ -1,0 +1,316 @@
+/// The fields of a listed machine a controller needs, read straight from the list page's bytes.
+public struct FlyMachineListing: Sendable, Hashable {
+  public var id: String
+  public var name: String?
+  public var state: String
+  public var region: String?
+  /// `config.metadata[<the key asked for>]`.
+  public var owner: String?
+  /// `config.mounts[0].volume`.
+  public var volumeID: String?
+  public var privateIP: String?
+  public var createdAt: String?
+  public var updatedAt: String?
+}
+
+/// A single-pass scanner over a machine list page (a JSON array of `Machine`), keeping only
+/// ``FlyMachineListing``'s fields and skipping the rest without building it: no tree, no copy of
+/// the config. Any malformed input is an error, never a guess.
+struct ListingScanner {
+  struct Malformed: Error {
+    var offset: Int
+    var reason: String
+  }
+
+  private let bytes: UnsafeRawBufferPointer
+  private var index = 0
+  private let ownerKey: [UInt8]
+
+  init(bytes: UnsafeRawBufferPointer, ownerKey: String) {
+    self.bytes = bytes
+    self.ownerKey = Array(ownerKey.utf8)
+  }
+
+  static func scan(_ bytes: UnsafeRawBufferPointer, ownerKey: String) throws(Malformed) -> [FlyMachineListing] {
+    var scanner = ListingScanner(bytes: bytes, ownerKey: ownerKey)
+    return try scanner.array()
+  }
+
+  private mutating func fail(_ reason: String) -> Malformed { Malformed(offset: index, reason: reason) }
+
+  private mutating func skipSpace() {
+    while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 {
+      index += 1
+    }
+  }
+
+  private mutating func expect(_ byte: UInt8) throws(Malformed) {
+    skipSpace()
+    guard index < bytes.count, bytes[index] == byte else { throw fail("expected \(Character(UnicodeScalar(byte)))") }
+    index += 1
+  }
+
+  private mutating func peek() -> UInt8? {
+    skipSpace()
+    return index < bytes.count ? bytes[index] : nil
+  }
+
+  mutating func array() throws(Malformed) -> [FlyMachineListing] {
+    try expect(UInt8(ascii: "["))
+    var result: [FlyMachineListing] = []
+    if peek() == UInt8(ascii: "]") {
+      index += 1
+      return result
+    }
+    while true {
+      result.append(try machine())
+      skipSpace()
+      guard index < bytes.count else { throw fail("unterminated array") }
+      if bytes[index] == UInt8(ascii: ",") {
+        index += 1
+        continue
+      }
+      if bytes[index] == UInt8(ascii: "]") {
+        index += 1
+        break
+      }
+      throw fail("expected , or ]")
+    }
+    skipSpace()
+    guard index == bytes.count else { throw fail("trailing bytes") }
+    return result
+  }
+
+  /// Calls `body` with each key of an object; `body` must consume the value.
+  private mutating func object(_ body: (inout ListingScanner, [UInt8]) throws(Malformed) -> Void) throws(Malformed) {
+    try expect(UInt8(ascii: "{"))
+    if peek() == UInt8(ascii: "}") {
+      index += 1
+      return
+    }
+    while true {
+      skipSpace()
+      let key = try rawString()
+      try expect(UInt8(ascii: ":"))
+      try body(&self, key)
+      skipSpace()
+      guard index < bytes.count else { throw fail("unterminated object") }
+      if bytes[index] == UInt8(ascii: ",") {
+        index += 1
+        continue
+      }
+      if bytes[index] == UInt8(ascii: "}") {
+        index += 1
+        return
+      }
+      throw fail("expected , or }")
+    }
+  }
+
+  private static let id = Array("id".utf8), name = Array("name".utf8), state = Array("state".utf8)
+  private static let region = Array("region".utf8), privateIP = Array("private_ip".utf8), config = Array("config".utf8)
+  private static let createdAt = Array("created_at".utf8), updatedAt = Array("updated_at".utf8)
+  private static let metadata = Array("metadata".utf8), mounts = Array("mounts".utf8), volume = Array("volume".utf8)
+
+  private mutating func machine() throws(Malformed) -> FlyMachineListing {
+    var listing = FlyMachineListing(id: "", state: "")
+    var sawID = false
+    var sawState = false
+    try object { (s: inout ListingScanner, key: [UInt8]) throws(Malformed) in
+      switch key {
+      case Self.id:
+        listing.id = try s.string()
+        sawID = true
+      case Self.state:
+        listing.state = try s.string()
+        sawState = true
+      case Self.name: listing.name = try s.optionalString()
+      case Self.region: listing.region = try s.optionalString()
+      case Self.privateIP: listing.privateIP = try s.optionalString()
+      case Self.createdAt: listing.createdAt = try s.optionalString()
+      case Self.updatedAt: listing.updatedAt = try s.optionalString()
+      case Self.config:
+        if s.peek() == UInt8(ascii: "n") {
+          try s.skipValue()
+        } else {
+          try s.config(into: &listing)
+        }
+      default: try s.skipValue()
+      }
+    }
+    guard sawID, sawState else { throw fail("a machine without id or state") }
+    return listing
+  }
+
+  private mutating func config(into listing: inout FlyMachineListing) throws(Malformed) {
+    let ownerKey = self.ownerKey
+    try object { (s: inout ListingScanner, key: [UInt8]) throws(Malformed) in
+      switch key {
+      case Self.metadata where s.peek() == UInt8(ascii: "{"):
+        try s.object { (s: inout ListingScanner, key: [UInt8]) throws(Malformed) in
+          if key == ownerKey { listing.owner = try s.optionalString() } else { try s.skipValue() }
+        }
+      case Self.mounts where s.peek() == UInt8(ascii: "["):
+        try s.expect(UInt8(ascii: "["))
+        var first = true
+        if s.peek() == UInt8(ascii: "]") {
+          s.index += 1
+          return
+        }
+        while true {
+          if first, s.peek() == UInt8(ascii: "{") {
+            try s.object { (s: inout ListingScanner, key: [UInt8]) throws(Malformed) in
+              if key == Self.volume { listing.volumeID = try s.optionalString() } else { try s.skipValue() }
+            }
+          } else {
+            try s.skipValue()
+          }
+          first = false
+          s.skipSpace()
+          guard s.index < s.bytes.count else { throw s.fail("unterminated mounts") }
+          if s.bytes[s.index] == UInt8(ascii: ",") {
+            s.index += 1
+            continue
+          }
+          try s.expect(UInt8(ascii: "]"))
+          break
+        }
+      default: try s.skipValue()
+      }
+    }
+  }
+
+  private mutating func optionalString() throws(Malformed) -> String? {
+    if peek() == UInt8(ascii: "n") {
+      try literal("null")
+      return nil
+    }
+    return try string()
+  }
+
+  private mutating func string() throws(Malformed) -> String {
+    let raw = try rawString()
+    return String(decoding: raw, as: UTF8.self)
+  }
+
+  /// A string's bytes, escapes decoded.
+  private mutating func rawString() throws(Malformed) -> [UInt8] {
+    try expect(UInt8(ascii: "\""))
+    var out: [UInt8] = []
+    let start = index
+    // Fast path: no escape.
+    while index < bytes.count {
+      let byte = bytes[index]
+      if byte == UInt8(ascii: "\"") {
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
+        index += 1
+        return out
+      }
+      if byte == UInt8(ascii: "\\") { break }
+      if byte < 0x20 { throw fail("control character in a string") }
+      index += 1
+    }
+    out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
+    while index < bytes.count {
+      let byte = bytes[index]
+      index += 1
+      switch byte {
+      case UInt8(ascii: "\""): return out
+      case UInt8(ascii: "\\"):
+        guard index < bytes.count else { throw fail("unterminated escape") }
+        let escaped = bytes[index]
+        index += 1
+        switch escaped {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(escaped)
+        case UInt8(ascii: "b"): out.append(0x08)
+        case UInt8(ascii: "f"): out.append(0x0C)
+        case UInt8(ascii: "n"): out.append(0x0A)
+        case UInt8(ascii: "r"): out.append(0x0D)
+        case UInt8(ascii: "t"): out.append(0x09)
+        case UInt8(ascii: "u"):
+          var scalar = try hex4()
+          if scalar >= 0xD800 && scalar < 0xDC00 {
+            guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
+              throw fail("lone surrogate")
+            }
+            index += 2
+            let low = try hex4()
+            guard low >= 0xDC00 && low < 0xE000 else { throw fail("bad surrogate pair") }
+            scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+          }
+          guard let unicode = Unicode.Scalar(scalar) else { throw fail("bad unicode escape") }
+          out.append(contentsOf: Array(String(Character(unicode)).utf8))
+        default: throw fail("bad escape")
+        }
+      default:
+        if byte < 0x20 { throw fail("control character in a string") }
+        out.append(byte)
+      }
+    }
+    throw fail("unterminated string")
+  }
+
+  private mutating func hex4() throws(Malformed) -> UInt32 {
+    guard index + 4 <= bytes.count else { throw fail("short unicode escape") }
+    var value: UInt32 = 0
+    for _ in 0..<4 {
+      let byte = bytes[index]
+      index += 1
+      let digit: UInt32
+      switch byte {
+      case 0x30...0x39: digit = UInt32(byte - 0x30)
+      case 0x41...0x46: digit = UInt32(byte - 0x41 + 10)
+      case 0x61...0x66: digit = UInt32(byte - 0x61 + 10)
+      default: throw fail("bad hex digit")
+      }
+      value = value << 4 | digit
+    }
+    return value
+  }
+
+  private mutating func literal(_ word: StaticString) throws(Malformed) {
+    skipSpace()
+    let count = word.utf8CodeUnitCount
+    guard index + count <= bytes.count else { throw fail("truncated literal") }
+    for offset in 0..<count where bytes[index + offset] != word.utf8Start[offset] { throw fail("bad literal") }
+    index += count
+  }
+
+  /// Skips any value, checking its shape.
+  private mutating func skipValue() throws(Malformed) {
+    guard let byte = peek() else { throw fail("missing value") }
+    switch byte {
+    case UInt8(ascii: "\""): _ = try rawString()
+    case UInt8(ascii: "{"): try object { (s: inout ListingScanner, _: [UInt8]) throws(Malformed) in try s.skipValue() }
+    case UInt8(ascii: "["):
+      index += 1
+      if peek() == UInt8(ascii: "]") {
+        index += 1
+        return
+      }
+      while true {
+        try skipValue()
+        skipSpace()
+        guard index < bytes.count else { throw fail("unterminated array") }
+        if bytes[index] == UInt8(ascii: ",") {
+          index += 1
+          continue
+        }
+        try expect(UInt8(ascii: "]"))
+        return
+      }
+    case UInt8(ascii: "t"): try literal("true")
+    case UInt8(ascii: "f"): try literal("false")
+    case UInt8(ascii: "n"): try literal("null")
+    case UInt8(ascii: "-"), 0x30...0x39:
+      let start = index
+      while index < bytes.count,
+        (0x30...0x39).contains(bytes[index]) || [UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[index])
+      {
+        index += 1
+      }
+      if index == start { throw fail("bad number") }
+    default: throw fail("unexpected byte")
+    }
+  }
+}
