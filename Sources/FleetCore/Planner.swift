@@ -83,7 +83,7 @@ public enum Planner {
       users.remove(user)  // never acted on, never taken for absent
     }
 
-    for user in users.sorted() {
+    for user in users {
       var state = memory[user] ?? UserMemory()
       defer { memory[user] = state.isEmpty ? nil : state }
       let desired = input.desired.machines[user]

@@ -124,6 +124,15 @@ public enum ScaleBench {
     let idleRequests = requests.withLock { $0 } - before
     let idleQueries = counting.count.withLock { $0 } - queries
 
+    // The two lists alone.
+    cpu = cpuSeconds()
+    _ = try await client.listMachineListings(ownerKey: FleetNames.userMetadataKey)
+    let machinesCPU = cpuSeconds() - cpu
+    cpu = cpuSeconds()
+    _ = try await client.listVolumes()
+    let volumesCPU = cpuSeconds() - cpu
+    say("  \(users): machine list \(Int(machinesCPU * 1000)) ms CPU, volume list \(Int(volumesCPU * 1000)) ms CPU")
+
     // The planner alone, on the same inputs.
     let input = Planner.Input(desired: idle.desired!, observed: idle.observation!, now: Date().timeIntervalSince1970)
     clock = ContinuousClock.now

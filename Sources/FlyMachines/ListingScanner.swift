@@ -16,6 +16,21 @@ public struct FlyMachineListing: Sendable, Hashable {
 /// A single-pass scanner over a machine list page (a JSON array of `Machine`), keeping only
 /// ``FlyMachineListing``'s fields and skipping the rest without building it: no tree, no copy of
 /// the config. Any malformed input is an error, never a guess.
+/// An object key, compared against the few keys the scanner wants without building a String.
+struct Key {
+  var bytes: UnsafeRawBufferPointer?
+  var decoded: [UInt8]?
+  init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+  init(decoded: [UInt8]) { self.decoded = decoded }
+  static func ~= (pattern: [UInt8], key: Key) -> Bool { key == pattern }
+  static func == (key: Key, other: [UInt8]) -> Bool {
+    if let decoded = key.decoded { return decoded == other }
+    guard let bytes = key.bytes, bytes.count == other.count else { return false }
+    for i in 0..<other.count where bytes[i] != other[i] { return false }
+    return true
+  }
+}
+
 struct ListingScanner {
   struct Malformed: Error {
     var offset: Int
@@ -81,8 +96,26 @@ struct ListingScanner {
     return result
   }
 
+  /// A key: the bytes between the quotes when it has no escape (no copy), else decoded.
+  private mutating func key() throws(Malformed) -> Key {
+    try expect(UInt8(ascii: "\""))
+    let start = index
+    while index < bytes.count {
+      let byte = bytes[index]
+      if byte == UInt8(ascii: "\"") {
+        index += 1
+        return Key(bytes: UnsafeRawBufferPointer(rebasing: bytes[start..<(index - 1)]))
+      }
+      if byte == UInt8(ascii: "\\") { break }
+      index += 1
+    }
+    index = start - 1
+    let decoded = try rawString()
+    return Key(decoded: decoded)
+  }
+
   /// Calls `body` with each key of an object; `body` must consume the value.
-  private mutating func object(_ body: (inout ListingScanner, [UInt8]) throws(Malformed) -> Void) throws(Malformed) {
+  private mutating func object(_ body: (inout ListingScanner, Key) throws(Malformed) -> Void) throws(Malformed) {
     try expect(UInt8(ascii: "{"))
     if peek() == UInt8(ascii: "}") {
       index += 1
@@ -90,7 +123,7 @@ struct ListingScanner {
     }
     while true {
       skipSpace()
-      let key = try rawString()
+      let key = try key()
       try expect(UInt8(ascii: ":"))
       try body(&self, key)
       skipSpace()
@@ -116,7 +149,7 @@ struct ListingScanner {
     var listing = FlyMachineListing(id: "", state: "")
     var sawID = false
     var sawState = false
-    try object { (s: inout ListingScanner, key: [UInt8]) throws(Malformed) in
+    try object { (s: inout ListingScanner, key: Key) throws(Malformed) in
       switch key {
       case Self.id:
         listing.id = try s.string()
@@ -144,10 +177,10 @@ struct ListingScanner {
 
   private mutating func config(into listing: inout FlyMachineListing) throws(Malformed) {
     let ownerKey = self.ownerKey
-    try object { (s: inout ListingScanner, key: [UInt8]) throws(Malformed) in
+    try object { (s: inout ListingScanner, key: Key) throws(Malformed) in
       switch key {
       case Self.metadata where s.peek() == UInt8(ascii: "{"):
-        try s.object { (s: inout ListingScanner, key: [UInt8]) throws(Malformed) in
+        try s.object { (s: inout ListingScanner, key: Key) throws(Malformed) in
           if key == ownerKey { listing.owner = try s.optionalString() } else { try s.skipValue() }
         }
       case Self.mounts where s.peek() == UInt8(ascii: "["):
@@ -159,7 +192,7 @@ struct ListingScanner {
         }
         while true {
           if first, s.peek() == UInt8(ascii: "{") {
-            try s.object { (s: inout ListingScanner, key: [UInt8]) throws(Malformed) in
+            try s.object { (s: inout ListingScanner, key: Key) throws(Malformed) in
               if key == Self.volume { listing.volumeID = try s.optionalString() } else { try s.skipValue() }
             }
           } else {
@@ -250,6 +283,23 @@ struct ListingScanner {
     throw fail("unterminated string")
   }
 
+  /// Skips a string without keeping it.
+  private mutating func skipString() throws(Malformed) {
+    try expect(UInt8(ascii: "\""))
+    while index < bytes.count {
+      let byte = bytes[index]
+      index += 1
+      if byte == UInt8(ascii: "\"") { return }
+      if byte == UInt8(ascii: "\\") {
+        guard index < bytes.count else { throw fail("unterminated escape") }
+        index += 1
+      } else if byte < 0x20 {
+        throw fail("control character in a string")
+      }
+    }
+    throw fail("unterminated string")
+  }
+
   private mutating func hex4() throws(Malformed) -> UInt32 {
     guard index + 4 <= bytes.count else { throw fail("short unicode escape") }
     var value: UInt32 = 0
@@ -280,8 +330,8 @@ struct ListingScanner {
   private mutating func skipValue() throws(Malformed) {
     guard let byte = peek() else { throw fail("missing value") }
     switch byte {
-    case UInt8(ascii: "\""): _ = try rawString()
-    case UInt8(ascii: "{"): try object { (s: inout ListingScanner, _: [UInt8]) throws(Malformed) in try s.skipValue() }
+    case UInt8(ascii: "\""): try skipString()
+    case UInt8(ascii: "{"): try object { (s: inout ListingScanner, _: Key) throws(Malformed) in try s.skipValue() }
     case UInt8(ascii: "["):
       index += 1
       if peek() == UInt8(ascii: "]") {
