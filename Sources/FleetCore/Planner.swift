@@ -161,7 +161,8 @@ public enum Planner {
       switch wanted {
       case .running, .stopped:
         state.volumeReleasedAt = nil
-        let spec = desired!.spec(from: input.desired.template)
+        // Resolved only when a create needs it (most users in a quiet pass need nothing).
+        var spec: MachineTemplate { desired!.spec(from: input.desired.template) }
         if let machine = keptMachine {
           if machine.region != desired!.region {
             findings.append(
@@ -277,8 +278,10 @@ public enum Planner {
 
     // Guards.
     var guardMemory = input.guardMemory
-    let desiredActive = input.desired.machines.values.filter { $0.state != .absent }.count
-    let managed = input.observed.machines.filter { $0.userID != nil && !$0.isGone }.count
+    var desiredActive = 0
+    for machine in input.desired.machines.values where machine.state != .absent { desiredActive += 1 }
+    var managed = 0
+    for machine in input.observed.machines where machine.userID != nil && !machine.isGone { managed += 1 }
     var destructiveAllowed = true
     if !input.listsTrusted {
       let held = actions.filter { $0.kind.isCreate || $0.isDestructive }
