@@ -260,7 +260,9 @@ struct SimulatorModel: Sendable {
     now: Double, includeDeleted: Bool, region: String?, states: Set<String>, metadata: [String: String],
     summary: Bool, limit: Int?, cursor: String?, shortPage: Bool
   ) -> Page {
-    for id in machineOrder { advance(machine: id, now: now) }
+    // Transitions are applied when a list starts; later pages of the same walk (moments later) reuse
+    // them, so a whole paginated list costs O(n), not O(n²/page).
+    if cursor == nil { for id in machineOrder { advance(machine: id, now: now) } }
     return page(
       order: machineOrder, store: machines, seq: \.seq,
       include: { machine in
@@ -273,7 +275,7 @@ struct SimulatorModel: Sendable {
   }
 
   mutating func listVolumes(now: Double, limit: Int?, cursor: String?, shortPage: Bool) -> Page {
-    for id in volumeOrder { advance(volume: id, now: now) }
+    if cursor == nil { for id in volumeOrder { advance(volume: id, now: now) } }
     return page(
       order: volumeOrder, store: volumes, seq: \.seq, include: { self.volumeVisible($0, now: now) },
       render: { self.render(volume: $0) }, limit: limit, cursor: cursor, shortPage: shortPage)

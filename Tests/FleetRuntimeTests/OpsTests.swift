@@ -1,6 +1,7 @@
 import FleetCore
 import FleetRuntime
 import FleetStore
+import FlySimulator
 import Foundation
 import Logging
 import Synchronization
@@ -75,5 +76,32 @@ import Testing
     } else {
       #expect(line.contains(#"user="u 1""#) && line.contains("level=error"))
     }
+  }
+}
+
+@Suite(.serialized) struct LoopTests {
+  @Test func anEditIsActedOnWithinAboutASecondAheadOfTheInterval() async throws {
+    var settings = Harness.testSettings()
+    settings.interval = 30
+    settings.busyInterval = 30
+    settings.desiredPollInterval = 0.2
+    let harness = try await Harness.make(settings: settings)
+    defer { Task { await harness.stop() } }
+    let passes = Mutex(0)
+    let loop = ReconcileLoop(
+      reconciler: harness.reconciler, store: harness.store, settings: settings,
+      onPass: { _ in passes.withLock { $0 += 1 } })
+    let task = Task { try await loop.run() }
+    defer { task.cancel() }
+    while passes.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(20)) }
+    let edited = ContinuousClock.now
+    try await harness.store.addUser(UserInput(userID: "quick", region: "cdg"))
+    var created = false
+    while !created && ContinuousClock.now - edited < .seconds(10) {
+      created = harness.mutations().contains { $0.endpoint == "POST /volumes" }
+      if !created { try await Task.sleep(for: .milliseconds(20)) }
+    }
+    #expect(created)
+    #expect(ContinuousClock.now - edited < .seconds(5), "acted on well before the 30 s interval")
   }
 }
