@@ -136,7 +136,9 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
-    .testTarget(name: "FleetStoreTests", dependencies: ["FleetStore", "FleetCore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
+    .testTarget(
+      name: "FleetStoreTests",
+      dependencies: ["FleetStore", "FleetCore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
     .testTarget(
       name: "FleetRuntimeTests",
       dependencies: [

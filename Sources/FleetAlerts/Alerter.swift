@@ -1,8 +1,8 @@
 public import AsyncHTTPClient
 public import FleetCore
 public import FleetStore
-public import Logging
 import Foundation
+public import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
@@ -38,7 +38,9 @@ public actor Alerter {
       let env = ProcessInfo.processInfo.environment
       for row in rows {
         guard let kind = AlertReceiver.Kind(rawValue: row.kind) else { continue }
-        all.append(AlertReceiver(key: "db:\(row.id ?? 0)", kind: kind, target: row.target, secret: row.secretEnv.flatMap { env[$0] }))
+        all.append(
+          AlertReceiver(
+            key: "db:\(row.id ?? 0)", kind: kind, target: row.target, secret: row.secretEnv.flatMap { env[$0] }))
       }
     }
     return all
@@ -62,7 +64,12 @@ public actor Alerter {
       for receiver in await receivers() {
         deliveries.append((receiver.key, AlertPayloads.payload(for: receiver.kind, notice, app: app)))
       }
-      logger.warning("alert notice", metadata: ["firing": "\(notice.items.filter { $0.status == "firing" }.count)", "resolved": "\(notice.items.filter { $0.status == "resolved" }.count)"])
+      logger.warning(
+        "alert notice",
+        metadata: [
+          "firing": "\(notice.items.filter { $0.status == "firing" }.count)",
+          "resolved": "\(notice.items.filter { $0.status == "resolved" }.count)",
+        ])
     }
     do {
       try await store.saveAlerts(next, previous: previous, deliveries: deliveries, now: now)
@@ -75,7 +82,8 @@ public actor Alerter {
   /// Queues a test notice to every receiver.
   public func queueTest(now: Double) async throws(StoreError) -> Int {
     let state = AlertState(
-      fingerprint: "test||", kind: "test", userID: nil, resourceID: nil, message: "fleetkeeper test notice: alerts reach this receiver",
+      fingerprint: "test||", kind: "test", userID: nil, resourceID: nil,
+      message: "fleetkeeper test notice: alerts reach this receiver",
       startsAt: now, seenPasses: 1, lastNotifiedAt: now)
     let notice = AlertNotice(items: [.init(state: state, status: "firing")], createdAt: now, isTest: true)
     let receivers = await receivers()
@@ -104,7 +112,8 @@ public struct AlertSender: Sendable {
   private let metrics: (@Sendable (String) -> Void)?
 
   public init(
-    alerter: Alerter, store: FleetStore, httpClient: HTTPClient = .shared, logger: Logger = Logger(label: "fleetkeeper.alerts"),
+    alerter: Alerter, store: FleetStore, httpClient: HTTPClient = .shared,
+    logger: Logger = Logger(label: "fleetkeeper.alerts"),
     metrics: (@Sendable (String) -> Void)? = nil
   ) {
     self.metrics = metrics
@@ -124,18 +133,23 @@ public struct AlertSender: Sendable {
     guard let due = try? await store.dueDeliveries(now: now) else { return 0 }
     for item in due {
       guard let receiver = receivers[item.receiver] else {
-        try? await store.recordDelivery(id: item.id, delivered: false, giveUp: true, error: "receiver \(item.receiver) is gone", nextAttemptAt: now)
+        try? await store.recordDelivery(
+          id: item.id, delivered: false, giveUp: true, error: "receiver \(item.receiver) is gone", nextAttemptAt: now)
         continue
       }
       let error = await deliver(item.payload, to: receiver)
       let attempt = item.attempts + 1
       let giveUp = error != nil && attempt > delays.count
       let next = now + (attempt <= delays.count ? delays[attempt - 1] : 0)
-      try? await store.recordDelivery(id: item.id, delivered: error == nil, giveUp: giveUp, error: error, nextAttemptAt: next)
+      try? await store.recordDelivery(
+        id: item.id, delivered: error == nil, giveUp: giveUp, error: error, nextAttemptAt: next)
       metrics?(error == nil ? "delivered" : giveUp ? "failed" : "retry")
       logger.log(
         level: error == nil ? .info : .warning, "alert delivery",
-        metadata: ["receiver": "\(receiver)", "attempt": "\(attempt)", "outcome": "\(error == nil ? "delivered" : giveUp ? "failed" : "retry")", "error": "\(error ?? "")"])
+        metadata: [
+          "receiver": "\(receiver)", "attempt": "\(attempt)",
+          "outcome": "\(error == nil ? "delivered" : giveUp ? "failed" : "retry")", "error": "\(error ?? "")",
+        ])
     }
     return due.count
   }
@@ -153,7 +167,8 @@ public struct AlertSender: Sendable {
       request.headers.add(name: "Content-Type", value: "application/json")
       request.headers.add(name: "User-Agent", value: "fleetkeeper")
       if let secret = receiver.secret, receiver.kind == .webhook {
-        request.headers.add(name: "X-Fleetkeeper-Signature", value: AlertPayloads.signature(body: payload, secret: secret))
+        request.headers.add(
+          name: "X-Fleetkeeper-Signature", value: AlertPayloads.signature(body: payload, secret: secret))
       }
       request.body = .bytes(ByteBuffer(string: payload))
       do {

@@ -14,7 +14,9 @@ public enum AlertPayloads {
   ]
 
   static func labels(_ state: AlertState, app: String) -> [String: String] {
-    var labels = ["alertname": state.kind, "severity": severity[state.kind] ?? "warning", "service": "fleetkeeper", "fly_app": app]
+    var labels = [
+      "alertname": state.kind, "severity": severity[state.kind] ?? "warning", "service": "fleetkeeper", "fly_app": app,
+    ]
     if let user = state.userID { labels["user_id"] = user }
     if let resource = state.resourceID { labels["resource"] = resource }
     return labels
@@ -34,11 +36,16 @@ public enum AlertPayloads {
     let firing = notice.items.contains { $0.status == "firing" }
     let alerts = notice.items.map { item -> String in
       let labels = labels(item.state, app: app)
-      let annotations = ["summary": "\(item.state.kind) \(item.state.userID ?? "")".trimmingCharacters(in: .whitespaces), "description": item.state.message]
-      return "{\"status\":\(JSONText.quote(item.status)),\"labels\":\(object(labels)),\"annotations\":\(object(annotations)),\"startsAt\":\(JSONText.quote(iso(item.state.startsAt))),\"endsAt\":\(JSONText.quote(item.endsAt.map(iso) ?? zeroTime)),\"fingerprint\":\(JSONText.quote(fingerprint(item.state)))}"
+      let annotations = [
+        "summary": "\(item.state.kind) \(item.state.userID ?? "")".trimmingCharacters(in: .whitespaces),
+        "description": item.state.message,
+      ]
+      return
+        "{\"status\":\(JSONText.quote(item.status)),\"labels\":\(object(labels)),\"annotations\":\(object(annotations)),\"startsAt\":\(JSONText.quote(iso(item.state.startsAt))),\"endsAt\":\(JSONText.quote(item.endsAt.map(iso) ?? zeroTime)),\"fingerprint\":\(JSONText.quote(fingerprint(item.state)))}"
     }
     let common = ["service": "fleetkeeper", "fly_app": app]
-    return "{\"version\":\"4\",\"receiver\":\"fleetkeeper\",\"status\":\(JSONText.quote(firing ? "firing" : "resolved")),\"groupKey\":\"fleetkeeper\",\"test\":\(notice.isTest),\"commonLabels\":\(object(common)),\"alerts\":[\(alerts.joined(separator: ","))]}"
+    return
+      "{\"version\":\"4\",\"receiver\":\"fleetkeeper\",\"status\":\(JSONText.quote(firing ? "firing" : "resolved")),\"groupKey\":\"fleetkeeper\",\"test\":\(notice.isTest),\"commonLabels\":\(object(common)),\"alerts\":[\(alerts.joined(separator: ","))]}"
   }
 
   /// Slack incoming webhook: one readable line per alert.
@@ -49,7 +56,8 @@ public enum AlertPayloads {
     lines.append("*fleetkeeper* (\(app))\(notice.isTest ? " test notice" : ""): \(firing) firing, \(resolved) resolved")
     for item in notice.items {
       let mark = item.status == "firing" ? ":red_circle:" : ":large_green_circle:"
-      lines.append("\(mark) `\(item.state.kind)` \(item.state.userID.map { "user \($0): " } ?? "")\(item.state.message)")
+      lines.append(
+        "\(mark) `\(item.state.kind)` \(item.state.userID.map { "user \($0): " } ?? "")\(item.state.message)")
     }
     return "{\"text\":\(JSONText.quote(lines.joined(separator: "\n")))}"
   }
@@ -58,8 +66,12 @@ public enum AlertPayloads {
   public static func alertmanager(_ notice: AlertNotice, app: String) -> String {
     let alerts = notice.items.map { item -> String in
       let labels = labels(item.state, app: app)
-      let annotations = ["summary": "\(item.state.kind) \(item.state.userID ?? "")".trimmingCharacters(in: .whitespaces), "description": item.state.message]
-      var text = "{\"labels\":\(object(labels)),\"annotations\":\(object(annotations)),\"startsAt\":\(JSONText.quote(iso(item.state.startsAt)))"
+      let annotations = [
+        "summary": "\(item.state.kind) \(item.state.userID ?? "")".trimmingCharacters(in: .whitespaces),
+        "description": item.state.message,
+      ]
+      var text =
+        "{\"labels\":\(object(labels)),\"annotations\":\(object(annotations)),\"startsAt\":\(JSONText.quote(iso(item.state.startsAt)))"
       if let ends = item.endsAt { text += ",\"endsAt\":\(JSONText.quote(iso(ends)))" }
       return text + "}"
     }

@@ -31,7 +31,9 @@ public struct AlertReceiver: Sendable, Hashable, CustomStringConvertible {
   /// Kind and host only: Slack webhook URLs carry their secret in the path.
   public var description: String {
     if kind == .command { return "command \(target)" }
-    if let url = URL(string: target), let host = url.host { return "\(kind.rawValue) \(url.scheme ?? "http")://\(host)\(url.port.map { ":\($0)" } ?? "")" }
+    if let url = URL(string: target), let host = url.host {
+      return "\(kind.rawValue) \(url.scheme ?? "http")://\(host)\(url.port.map { ":\($0)" } ?? "")"
+    }
     return kind.rawValue
   }
 
@@ -45,17 +47,20 @@ public struct AlertReceiver: Sendable, Hashable, CustomStringConvertible {
       if entry.isEmpty { continue }
       var kind = Kind.webhook
       var target = entry
-      for candidate in Kind.allCases where entry.hasPrefix(candidate.rawValue + ":") && !entry.hasPrefix(candidate.rawValue + "://") {
+      for candidate in Kind.allCases
+      where entry.hasPrefix(candidate.rawValue + ":") && !entry.hasPrefix(candidate.rawValue + "://") {
         kind = candidate
         target = String(entry.dropFirst(candidate.rawValue.count + 1))
       }
       if kind == .webhook, URL(string: target)?.host == "hooks.slack.com" { kind = .slack }
       if kind != .command {
         guard let url = URL(string: target), url.scheme == "http" || url.scheme == "https", url.host != nil else {
-          throw FieldError(field: "FLEET_ALERT_WEBHOOK_URLS[\(index)]", value: kind.rawValue, reason: "not an http(s) URL")
+          throw FieldError(
+            field: "FLEET_ALERT_WEBHOOK_URLS[\(index)]", value: kind.rawValue, reason: "not an http(s) URL")
         }
       }
-      receivers.append(AlertReceiver(key: "env:\(index)", kind: kind, target: target, secret: kind == .webhook ? secret : nil))
+      receivers.append(
+        AlertReceiver(key: "env:\(index)", kind: kind, target: target, secret: kind == .webhook ? secret : nil))
     }
     return receivers
   }

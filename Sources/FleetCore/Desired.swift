@@ -55,7 +55,9 @@ public struct TemplateOverrides: Sendable, Hashable, Codable {
   public var cpus: Int?
   public var memoryMB: Int?
   public var volumeSizeGB: Int?
-  public init(image: String? = nil, cpuKind: String? = nil, cpus: Int? = nil, memoryMB: Int? = nil, volumeSizeGB: Int? = nil) {
+  public init(
+    image: String? = nil, cpuKind: String? = nil, cpus: Int? = nil, memoryMB: Int? = nil, volumeSizeGB: Int? = nil
+  ) {
     self.image = image
     self.cpuKind = cpuKind
     self.cpus = cpus

@@ -51,7 +51,8 @@ public enum Planner {
           findings.append(
             DriftFinding(
               kind: .foreignMachine, resourceID: machine.id,
-              message: "machine \(machine.id) (\(machine.name ?? "unnamed")) has no fleet_user_id: not ours, left alone"))
+              message: "machine \(machine.id) (\(machine.name ?? "unnamed")) has no fleet_user_id: not ours, left alone"
+            ))
         }
         continue
       }
@@ -79,7 +80,8 @@ public enum Planner {
     for (user, state) in input.memory where state.pending != nil || state.volumeID != nil { users.insert(user) }
 
     for (user, reason) in input.desired.invalidRows {
-      findings.append(DriftFinding(kind: .invalidDesiredRow, userID: user, message: "desired row unreadable: \(reason)"))
+      findings.append(
+        DriftFinding(kind: .invalidDesiredRow, userID: user, message: "desired row unreadable: \(reason)"))
       users.remove(user)  // never acted on, never taken for absent
     }
 
@@ -131,7 +133,8 @@ public enum Planner {
             kind: .duplicateMachine, userID: user, resourceID: extra.id,
             message: "second machine \(extra.id) for \(user) (keeping \(keptMachine?.id ?? "-"))"))
         if extra.state == "started" || extra.state == "starting" {
-          actions.append(Action(kind: .stop, userID: user, machineID: extra.id, reason: "duplicate machine", forRemoval: true))
+          actions.append(
+            Action(kind: .stop, userID: user, machineID: extra.id, reason: "duplicate machine", forRemoval: true))
         } else if !ObservedMachine.transitional.contains(extra.state) {
           actions.append(Action(kind: .destroyMachine, userID: user, machineID: extra.id, reason: "duplicate machine"))
         }
@@ -142,7 +145,8 @@ public enum Planner {
             kind: .duplicateVolume, userID: user, resourceID: extra.id,
             message: "second volume \(extra.id) named \(extra.name) (keeping \(keptVolume?.id ?? "-"))"))
         if extra.attachedMachineID == nil {
-          actions.append(Action(kind: .deleteVolume, userID: user, volumeID: extra.id, reason: "duplicate volume, unattached"))
+          actions.append(
+            Action(kind: .deleteVolume, userID: user, volumeID: extra.id, reason: "duplicate volume, unattached"))
         }
       }
 
@@ -168,30 +172,38 @@ public enum Planner {
             findings.append(
               DriftFinding(
                 kind: .regionMismatch, userID: user, resourceID: machine.id,
-                message: "machine is in \(machine.region), desired \(desired!.region): moving loses the volume; left as is"))
+                message:
+                  "machine is in \(machine.region), desired \(desired!.region): moving loses the volume; left as is"))
           }
           if let mounted = machine.volumeID, volumeByID[mounted] == nil {
             findings.append(
               DriftFinding(
                 kind: .volumeMissing, userID: user, resourceID: mounted,
-                message: "machine \(machine.id) mounts volume \(mounted), which Fly no longer lists; not replaced automatically (that would destroy the machine)"))
+                message:
+                  "machine \(machine.id) mounts volume \(mounted), which Fly no longer lists; not replaced automatically (that would destroy the machine)"
+              ))
           }
-          track(machine, user: user, state: &state, findings: &findings, waiting: &waiting, now: now, settings: settings)
+          track(
+            machine, user: user, state: &state, findings: &findings, waiting: &waiting, now: now, settings: settings)
           switch (wanted, machine.state) {
           case (.running, "stopped"), (.running, "suspended"), (.running, "failed"):
             if machine.state == "failed" {
               findings.append(
-                DriftFinding(kind: .machineFailed, userID: user, resourceID: machine.id, message: "machine \(machine.id) failed"))
+                DriftFinding(
+                  kind: .machineFailed, userID: user, resourceID: machine.id, message: "machine \(machine.id) failed"))
             } else if (machine.updatedAt ?? 0) > Double(desired!.updatedAt) {
               findings.append(
                 DriftFinding(
                   kind: .stoppedWhileDesiredRunning, userID: user, resourceID: machine.id,
                   message: "machine \(machine.id) is \(machine.state) while desired running"))
             }
-            actions.append(Action(kind: .start, userID: user, machineID: machine.id, reason: "desired running, machine \(machine.state)"))
+            actions.append(
+              Action(
+                kind: .start, userID: user, machineID: machine.id, reason: "desired running, machine \(machine.state)"))
           case (.running, "created"):
             if now - (machine.createdAt ?? now) >= settings.createdGrace {
-              actions.append(Action(kind: .start, userID: user, machineID: machine.id, reason: "desired running, machine created"))
+              actions.append(
+                Action(kind: .start, userID: user, machineID: machine.id, reason: "desired running, machine created"))
             } else {
               waiting.append(user)
             }
@@ -205,7 +217,8 @@ public enum Planner {
             findings.append(
               DriftFinding(
                 kind: .machineMissing, userID: user, resourceID: recorded.machineID,
-                message: "machine \(recorded.machineID) is gone while desired running; a new one will be made on the volume"))
+                message:
+                  "machine \(recorded.machineID) is gone while desired running; a new one will be made on the volume"))
           }
           if let volume = keptVolume {
             if volume.region != desired!.region {
@@ -249,12 +262,17 @@ public enum Planner {
           switch machine.state {
           case "started", "starting":
             actions.append(
-              Action(kind: .stop, userID: user, machineID: machine.id, reason: "desired absent: stop before destroy", forRemoval: true))
+              Action(
+                kind: .stop, userID: user, machineID: machine.id, reason: "desired absent: stop before destroy",
+                forRemoval: true))
           case _ where ObservedMachine.transitional.contains(machine.state):
-            track(machine, user: user, state: &state, findings: &findings, waiting: &waiting, now: now, settings: settings)
+            track(
+              machine, user: user, state: &state, findings: &findings, waiting: &waiting, now: now, settings: settings)
           default:
             actions.append(
-              Action(kind: .destroyMachine, userID: user, machineID: machine.id, volumeID: machine.volumeID, reason: desired == nil ? "no desired row" : "desired absent"))
+              Action(
+                kind: .destroyMachine, userID: user, machineID: machine.id, volumeID: machine.volumeID,
+                reason: desired == nil ? "no desired row" : "desired absent"))
           }
         } else if let volume = keptVolume {
           if volume.attachedMachineID != nil {
@@ -264,7 +282,9 @@ public enum Planner {
             state.volumeReleasedAt = released
             if now - released >= retention {
               actions.append(
-                Action(kind: .deleteVolume, userID: user, volumeID: volume.id, reason: "retention of \(Int(retention)) s passed"))
+                Action(
+                  kind: .deleteVolume, userID: user, volumeID: volume.id,
+                  reason: "retention of \(Int(retention)) s passed"))
             }
           }
         } else {
@@ -321,7 +341,8 @@ public enum Planner {
         findings.append(
           DriftFinding(
             kind: .destroyCapReached,
-            message: "\(destructive.count) destroys planned, \(settings.maxDestroysPerPass) allowed per pass; the rest wait"))
+            message:
+              "\(destructive.count) destroys planned, \(settings.maxDestroysPerPass) allowed per pass; the rest wait"))
       }
     }
 

@@ -106,7 +106,8 @@ public enum FleetValidation {
     let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
     guard !parts.isEmpty, parts.allSatisfy({ !$0.isEmpty }) else { throw fail("not an image reference") }
     for (index, part) in parts.enumerated() {
-      let isRegistry = index == 0 && parts.count > 1 && (part.contains(".") || part.contains(":") || part == "localhost")
+      let isRegistry =
+        index == 0 && parts.count > 1 && (part.contains(".") || part.contains(":") || part == "localhost")
       let allowed: (Character) -> Bool =
         isRegistry
         ? { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":") }
@@ -161,7 +162,9 @@ public enum FleetValidation {
 
   public static func envName(_ value: String) throws(FieldError) -> String {
     guard let first = value.unicodeScalars.first, first == "_" || (first.isASCII && first.properties.isAlphabetic),
-      value.unicodeScalars.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) })
+      value.unicodeScalars.allSatisfy({
+        $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0)))
+      })
     else { throw FieldError(field: "env", value: value, reason: "not an environment variable name") }
     return value
   }

@@ -23,13 +23,16 @@ public enum Bench {
   }
 
   /// N new users from empty to converged, with the simulator's default (Fly's) rate limits unless `rateLimits` is false.
-  public static func converge(users: Int, rateLimits: Bool = true, timeout: Double = 1800) async throws -> ConvergeResult {
+  public static func converge(users: Int, rateLimits: Bool = true, timeout: Double = 1800) async throws
+    -> ConvergeResult
+  {
     var configuration = SimulatorConfiguration(appName: "bench", token: "bench-token")
     configuration.rateLimitsEnabled = rateLimits
     let simulator = FlySimulator(configuration: configuration, logCapacity: 2_000_000)
     let running = try await SimulatorServer.start(simulator)
     defer { Task { await running.stop() } }
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fleetkeeper-bench-\(UUID().uuidString.prefix(8))")
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "fleetkeeper-bench-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: folder) }
     let store = try FleetStore.sqlite(path: folder.appendingPathComponent("fleet.sqlite3").path, create: true)
@@ -61,9 +64,13 @@ public enum Bench {
     _ = await reconciler.pass()
     let steady = simulator.requestLog().dropFirst(before).map(\.endpoint)
     let rate = configuration.mutationRate
-    let bound = max(0, Double(users) - configuration.mutationBurst) / rate + configuration.createSettle + configuration.startDuration
+    let bound =
+      max(0, Double(users) - configuration.mutationBurst) / rate + configuration.createSettle
+      + configuration.startDuration
     return ConvergeResult(
-      users: users, seconds: seconds, passes: passes, requests: log.count, mutations: log.filter { $0.method != "GET" }.count,
-      rateLimited: log.filter { $0.status == 429 }.count, boundSeconds: bound, converged: converged, steadyStateRequests: steady)
+      users: users, seconds: seconds, passes: passes, requests: log.count,
+      mutations: log.filter { $0.method != "GET" }.count,
+      rateLimited: log.filter { $0.status == 429 }.count, boundSeconds: bound, converged: converged,
+      steadyStateRequests: steady)
   }
 }

@@ -9,10 +9,13 @@ import Logging
 /// `fleetkeeper demo`: the built-in simulator and a fresh SQLite database in a temporary folder, a
 /// few users, and the loop at work: the fleet created, drift injected behind its back, repaired.
 public enum Demo {
-  public static func run(print say: @escaping @Sendable (String) -> Void, keepDatabase: Bool = false) async throws -> Int32 {
+  public static func run(print say: @escaping @Sendable (String) -> Void, keepDatabase: Bool = false) async throws
+    -> Int32
+  {
     let started = Date()
     @Sendable func stamp() -> String { String(format: "%6.1fs", Date().timeIntervalSince(started)) }
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fleetkeeper-demo-\(UUID().uuidString.prefix(8))")
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "fleetkeeper-demo-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     let databasePath = folder.appendingPathComponent("fleet.sqlite3").path
 
@@ -71,7 +74,9 @@ public enum Demo {
         if report.outcome == .ok && (report.plan?.actions.isEmpty ?? false) && (report.plan?.waiting.isEmpty ?? false)
           && report.listsTrusted
         {
-          say("\(stamp())   converged: nothing to do (\(report.observedMachines) machines, \(report.observedVolumes) volumes listed)")
+          say(
+            "\(stamp())   converged: nothing to do (\(report.observedMachines) machines, \(report.observedVolumes) volumes listed)"
+          )
           return true
         }
         try? await Task.sleep(for: .milliseconds(700))
@@ -85,13 +90,18 @@ public enum Demo {
     func machineID(_ user: String) -> String? {
       machines.first { $0.config?.metadata[FleetNames.userMetadataKey] == user && $0.state != "destroyed" }?.id
     }
-    say("\(stamp()) — drift behind fleetkeeper's back: alice's machine stopped, bob's destroyed, a foreign machine appears")
+    say(
+      "\(stamp()) — drift behind fleetkeeper's back: alice's machine stopped, bob's destroyed, a foreign machine appears"
+    )
     for (op, id) in [("stop_machine", machineID("alice")), ("destroy_machine", machineID("bob"))] {
       _ = await simulator.handle(
-        SimulatorRequest(method: "POST", path: "/_sim/drift", body: Data(#"{"op":"\#(op)","machine_id":"\#(id ?? "")"}"#.utf8)))
+        SimulatorRequest(
+          method: "POST", path: "/_sim/drift", body: Data(#"{"op":"\#(op)","machine_id":"\#(id ?? "")"}"#.utf8)))
     }
     _ = await simulator.handle(
-      SimulatorRequest(method: "POST", path: "/_sim/drift", body: Data(#"{"op":"create_foreign_machine","region":"ord","name":"someone-elses"}"#.utf8)))
+      SimulatorRequest(
+        method: "POST", path: "/_sim/drift",
+        body: Data(#"{"op":"create_foreign_machine","region":"ord","name":"someone-elses"}"#.utf8)))
     ok = await converge("repairing") && ok
 
     say("\(stamp()) — operator: `fleetkeeper users remove erin` (machine destroyed, volume kept for 7 days)")
@@ -102,7 +112,9 @@ public enum Demo {
     say("\(stamp()) machines table (the dashboard's):")
     for user in rows.keys.sorted() {
       let row = rows[user]!
-      say("           \(user.padding(toLength: 6, withPad: " ", startingAt: 0)) \(row.id)  \(row.region)  \(row.status ?? "-")  \(row.volumeID ?? "-")")
+      say(
+        "           \(user.padding(toLength: 6, withPad: " ", startingAt: 0)) \(row.id)  \(row.region)  \(row.status ?? "-")  \(row.volumeID ?? "-")"
+      )
     }
     let events = try await store.events(limit: 10_000)
     let requests = simulator.requestLog()

@@ -1,5 +1,5 @@
-public import Logging
 import Foundation
+public import Logging
 
 /// Structured log lines, logfmt or JSON, one per line on standard error, every value passed through
 /// the ``Redactor`` (the token and machines' env values never reach a line).
@@ -48,7 +48,9 @@ public struct FleetLogHandler: LogHandler {
   }
 
   static func logfmtValue(_ value: String) -> String {
-    if !value.isEmpty && !value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0.isNewline }) { return value }
+    if !value.isEmpty && !value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0.isNewline }) {
+      return value
+    }
     return quote(value)
   }
 

@@ -66,10 +66,13 @@ public final class FleetMetrics: Sendable {
 
   public static let latencyBuckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
-  public func observe(_ name: String, _ labels: [String: String] = [:], _ value: Double, buckets: [Double] = latencyBuckets) {
+  public func observe(
+    _ name: String, _ labels: [String: String] = [:], _ value: Double, buckets: [Double] = latencyBuckets
+  ) {
     let key = Self.series(name, labels)
     state.withLock { state in
-      var histogram = state.histograms[key] ?? Histogram(buckets: buckets, counts: Array(repeating: 0, count: buckets.count))
+      var histogram =
+        state.histograms[key] ?? Histogram(buckets: buckets, counts: Array(repeating: 0, count: buckets.count))
       for (index, bound) in histogram.buckets.enumerated() where value <= bound { histogram.counts[index] += 1 }
       histogram.sum += value
       histogram.count += 1
@@ -105,20 +108,29 @@ public final class FleetMetrics: Sendable {
   public func render() -> String {
     let snapshot = state.withLock { $0 }
     var out = ""
-    let names = Set(snapshot.counters.keys.map(\.name)).union(snapshot.gauges.keys.map(\.name)).union(snapshot.histograms.keys.map(\.name))
-      .union(help.keys)
+    let names = Set(snapshot.counters.keys.map(\.name)).union(snapshot.gauges.keys.map(\.name)).union(
+      snapshot.histograms.keys.map(\.name)
+    )
+    .union(help.keys)
     for name in names.sorted() {
       let meta = help[name] ?? ("untyped", name)
       out += "# HELP \(name) \(meta.help)\n# TYPE \(name) \(meta.type)\n"
-      for (key, value) in snapshot.counters.filter({ $0.key.name == name }).sorted(by: { $0.key.labels.joined() < $1.key.labels.joined() }) {
+      for (key, value) in snapshot.counters.filter({ $0.key.name == name }).sorted(by: {
+        $0.key.labels.joined() < $1.key.labels.joined()
+      }) {
         out += "\(name)\(Self.labelText(key.labels)) \(Self.number(value))\n"
       }
-      for (key, value) in snapshot.gauges.filter({ $0.key.name == name }).sorted(by: { $0.key.labels.joined() < $1.key.labels.joined() }) {
+      for (key, value) in snapshot.gauges.filter({ $0.key.name == name }).sorted(by: {
+        $0.key.labels.joined() < $1.key.labels.joined()
+      }) {
         out += "\(name)\(Self.labelText(key.labels)) \(Self.number(value))\n"
       }
-      for (key, histogram) in snapshot.histograms.filter({ $0.key.name == name }).sorted(by: { $0.key.labels.joined() < $1.key.labels.joined() }) {
+      for (key, histogram) in snapshot.histograms.filter({ $0.key.name == name }).sorted(by: {
+        $0.key.labels.joined() < $1.key.labels.joined()
+      }) {
         for (index, bound) in histogram.buckets.enumerated() {
-          out += "\(name)_bucket\(Self.labelText(key.labels, extra: "le=\"\(Self.number(bound))\"")) \(histogram.counts[index])\n"
+          out +=
+            "\(name)_bucket\(Self.labelText(key.labels, extra: "le=\"\(Self.number(bound))\"")) \(histogram.counts[index])\n"
         }
         out += "\(name)_bucket\(Self.labelText(key.labels, extra: "le=\"+Inf\"")) \(histogram.count)\n"
         out += "\(name)_sum\(Self.labelText(key.labels)) \(histogram.sum)\n"
@@ -134,7 +146,10 @@ public final class FleetMetrics: Sendable {
     observe("fleetkeeper_pass_duration_seconds", [:], report.duration)
     for result in report.results {
       increment("fleetkeeper_actions_total", ["kind": result.action.kind.rawValue, "outcome": result.outcome.rawValue])
-      if result.attempts > 1 { increment("fleetkeeper_action_retries_total", ["kind": result.action.kind.rawValue], by: Double(result.attempts - 1)) }
+      if result.attempts > 1 {
+        increment(
+          "fleetkeeper_action_retries_total", ["kind": result.action.kind.rawValue], by: Double(result.attempts - 1))
+      }
     }
     var byKind: [[String: String]: Double] = [:]
     for finding in report.findings { byKind[["kind": finding.kind.rawValue], default: 0] += 1 }
@@ -143,7 +158,9 @@ public final class FleetMetrics: Sendable {
     if report.outcome != .couldNotRun {
       var desired: [[String: String]: Double] = [:]
       for state in ["running", "stopped", "absent"] { desired[["state": state]] = 0 }
-      for machine in report.desired?.machines.values ?? [:].values { desired[["state": machine.state.rawValue], default: 0] += 1 }
+      for machine in report.desired?.machines.values ?? [:].values {
+        desired[["state": machine.state.rawValue], default: 0] += 1
+      }
       replaceGauge("fleetkeeper_desired_users", desired)
       set("fleetkeeper_observed_machines", [:], Double(report.observedMachines))
       set("fleetkeeper_observed_volumes", [:], Double(report.observedVolumes))

@@ -49,7 +49,9 @@ public enum OpsServer {
   }
 
   /// Readiness, with the reason for the body.
-  public static func check(store: FleetStore, readiness: Readiness, interval: Double, now: Double) async -> (Bool, String) {
+  public static func check(store: FleetStore, readiness: Readiness, interval: Double, now: Double) async -> (
+    Bool, String
+  ) {
     do {
       _ = try await store.desiredVersion()
     } catch {

@@ -1,8 +1,8 @@
 public import FleetCore
 public import FleetStore
 public import FlyMachines
-public import Logging
 import Foundation
+public import Logging
 
 /// What one action came to.
 public struct ActionResult: Sendable, Hashable {
@@ -176,7 +176,9 @@ public actor Reconciler {
     var rereads = 0
     while suspect && rereads < settings.suspectRereads {
       rereads += 1
-      logger.warning("fly lists look short; reading again", metadata: ["machines": "\(counts.machines)", "volumes": "\(counts.volumes)"])
+      logger.warning(
+        "fly lists look short; reading again",
+        metadata: ["machines": "\(counts.machines)", "volumes": "\(counts.volumes)"])
       try? await clock.sleep(seconds: settings.suspectRereadDelay)
       guard let again = try? await observe() else { break }
       observation = again
@@ -216,8 +218,12 @@ public actor Reconciler {
 
     // Persist what the plan changed in memory, the rows that must follow reality, new findings.
     var statements: [SQLStatement] = []
-    for (user, state) in plan.memory where memory[user] != state { statements.append(FleetStore.saveUserMemory(user, state)) }
-    for user in memory.keys where plan.memory[user] == nil { statements.append(FleetStore.saveUserMemory(user, UserMemory())) }
+    for (user, state) in plan.memory where memory[user] != state {
+      statements.append(FleetStore.saveUserMemory(user, state))
+    }
+    for user in memory.keys where plan.memory[user] == nil {
+      statements.append(FleetStore.saveUserMemory(user, UserMemory()))
+    }
     memory = plan.memory
     if plan.guardMemory != guardMemory {
       statements.append(FleetStore.saveGuardMemory(plan.guardMemory))
@@ -237,7 +243,8 @@ public actor Reconciler {
     }
     events = []
 
-    report.results = await execute(Self.trim(plan.actions, limits: settings.writeLimits, seconds: settings.passWorkSeconds))
+    report.results = await execute(
+      Self.trim(plan.actions, limits: settings.writeLimits, seconds: settings.passWorkSeconds))
     if report.results.contains(where: { $0.outcome == .failed }) { report.outcome = .actionsFailed }
     report.duration = clock.now() - started
     return report
@@ -258,7 +265,9 @@ public actor Reconciler {
         let machine = machines.first(where: { $0.id == row?.id })
           ?? machines.min(by: { ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id) })
       else { continue }
-      var next = row ?? MachineRow(id: machine.id, userID: user, region: machine.region, createdAt: Int64(machine.createdAt ?? now))
+      var next =
+        row
+        ?? MachineRow(id: machine.id, userID: user, region: machine.region, createdAt: Int64(machine.createdAt ?? now))
       next.id = machine.id
       next.region = machine.region
       next.volumeID = machine.volumeID
@@ -301,7 +310,10 @@ public actor Reconciler {
     var events: [AuditEvent] = []
     for (key, finding) in current where activeFindings[key] == nil {
       logger.warning(
-        "drift", metadata: ["kind": "\(finding.kind.rawValue)", "user": "\(finding.userID ?? "-")", "message": "\(finding.message)"])
+        "drift",
+        metadata: [
+          "kind": "\(finding.kind.rawValue)", "user": "\(finding.userID ?? "-")", "message": "\(finding.message)",
+        ])
       events.append(
         AuditEvent(
           eventType: "drift.\(finding.kind.rawValue)", userID: finding.userID,
@@ -328,7 +340,9 @@ public actor Reconciler {
     let allowed = Int(min(1e9, limits.burst + limits.perSecond * seconds))
     var counts: [Action.Kind: Int] = [:]
     return actions.filter { action in
-      guard action.kind == .createVolume || action.kind == .createMachine || action.kind == .deleteVolume else { return true }
+      guard action.kind == .createVolume || action.kind == .createMachine || action.kind == .deleteVolume else {
+        return true
+      }
       counts[action.kind, default: 0] += 1
       return counts[action.kind]! <= allowed
     }
@@ -357,14 +371,16 @@ public actor Reconciler {
     do {
       try await store.commit(events: events, statements: statements + [save])
     } catch {
-      logger.error("could not record an action", metadata: ["user": "\(user)", "error": "\(redactor.scrub(error.description))"])
+      logger.error(
+        "could not record an action", metadata: ["user": "\(user)", "error": "\(redactor.scrub(error.description))"])
     }
     for event in events {
       onEvent?(event)
       logger.info(
         "\(event.eventType)",
         metadata: [
-          "user": "\(event.userID ?? "-")", "machine": "\(event.machineID ?? "-")", "volume": "\(event.volumeID ?? "-")",
+          "user": "\(event.userID ?? "-")", "machine": "\(event.machineID ?? "-")",
+          "volume": "\(event.volumeID ?? "-")",
           "outcome": "\(event.details["outcome"].map { if case .string(let s) = $0 { s } else { "" } } ?? "")",
         ])
     }
@@ -395,7 +411,12 @@ public actor Reconciler {
     let user = action.userID
     if draining {
       // Abandoned, not attempted: recorded so the audit log says what shutdown left undone.
-      await record([event(action, outcome: .skipped, attempt: 0, started: clock.now(), message: "abandoned: shutting down or lease lost")], user: user)
+      await record(
+        [
+          event(
+            action, outcome: .skipped, attempt: 0, started: clock.now(),
+            message: "abandoned: shutting down or lease lost")
+        ], user: user)
       return ActionResult(action: action, outcome: .skipped, attempts: 0, message: "shutting down")
     }
     if action.lookUpFirst, let adopted = await lookUp(action) { return adopted }
@@ -455,7 +476,8 @@ public actor Reconciler {
         }
         memory[user] = state
         await record(
-          [event(action, outcome: .ok, attempt: attempt, started: started, machineID: machineID, volumeID: volumeID)], user: user,
+          [event(action, outcome: .ok, attempt: attempt, started: started, machineID: machineID, volumeID: volumeID)],
+          user: user,
           statements: statements)
         return ActionResult(action: action, outcome: .ok, attempts: attempt, message: made?.id ?? "")
       } catch let error as FlyAPIError {
@@ -468,7 +490,8 @@ public actor Reconciler {
         state.backoffUntil = clock.now() + settings.retry.delay(attempt: state.failures, jitter: jitter)
         state.lastError = redactor.scrub("\(error)")
         memory[user] = state
-        await record([event(action, outcome: .failed, attempt: attempt, started: started, message: "\(error)")], user: user)
+        await record(
+          [event(action, outcome: .failed, attempt: attempt, started: started, message: "\(error)")], user: user)
         return ActionResult(action: action, outcome: .failed, attempts: attempt, message: state.lastError ?? "")
       }
     }
@@ -482,7 +505,9 @@ public actor Reconciler {
 
     // Already gone: what a destroy or delete wanted.
     if error.code == .notFound && (action.kind == .destroyMachine || action.kind == .deleteVolume) {
-      await record([event(action, outcome: .ok, attempt: attempt, started: started, error: error, message: "already gone")], user: user)
+      await record(
+        [event(action, outcome: .ok, attempt: attempt, started: started, error: error, message: "already gone")],
+        user: user)
       return ActionResult(action: action, outcome: .ok, attempts: attempt, message: "already gone")
     }
     // "Not in this state yet": a 412 (or 409) on a start right after create, a start right after a
@@ -537,10 +562,13 @@ public actor Reconciler {
         state.pending = PendingCreate(kind: .machine, since: started, resourceID: machine.id)
         memory[user] = state
         let row = MachineRow(
-          id: machine.id, userID: user, region: machine.region ?? action.region ?? "", volumeID: machine.config?.mounts.first?.volume,
+          id: machine.id, userID: user, region: machine.region ?? action.region ?? "",
+          volumeID: machine.config?.mounts.first?.volume,
           status: machine.state, ipAddress: machine.privateIP, createdAt: Int64(started), updatedAt: Int64(started))
         rows[user] = row
-        var adopt = Action(kind: .createMachine, userID: user, machineID: machine.id, volumeID: row.volumeID, reason: "adopt after a lost create")
+        var adopt = Action(
+          kind: .createMachine, userID: user, machineID: machine.id, volumeID: row.volumeID,
+          reason: "adopt after a lost create")
         adopt.region = action.region
         var e = event(adopt, outcome: .adopted, attempt: 0, started: started)
         e.eventType = "adopt_machine"
@@ -566,7 +594,12 @@ public actor Reconciler {
       var state = memory[user] ?? UserMemory()
       state.backoffUntil = clock.now() + settings.retry.delay(attempt: max(1, state.failures + 1), jitter: jitter)
       memory[user] = state
-      await record([event(action, outcome: .unknown, attempt: 0, started: started, error: error, message: "lookup before create failed")], user: user)
+      await record(
+        [
+          event(
+            action, outcome: .unknown, attempt: 0, started: started, error: error,
+            message: "lookup before create failed")
+        ], user: user)
       return ActionResult(action: action, outcome: .unknown, attempts: 0, message: redactor.scrub(error.description))
     }
   }
@@ -589,7 +622,8 @@ public actor Reconciler {
     case .createMachine:
       let config = try machineConfig(action)
       let machine = try await client.createMachine(
-        CreateMachineRequest(name: FleetNames.machineName(forUser: action.userID), region: action.region, config: config))
+        CreateMachineRequest(
+          name: FleetNames.machineName(forUser: action.userID), region: action.region, config: config))
       return Made(id: machine.id, state: machine.state, privateIP: machine.privateIP)
     case .start:
       try await client.startMachine(action.machineID ?? "")
@@ -629,7 +663,9 @@ public actor Reconciler {
     }
     config.env = env
     config.initCommand = spec.initCommand
-    if let services = spec.servicesJSON, let value = try? JSONDecoder().decode(JSONValue.self, from: Data(services.utf8)) {
+    if let services = spec.servicesJSON,
+      let value = try? JSONDecoder().decode(JSONValue.self, from: Data(services.utf8))
+    {
       config.services = value
     }
     if let volume = action.volumeID { config.mounts = [FlyMount(volume: volume, path: spec.mountPath)] }

@@ -1,8 +1,12 @@
+/// A tiny POST over AsyncHTTPClient's shared client, for the bench's control calls.
+import AsyncHTTPClient
 import FleetCore
 import FleetStore
 import FlyMachines
 import Foundation
 import Logging
+import NIOCore
+import NIOHTTP1
 import Synchronization
 
 #if canImport(Glibc)
@@ -69,7 +73,9 @@ public enum ScaleBench {
     try await request.send()
   }
 
-  public static func run(users: Int, binary: String, naive: Bool = true, say: @Sendable (String) -> Void) async throws -> Row {
+  public static func run(users: Int, binary: String, naive: Bool = true, say: @Sendable (String) -> Void) async throws
+    -> Row
+  {
     // The simulator in its own process.
     let sim = Process()
     sim.executableURL = URL(fileURLWithPath: binary)
@@ -91,16 +97,19 @@ public enum ScaleBench {
     let base = String(line.dropFirst("FLY_API_BASE_URL=".count))
     try await post(base + "/_sim/seed", #"{"users":\#(users),"prefix":"b","volume_prefix":"fk_","region":"ord"}"#)
 
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fleetkeeper-scale-\(UUID().uuidString.prefix(8))")
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "fleetkeeper-scale-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: folder) }
-    let counting = CountingDatabase(try SQLiteDatabase(path: folder.appendingPathComponent("fleet.sqlite3").path, create: true))
+    let counting = CountingDatabase(
+      try SQLiteDatabase(path: folder.appendingPathComponent("fleet.sqlite3").path, create: true))
     let store = FleetStore(database: counting)
     try await store.migrate()
     try await store.importUsers((0..<users).map { UserInput(userID: "b\($0)", region: "ord") })
     let requests = Mutex(0)
     let client = FlyClient(
-      configuration: FlyClientConfiguration(baseURL: base, appName: "bench", token: FlyToken("bench-token"), requestTimeout: .seconds(120)),
+      configuration: FlyClientConfiguration(
+        baseURL: base, appName: "bench", token: FlyToken("bench-token"), requestTimeout: .seconds(120)),
       observer: { _ in requests.withLock { $0 += 1 } })
     var settings = ReconcilerSettings()
     settings.writeLimits = .unlimited
@@ -111,7 +120,9 @@ public enum ScaleBench {
 
     // Warm-up: adopts the seeded fleet (writes every machines row once).
     let first = await reconciler.pass()
-    say("  \(users): warm-up pass \(Int(first.duration * 1000)) ms, \(first.results.count) actions, outcome \(first.outcome.rawValue)")
+    say(
+      "  \(users): warm-up pass \(Int(first.duration * 1000)) ms, \(first.results.count) actions, outcome \(first.outcome.rawValue)"
+    )
 
     // A pass with nothing to do.
     var cpu = cpuSeconds()
@@ -175,16 +186,12 @@ public enum ScaleBench {
     }
     func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
     return Row(
-      users: users, plannerMs: ms(planner), idleWallMs: ms(idleWall), idleCPUMs: idleCPU * 1000, idleRequests: idleRequests,
+      users: users, plannerMs: ms(planner), idleWallMs: ms(idleWall), idleCPUMs: idleCPU * 1000,
+      idleRequests: idleRequests,
       idleQueries: idleQueries, driftWallMs: ms(driftWall), driftCPUMs: driftCPU * 1000, driftRequests: driftRequests,
       naiveWallMs: ms(naiveWall), naiveRequests: naiveRequests, peakRSSMB: peakRSSMB())
   }
 }
-
-/// A tiny POST over AsyncHTTPClient's shared client, for the bench's control calls.
-import AsyncHTTPClient
-import NIOCore
-import NIOHTTP1
 
 struct URLRequestLite {
   var url: String

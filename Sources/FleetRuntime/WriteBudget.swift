@@ -47,7 +47,8 @@ public final class WriteBudget: Sendable {
   private func rate(for kind: Action.Kind) -> (key: String, rate: Double, burst: Double) {
     switch kind {
     case .createVolume, .createMachine, .deleteVolume: (kind.rawValue, limits.perSecond, limits.burst)
-    case .start, .stop, .destroyMachine: ("per-machine", limits.perMachineKindsPerSecond, limits.perMachineKindsPerSecond)
+    case .start, .stop, .destroyMachine:
+      ("per-machine", limits.perMachineKindsPerSecond, limits.perMachineKindsPerSecond)
     }
   }
 

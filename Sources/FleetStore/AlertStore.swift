@@ -28,14 +28,19 @@ public struct OutboxItem: Sendable, Hashable {
 
 extension FleetStore {
   public func alertReceivers() async throws(StoreError) -> [AlertReceiverRow] {
-    try await database.read([SQLStatement("SELECT id, kind, target, secret_env FROM alert_receivers WHERE enabled = 1 ORDER BY id")])[0]
-      .rows.map { AlertReceiverRow(id: $0[0].int, kind: $0[1].string ?? "", target: $0[2].string ?? "", secretEnv: $0[3].string) }
+    try await database.read([
+      SQLStatement("SELECT id, kind, target, secret_env FROM alert_receivers WHERE enabled = 1 ORDER BY id")
+    ])[0]
+    .rows.map {
+      AlertReceiverRow(id: $0[0].int, kind: $0[1].string ?? "", target: $0[2].string ?? "", secretEnv: $0[3].string)
+    }
   }
 
   public func addAlertReceiver(_ row: AlertReceiverRow) async throws(StoreError) {
     _ = try await database.write([
       SQLStatement(
-        "INSERT INTO alert_receivers (kind, target, secret_env) VALUES (?, ?, ?)", [.text(row.kind), .text(row.target), SQLValue(row.secretEnv)])
+        "INSERT INTO alert_receivers (kind, target, secret_env) VALUES (?, ?, ?)",
+        [.text(row.kind), .text(row.target), SQLValue(row.secretEnv)])
     ])
   }
 
@@ -54,7 +59,8 @@ extension FleetStore {
 
   /// Saves the active alerts and queues one delivery per receiver, in one transaction.
   public func saveAlerts(
-    _ active: [String: AlertState], previous: [String: AlertState], deliveries: [(receiver: String, payload: String)], now: Double
+    _ active: [String: AlertState], previous: [String: AlertState], deliveries: [(receiver: String, payload: String)],
+    now: Double
   ) async throws(StoreError) {
     var statements: [SQLStatement] = []
     let encoder = JSONEncoder()
@@ -93,7 +99,9 @@ extension FleetStore {
   }
 
   /// Records one delivery attempt's outcome.
-  public func recordDelivery(id: Int64, delivered: Bool, giveUp: Bool, error: String?, nextAttemptAt: Double) async throws(StoreError) {
+  public func recordDelivery(id: Int64, delivered: Bool, giveUp: Bool, error: String?, nextAttemptAt: Double)
+    async throws(StoreError)
+  {
     let status = delivered ? "delivered" : (giveUp ? "failed" : "pending")
     _ = try await database.write([
       SQLStatement(
@@ -104,7 +112,9 @@ extension FleetStore {
 
   public func outbox(limit: Int = 100) async throws(StoreError) -> [OutboxItem] {
     try await database.read([
-      SQLStatement("SELECT id, receiver, payload, attempts, status, last_error FROM fleet_alert_outbox ORDER BY id DESC LIMIT ?", [.integer(Int64(limit))])
+      SQLStatement(
+        "SELECT id, receiver, payload, attempts, status, last_error FROM fleet_alert_outbox ORDER BY id DESC LIMIT ?",
+        [.integer(Int64(limit))])
     ])[0].rows.map {
       OutboxItem(
         id: $0[0].int ?? 0, receiver: $0[1].string ?? "", payload: $0[2].string ?? "", attempts: Int($0[3].int ?? 0),

@@ -30,7 +30,8 @@ extension FleetStore {
   }
 
   public func controllerValue(_ key: String) async throws(StoreError) -> String? {
-    try await database.read([SQLStatement("SELECT value FROM fleet_controller WHERE key = ?", [.text(key)])])[0].scalar?.string
+    try await database.read([SQLStatement("SELECT value FROM fleet_controller WHERE key = ?", [.text(key)])])[0].scalar?
+      .string
   }
 
   public static func setControllerValue(_ key: String, _ value: String) -> SQLStatement {
@@ -51,7 +52,8 @@ extension FleetStore {
   public static func saveGuardMemory(_ memory: GuardMemory) -> SQLStatement {
     let encoder = JSONEncoder()
     encoder.outputFormatting = .sortedKeys
-    return setControllerValue("guard", String(decoding: (try? encoder.encode(memory)) ?? Data("{}".utf8), as: UTF8.self))
+    return setControllerValue(
+      "guard", String(decoding: (try? encoder.encode(memory)) ?? Data("{}".utf8), as: UTF8.self))
   }
 
   /// Appends events and applies other statements in one transaction.
@@ -59,7 +61,10 @@ extension FleetStore {
     let inserts = events.map {
       SQLStatement(
         "INSERT INTO machine_events (machine_id, event_type, details, created_at, user_id, volume_id) VALUES (?, ?, ?, ?, ?, ?)",
-        [SQLValue($0.machineID), .text($0.eventType), .text($0.detailsJSON), .integer($0.createdAt), SQLValue($0.userID), SQLValue($0.volumeID)])
+        [
+          SQLValue($0.machineID), .text($0.eventType), .text($0.detailsJSON), .integer($0.createdAt),
+          SQLValue($0.userID), SQLValue($0.volumeID),
+        ])
     }
     let all = statements + inserts
     guard !all.isEmpty else { return }

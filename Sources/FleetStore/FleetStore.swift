@@ -60,7 +60,8 @@ public struct MachineRow: Sendable, Hashable {
   public var createdAt: Int64?
   public var updatedAt: Int64?
   public init(
-    id: String, userID: String, region: String, volumeID: String? = nil, status: String? = nil, ipAddress: String? = nil,
+    id: String, userID: String, region: String, volumeID: String? = nil, status: String? = nil,
+    ipAddress: String? = nil,
     createdAt: Int64? = nil, updatedAt: Int64? = nil
   ) {
     self.id = id
@@ -121,12 +122,15 @@ public final class FleetStore: Sendable {
 
   private func requireSchema() async throws(StoreError) {
     let version: Int
-    do { version = try await schemaVersion() } catch where error.code == .malformed || error.code == .failed {
-      throw StoreError(code: .malformed, message: "no fleetkeeper schema; run `fleetkeeper migrate`", database: database.displayName)
+    do { version = try await schemaVersion() } catch  where error.code == .malformed || error.code == .failed {
+      throw StoreError(
+        code: .malformed, message: "no fleetkeeper schema; run `fleetkeeper migrate`", database: database.displayName)
     }
     guard version >= Schema.migrations.last!.version else {
       throw StoreError(
-        code: .malformed, message: "schema version \(version) is older than \(Schema.migrations.last!.version); run `fleetkeeper migrate`",
+        code: .malformed,
+        message:
+          "schema version \(version) is older than \(Schema.migrations.last!.version); run `fleetkeeper migrate`",
         database: database.displayName)
     }
   }
@@ -176,7 +180,8 @@ public final class FleetStore: Sendable {
       machines[userID] = DesiredMachine(
         userID: userID, email: row[1].string, state: state, region: region,
         overrides: TemplateOverrides(
-          image: row[4].string, cpuKind: row[5].string, cpus: row[6].int.map(Int.init), memoryMB: row[7].int.map(Int.init),
+          image: row[4].string, cpuKind: row[5].string, cpus: row[6].int.map(Int.init),
+          memoryMB: row[7].int.map(Int.init),
           volumeSizeGB: row[8].int.map(Int.init)),
         updatedAt: row[9].int ?? 0)
     }
@@ -188,10 +193,13 @@ public final class FleetStore: Sendable {
   /// trusted across one.
   public func desiredVersion() async throws(StoreError) -> Int64 {
     let row = try await database.read([
-      SQLStatement("SELECT version, (SELECT schema_version FROM pragma_schema_version) FROM fleet_desired_version WHERE id = 1")
+      SQLStatement(
+        "SELECT version, (SELECT schema_version FROM pragma_schema_version) FROM fleet_desired_version WHERE id = 1")
     ])[0].rows.first
     guard let row, let version = row[0].int else {
-      throw StoreError(code: .malformed, message: "fleet_desired_version has no row; run `fleetkeeper migrate`", database: database.displayName)
+      throw StoreError(
+        code: .malformed, message: "fleet_desired_version has no row; run `fleetkeeper migrate`",
+        database: database.displayName)
     }
     return version &* 1_000_003 &+ (row[1].int ?? 0)
   }
@@ -204,7 +212,8 @@ public final class FleetStore: Sendable {
   /// Allows a region code Fly has that the built-in list lacks.
   public func addRegion(_ code: String) async throws(InputErrorOrStore) {
     guard code.utf8.count == 3, code.utf8.allSatisfy({ $0 >= 0x61 && $0 <= 0x7a }) else {
-      throw .input(InputError([FieldError(field: "region", value: code, reason: "a Fly region is three lowercase letters")]))
+      throw .input(
+        InputError([FieldError(field: "region", value: code, reason: "a Fly region is three lowercase letters")]))
     }
     do {
       _ = try await database.write([SQLStatement("INSERT OR IGNORE INTO fly_regions (code) VALUES (?)", [.text(code)])])
@@ -213,7 +222,9 @@ public final class FleetStore: Sendable {
 
   public func template() async throws(StoreError) -> MachineTemplate {
     try await requireSchema()
-    let rows = try await database.read([SQLStatement("SELECT \(Self.templateColumns) FROM machine_template WHERE id = 1")])
+    let rows = try await database.read([
+      SQLStatement("SELECT \(Self.templateColumns) FROM machine_template WHERE id = 1")
+    ])
     guard let row = rows[0].rows.first, let template = Self.template(from: row) else {
       throw StoreError(code: .malformed, message: "machine_template has no valid row 1", database: database.displayName)
     }
@@ -232,9 +243,15 @@ public final class FleetStore: Sendable {
         return nil
       }
     }
-    if let image = patch.image, let v = check({ () throws(FieldError) in try FleetValidation.image(image) }) { next.image = v }
-    if let kind = patch.cpuKind, let v = check({ () throws(FieldError) in try FleetValidation.cpuKind(kind) }) { next.cpuKind = v }
-    if let cpus = patch.cpus, let v = check({ () throws(FieldError) in try FleetValidation.cpus(cpus) }) { next.cpus = v }
+    if let image = patch.image, let v = check({ () throws(FieldError) in try FleetValidation.image(image) }) {
+      next.image = v
+    }
+    if let kind = patch.cpuKind, let v = check({ () throws(FieldError) in try FleetValidation.cpuKind(kind) }) {
+      next.cpuKind = v
+    }
+    if let cpus = patch.cpus, let v = check({ () throws(FieldError) in try FleetValidation.cpus(cpus) }) {
+      next.cpus = v
+    }
     if let memory = patch.memoryMB { next.memoryMB = memory }
     if let size = patch.volumeSizeGB, let v = check({ () throws(FieldError) in try FleetValidation.volumeSize(size) }) {
       next.volumeSizeGB = v
@@ -242,7 +259,9 @@ public final class FleetStore: Sendable {
     if let path = patch.mountPath, let v = check({ () throws(FieldError) in try FleetValidation.mountPath(path) }) {
       next.mountPath = v
     }
-    if let policy = patch.restartPolicy, let v = check({ () throws(FieldError) in try FleetValidation.restartPolicy(policy) }) {
+    if let policy = patch.restartPolicy,
+      let v = check({ () throws(FieldError) in try FleetValidation.restartPolicy(policy) })
+    {
       next.restartPolicy = v
     }
     if let encrypted = patch.encrypted { next.encrypted = encrypted }
@@ -264,7 +283,9 @@ public final class FleetStore: Sendable {
       }
     }
     if patch.memoryMB != nil || patch.cpus != nil || patch.cpuKind != nil {
-      _ = check({ () throws(FieldError) in try FleetValidation.memory(next.memoryMB, cpus: next.cpus, cpuKind: next.cpuKind) })
+      _ = check({ () throws(FieldError) in
+        try FleetValidation.memory(next.memoryMB, cpus: next.cpus, cpuKind: next.cpuKind)
+      })
     }
     guard errors.isEmpty else { throw .input(InputError(errors)) }
     let env = String(decoding: try! JSONEncoder.sorted.encode(next.env), as: UTF8.self)
@@ -300,15 +321,21 @@ public final class FleetStore: Sendable {
       }
     }
     check { () throws(FieldError) in _ = try FleetValidation.userID(input.userID) }
-    if let email = input.email, !email.isEmpty { check { () throws(FieldError) in _ = try FleetValidation.email(email) } }
+    if let email = input.email, !email.isEmpty {
+      check { () throws(FieldError) in _ = try FleetValidation.email(email) }
+    }
     if let state = input.state { check { () throws(FieldError) in _ = try FleetValidation.state(state) } }
     if let region = input.region {
       check { () throws(FieldError) in _ = try FleetValidation.region(region, known: regions) }
     } else if isNew {
       errors.append(FieldError(field: "region", value: "", reason: "is required for a new user", line: input.line))
     }
-    if let image = input.image, image != "default" { check { () throws(FieldError) in _ = try FleetValidation.image(image) } }
-    if let kind = input.cpuKind, kind != "default" { check { () throws(FieldError) in _ = try FleetValidation.cpuKind(kind) } }
+    if let image = input.image, image != "default" {
+      check { () throws(FieldError) in _ = try FleetValidation.image(image) }
+    }
+    if let kind = input.cpuKind, kind != "default" {
+      check { () throws(FieldError) in _ = try FleetValidation.cpuKind(kind) }
+    }
     if let cpus = input.cpus { check { () throws(FieldError) in _ = try FleetValidation.cpus(cpus) } }
     if let size = input.volumeSizeGB { check { () throws(FieldError) in _ = try FleetValidation.volumeSize(size) } }
     if input.memoryMB != nil || input.cpus != nil || input.cpuKind != nil {
@@ -332,7 +359,8 @@ public final class FleetStore: Sendable {
   private func insertArguments(_ input: UserInput) -> [SQLValue] {
     [
       .text(input.userID), .text(input.state ?? "running"), SQLValue(input.region),
-      SQLValue(input.image == "default" ? nil : input.image), SQLValue(input.cpuKind == "default" ? nil : input.cpuKind),
+      SQLValue(input.image == "default" ? nil : input.image),
+      SQLValue(input.cpuKind == "default" ? nil : input.cpuKind),
       SQLValue(input.cpus), SQLValue(input.memoryMB), SQLValue(input.volumeSizeGB),
     ]
   }
@@ -365,7 +393,8 @@ public final class FleetStore: Sendable {
     let existing: DesiredMachine?
     do { existing = try await desiredMachine(input.userID) } catch { throw .store(error) }
     guard let existing else {
-      throw .input(InputError([FieldError(field: "user_id", value: input.userID, reason: "no such user (use `users add`)")]))
+      throw .input(
+        InputError([FieldError(field: "user_id", value: input.userID, reason: "no such user (use `users add`)")]))
     }
     let errors = validate(input, isNew: false, regions: regions, template: template, existing: existing)
     guard errors.isEmpty else { throw .input(InputError(errors)) }
@@ -385,7 +414,10 @@ public final class FleetStore: Sendable {
     set("volume_size_gb", input.volumeSizeGB.map { SQLValue($0) })
     var statements: [SQLStatement] = []
     if let email = input.email {
-      statements.append(SQLStatement("UPDATE users SET email = ?, updated_at = unixepoch() WHERE id = ?", [SQLValue(email.isEmpty ? nil : email), .text(input.userID)]))
+      statements.append(
+        SQLStatement(
+          "UPDATE users SET email = ?, updated_at = unixepoch() WHERE id = ?",
+          [SQLValue(email.isEmpty ? nil : email), .text(input.userID)]))
     }
     if !sets.isEmpty {
       statements.append(
@@ -410,11 +442,14 @@ public final class FleetStore: Sendable {
         FROM desired_machines d LEFT JOIN users u ON u.id = d.user_id WHERE d.user_id = ?
         """, [.text(userID)])
     ])
-    guard let row = rows[0].rows.first, let state = row[2].string.flatMap(DesiredState.init(rawValue:)) else { return nil }
+    guard let row = rows[0].rows.first, let state = row[2].string.flatMap(DesiredState.init(rawValue:)) else {
+      return nil
+    }
     return DesiredMachine(
       userID: userID, email: row[1].string, state: state, region: row[3].string ?? "",
       overrides: TemplateOverrides(
-        image: row[4].string, cpuKind: row[5].string, cpus: row[6].int.map(Int.init), memoryMB: row[7].int.map(Int.init),
+        image: row[4].string, cpuKind: row[5].string, cpus: row[6].int.map(Int.init),
+        memoryMB: row[7].int.map(Int.init),
         volumeSizeGB: row[8].int.map(Int.init)),
       updatedAt: row[9].int ?? 0)
   }
@@ -432,7 +467,9 @@ public final class FleetStore: Sendable {
     let existing: Set<String>
     do {
       existing = Set(
-        try await database.read([SQLStatement("SELECT user_id FROM desired_machines")])[0].rows.compactMap { $0[0].string })
+        try await database.read([SQLStatement("SELECT user_id FROM desired_machines")])[0].rows.compactMap {
+          $0[0].string
+        })
     } catch { throw .store(error) }
     for input in inputs {
       errors += validate(input, isNew: true, regions: regions, template: template, existing: nil)
@@ -474,10 +511,15 @@ public final class FleetStore: Sendable {
   public func append(_ events: [AuditEvent]) async throws(StoreError) {
     guard !events.isEmpty else { return }
     try await database.writeMany(
-      ["INSERT INTO machine_events (machine_id, event_type, details, created_at, user_id, volume_id) VALUES (?, ?, ?, ?, ?, ?)"],
+      [
+        "INSERT INTO machine_events (machine_id, event_type, details, created_at, user_id, volume_id) VALUES (?, ?, ?, ?, ?, ?)"
+      ],
       arguments: [
         events.map {
-          [SQLValue($0.machineID), .text($0.eventType), .text($0.detailsJSON), .integer($0.createdAt), SQLValue($0.userID), SQLValue($0.volumeID)]
+          [
+            SQLValue($0.machineID), .text($0.eventType), .text($0.detailsJSON), .integer($0.createdAt),
+            SQLValue($0.userID), SQLValue($0.volumeID),
+          ]
         }
       ])
   }
@@ -494,7 +536,9 @@ public final class FleetStore: Sendable {
   }
 
   /// `events`: newest last; `since` is an event id (exclusive).
-  public func events(user: String? = nil, since: Int64? = nil, limit: Int = 100) async throws(StoreError) -> [StoredEvent] {
+  public func events(user: String? = nil, since: Int64? = nil, limit: Int = 100) async throws(StoreError)
+    -> [StoredEvent]
+  {
     var conditions: [String] = []
     var args: [SQLValue] = []
     if let user {

@@ -26,13 +26,17 @@ public enum ImportParser {
       let content = line.trimmingCharacters(in: .whitespacesAndNewlines)
       if content.isEmpty { continue }
       guard let object = try? JSONSerialization.jsonObject(with: Data(content.utf8)) as? [String: Any] else {
-        errors.append(FieldError(field: "line", value: String(content.prefix(40)), reason: "not a JSON object", line: lineNumber))
+        errors.append(
+          FieldError(field: "line", value: String(content.prefix(40)), reason: "not a JSON object", line: lineNumber))
         continue
       }
       var fields: [String: String] = [:]
       for (key, value) in object {
         guard columns.contains(key) else {
-          errors.append(FieldError(field: key, value: "", reason: "unknown key (allowed: \(columns.sorted().joined(separator: ", ")))", line: lineNumber))
+          errors.append(
+            FieldError(
+              field: key, value: "", reason: "unknown key (allowed: \(columns.sorted().joined(separator: ", ")))",
+              line: lineNumber))
           continue
         }
         guard let string = value as? String else {
@@ -79,7 +83,9 @@ public enum ImportParser {
       if inQuotes {
         if c == "\"" {
           if let n = next() {
-            if n == "\"" { field.unicodeScalars.append("\"") } else {
+            if n == "\"" {
+              field.unicodeScalars.append("\"")
+            } else {
               inQuotes = false
               pending = n
             }
@@ -108,7 +114,9 @@ public enum ImportParser {
         field.unicodeScalars.append(c)
       }
     }
-    if inQuotes { throw InputError([FieldError(field: "csv", value: "", reason: "a quoted field is not closed", line: recordLine)]) }
+    if inQuotes {
+      throw InputError([FieldError(field: "csv", value: "", reason: "a quoted field is not closed", line: recordLine)])
+    }
     if !field.isEmpty || !fields.isEmpty {
       fields.append(field)
       records.append((recordLine, fields))
@@ -118,14 +126,20 @@ public enum ImportParser {
     let names = header.fields.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
     var errors: [FieldError] = []
     for name in names where !columns.contains(name) {
-      errors.append(FieldError(field: "header", value: name, reason: "unknown column (allowed: \(columns.sorted().joined(separator: ", ")))", line: header.line))
+      errors.append(
+        FieldError(
+          field: "header", value: name, reason: "unknown column (allowed: \(columns.sorted().joined(separator: ", ")))",
+          line: header.line))
     }
     guard names.contains("user_id") else {
-      errors.append(FieldError(field: "header", value: names.joined(separator: ","), reason: "needs a user_id column", line: header.line))
+      errors.append(
+        FieldError(
+          field: "header", value: names.joined(separator: ","), reason: "needs a user_id column", line: header.line))
       throw InputError(errors)
     }
     if Set(names).count != names.count {
-      errors.append(FieldError(field: "header", value: names.joined(separator: ","), reason: "repeats a column", line: header.line))
+      errors.append(
+        FieldError(field: "header", value: names.joined(separator: ","), reason: "repeats a column", line: header.line))
     }
     guard errors.isEmpty else { throw InputError(errors) }
     var inputs: [UserInput] = []

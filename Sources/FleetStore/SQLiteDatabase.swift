@@ -12,10 +12,12 @@ public final class SQLiteDatabase: SQLDatabase {
   public init(path: String, create: Bool = false, busyTimeout: Duration = .seconds(5)) throws(StoreError) {
     self.path = path
     if !create && !FileManager.default.fileExists(atPath: path) {
-      throw StoreError(code: .unavailable, message: "no database file; run `fleetkeeper migrate` to create it", database: path)
+      throw StoreError(
+        code: .unavailable, message: "no database file; run `fleetkeeper migrate` to create it", database: path)
     }
     var configuration = Configuration()
-    configuration.busyMode = .timeout(TimeInterval(busyTimeout.components.seconds) + Double(busyTimeout.components.attoseconds) / 1e18)
+    configuration.busyMode = .timeout(
+      TimeInterval(busyTimeout.components.seconds) + Double(busyTimeout.components.attoseconds) / 1e18)
     configuration.foreignKeysEnabled = true
     configuration.label = "fleetkeeper"
     do {

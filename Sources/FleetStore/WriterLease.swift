@@ -36,14 +36,17 @@ public struct WriterLease: Sendable {
   public func release() async throws(StoreError) {
     _ = try await store.database.write([
       SQLStatement(
-        "DELETE FROM fleet_controller WHERE key = 'writer_lease' AND json_extract(value, '$.holder') = ?", [.text(holder)])
+        "DELETE FROM fleet_controller WHERE key = 'writer_lease' AND json_extract(value, '$.holder') = ?",
+        [.text(holder)])
     ])
   }
 
   /// Who holds the lease, and until when.
   public func current() async throws(StoreError) -> (holder: String, expiresAt: Double)? {
     let rows = try await store.database.read([
-      SQLStatement("SELECT json_extract(value, '$.holder'), json_extract(value, '$.expires_at') FROM fleet_controller WHERE key = 'writer_lease'")
+      SQLStatement(
+        "SELECT json_extract(value, '$.holder'), json_extract(value, '$.expires_at') FROM fleet_controller WHERE key = 'writer_lease'"
+      )
     ])[0].rows
     guard let row = rows.first, let holder = row[0].string else { return nil }
     let expires: Double

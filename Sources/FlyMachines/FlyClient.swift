@@ -1,9 +1,9 @@
 public import AsyncHTTPClient
+public import Foundation
 public import Logging
 import NIOCore
-import NIOHTTP1
 import NIOFoundationCompat
-public import Foundation
+import NIOHTTP1
 
 /// A Fly API token. Its description is redacted so that it cannot reach a log line by accident.
 public struct FlyToken: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
@@ -116,7 +116,9 @@ public final class FlyClient: Sendable {
   /// The whole machine list, every page, as listings: only the fields a controller needs
   /// (``FlyMachineListing``), scanned from the bytes without decoding configs. `ownerKey` is the
   /// `config.metadata` key whose value is returned as ``FlyMachineListing/owner``.
-  public func listMachineListings(ownerKey: String, includeDeleted: Bool = false) async throws(FlyAPIError) -> [FlyMachineListing] {
+  public func listMachineListings(ownerKey: String, includeDeleted: Bool = false) async throws(FlyAPIError)
+    -> [FlyMachineListing]
+  {
     try await readAll { cursor throws(FlyAPIError) in
       var items: [(String, String)] = [("limit", String(self.configuration.pageSize))]
       if includeDeleted { items.append(("include_deleted", "true")) }
@@ -133,7 +135,8 @@ public final class FlyClient: Sendable {
       case .success(let listings): return (listings, response.nextCursor)
       case .failure(let error):
         throw FlyAPIError(
-          code: .invalidResponse, status: response.status, message: "\(error.reason) at byte \(error.offset): \(self.excerpt(response.body))",
+          code: .invalidResponse, status: response.status,
+          message: "\(error.reason) at byte \(error.offset): \(self.excerpt(response.body))",
           requestID: response.requestID, operation: response.operation)
       }
     }
@@ -315,7 +318,8 @@ public final class FlyClient: Sendable {
         status: Int(response.status.code), headers: response.headers, body: bytes, operation: operation)
       observer?(FlyRequestRecord(endpoint: endpoint, status: result.status, duration: .now - started))
       logger.trace(
-        "fly request", metadata: ["op": "\(operation)", "status": "\(result.status)", "fly_request_id": "\(result.requestID ?? "")"])
+        "fly request",
+        metadata: ["op": "\(operation)", "status": "\(result.status)", "fly_request_id": "\(result.requestID ?? "")"])
       if result.status >= 300 { throw httpError(result) }
       return result
     } catch let error as FlyAPIError {
@@ -359,7 +363,8 @@ public final class FlyClient: Sendable {
     } else {
       kind = .reset
     }
-    return FlyAPIError(code: .transport, message: redact(String(text.prefix(200))), transportKind: kind, operation: operation)
+    return FlyAPIError(
+      code: .transport, message: redact(String(text.prefix(200))), transportKind: kind, operation: operation)
   }
 
   private func decode<T: Decodable>(_ type: T.Type, _ response: Response) throws(FlyAPIError) -> T {

@@ -54,7 +54,9 @@ struct ListingScanner {
   private mutating func fail(_ reason: String) -> Malformed { Malformed(offset: index, reason: reason) }
 
   private mutating func skipSpace() {
-    while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 {
+    while index < bytes.count,
+      bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09
+    {
       index += 1
     }
   }
@@ -263,7 +265,8 @@ struct ListingScanner {
         case UInt8(ascii: "u"):
           var scalar = try hex4()
           if scalar >= 0xD800 && scalar < 0xDC00 {
-            guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
+            guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u")
+            else {
               throw fail("lone surrogate")
             }
             index += 2
@@ -355,7 +358,9 @@ struct ListingScanner {
     case UInt8(ascii: "-"), 0x30...0x39:
       let start = index
       while index < bytes.count,
-        (0x30...0x39).contains(bytes[index]) || [UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[index])
+        (0x30...0x39).contains(bytes[index])
+          || [UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(
+            bytes[index])
       {
         index += 1
       }

@@ -12,7 +12,9 @@ public struct SimulatorRequest: Sendable {
   public var headers: [String: String]
   public var body: Data
 
-  public init(method: String, path: String, query: [(String, String)] = [], headers: [String: String] = [:], body: Data = Data()) {
+  public init(
+    method: String, path: String, query: [(String, String)] = [], headers: [String: String] = [:], body: Data = Data()
+  ) {
     self.method = method
     self.path = path
     self.query = query
@@ -23,13 +25,15 @@ public struct SimulatorRequest: Sendable {
   /// Parses `path?query` as it arrives on the wire.
   public init(method: String, target: String, headers: [String: String] = [:], body: Data = Data()) {
     let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-    let query = parts.count > 1 ? parts[1].split(separator: "&").map { item -> (String, String) in
-      let pair = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-      func decode(_ s: Substring) -> String {
-        String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(s)
-      }
-      return (decode(pair[0]), pair.count > 1 ? decode(pair[1]) : "")
-    } : []
+    let query =
+      parts.count > 1
+      ? parts[1].split(separator: "&").map { item -> (String, String) in
+        let pair = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        func decode(_ s: Substring) -> String {
+          String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(s)
+        }
+        return (decode(pair[0]), pair.count > 1 ? decode(pair[1]) : "")
+      } : []
     self.init(method: method, path: String(parts[0]), query: query, headers: headers, body: body)
   }
 }
@@ -194,7 +198,8 @@ public final class FlySimulator: Sendable {
     let (rate, burst): (Double, Double) =
       switch endpoint {
       case "GET /machines", "GET /volumes": (configuration.listRate, configuration.listBurst)
-      case "GET /machines/{id}", "GET /volumes/{id}", "GET /machines/{id}/wait": (configuration.getRate, configuration.getBurst)
+      case "GET /machines/{id}", "GET /volumes/{id}", "GET /machines/{id}/wait":
+        (configuration.getRate, configuration.getBurst)
       default: (configuration.mutationRate, configuration.mutationBurst)
       }
     let bucketKey = "\(endpoint)|\(key)"
@@ -308,7 +313,8 @@ public final class FlySimulator: Sendable {
         }
         let states = Set((queryValue(request, "state") ?? "").split(separator: ",").map(String.init))
         page = state.model.listMachines(
-          now: now, includeDeleted: queryValue(request, "include_deleted") == "true", region: queryValue(request, "region"),
+          now: now, includeDeleted: queryValue(request, "include_deleted") == "true",
+          region: queryValue(request, "region"),
           states: states, metadata: metadata, summary: queryValue(request, "summary") == "true", limit: limit,
           cursor: cursor, shortPage: shortPage)
       } else {
@@ -339,7 +345,8 @@ public final class FlySimulator: Sendable {
         return .error(400, "invalid_argument: failed to resolve image \(image): manifest unknown")
       }
       return state.model.createMachine(
-        .init(name: object["name"]?.string, region: object["region"]?.string, config: config,
+        .init(
+          name: object["name"]?.string, region: object["region"]?.string, config: config,
           skipLaunch: object["skip_launch"]?.bool ?? false), now: now)
 
     case "POST /machines/{id}/start":
@@ -412,7 +419,8 @@ public final class FlySimulator: Sendable {
     let early: SimulatorResponse? = state.withLock { state in
       let preflight = respondPreflight(request, endpoint: "GET /machines/{id}/wait", now: now, state: &state)
       if let preflight { return preflight }
-      guard let timeout = Double(timeoutText.replacingOccurrences(of: "s", with: "")), timeout >= 1, timeout <= 60 else {
+      guard let timeout = Double(timeoutText.replacingOccurrences(of: "s", with: "")), timeout >= 1, timeout <= 60
+      else {
         return finish(
           .error(400, "invalid timeout: \(timeoutText) (1 to 60 seconds)"), request: request,
           endpoint: "GET /machines/{id}/wait", now: now, state: &state)
@@ -435,7 +443,9 @@ public final class FlySimulator: Sendable {
         state.model.advance(machine: id, now: current)
         guard let machine = state.model.machines[id] else {
           return (
-            finish(.error(404, "machine not found"), request: request, endpoint: "GET /machines/{id}/wait", now: current, state: &state),
+            finish(
+              .error(404, "machine not found"), request: request, endpoint: "GET /machines/{id}/wait", now: current,
+              state: &state),
             0
           )
         }
@@ -452,7 +462,9 @@ public final class FlySimulator: Sendable {
           return (
             finish(
               .error(
-                408, "deadline_exceeded: machine failed to reach desired state, \(wanted.sorted().joined(separator: ",")), currently \(machine.state)"),
+                408,
+                "deadline_exceeded: machine failed to reach desired state, \(wanted.sorted().joined(separator: ",")), currently \(machine.state)"
+              ),
               request: request, endpoint: "GET /machines/{id}/wait", now: current, state: &state),
             0
           )
@@ -461,7 +473,9 @@ public final class FlySimulator: Sendable {
         return (nil, max(0.001, min(nextAt, deadline) - current))
       }
       if let response = step.0 { return response }
-      do { try await clock.sleep(seconds: min(step.1, 0.25)) } catch { return SimulatorResponse(status: 499, headers: [], body: Data()) }
+      do { try await clock.sleep(seconds: min(step.1, 0.25)) } catch {
+        return SimulatorResponse(status: 499, headers: [], body: Data())
+      }
     }
   }
 
@@ -471,13 +485,17 @@ public final class FlySimulator: Sendable {
   ) -> SimulatorResponse? {
     let pieces = request.path.split(separator: "/")
     guard authorized(request) else {
-      return finish(.error(401, "Authenticate: token validation error"), request: request, endpoint: endpoint, now: now, state: &state)
+      return finish(
+        .error(401, "Authenticate: token validation error"), request: request, endpoint: endpoint, now: now,
+        state: &state)
     }
     guard pieces.count >= 5, pieces[2] == configuration.appName else {
       return finish(.error(404, "app not found"), request: request, endpoint: endpoint, now: now, state: &state)
     }
     if !takeToken(endpoint: endpoint, key: String(pieces[4]), now: now, state: &state) {
-      return finish(.error(429, "rate limit exceeded"), request: request, endpoint: endpoint, fault: "bucket", now: now, state: &state)
+      return finish(
+        .error(429, "rate limit exceeded"), request: request, endpoint: endpoint, fault: "bucket", now: now,
+        state: &state)
     }
     return nil
   }
@@ -501,19 +519,26 @@ public final class FlySimulator: Sendable {
       return answer(200, (try? JSONEncoder().encode(faults)) ?? Data())
     case ("POST", "/_sim/faults"), ("PUT", "/_sim/faults"):
       do {
-        let faults = try JSONDecoder().decode(SimulatorFaults.self, from: request.body.isEmpty ? Data("{}".utf8) : request.body)
+        let faults = try JSONDecoder().decode(
+          SimulatorFaults.self, from: request.body.isEmpty ? Data("{}".utf8) : request.body)
         setFaults(faults)
         return answer(200, (try? JSONEncoder().encode(faults)) ?? Data())
       } catch {
         return text(400, #"{"error":"invalid faults body: \#(String(describing: error).prefix(120))"}"#)
       }
     case ("POST", "/_sim/seed"):
-      guard let body = SimJSON.parse(request.body)?.object, let count = body["users"]?.int, count >= 0, count <= 1_000_000 else {
-        return text(400, #"{"error":"body must be {\"users\": N, \"prefix\": \"u\", \"volume_prefix\": \"fk_\", \"region\": \"ord\"}"}"#)
+      guard let body = SimJSON.parse(request.body)?.object, let count = body["users"]?.int, count >= 0,
+        count <= 1_000_000
+      else {
+        return text(
+          400,
+          #"{"error":"body must be {\"users\": N, \"prefix\": \"u\", \"volume_prefix\": \"fk_\", \"region\": \"ord\"}"}"#
+        )
       }
       state.withLock {
         $0.model.seed(
-          count: Int(count), prefix: body["prefix"]?.string ?? "u", volumePrefix: body["volume_prefix"]?.string ?? "fk_",
+          count: Int(count), prefix: body["prefix"]?.string ?? "u",
+          volumePrefix: body["volume_prefix"]?.string ?? "fk_",
           region: body["region"]?.string ?? "ord", image: body["image"]?.string ?? "registry.fly.io/agent:1", now: now)
       }
       return text(200, #"{"ok":true}"#)
@@ -526,21 +551,27 @@ public final class FlySimulator: Sendable {
       return state.withLock { state -> SimulatorResponse in
         switch op {
         case "stop_machine":
-          return state.model.driftStop(machineID, now: now) ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found"}"#)
+          return state.model.driftStop(machineID, now: now)
+            ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found"}"#)
         case "fail_machine":
-          return state.model.driftFail(machineID, now: now) ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found"}"#)
+          return state.model.driftFail(machineID, now: now)
+            ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found"}"#)
         case "destroy_machine":
-          return state.model.driftDestroy(machineID, now: now) ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found"}"#)
+          return state.model.driftDestroy(machineID, now: now)
+            ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found"}"#)
         case "detach_volume":
-          return state.model.driftDetach(volumeID) ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"volume not found"}"#)
+          return state.model.driftDetach(volumeID)
+            ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"volume not found"}"#)
         case "delete_volume":
-          return state.model.driftDeleteVolume(volumeID, now: now) ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"volume not found"}"#)
+          return state.model.driftDeleteVolume(volumeID, now: now)
+            ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"volume not found"}"#)
         case "create_foreign_machine":
           let region = body["region"]?.string ?? "ord"
           var config: [String: SimJSON] = ["image": .string(body["image"]?.string ?? "nginx:latest")]
           if let metadata = body["metadata"] { config["metadata"] = metadata }
           let created = state.model.createMachine(
-            .init(name: body["name"]?.string, region: region, config: config, skipLaunch: false), now: now, foreign: true)
+            .init(name: body["name"]?.string, region: region, config: config, skipLaunch: false), now: now,
+            foreign: true)
           return text(created.status, created.body)
         default:
           return text(400, #"{"error":"unknown op \#(op)"}"#)

@@ -307,7 +307,8 @@ struct SimulatorModel: Sendable {
     let metadata = request.config["metadata"]?.object?.compactMapValues(\.string) ?? [:]
     if let guest = request.config["guest"]?.object, let memory = guest["memory_mb"]?.int {
       let cpus = guest["cpus"]?.int ?? 1
-      if memory < 256 || memory % 256 != 0 || memory > cpus * 2048 * (guest["cpu_kind"]?.string == "performance" ? 4 : 1)
+      if memory < 256 || memory % 256 != 0
+        || memory > cpus * 2048 * (guest["cpu_kind"]?.string == "performance" ? 4 : 1)
       {
         return .error(400, "invalid_argument: invalid memory size \(memory)MB for \(cpus) cpus")
       }
@@ -324,7 +325,9 @@ struct SimulatorModel: Sendable {
         return .error(
           412, "failed_precondition: volume \(id) is in region \(volume.region), machine requested \(region)")
       }
-      if volume.attachedMachineID != nil { return .error(412, "failed_precondition: volume already claimed by machine") }
+      if volume.attachedMachineID != nil {
+        return .error(412, "failed_precondition: volume already claimed by machine")
+      }
       volumeID = id
     }
     let name = request.name ?? "machine-\(seq + 1)"
@@ -389,7 +392,8 @@ struct SimulatorModel: Sendable {
     else { return .error(404, "machine not found") }
     let quiet: Set = ["stopped", "suspended", "failed", "created"]
     if !force && !quiet.contains(machine.state) {
-      return .error(412, "failed_precondition: unable to destroy machine, not currently stopped, suspended, failed or created")
+      return .error(
+        412, "failed_precondition: unable to destroy machine, not currently stopped, suspended, failed or created")
     }
     machine.state = "destroying"
     machine.updatedAt = now
@@ -459,7 +463,8 @@ struct SimulatorModel: Sendable {
       )
     }
     let newNonce = nonce ?? randomString(12, alphabet: "0123456789abcdef")
-    let lease = SimLease(nonce: newNonce, owner: "fleetkeeper@tokens.fly.io", description: description, expiresAt: now + Double(ttl))
+    let lease = SimLease(
+      nonce: newNonce, owner: "fleetkeeper@tokens.fly.io", description: description, expiresAt: now + Double(ttl))
     machine.lease = lease
     machines[id] = machine
     return .json(
@@ -548,7 +553,8 @@ struct SimulatorModel: Sendable {
       seq += 1
       let id = newMachineID()
       let config: [String: SimJSON] = [
-        "image": .string(image), "metadata": .object(["fleet_user_id": .string(user), "fleet_managed_by": .string("fleetkeeper")]),
+        "image": .string(image),
+        "metadata": .object(["fleet_user_id": .string(user), "fleet_managed_by": .string("fleetkeeper")]),
         "mounts": .array([.object(["volume": .string(volumeID), "path": .string("/data")])]),
         "guest": .object(["cpu_kind": .string("shared"), "cpus": .int(1), "memory_mb": .int(256)]),
         "restart": .object(["policy": .string("always")]),
@@ -556,7 +562,8 @@ struct SimulatorModel: Sendable {
       machines[id] = SimMachine(
         seq: seq, id: id, name: "fk-" + user, region: region, state: "started", configText: SimJSON.object(config).text,
         metadata: ["fleet_user_id": user], image: image, volumeID: volumeID, instanceID: newULID(),
-        privateIP: "fdaa:0:1:a7b:\(seq % 65536):1:1:2", createdAt: now, updatedAt: now, visibleAt: now, next: nil, settledAt: now)
+        privateIP: "fdaa:0:1:a7b:\(seq % 65536):1:1:2", createdAt: now, updatedAt: now, visibleAt: now, next: nil,
+        settledAt: now)
       machineOrder.append(id)
       volumes[volumeID]?.attachedMachineID = id
     }
@@ -576,6 +583,7 @@ struct SimulatorModel: Sendable {
       return text
     }
     let volumeTexts = volumeOrder.compactMap { volumes[$0].map { render(volume: $0) } }
-    return "{\"now\":\(now),\"machines\":[\(machineTexts.joined(separator: ","))],\"volumes\":[\(volumeTexts.joined(separator: ","))]}"
+    return
+      "{\"now\":\(now),\"machines\":[\(machineTexts.joined(separator: ","))],\"volumes\":[\(volumeTexts.joined(separator: ","))]}"
   }
 }

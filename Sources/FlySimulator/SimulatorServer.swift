@@ -1,9 +1,9 @@
-public import Hummingbird
+import Foundation
 import HTTPTypes
+public import Hummingbird
 public import Logging
 import NIOCore
 import NIOFoundationCompat
-import Foundation
 
 /// Serves a ``FlySimulator`` over HTTP with Hummingbird.
 public enum SimulatorServer {

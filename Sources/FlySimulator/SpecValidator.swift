@@ -61,7 +61,8 @@ struct SpecValidator: Sendable {
     if case .null = value { return }  // Go leaves the zero value.
     let type = resolved["type"]?.string ?? (resolved["properties"] != nil ? "object" : nil)
     func mismatch(_ goType: String) {
-      outcome.error = "json: cannot unmarshal \(value.goKind) into Go struct field \(path.isEmpty ? "." : path) of type \(goType)"
+      outcome.error =
+        "json: cannot unmarshal \(value.goKind) into Go struct field \(path.isEmpty ? "." : path) of type \(goType)"
     }
     switch type {
     case "string":

@@ -20,7 +20,8 @@ struct AlertsCommand: AsyncParsableCommand {
     subcommands: [List.self, Test.self, Receivers.self], defaultSubcommand: List.self)
 
   struct List: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "The active alerts (pending and firing).")
+    static let configuration = CommandConfiguration(
+      commandName: "list", abstract: "The active alerts (pending and firing).")
     @OptionGroup var db: DatabaseOptions
     @Flag(help: "JSON lines.") var json = false
     func run() async throws {
@@ -33,7 +34,9 @@ struct AlertsCommand: AsyncParsableCommand {
               "{\"fingerprint\":\(JSONText.quote(alert.fingerprint)),\"kind\":\(JSONText.quote(alert.kind)),\"user_id\":\(alert.userID.map(JSONText.quote) ?? "null"),\"resource\":\(alert.resourceID.map(JSONText.quote) ?? "null"),\"status\":\(JSONText.quote(alert.isFiring ? "firing" : "pending")),\"starts_at\":\(JSONText.quote(rfc3339(alert.startsAt))),\"message\":\(JSONText.quote(alert.message))}"
             )
           } else {
-            print("\(alert.isFiring ? "FIRING " : "pending") \(alert.kind) \(alert.userID ?? "-") \(alert.resourceID ?? "-") since \(rfc3339(alert.startsAt)): \(alert.message)")
+            print(
+              "\(alert.isFiring ? "FIRING " : "pending") \(alert.kind) \(alert.userID ?? "-") \(alert.resourceID ?? "-") since \(rfc3339(alert.startsAt)): \(alert.message)"
+            )
           }
         }
         if alerts.isEmpty && !json { print("no active alerts") }
@@ -42,13 +45,16 @@ struct AlertsCommand: AsyncParsableCommand {
   }
 
   struct Test: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Send a test notice to every receiver now, and report each outcome.")
+    static let configuration = CommandConfiguration(
+      abstract: "Send a test notice to every receiver now, and report each outcome.")
     @OptionGroup var db: DatabaseOptions
     @Option(help: "The Fly app named in notices (env FLY_APP_NAME).") var app: String?
     func run() async throws {
       try await runStoreCommand {
         let store = try await db.open()
-        let alerter = Alerter(store: store, app: app ?? ProcessInfo.processInfo.environment["FLY_APP_NAME"] ?? "", receivers: try envReceivers())
+        let alerter = Alerter(
+          store: store, app: app ?? ProcessInfo.processInfo.environment["FLY_APP_NAME"] ?? "",
+          receivers: try envReceivers())
         let count = try await alerter.queueTest(now: Date().timeIntervalSince1970)
         if count == 0 {
           complain("no receivers: set FLEET_ALERT_WEBHOOK_URLS or add one with `fleetkeeper alerts receivers add`")
@@ -67,7 +73,8 @@ struct AlertsCommand: AsyncParsableCommand {
   }
 
   struct Receivers: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Receivers kept in the database.", subcommands: [Add.self])
+    static let configuration = CommandConfiguration(
+      abstract: "Receivers kept in the database.", subcommands: [Add.self])
     struct Add: AsyncParsableCommand {
       @OptionGroup var db: DatabaseOptions
       @Argument(help: "webhook, slack, alertmanager or command.") var kind: String

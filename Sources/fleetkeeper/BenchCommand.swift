@@ -8,37 +8,50 @@ struct BenchCommand: AsyncParsableCommand {
     subcommands: [Converge.self, ScaleCommand.self])
 
   struct Converge: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "N new users from empty to converged, under Fly's rate limits.")
+    static let configuration = CommandConfiguration(
+      abstract: "N new users from empty to converged, under Fly's rate limits.")
     @Option(help: "Users.") var users: Int = 200
     @Flag(help: "Turn the simulator's rate limits (and ours) off.") var noRateLimits = false
     func run() async throws {
       let result = try await Bench.converge(users: users, rateLimits: !noRateLimits)
       print("users                \(result.users)")
-      print("converged            \(result.converged) in \(String(format: "%.1f", result.seconds)) s over \(result.passes) passes")
+      print(
+        "converged            \(result.converged) in \(String(format: "%.1f", result.seconds)) s over \(result.passes) passes"
+      )
       if !noRateLimits {
         print(
-          "rate-limit bound     \(String(format: "%.1f", result.boundSeconds)) s (ratio \(String(format: "%.2f", result.seconds / result.boundSeconds)))")
+          "rate-limit bound     \(String(format: "%.1f", result.boundSeconds)) s (ratio \(String(format: "%.2f", result.seconds / result.boundSeconds)))"
+        )
       }
       print("API requests         \(result.requests) (\(result.mutations) mutations)")
       print(
-        "429 answers          \(result.rateLimited) (\(String(format: "%.2f", 100 * Double(result.rateLimited) / Double(max(1, result.mutations))))% of mutations)")
-      print("steady-state pass    \(result.steadyStateRequests.count) requests: \(result.steadyStateRequests.sorted().joined(separator: ", "))")
+        "429 answers          \(result.rateLimited) (\(String(format: "%.2f", 100 * Double(result.rateLimited) / Double(max(1, result.mutations))))% of mutations)"
+      )
+      print(
+        "steady-state pass    \(result.steadyStateRequests.count) requests: \(result.steadyStateRequests.sorted().joined(separator: ", "))"
+      )
     }
   }
 }
 
 struct ScaleCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "scale", abstract: "Planner, quiet pass, 1% drift pass, naive controller and memory at 1k, 10k, 100k users.")
+    commandName: "scale",
+    abstract: "Planner, quiet pass, 1% drift pass, naive controller and memory at 1k, 10k, 100k users.")
   @Option(parsing: .upToNextOption, help: "Fleet sizes.") var users: [Int] = [1000, 10_000, 100_000]
   @Flag(help: "Skip the naive per-user controller.") var noNaive = false
   func run() async throws {
     var rows: [ScaleBench.Row] = []
     for count in users {
-      rows.append(try await ScaleBench.run(users: count, binary: CommandLine.arguments[0], naive: !noNaive) { print($0); fflush(nil) })
+      rows.append(
+        try await ScaleBench.run(users: count, binary: CommandLine.arguments[0], naive: !noNaive) {
+          print($0); fflush(nil)
+        })
     }
     print("")
-    print("| users | planner | quiet pass wall | quiet pass CPU | quiet pass requests | quiet pass DB statements | 1% drift pass wall | 1% drift CPU | 1% drift requests | naive pass wall | naive requests | requests ratio | time ratio | peak RSS |")
+    print(
+      "| users | planner | quiet pass wall | quiet pass CPU | quiet pass requests | quiet pass DB statements | 1% drift pass wall | 1% drift CPU | 1% drift requests | naive pass wall | naive requests | requests ratio | time ratio | peak RSS |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows {
       let f = { (v: Double) in String(format: "%.1f", v) }

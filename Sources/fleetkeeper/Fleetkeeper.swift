@@ -7,7 +7,8 @@ struct Fleetkeeper: AsyncParsableCommand {
     abstract: "A reconciling controller for a fleet of per-user Fly Machines.",
     subcommands: [
       MigrateCommand.self, SchemaCommand.self, UsersCommand.self, TemplateCommand.self, RegionsCommand.self,
-      EventsCommand.self, PlanCommand.self, ReconcileCommand.self, RunCommand.self, StatusCommand.self, DemoCommand.self,
+      EventsCommand.self, PlanCommand.self, ReconcileCommand.self, RunCommand.self, StatusCommand.self,
+      DemoCommand.self,
       AlertsCommand.self, SimCommand.self, BenchCommand.self,
     ]
   )

@@ -14,11 +14,15 @@ import UnixSignals
 /// On Fly, `FLY_APP_NAME` is set by the platform to the controller's own app, so the users' app is
 /// named by `FLEET_FLY_APP` there (it wins over `FLY_APP_NAME`).
 struct FlyOptions: ParsableArguments {
-  @Option(name: .customLong("fly-app"), help: "The Fly app holding users' machines (env FLEET_FLY_APP, else FLY_APP_NAME).")
+  @Option(
+    name: .customLong("fly-app"), help: "The Fly app holding users' machines (env FLEET_FLY_APP, else FLY_APP_NAME).")
   var app: String?
-  @Option(name: .customLong("fly-api-base-url"), help: "Machines API base URL (env FLY_API_BASE_URL; default https://api.machines.dev).")
+  @Option(
+    name: .customLong("fly-api-base-url"),
+    help: "Machines API base URL (env FLY_API_BASE_URL; default https://api.machines.dev).")
   var baseURL: String?
-  @Option(name: .customLong("fly-api-token"), help: "Fly token (prefer env FLY_API_TOKEN: flags show in process lists).")
+  @Option(
+    name: .customLong("fly-api-token"), help: "Fly token (prefer env FLY_API_TOKEN: flags show in process lists).")
   var token: String?
 
   func client(redactions: [String] = [], observer: (@Sendable (FlyRequestRecord) -> Void)? = nil) throws -> FlyClient {
@@ -27,7 +31,8 @@ struct FlyOptions: ParsableArguments {
       throw ValidationError("no Fly app: set FLEET_FLY_APP (or FLY_APP_NAME off Fly) or --fly-app")
     }
     guard let token = token ?? env["FLY_API_TOKEN"], !token.isEmpty else {
-      throw ValidationError("no Fly token: set FLY_API_TOKEN (for the built-in simulator, any token it was started with)")
+      throw ValidationError(
+        "no Fly token: set FLY_API_TOKEN (for the built-in simulator, any token it was started with)")
     }
     return FlyClient(
       configuration: FlyClientConfiguration(
@@ -41,30 +46,44 @@ struct LoopOptions: ParsableArguments {
   @Option(help: "Seconds between full passes (env FLEET_INTERVAL; default 30).") var interval: Double?
   @Option(help: "At most this many destroys and volume deletes per pass (env FLEET_MAX_DESTROYS; default 10).")
   var maxDestroys: Int?
-  @Option(help: "How long a removed user's volume is kept: seconds, or 30m, 12h, 7d, or never (env FLEET_VOLUME_RETENTION; default 7d).")
+  @Option(
+    help:
+      "How long a removed user's volume is kept: seconds, or 30m, 12h, 7d, or never (env FLEET_VOLUME_RETENTION; default 7d)."
+  )
   var volumeRetention: String?
-  @Option(help: "Seconds in a transitional state before a machine is reported stuck (default 300).") var stuckAfter: Double?
+  @Option(help: "Seconds in a transitional state before a machine is reported stuck (default 300).") var stuckAfter:
+    Double?
   @Option(help: "Fly calls in flight at once (default 8).") var concurrency: Int?
-  @Flag(help: "Allow this run to destroy even though the desired set shrank by more than half.") var allowMassDestroy = false
-  @Option(help: "Creates and volume deletes per second, shared by every writer (env FLEET_WRITE_RATE; default 0.95, under Fly's 1/s).")
+  @Flag(help: "Allow this run to destroy even though the desired set shrank by more than half.") var allowMassDestroy =
+    false
+  @Option(
+    help:
+      "Creates and volume deletes per second, shared by every writer (env FLEET_WRITE_RATE; default 0.95, under Fly's 1/s)."
+  )
   var writeRate: Double?
 
   func settings() throws -> ReconcilerSettings {
     let env = ProcessInfo.processInfo.environment
     var settings = ReconcilerSettings()
     if let text = interval.map({ String($0) }) ?? env["FLEET_INTERVAL"] {
-      guard let value = Double(text), value >= 1 else { throw ValidationError("FLEET_INTERVAL \"\(text)\": seconds, at least 1") }
+      guard let value = Double(text), value >= 1 else {
+        throw ValidationError("FLEET_INTERVAL \"\(text)\": seconds, at least 1")
+      }
       settings.interval = value
     }
     if let text = maxDestroys.map({ String($0) }) ?? env["FLEET_MAX_DESTROYS"] {
-      guard let value = Int(text), value >= 0 else { throw ValidationError("FLEET_MAX_DESTROYS \"\(text)\": a count, 0 or more") }
+      guard let value = Int(text), value >= 0 else {
+        throw ValidationError("FLEET_MAX_DESTROYS \"\(text)\": a count, 0 or more")
+      }
       settings.planner.maxDestroysPerPass = value
     }
     if let text = volumeRetention ?? env["FLEET_VOLUME_RETENTION"] {
       settings.planner.volumeRetention = try Self.duration(text, name: "FLEET_VOLUME_RETENTION")
     }
     if let text = writeRate.map({ String($0) }) ?? env["FLEET_WRITE_RATE"] {
-      guard let value = Double(text), value > 0 else { throw ValidationError("FLEET_WRITE_RATE \"\(text)\": calls per second, above 0") }
+      guard let value = Double(text), value > 0 else {
+        throw ValidationError("FLEET_WRITE_RATE \"\(text)\": calls per second, above 0")
+      }
       settings.writeLimits.perSecond = value
       settings.writeLimits.burst = max(settings.writeLimits.burst, value)
     }
@@ -79,7 +98,9 @@ struct LoopOptions: ParsableArguments {
   static func duration(_ text: String, name: String) throws -> Double? {
     if text == "never" { return nil }
     let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
-    if let last = text.last, let unit = units[last], let value = Double(text.dropLast()), value >= 0 { return value * unit }
+    if let last = text.last, let unit = units[last], let value = Double(text.dropLast()), value >= 0 {
+      return value * unit
+    }
     if let value = Double(text), value >= 0 { return value }
     throw ValidationError("\(name) \"\(text)\": seconds, 30m, 12h, 7d or never")
   }
@@ -93,12 +114,15 @@ func makeLogger(level: Logger.Level = .info) -> Logger {
 
 /// Builds the reconciler from the common options.
 func makeReconciler(
-  db: DatabaseOptions, fly: FlyOptions, loop: LoopOptions, logger: Logger, onEvent: (@Sendable (AuditEvent) -> Void)? = nil
+  db: DatabaseOptions, fly: FlyOptions, loop: LoopOptions, logger: Logger,
+  onEvent: (@Sendable (AuditEvent) -> Void)? = nil
 ) async throws -> (Reconciler, FleetStore, ReconcilerSettings) {
   let settings = try loop.settings()
   let client = try fly.client()
   let store = try await db.open()
-  return (Reconciler(client: client, store: store, settings: settings, logger: logger, onEvent: onEvent), store, settings)
+  return (
+    Reconciler(client: client, store: store, settings: settings, logger: logger, onEvent: onEvent), store, settings
+  )
 }
 
 func describe(_ action: Action) -> String {
@@ -121,7 +145,8 @@ func json(_ finding: DriftFinding) -> String {
 
 struct PlanCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "plan", abstract: "Show what a pass would do and the drift it sees. Exit 0: nothing to do; 2: changes pending; 1: error.")
+    commandName: "plan",
+    abstract: "Show what a pass would do and the drift it sees. Exit 0: nothing to do; 2: changes pending; 1: error.")
   @OptionGroup var db: DatabaseOptions
   @OptionGroup var fly: FlyOptions
   @OptionGroup var loop: LoopOptions
@@ -140,7 +165,9 @@ struct PlanCommand: AsyncParsableCommand {
         "{\"actions\":[\(plan.actions.map(FleetkeeperJSON.action).joined(separator: ","))],\"findings\":[\(plan.findings.map(FleetkeeperJSON.finding).joined(separator: ","))],\"waiting\":\(plan.waiting.count),\"lists_trusted\":\(report.listsTrusted)}"
       )
     } else {
-      print("\(report.desiredUsers) users desired; Fly lists \(report.observedMachines) machines, \(report.observedVolumes) volumes")
+      print(
+        "\(report.desiredUsers) users desired; Fly lists \(report.observedMachines) machines, \(report.observedVolumes) volumes"
+      )
       if plan.actions.isEmpty { print("nothing to do") }
       for action in plan.actions { print("  " + describe(action)) }
       if !plan.waiting.isEmpty { print("waiting on \(plan.waiting.count) user(s) (something settling)") }
@@ -157,7 +184,8 @@ enum FleetkeeperJSON {
 
 struct ReconcileCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "reconcile", abstract: "Run one pass, then exit. Exit 0: done; 3: some actions failed; 1: could not run.")
+    commandName: "reconcile",
+    abstract: "Run one pass, then exit. Exit 0: done; 3: some actions failed; 1: could not run.")
   @OptionGroup var db: DatabaseOptions
   @OptionGroup var fly: FlyOptions
   @OptionGroup var loop: LoopOptions
@@ -165,14 +193,19 @@ struct ReconcileCommand: AsyncParsableCommand {
   func run() async throws {
     let (reconciler, _, _) = try await makeReconciler(
       db: db, fly: fly, loop: loop, logger: makeLogger(level: .warning),
-      onEvent: { event in print("\(event.eventType) user=\(event.userID ?? "-") machine=\(event.machineID ?? "-") volume=\(event.volumeID ?? "-") \(event.detailsJSON)") })
+      onEvent: { event in
+        print(
+          "\(event.eventType) user=\(event.userID ?? "-") machine=\(event.machineID ?? "-") volume=\(event.volumeID ?? "-") \(event.detailsJSON)"
+        )
+      })
     let report = await reconciler.pass()
     switch report.outcome {
     case .couldNotRun:
       complain("error: \(report.error ?? "pass could not run"); nothing was done")
       throw ExitCode(1)
     case .actionsFailed:
-      print("pass done: \(report.results.count) action(s), \(report.results.filter { $0.outcome == .failed }.count) failed")
+      print(
+        "pass done: \(report.results.count) action(s), \(report.results.filter { $0.outcome == .failed }.count) failed")
       throw ExitCode(3)
     case .ok:
       print("pass done: \(report.results.count) action(s)")
@@ -197,31 +230,41 @@ struct RunCommand: AsyncParsableCommand {
     let redactor = Redactor([env["FLY_API_TOKEN"] ?? "", fly.token ?? "", env["FLEET_ALERT_WEBHOOK_SECRET"] ?? ""])
     let logger = try bootstrapLogging(redactor: redactor)
     let listenText = listen ?? env["FLEET_LISTEN"] ?? "127.0.0.1:9090"
-    guard let colon = listenText.lastIndex(of: ":"), let port = Int(listenText[listenText.index(after: colon)...]) else {
+    guard let colon = listenText.lastIndex(of: ":"), let port = Int(listenText[listenText.index(after: colon)...])
+    else {
       throw ValidationError("FLEET_LISTEN \"\(listenText)\": host:port")
     }
     let host = String(listenText[..<colon])
-    let drain = try drainSeconds ?? env["FLEET_DRAIN_SECONDS"].map {
-      guard let value = Double($0), value >= 0 else { throw ValidationError("FLEET_DRAIN_SECONDS \"\($0)\": seconds") }
-      return value
-    } ?? 20
+    let drain =
+      try drainSeconds ?? env["FLEET_DRAIN_SECONDS"].map {
+        guard let value = Double($0), value >= 0 else {
+          throw ValidationError("FLEET_DRAIN_SECONDS \"\($0)\": seconds")
+        }
+        return value
+      } ?? 20
 
     let metrics = FleetMetrics()
     let settings = try loop.settings()
     let client = try fly.client(observer: { record in
       let status = record.status.map(String.init) ?? "error"
       metrics.increment("fleetkeeper_api_requests_total", ["endpoint": record.endpoint, "status": status])
-      metrics.observe("fleetkeeper_api_request_duration_seconds", ["endpoint": record.endpoint], record.duration.seconds)
+      metrics.observe(
+        "fleetkeeper_api_request_duration_seconds", ["endpoint": record.endpoint], record.duration.seconds)
       if record.status == 429 { metrics.increment("fleetkeeper_api_rate_limited_total") }
     })
     let store = try await db.open()
     let reconciler = Reconciler(client: client, store: store, settings: settings, redactor: redactor, logger: logger)
-    let alerter = Alerter(store: store, app: client.configuration.appName, receivers: try envReceivers(), logger: logger)
-    let sender = AlertSenderService(sender: AlertSender(alerter: alerter, store: store, logger: logger, metrics: { outcome in
-      metrics.increment("fleetkeeper_alert_deliveries_total", ["outcome": outcome])
-    }))
+    let alerter = Alerter(
+      store: store, app: client.configuration.appName, receivers: try envReceivers(), logger: logger)
+    let sender = AlertSenderService(
+      sender: AlertSender(
+        alerter: alerter, store: store, logger: logger,
+        metrics: { outcome in
+          metrics.increment("fleetkeeper_alert_deliveries_total", ["outcome": outcome])
+        }))
     let readiness = Readiness()
-    let holder = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
+    let holder =
+      "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
     let lease = WriterLease(store: store, holder: holder)
     let ages = DriftAges()
     let service = ReconcileLoop(
@@ -240,13 +283,15 @@ struct RunCommand: AsyncParsableCommand {
         logger.info(
           "pass",
           metadata: [
-            "outcome": "\(report.outcome.rawValue)", "actions": "\(report.results.count)", "findings": "\(report.findings.count)",
+            "outcome": "\(report.outcome.rawValue)", "actions": "\(report.results.count)",
+            "findings": "\(report.findings.count)",
             "duration_ms": "\(Int(report.duration * 1000))",
           ])
         await alerter.process(report.findings, now: now)
       })
     let ops = OpsServer.application(
-      host: host, port: port, store: store, metrics: metrics, readiness: readiness, interval: settings.interval, logger: logger
+      host: host, port: port, store: store, metrics: metrics, readiness: readiness, interval: settings.interval,
+      logger: logger
     ) { bound in
       logger.info("ops server listening", metadata: ["address": "\(host):\(bound)"])
     }
@@ -285,14 +330,16 @@ func bootstrapLogging(redactor: Redactor) throws -> Logger {
     throw ValidationError("FLEET_LOG_FORMAT \"\(env["FLEET_LOG_FORMAT"] ?? "")\": logfmt or json")
   }
   guard let level = Logger.Level(rawValue: env["FLEET_LOG_LEVEL"] ?? "info") else {
-    throw ValidationError("FLEET_LOG_LEVEL \"\(env["FLEET_LOG_LEVEL"] ?? "")\": trace, debug, info, notice, warning, error or critical")
+    throw ValidationError(
+      "FLEET_LOG_LEVEL \"\(env["FLEET_LOG_LEVEL"] ?? "")\": trace, debug, info, notice, warning, error or critical")
   }
   LoggingSystem.bootstrap { label in FleetLogHandler(label: label, format: format, level: level, redactor: redactor) }
   return Logger(label: "fleetkeeper")
 }
 
 struct StatusCommand: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "status", abstract: "Desired against observed, per user.")
+  static let configuration = CommandConfiguration(
+    commandName: "status", abstract: "Desired against observed, per user.")
   @OptionGroup var db: DatabaseOptions
   @OptionGroup var fly: FlyOptions
   @OptionGroup var loop: LoopOptions
@@ -312,7 +359,10 @@ struct StatusCommand: AsyncParsableCommand {
     var volumes: [String: [ObservedVolume]] = [:]
     for volume in observation.volumes where !volume.isGone { volumes[volume.name, default: []].append(volume) }
     let users = Set(desired.machines.keys).union(machines.keys).sorted()
-    if !json { print("USER".padding(toLength: 28, withPad: " ", startingAt: 0) + "DESIRED  OBSERVED   REGION MACHINE         VOLUME") }
+    if !json {
+      print(
+        "USER".padding(toLength: 28, withPad: " ", startingAt: 0) + "DESIRED  OBSERVED   REGION MACHINE         VOLUME")
+    }
     for user in users {
       let want = desired.machines[user]
       let have = machines[user]?.first
@@ -323,8 +373,10 @@ struct StatusCommand: AsyncParsableCommand {
         )
       } else {
         print(
-          user.padding(toLength: 28, withPad: " ", startingAt: 0) + (want?.state.rawValue ?? "-").padding(toLength: 9, withPad: " ", startingAt: 0)
-            + (have?.state ?? "-").padding(toLength: 11, withPad: " ", startingAt: 0) + (have?.region ?? want?.region ?? "-").padding(toLength: 7, withPad: " ", startingAt: 0)
+          user.padding(toLength: 28, withPad: " ", startingAt: 0)
+            + (want?.state.rawValue ?? "-").padding(toLength: 9, withPad: " ", startingAt: 0)
+            + (have?.state ?? "-").padding(toLength: 11, withPad: " ", startingAt: 0)
+            + (have?.region ?? want?.region ?? "-").padding(toLength: 7, withPad: " ", startingAt: 0)
             + (have?.id ?? "-").padding(toLength: 16, withPad: " ", startingAt: 0) + (volume?.id ?? "-"))
       }
     }
@@ -336,7 +388,10 @@ struct DemoCommand: AsyncParsableCommand {
     commandName: "demo", abstract: "Run the loop against the built-in simulator and a temporary SQLite database.")
   @Flag(help: "Keep the demo's database folder.") var keep = false
   func run() async throws {
-    let status = try await Demo.run(print: { line in print(line); fflush(nil) }, keepDatabase: keep)
+    let status = try await Demo.run(
+      print: { line in
+        print(line); fflush(nil)
+      }, keepDatabase: keep)
     if status != 0 { throw ExitCode(status) }
   }
 }

@@ -26,7 +26,9 @@ struct SimCommand: AsyncParsableCommand {
   @Flag(help: "Faults only on mutations.") var mutationsOnly = false
 
   func run() async throws {
-    var configuration = fast ? SimulatorConfiguration.fast(appName: app, token: token) : SimulatorConfiguration(appName: app, token: token)
+    var configuration =
+      fast
+      ? SimulatorConfiguration.fast(appName: app, token: token) : SimulatorConfiguration(appName: app, token: token)
     if noRateLimits { configuration.rateLimitsEnabled = false }
     configuration.rateLimitRetryAfter = retryAfter
     if let listLag { configuration.listLag = listLag }

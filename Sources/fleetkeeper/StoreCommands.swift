@@ -53,13 +53,18 @@ struct MigrateCommand: AsyncParsableCommand {
       let store = try await db.open(create: true, migrate: false)
       let applied = try await store.migrate()
       let version = try await store.schemaVersion()
-      print(applied.isEmpty ? "schema is current (version \(version)) in \(db.path)" : "applied migrations \(applied.map(String.init).joined(separator: ", ")); schema version \(version) in \(db.path)")
+      print(
+        applied.isEmpty
+          ? "schema is current (version \(version)) in \(db.path)"
+          : "applied migrations \(applied.map(String.init).joined(separator: ", ")); schema version \(version) in \(db.path)"
+      )
     }
   }
 }
 
 struct SchemaCommand: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "schema", abstract: "Print the SQL schema (desired-state/schema.sql).")
+  static let configuration = CommandConfiguration(
+    commandName: "schema", abstract: "Print the SQL schema (desired-state/schema.sql).")
   func run() async throws { print(Schema.fullText, terminator: "") }
 }
 
@@ -115,7 +120,8 @@ struct UsersCommand: AsyncParsableCommand {
   }
 
   struct Remove: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Mark a user absent: the machine goes, the volume is retained, history stays.")
+    static let configuration = CommandConfiguration(
+      abstract: "Mark a user absent: the machine goes, the volume is retained, history stays.")
     @OptionGroup var db: DatabaseOptions
     @Argument(help: "The user id.") var userID: String
     func run() async throws {
@@ -206,7 +212,8 @@ struct TemplateCommand: AsyncParsableCommand {
     commandName: "template", abstract: "Show or change the machine template.", subcommands: [Show.self, Set.self])
 
   struct Show: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the machine template (env values that name secrets stay names).")
+    static let configuration = CommandConfiguration(
+      abstract: "Show the machine template (env values that name secrets stay names).")
     @OptionGroup var db: DatabaseOptions
     func run() async throws {
       try await runStoreCommand {
@@ -229,7 +236,8 @@ struct TemplateCommand: AsyncParsableCommand {
     @Option(help: "Memory in MB.") var memoryMb: Int?
     @Option(help: "init command as a JSON array of strings; [] clears it.") var initCmd: String?
     @Option(help: "Fly services as a JSON array; '' clears them.") var services: String?
-    @Option(help: "Env variable NAME=VALUE (VALUE $SECRET names a controller secret); repeat; replaces the env.") var env: [String] = []
+    @Option(help: "Env variable NAME=VALUE (VALUE $SECRET names a controller secret); repeat; replaces the env.")
+    var env: [String] = []
     @Flag(help: "Clear the env.") var clearEnv = false
     @Option(help: "Volume mount path.") var mountPath: String?
     @Option(help: "Volume size in GB.") var volumeSizeGb: Int?
@@ -244,7 +252,9 @@ struct TemplateCommand: AsyncParsableCommand {
         patch.cpus = cpus
         patch.memoryMB = memoryMb
         if let initCmd {
-          guard let data = initCmd.data(using: .utf8), let command = try? JSONDecoder().decode([String].self, from: data) else {
+          guard let data = initCmd.data(using: .utf8),
+            let command = try? JSONDecoder().decode([String].self, from: data)
+          else {
             throw FieldError(field: "init_cmd", value: initCmd, reason: "must be a JSON array of strings")
           }
           patch.initCommand = command
@@ -274,7 +284,8 @@ struct TemplateCommand: AsyncParsableCommand {
 
 struct RegionsCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "regions", abstract: "List or extend the Fly regions desired rows may name.", subcommands: [List.self, Add.self])
+    commandName: "regions", abstract: "List or extend the Fly regions desired rows may name.",
+    subcommands: [List.self, Add.self])
   struct List: AsyncParsableCommand {
     @OptionGroup var db: DatabaseOptions
     func run() async throws {
@@ -296,7 +307,8 @@ struct RegionsCommand: AsyncParsableCommand {
 }
 
 struct EventsCommand: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "events", abstract: "Read the audit log (machine_events).")
+  static let configuration = CommandConfiguration(
+    commandName: "events", abstract: "Read the audit log (machine_events).")
   @OptionGroup var db: DatabaseOptions
   @Option(help: "Only this user's events.") var user: String?
   @Option(help: "Only events after this id.") var since: Int64?

@@ -68,15 +68,22 @@ func census(_ base: String) async throws -> (machines: [String: Int], started: I
   @Test func sigkillAtRandomMomentsLeavesNoDuplicates() async throws {
     let dir = temporaryDirectory()
     let db = dir.appendingPathComponent("fleet.sqlite3").path
-    let sim = try Background(["sim", "--port", "0", "--app", "app", "--token", "tok", "--no-rate-limits", "--list-lag", "0.3", "--lost-response-rate", "0.1", "--mutations-only"])
+    let sim = try Background([
+      "sim", "--port", "0", "--app", "app", "--token", "tok", "--no-rate-limits", "--list-lag", "0.3",
+      "--lost-response-rate", "0.1", "--mutations-only",
+    ])
     defer { sim.kill(SIGTERM) }
     let line = try #require(sim.readLine(containing: "FLY_API_BASE_URL="))
     let base = String(line.split(separator: "=").last!)
     try fleetkeeper(["migrate", "--database", db])
     let users = dir.appendingPathComponent("users.csv")
-    try ("user_id,region\n" + (0..<60).map { "k\($0),cdg" }.joined(separator: "\n") + "\n").write(to: users, atomically: true, encoding: .utf8)
+    try ("user_id,region\n" + (0..<60).map { "k\($0),cdg" }.joined(separator: "\n") + "\n").write(
+      to: users, atomically: true, encoding: .utf8)
     #expect(try fleetkeeper(["users", "import", users.path, "--database", db]).status == 0)
-    let env = ["FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok", "FLEET_DATABASE": db, "FLEET_INTERVAL": "1", "FLEET_WRITE_RATE": "50"]
+    let env = [
+      "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok", "FLEET_DATABASE": db,
+      "FLEET_INTERVAL": "1", "FLEET_WRITE_RATE": "50",
+    ]
     var generator = SystemRandomNumberGenerator()
     for _ in 0..<6 {
       let run = try Background(["run"], env: env)
@@ -84,7 +91,9 @@ func census(_ base: String) async throws -> (machines: [String: Int], started: I
       try await Task.sleep(for: .milliseconds(Int.random(in: 150...1200, using: &generator)))
       run.kill(SIGKILL)
       let now = try await census(base)
-      #expect(now.machines.values.allSatisfy { $0 <= 1 }, "duplicate machine after a kill: \(now.machines.filter { $0.value > 1 })")
+      #expect(
+        now.machines.values.allSatisfy { $0 <= 1 },
+        "duplicate machine after a kill: \(now.machines.filter { $0.value > 1 })")
       #expect(now.volumes.values.allSatisfy { $0 <= 1 }, "duplicate volume after a kill")
     }
     let final = try Background(["run"], env: env)
@@ -94,7 +103,8 @@ func census(_ base: String) async throws -> (machines: [String: Int], started: I
       try await Task.sleep(for: .milliseconds(250))
       last = try await census(base)
     }
-    _ = final.readLine(containing: "outcome=ok", fromStandardError: true)  // a whole pass is done: signal handlers are installed
+    // A whole pass is done: signal handlers are installed.
+    _ = final.readLine(containing: "outcome=ok", fromStandardError: true)
     final.kill(SIGTERM)
     #expect(final.process.terminationStatus == 0, "SIGTERM ends the loop cleanly")
     #expect(last.started == 60)

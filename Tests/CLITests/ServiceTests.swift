@@ -6,7 +6,8 @@ import Testing
 /// `fleetkeeper run` as a real process: SIGTERM mid-pass, logs without secrets, standby takeover.
 @Suite(.serialized) struct ServiceTests {
   func startSim(_ extra: [String] = []) throws -> (Background, String) {
-    let sim = try Background(["sim", "--port", "0", "--app", "app", "--token", "tok-secret-value-42", "--fast"] + extra)
+    let sim = try Background(
+      ["sim", "--port", "0", "--app", "app", "--token", "tok-secret-value-42", "--fast"] + extra)
     let line = try #require(sim.readLine(containing: "FLY_API_BASE_URL="))
     return (sim, String(line.split(separator: "=").last!))
   }
@@ -16,7 +17,8 @@ import Testing
     let db = dir.appendingPathComponent("fleet.sqlite3").path
     try fleetkeeper(["migrate", "--database", db])
     let file = dir.appendingPathComponent("u.csv")
-    try ("user_id,region\n" + (0..<users).map { "\(prefix)\($0),cdg" }.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+    try ("user_id,region\n" + (0..<users).map { "\(prefix)\($0),cdg" }.joined(separator: "\n") + "\n").write(
+      to: file, atomically: true, encoding: .utf8)
     try fleetkeeper(["users", "import", file.path, "--database", db])
     return db
   }
@@ -59,7 +61,8 @@ import Testing
       let wrongToken = "fm2_wrong-token-value-77"
       let env = [
         "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": wrongToken, "FLEET_DATABASE": db,
-        "FLEET_LISTEN": "127.0.0.1:0", "FLEET_LOG_FORMAT": format, "FLEET_ALERT_WEBHOOK_URLS": "http://127.0.0.1:1/hook",
+        "FLEET_LISTEN": "127.0.0.1:0", "FLEET_LOG_FORMAT": format,
+        "FLEET_ALERT_WEBHOOK_URLS": "http://127.0.0.1:1/hook",
         "FLEET_ALERT_WEBHOOK_SECRET": "whsec-very-secret-99", "FLEET_INTERVAL": "1",
       ]
       let run = try Background(["run"], env: env)

@@ -28,8 +28,13 @@ struct StoreCLITests {
 
   @Test func usersLifecycle() throws {
     try fleetkeeper(["migrate", "--database", db])
-    #expect(try fleetkeeper(["users", "add", "u1", "--region", "cdg", "--email", "u1@example.com", "--database", db]).status == 0)
-    #expect(try fleetkeeper(["users", "add", "u2", "--region", "ams", "--state", "stopped", "--memory-mb", "512", "--database", db]).status == 0)
+    #expect(
+      try fleetkeeper(["users", "add", "u1", "--region", "cdg", "--email", "u1@example.com", "--database", db]).status
+        == 0)
+    #expect(
+      try fleetkeeper([
+        "users", "add", "u2", "--region", "ams", "--state", "stopped", "--memory-mb", "512", "--database", db,
+      ]).status == 0)
     #expect(try fleetkeeper(["users", "set", "u1", "--image", "nginx:1.25", "--database", db]).status == 0)
     #expect(try fleetkeeper(["users", "remove", "u2", "--database", db]).status == 0)
     let list = try fleetkeeper(["users", "list", "--json", "--database", db])
@@ -64,7 +69,8 @@ struct StoreCLITests {
   @Test func importTemplateRegionsEvents() throws {
     try fleetkeeper(["migrate", "--database", db])
     let file = dir.appendingPathComponent("users.csv")
-    try "user_id,email,region,state,image\nu1,u1@example.com,cdg,running,\nu2,,,stopped,nginx:1\n".write(to: file, atomically: true, encoding: .utf8)
+    try "user_id,email,region,state,image\nu1,u1@example.com,cdg,running,\nu2,,,stopped,nginx:1\n".write(
+      to: file, atomically: true, encoding: .utf8)
     let imported = try fleetkeeper(["users", "import", file.path, "--region", "ams", "--database", db])
     #expect(imported.status == 0, "\(imported.stderr)")
     #expect(imported.stdout.contains("imported 2 users"))

@@ -8,7 +8,8 @@ let fleetkeeperBinary: URL = {
     if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
     dir = dir.deletingLastPathComponent()
   }
-  return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fleetkeeper")
+  return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+    "fleetkeeper")
 }()
 
 struct CLIResult {

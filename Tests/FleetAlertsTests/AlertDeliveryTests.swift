@@ -57,7 +57,8 @@ final class WebhookReceiver: Sendable {
 }
 
 func freshStore() async throws -> FleetStore {
-  let path = FileManager.default.temporaryDirectory.appendingPathComponent("fk-alerts-\(UUID().uuidString).sqlite3").path
+  let path = FileManager.default.temporaryDirectory.appendingPathComponent("fk-alerts-\(UUID().uuidString).sqlite3")
+    .path
   let store = try FleetStore.sqlite(path: path, create: true)
   try await store.migrate()
   return store
@@ -69,7 +70,8 @@ func statuses(_ body: String) -> [String] {
 }
 
 @Suite(.serialized) struct AlertDeliveryTests {
-  let stopped = DriftFinding(kind: .stoppedWhileDesiredRunning, userID: "u1", resourceID: "m1", message: "machine m1 is stopped")
+  let stopped = DriftFinding(
+    kind: .stoppedWhileDesiredRunning, userID: "u1", resourceID: "m1", message: "machine m1 is stopped")
   let missing = DriftFinding(kind: .machineMissing, userID: "u2", resourceID: "m2", message: "machine m2 is gone")
 
   @Test func oneFiringAndOneResolvedPerEpisodeGroupedAndSigned() async throws {
@@ -79,7 +81,9 @@ func statuses(_ body: String) -> [String] {
     let secret = "whsec-test-value-1234"
     let alerter = Alerter(
       store: store, app: "users-app",
-      receivers: [AlertReceiver(key: "env:0", kind: .webhook, target: "http://127.0.0.1:\(receiver.port)/hook", secret: secret)])
+      receivers: [
+        AlertReceiver(key: "env:0", kind: .webhook, target: "http://127.0.0.1:\(receiver.port)/hook", secret: secret)
+      ])
     let sender = AlertSender(alerter: alerter, store: store)
     var now = 1_800_000_000.0
     for findings in [[stopped, missing], [stopped, missing], [stopped, missing], [stopped], [], []] {
@@ -90,7 +94,9 @@ func statuses(_ body: String) -> [String] {
     let got = receiver.all
     #expect(got.map { statuses($0.body) } == [["firing", "firing"], ["resolved"], ["resolved"]])
     for request in got {
-      #expect(request.signature == AlertPayloads.signature(body: request.body, secret: secret), "the receiver verifies the HMAC")
+      #expect(
+        request.signature == AlertPayloads.signature(body: request.body, secret: secret),
+        "the receiver verifies the HMAC")
       #expect(!request.body.contains(secret))
     }
     #expect(try await alerter.activeAlerts().isEmpty)
@@ -100,7 +106,9 @@ func statuses(_ body: String) -> [String] {
     let receiver = try await WebhookReceiver()
     defer { receiver.stop() }
     let store = try await freshStore()
-    let receivers = [AlertReceiver(key: "env:0", kind: .slack, target: "http://127.0.0.1:\(receiver.port)/services/T0/B0/secretpath")]
+    let receivers = [
+      AlertReceiver(key: "env:0", kind: .slack, target: "http://127.0.0.1:\(receiver.port)/services/T0/B0/secretpath")
+    ]
     let alerter = Alerter(store: store, app: "users-app", receivers: receivers)
     receiver.setDown(true)
     var now = 1_800_000_000.0
@@ -132,7 +140,8 @@ func statuses(_ body: String) -> [String] {
     receiver.setDown(true)
     let store = try await freshStore()
     let alerter = Alerter(
-      store: store, app: "a", receivers: [AlertReceiver(key: "env:0", kind: .webhook, target: "http://127.0.0.1:\(receiver.port)/down")])
+      store: store, app: "a",
+      receivers: [AlertReceiver(key: "env:0", kind: .webhook, target: "http://127.0.0.1:\(receiver.port)/down")])
     _ = try await alerter.queueTest(now: 0)
     let sender = AlertSender(alerter: alerter, store: store)
     for now in [0.0, 2, 8, 23, 60, 120] { await sender.sweep(now: now) }
@@ -150,7 +159,8 @@ func statuses(_ body: String) -> [String] {
     try "#!/bin/sh\ncat > \(out.path)\n".write(to: script, atomically: true, encoding: .utf8)
     try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
     let store = try await freshStore()
-    let alerter = Alerter(store: store, app: "a", receivers: [AlertReceiver(key: "env:0", kind: .command, target: script.path)])
+    let alerter = Alerter(
+      store: store, app: "a", receivers: [AlertReceiver(key: "env:0", kind: .command, target: script.path)])
     _ = try await alerter.queueTest(now: 0)
     await AlertSender(alerter: alerter, store: store).sweep(now: 0)
     let got = try String(contentsOf: out, encoding: .utf8)

@@ -9,7 +9,9 @@ import Testing
 
 /// Against a real Prometheus Alertmanager (Debian's `prometheus-alertmanager`), started on loopback.
 @Suite(.serialized) struct AlertmanagerTests {
-  static let binary = ["/usr/bin/prometheus-alertmanager", "/usr/bin/alertmanager"].first { FileManager.default.isExecutableFile(atPath: $0) }
+  static let binary = ["/usr/bin/prometheus-alertmanager", "/usr/bin/alertmanager"].first {
+    FileManager.default.isExecutableFile(atPath: $0)
+  }
 
   func freePort() -> Int { Int.random(in: 20_000...40_000) }
 
@@ -24,7 +26,8 @@ import Testing
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fk-am-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     let config = dir.appendingPathComponent("am.yml")
-    try "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n".write(to: config, atomically: true, encoding: .utf8)
+    try "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n".write(
+      to: config, atomically: true, encoding: .utf8)
     let port = freePort()
     let process = Process()
     process.executableURL = URL(fileURLWithPath: Self.binary!)
@@ -45,7 +48,8 @@ import Testing
     try #require(ready)
 
     let store = try await freshStore()
-    let alerter = Alerter(store: store, app: "users-app", receivers: [AlertReceiver(key: "env:0", kind: .alertmanager, target: base)])
+    let alerter = Alerter(
+      store: store, app: "users-app", receivers: [AlertReceiver(key: "env:0", kind: .alertmanager, target: base)])
     let sender = AlertSender(alerter: alerter, store: store)
     let finding = DriftFinding(kind: .destroyGuardTripped, message: "the desired set shrank")
     let now = Date().timeIntervalSince1970

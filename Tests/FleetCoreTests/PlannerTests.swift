@@ -10,16 +10,25 @@ struct PlannerTests {
     DesiredSnapshot(
       template: template,
       machines: Dictionary(
-        uniqueKeysWithValues: rows.map { ($0.0, DesiredMachine(userID: $0.0, state: $0.1, region: $0.2, updatedAt: updatedAt)) }))
+        uniqueKeysWithValues: rows.map {
+          ($0.0, DesiredMachine(userID: $0.0, state: $0.1, region: $0.2, updatedAt: updatedAt))
+        }))
   }
   static func machine(
-    _ id: String, user: String?, state: String, region: String = "cdg", volume: String? = nil, created: Double = now - 3600,
+    _ id: String, user: String?, state: String, region: String = "cdg", volume: String? = nil,
+    created: Double = now - 3600,
     updated: Double = now - 60
   ) -> ObservedMachine {
-    ObservedMachine(id: id, state: state, region: region, userID: user, volumeID: volume, createdAt: created, updatedAt: updated)
+    ObservedMachine(
+      id: id, state: state, region: region, userID: user, volumeID: volume, createdAt: created, updatedAt: updated)
   }
-  static func volume(_ id: String, user: String, region: String = "cdg", attached: String? = nil, state: String = "created", created: Double = now - 7200) -> ObservedVolume {
-    ObservedVolume(id: id, name: FleetNames.volumeName(forUser: user), state: state, region: region, attachedMachineID: attached, createdAt: created)
+  static func volume(
+    _ id: String, user: String, region: String = "cdg", attached: String? = nil, state: String = "created",
+    created: Double = now - 7200
+  ) -> ObservedVolume {
+    ObservedVolume(
+      id: id, name: FleetNames.volumeName(forUser: user), state: state, region: region, attachedMachineID: attached,
+      createdAt: created)
   }
 
   struct Case: Sendable, CustomTestStringConvertible {
@@ -44,18 +53,24 @@ struct PlannerTests {
   }
 
   static let cases: [Case] = [
-    Case(name: "running, nothing on Fly → create the volume", desired: desired([("u1", .running, "cdg")]), actions: ["create_volume u1"]),
+    Case(
+      name: "running, nothing on Fly → create the volume", desired: desired([("u1", .running, "cdg")]),
+      actions: ["create_volume u1"]),
     Case(
       name: "running, a volume, no machine → create the machine on it",
-      desired: desired([("u1", .running, "cdg")]), volumes: [volume("v1", user: "u1")], actions: ["create_machine u1 vol=v1"]),
+      desired: desired([("u1", .running, "cdg")]), volumes: [volume("v1", user: "u1")],
+      actions: ["create_machine u1 vol=v1"]),
     Case(
       name: "running, started → nothing", desired: desired([("u1", .running, "cdg")]),
-      machines: [machine("m1", user: "u1", state: "started", volume: "v1")], volumes: [volume("v1", user: "u1", attached: "m1")],
+      machines: [machine("m1", user: "u1", state: "started", volume: "v1")],
+      volumes: [volume("v1", user: "u1", attached: "m1")],
       actions: []),
     Case(
       name: "running, stopped behind our back → start and report",
-      desired: desired([("u1", .running, "cdg")]), machines: [machine("m1", user: "u1", state: "stopped", volume: "v1")],
-      volumes: [volume("v1", user: "u1", attached: "m1")], actions: ["start u1 m1"], findings: ["stopped_while_desired_running u1"]),
+      desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "stopped", volume: "v1")],
+      volumes: [volume("v1", user: "u1", attached: "m1")], actions: ["start u1 m1"],
+      findings: ["stopped_while_desired_running u1"]),
     Case(
       name: "running, stopped before the operator asked for running → start, no drift",
       desired: desired([("u1", .running, "cdg")], updatedAt: Int64(now) - 10),
@@ -85,14 +100,16 @@ struct PlannerTests {
       machines: [machine("m1", user: "u1", state: "started")], actions: ["stop u1 m1"]),
     Case(
       name: "stopped, stopped → nothing; the volume stays", desired: desired([("u1", .stopped, "cdg")]),
-      machines: [machine("m1", user: "u1", state: "stopped", volume: "v1")], volumes: [volume("v1", user: "u1", attached: "m1")],
+      machines: [machine("m1", user: "u1", state: "stopped", volume: "v1")],
+      volumes: [volume("v1", user: "u1", attached: "m1")],
       actions: []),
     Case(
       name: "absent, started → stop first", desired: desired([("u1", .absent, "cdg")]),
       machines: [machine("m1", user: "u1", state: "started")], actions: ["stop u1 m1"]),
     Case(
       name: "absent, stopped → destroy the machine, not the volume", desired: desired([("u1", .absent, "cdg")]),
-      machines: [machine("m1", user: "u1", state: "stopped", volume: "v1")], volumes: [volume("v1", user: "u1", attached: "m1")],
+      machines: [machine("m1", user: "u1", state: "stopped", volume: "v1")],
+      volumes: [volume("v1", user: "u1", attached: "m1")],
       actions: ["destroy_machine u1 m1"]),
     Case(
       name: "no desired row for our machine → destroy it, report an orphan", desired: desired([]),
@@ -100,7 +117,8 @@ struct PlannerTests {
       findings: ["orphan_machine gone"]),
     Case(
       name: "absent, volume still attached to the destroyed machine → wait", desired: desired([("u1", .absent, "cdg")]),
-      machines: [machine("m1", user: "u1", state: "destroyed")], volumes: [volume("v1", user: "u1", attached: "m1")], actions: []),
+      machines: [machine("m1", user: "u1", state: "destroyed")], volumes: [volume("v1", user: "u1", attached: "m1")],
+      actions: []),
     Case(
       name: "absent, volume free, retention running → keep it", desired: desired([("u1", .absent, "cdg")]),
       volumes: [volume("v1", user: "u1")], memory: ["u1": memory { $0.volumeReleasedAt = now - 3600 }], actions: []),
@@ -111,18 +129,26 @@ struct PlannerTests {
     Case(
       name: "absent, retention never → keep it forever", desired: desired([("u1", .absent, "cdg")]),
       volumes: [volume("v1", user: "u1")], memory: ["u1": memory { $0.volumeReleasedAt = now - 800 * 86_400 }],
-      settings: { var s = PlannerSettings(); s.volumeRetention = nil; return s }(), actions: []),
+      settings: {
+        var s = PlannerSettings(); s.volumeRetention = nil; return s
+      }(), actions: []),
     Case(
       name: "a foreign machine → reported, never touched", desired: desired([]),
       machines: [machine("f1", user: nil, state: "started")], actions: [], findings: ["foreign_machine -"]),
     Case(
       name: "two machines → keep the recorded one, stop the started extra",
       desired: desired([("u1", .running, "cdg")]),
-      machines: [machine("m1", user: "u1", state: "started", created: now - 10), machine("m2", user: "u1", state: "started", created: now - 100)],
+      machines: [
+        machine("m1", user: "u1", state: "started", created: now - 10),
+        machine("m2", user: "u1", state: "started", created: now - 100),
+      ],
       recorded: ["u1": RecordedMachine(machineID: "m1")], actions: ["stop u1 m2"], findings: ["duplicate_machine u1"]),
     Case(
       name: "two machines, the extra stopped → destroy it", desired: desired([("u1", .running, "cdg")]),
-      machines: [machine("m1", user: "u1", state: "started", created: now - 100), machine("m2", user: "u1", state: "stopped", created: now - 10)],
+      machines: [
+        machine("m1", user: "u1", state: "started", created: now - 100),
+        machine("m2", user: "u1", state: "stopped", created: now - 10),
+      ],
       actions: ["destroy_machine u1 m2"], findings: ["duplicate_machine u1"]),
     Case(
       name: "two volumes → delete the unattached extra only", desired: desired([("u1", .running, "cdg")]),
@@ -135,8 +161,10 @@ struct PlannerTests {
       volumes: [volume("v1", user: "u1", attached: "m1"), volume("v2", user: "u1", attached: "m9")],
       actions: [], findings: ["duplicate_volume u1"]),
     Case(
-      name: "a volume create in flight, not listed yet → wait (no duplicate)", desired: desired([("u1", .running, "cdg")]),
-      memory: ["u1": memory { $0.pending = PendingCreate(kind: .volume, since: now - 2, resourceID: "v1") }], actions: []),
+      name: "a volume create in flight, not listed yet → wait (no duplicate)",
+      desired: desired([("u1", .running, "cdg")]),
+      memory: ["u1": memory { $0.pending = PendingCreate(kind: .volume, since: now - 2, resourceID: "v1") }],
+      actions: []),
     Case(
       name: "a lost volume create, grace passed → look up before creating", desired: desired([("u1", .running, "cdg")]),
       memory: ["u1": memory { $0.pending = PendingCreate(kind: .volume, since: now - 60, outcomeUnknown: true) }],
@@ -146,14 +174,23 @@ struct PlannerTests {
       volumes: [volume("v1", user: "u1")],
       memory: ["u1": memory { $0.pending = PendingCreate(kind: .machine, since: now - 2) }], actions: []),
     Case(
-      name: "a just-created machine holds the volume before it is listed → wait", desired: desired([("u1", .running, "cdg")]),
+      name: "a just-created machine holds the volume before it is listed → wait",
+      desired: desired([("u1", .running, "cdg")]),
       volumes: [volume("v1", user: "u1", attached: "m-new")], actions: []),
     Case(
       name: "backing off → no action", desired: desired([("u1", .running, "cdg")]),
-      memory: ["u1": memory { $0.backoffUntil = now + 30; $0.failures = 2 }], actions: []),
+      memory: [
+        "u1": memory {
+          $0.backoffUntil = now + 30; $0.failures = 2
+        }
+      ], actions: []),
     Case(
       name: "failing beyond the budget → reported", desired: desired([("u1", .running, "cdg")]),
-      memory: ["u1": memory { $0.failures = 6; $0.lastError = "fly capacity" }], actions: ["create_volume u1"],
+      memory: [
+        "u1": memory {
+          $0.failures = 6; $0.lastError = "fly capacity"
+        }
+      ], actions: ["create_volume u1"],
       findings: ["action_failing u1"]),
     Case(
       name: "machine gone behind our back → recreate and report", desired: desired([("u1", .running, "cdg")]),
@@ -161,30 +198,38 @@ struct PlannerTests {
       actions: ["create_machine u1 vol=v1"], findings: ["machine_missing u1"]),
     Case(
       name: "machine destroyed behind our back, volume still bound → wait, and report it missing",
-      desired: desired([("u1", .running, "cdg")]), machines: [machine("m1", user: "u1", state: "destroyed", volume: "v1")],
-      volumes: [volume("v1", user: "u1", attached: "m1")], recorded: ["u1": RecordedMachine(machineID: "m1", volumeID: "v1")],
+      desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "destroyed", volume: "v1")],
+      volumes: [volume("v1", user: "u1", attached: "m1")],
+      recorded: ["u1": RecordedMachine(machineID: "m1", volumeID: "v1")],
       actions: [], findings: ["machine_missing u1"]),
     Case(
       name: "volume gone behind our back → recreate and report", desired: desired([("u1", .running, "cdg")]),
       memory: ["u1": memory { $0.volumeID = "v1" }], actions: ["create_volume u1"], findings: ["volume_missing u1"]),
     Case(
       name: "region changed under a machine → reported, not moved", desired: desired([("u1", .running, "ams")]),
-      machines: [machine("m1", user: "u1", state: "started", region: "cdg")], actions: [], findings: ["region_mismatch u1"]),
+      machines: [machine("m1", user: "u1", state: "started", region: "cdg")], actions: [],
+      findings: ["region_mismatch u1"]),
     Case(
       name: "lists untrusted → starts only, creates and destroys held",
       desired: desired([("u1", .running, "cdg"), ("u2", .running, "cdg"), ("u3", .absent, "cdg")]),
-      machines: [machine("m2", user: "u2", state: "stopped"), machine("m3", user: "u3", state: "stopped")], trusted: false,
+      machines: [machine("m2", user: "u2", state: "stopped"), machine("m3", user: "u3", state: "stopped")],
+      trusted: false,
       actions: ["start u2 m2"], findings: ["stopped_while_desired_running u2", "list_suspect -"]),
     Case(
       name: "an unreadable desired row is reported and never taken for absent",
-      desired: { var d = desired([]); d.invalidRows = ["u1": "bad state"]; return d }(),
+      desired: {
+        var d = desired([]); d.invalidRows = ["u1": "bad state"]; return d
+      }(),
       machines: [machine("m1", user: "u1", state: "stopped")], actions: [], findings: ["invalid_desired_row u1"]),
   ]
 
   static func describe(_ action: Action) -> String {
     var text = "\(action.kind.rawValue) \(action.userID)"
     if let machine = action.machineID { text += " \(machine)" }
-    if action.kind == .createMachine || action.kind == .deleteVolume, let volume = action.volumeID { text += " vol=\(volume)" }
+    if action.kind == .createMachine || action.kind == .deleteVolume, let volume = action.volumeID {
+      text += " vol=\(volume)"
+    }
     if action.lookUpFirst { text += " lookup" }
     return text
   }
@@ -203,7 +248,9 @@ struct PlannerTests {
     var snapshot = Self.desired([("u1", .running, "ams")])
     snapshot.machines["u1"]!.overrides = TemplateOverrides(image: "nginx:2", memoryMB: 1024)
     let plan = Planner.plan(
-      .init(desired: snapshot, observed: Observation(machines: [], volumes: [Self.volume("v1", user: "u1", region: "cdg")]), now: Self.now))
+      .init(
+        desired: snapshot, observed: Observation(machines: [], volumes: [Self.volume("v1", user: "u1", region: "cdg")]),
+        now: Self.now))
     #expect(plan.actions.first?.spec?.image == "nginx:2")
     #expect(plan.actions.first?.spec?.memoryMB == 1024)
     #expect(plan.actions.first?.region == "cdg", "the machine goes where its volume is")
@@ -221,7 +268,9 @@ struct PlannerTests {
 
   @Test func retentionClockStartsWhenTheVolumeIsFree() {
     let plan = Planner.plan(
-      .init(desired: Self.desired([("u1", .absent, "cdg")]), observed: Observation(machines: [], volumes: [Self.volume("v1", user: "u1")]), now: Self.now))
+      .init(
+        desired: Self.desired([("u1", .absent, "cdg")]),
+        observed: Observation(machines: [], volumes: [Self.volume("v1", user: "u1")]), now: Self.now))
     #expect(plan.actions.isEmpty)
     #expect(plan.memory["u1"]?.volumeReleasedAt == Self.now)
   }
@@ -229,7 +278,8 @@ struct PlannerTests {
   @Test func destroysAreCappedPerPass() {
     let users = (0..<15).map { ("u\($0)", DesiredState.absent, "cdg") }
     let machines = (0..<15).map { Self.machine("m\($0)", user: "u\($0)", state: "stopped") }
-    let plan = Planner.plan(.init(desired: Self.desired(users), observed: Observation(machines: machines, volumes: []), now: Self.now))
+    let plan = Planner.plan(
+      .init(desired: Self.desired(users), observed: Observation(machines: machines, volumes: []), now: Self.now))
     #expect(plan.actions.filter { $0.kind == .destroyMachine }.count == 10)
     #expect(plan.findings.map(\.kind) == [.destroyCapReached])
   }
@@ -240,7 +290,9 @@ struct PlannerTests {
     guardMemory.desiredBaseline = 10
     let emptied = Self.desired([])
     let tripped = Planner.plan(
-      .init(desired: emptied, observed: Observation(machines: machines, volumes: []), guardMemory: guardMemory, now: Self.now))
+      .init(
+        desired: emptied, observed: Observation(machines: machines, volumes: []), guardMemory: guardMemory,
+        now: Self.now))
     #expect(tripped.actions.isEmpty)
     #expect(tripped.findings.contains { $0.kind == .destroyGuardTripped })
     #expect(tripped.guardMemory.desiredBaseline == 10, "the baseline holds while tripped, across passes and restarts")
@@ -248,7 +300,9 @@ struct PlannerTests {
     var override = PlannerSettings()
     override.allowMassDestroy = true
     let allowed = Planner.plan(
-      .init(desired: emptied, observed: Observation(machines: machines, volumes: []), guardMemory: guardMemory, now: Self.now, settings: override))
+      .init(
+        desired: emptied, observed: Observation(machines: machines, volumes: []), guardMemory: guardMemory,
+        now: Self.now, settings: override))
     #expect(allowed.actions.filter { $0.kind == .destroyMachine }.count == 10)
     #expect(allowed.guardMemory.desiredBaseline == 0)
   }
@@ -267,7 +321,9 @@ struct PlannerTests {
     #expect(plan.actions.map(Self.describe) == ["destroy_machine u3 m3"])
   }
 
-  @Test(arguments: [(nil as Int?, 0, false), (10, 0, true), (10, 4, true), (10, 6, false), (1, 0, false), (100, 99, false)])
+  @Test(arguments: [
+    (nil as Int?, 0, false), (10, 0, true), (10, 4, true), (10, 6, false), (1, 0, false), (100, 99, false),
+  ])
   func suspectLists(previous: Int?, current: Int, suspect: Bool) {
     #expect(Planner.listLooksSuspect(previous: previous, current: current) == suspect)
   }
@@ -277,7 +333,8 @@ struct PlannerTests {
     let users = (0..<20_000).map { ("u\($0)", DesiredState.running, "cdg") }
     let machines = (0..<20_000).map { Self.machine("m\($0)", user: "u\($0)", state: "started", volume: "v\($0)") }
     let volumes = (0..<20_000).map { Self.volume("v\($0)", user: "u\($0)", attached: "m\($0)") }
-    let plan = Planner.plan(.init(desired: Self.desired(users), observed: Observation(machines: machines, volumes: volumes), now: Self.now))
+    let plan = Planner.plan(
+      .init(desired: Self.desired(users), observed: Observation(machines: machines, volumes: volumes), now: Self.now))
     #expect(plan.actions.isEmpty)
     #expect(plan.findings.isEmpty)
   }

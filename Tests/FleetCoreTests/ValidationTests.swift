@@ -23,7 +23,10 @@ struct ValidationTests {
     #expect(error.description == #"line 3: user_id "a\u{0}b\"c\u{a}": bad"#)
   }
 
-  @Test(arguments: [(256, 1, "shared", true), (2048, 1, "shared", true), (2304, 1, "shared", false), (300, 1, "shared", false), (8192, 1, "performance", true), (0, 1, "shared", false)])
+  @Test(arguments: [
+    (256, 1, "shared", true), (2048, 1, "shared", true), (2304, 1, "shared", false), (300, 1, "shared", false),
+    (8192, 1, "performance", true), (0, 1, "shared", false),
+  ])
   func memory(value: Int, cpus: Int, kind: String, ok: Bool) {
     let accepted = (try? FleetValidation.memory(value, cpus: cpus, cpuKind: kind)) != nil
     #expect(accepted == ok)

@@ -21,7 +21,9 @@ import Testing
     #expect(fleet.volumesByName.values.allSatisfy { $0.count == 1 }, "no duplicate volume")
     // Every mutation Fly saw is in machine_events.
     let events = try await harness.store.events(limit: 100_000)
-    let created = events.filter { ["create_volume", "create_machine"].contains($0.eventType) && $0.detailsJSON.contains(#""outcome":"ok""#) }
+    let created = events.filter {
+      ["create_volume", "create_machine"].contains($0.eventType) && $0.detailsJSON.contains(#""outcome":"ok""#)
+    }
     #expect(created.count == 400)
     let rows = try await harness.store.machineRows()
     #expect(rows.count == 200)
@@ -33,7 +35,8 @@ import Testing
     #expect(idle.results.isEmpty)
     let requests = harness.simulator.requestLog().dropFirst(before)
     #expect(requests.map(\.endpoint).sorted() == ["GET /machines", "GET /volumes"])
-    #expect(try await harness.store.events(limit: 100_000).count == eventsBefore, "a pass that did nothing writes no event")
+    #expect(
+      try await harness.store.events(limit: 100_000).count == eventsBefore, "a pass that did nothing writes no event")
     // Secrets resolved into the machine, never into the audit log.
     #expect(!events.contains { $0.detailsJSON.contains("s3cr3t-agent-value") })
     #expect(reports.count < 40)
@@ -166,7 +169,9 @@ import Testing
     try await harness.addUsers(4)
     await harness.converge()
     // Break the schema under the store, as a bad manual edit or a half-restored backup would.
-    _ = try await harness.store.database.write([SQLStatement("ALTER TABLE desired_machines RENAME TO desired_machines_broken")])
+    _ = try await harness.store.database.write([
+      SQLStatement("ALTER TABLE desired_machines RENAME TO desired_machines_broken")
+    ])
     let reconciler = harness.reconciler
     let before = harness.simulator.requestLog().count
     let report = await reconciler.pass()
@@ -189,7 +194,9 @@ import Testing
     let fleet = harness.fleet()
     #expect(fleet.machinesByUser.keys.sorted() == ["u2", "u3", "u4"])
     let events = try await harness.store.events(user: "u0", limit: 1000)
-    #expect(events.contains { $0.detailsJSON.contains(#""outcome":"failed""#) && $0.detailsJSON.contains("manifest unknown") })
+    #expect(
+      events.contains { $0.detailsJSON.contains(#""outcome":"failed""#) && $0.detailsJSON.contains("manifest unknown") }
+    )
     let memory = try await harness.store.loadUserMemory()
     #expect((memory["u0"]?.failures ?? 0) >= 1)
     #expect(memory["u0"]?.backoffUntil != nil, "backs off across passes")

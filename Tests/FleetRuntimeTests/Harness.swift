@@ -30,12 +30,16 @@ struct Harness {
   }
 
   static func make(
-    simulator configuration: SimulatorConfiguration = { var c = SimulatorConfiguration.fast(appName: "app", token: "tok"); c.listLag = 0.2; return c }(),
+    simulator configuration: SimulatorConfiguration = {
+      var c = SimulatorConfiguration.fast(appName: "app", token: "tok"); c.listLag = 0.2; return c
+    }(),
     faults: SimulatorFaults = .init(), settings: ReconcilerSettings = testSettings(), databasePath: String? = nil
   ) async throws -> Harness {
     let simulator = FlySimulator(configuration: configuration, faults: faults)
     let running = try await SimulatorServer.start(simulator)
-    let path = databasePath ?? FileManager.default.temporaryDirectory.appendingPathComponent("fk-e2e-\(UUID().uuidString).sqlite3").path
+    let path =
+      databasePath
+      ?? FileManager.default.temporaryDirectory.appendingPathComponent("fk-e2e-\(UUID().uuidString).sqlite3").path
     let store = try FleetStore.sqlite(path: path, create: true)
     try await store.migrate()
     var template = TemplatePatch()
@@ -44,15 +48,20 @@ struct Harness {
     try await store.setTemplate(template)
     let client = FlyClient(
       configuration: FlyClientConfiguration(
-        baseURL: running.baseURL, appName: configuration.appName, token: FlyToken(configuration.token), requestTimeout: .seconds(3)))
+        baseURL: running.baseURL, appName: configuration.appName, token: FlyToken(configuration.token),
+        requestTimeout: .seconds(3)))
     var logger = Logger(label: "test")
     logger.logLevel = .critical
     let reconciler = Reconciler(client: client, store: store, settings: settings, logger: logger)
-    return Harness(simulator: simulator, running: running, store: store, client: client, reconciler: reconciler, databasePath: path)
+    return Harness(
+      simulator: simulator, running: running, store: store, client: client, reconciler: reconciler, databasePath: path)
   }
 
-  func addUsers(_ count: Int, prefix: String = "u", state: String = "running", regions: [String] = ["cdg", "ams", "ord"]) async throws {
-    try await store.importUsers((0..<count).map { UserInput(userID: "\(prefix)\($0)", state: state, region: regions[$0 % regions.count]) })
+  func addUsers(
+    _ count: Int, prefix: String = "u", state: String = "running", regions: [String] = ["cdg", "ams", "ord"]
+  ) async throws {
+    try await store.importUsers(
+      (0..<count).map { UserInput(userID: "\(prefix)\($0)", state: state, region: regions[$0 % regions.count]) })
   }
 
   /// Passes until one has nothing to do and nothing waiting (or the deadline), returns the passes.
@@ -63,7 +72,9 @@ struct Harness {
     while Date() < deadline {
       let report = await reconciler.pass()
       reports.append(report)
-      if report.outcome == .ok, report.plan?.actions.isEmpty == true, report.plan?.waiting.isEmpty == true, report.listsTrusted {
+      if report.outcome == .ok, report.plan?.actions.isEmpty == true, report.plan?.waiting.isEmpty == true,
+        report.listsTrusted
+      {
         return reports
       }
       try? await Task.sleep(for: .milliseconds(50))

@@ -65,9 +65,13 @@ import Testing
   func logLinesAreStructuredAndRedacted(format: FleetLogHandler.Format) {
     let lines = Mutex<[String]>([])
     let redactor = Redactor(["fm2_secret-token-value"])
-    let handler = FleetLogHandler(label: "t", format: format, level: .info, redactor: redactor) { line in lines.withLock { $0.append(line) } }
+    let handler = FleetLogHandler(label: "t", format: format, level: .info, redactor: redactor) { line in
+      lines.withLock { $0.append(line) }
+    }
     let logger = Logger(label: "t", factory: { _ in handler })
-    logger.error("call failed with token fm2_secret-token-value", metadata: ["error": "Bearer fm2_secret-token-value rejected", "user": "u 1"])
+    logger.error(
+      "call failed with token fm2_secret-token-value",
+      metadata: ["error": "Bearer fm2_secret-token-value rejected", "user": "u 1"])
     let line = lines.withLock { $0.first ?? "" }
     #expect(!line.contains("fm2_secret-token-value"))
     #expect(line.contains("<redacted>"))

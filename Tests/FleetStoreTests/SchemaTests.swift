@@ -6,16 +6,22 @@ import Testing
 
 struct SchemaTests {
   static func columns(_ store: FleetStore, _ table: String) async throws -> [String] {
-    try await store.database.read([SQLStatement("SELECT name, type, \"notnull\", pk FROM pragma_table_info('\(table)')")])[0]
-      .rows.map { "\($0[0].string!) \($0[1].string!)\($0[2].int == 1 ? " NOT NULL" : "")\($0[3].int == 1 ? " PK" : "")" }
+    try await store.database.read([
+      SQLStatement("SELECT name, type, \"notnull\", pk FROM pragma_table_info('\(table)')")
+    ])[0]
+    .rows.map { "\($0[0].string!) \($0[1].string!)\($0[2].int == 1 ? " NOT NULL" : "")\($0[3].int == 1 ? " PK" : "")" }
   }
 
   @Test func freshMigrateKeepsTheDashboardColumns() async throws {
     let (store, _) = try await freshStore()
-    #expect(try await Self.columns(store, "users") == ["id TEXT PK", "email TEXT", "created_at INTEGER", "updated_at INTEGER"])
+    #expect(
+      try await Self.columns(store, "users") == [
+        "id TEXT PK", "email TEXT", "created_at INTEGER", "updated_at INTEGER",
+      ])
     #expect(
       try await Self.columns(store, "machines") == [
-        "id TEXT PK", "user_id TEXT NOT NULL", "region TEXT NOT NULL", "volume_id TEXT", "status TEXT", "ip_address TEXT",
+        "id TEXT PK", "user_id TEXT NOT NULL", "region TEXT NOT NULL", "volume_id TEXT", "status TEXT",
+        "ip_address TEXT",
         "created_at INTEGER", "updated_at INTEGER", "last_active_at INTEGER",
       ])
     #expect(
@@ -90,7 +96,9 @@ struct SchemaTests {
     let locker = try DatabaseQueue(path: path, configuration: unsafe)
     // An exclusive lock blocks readers even in WAL mode.
     try await locker.writeWithoutTransaction { db in
-      try db.execute(sql: "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE fleet_desired_version SET version = version + 1;")
+      try db.execute(
+        sql: "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE fleet_desired_version SET version = version + 1;"
+      )
     }
     await #expect { () async throws in
       let store = FleetStore(database: try SQLiteDatabase(path: path, busyTimeout: .milliseconds(200)))
@@ -119,13 +127,17 @@ struct SchemaTests {
       ("INSERT INTO machine_template (id, image) VALUES (2, 'x')", "one_row"),
     ]
     for (sql, field) in bad {
-      await #expect(performing: { () async throws in _ = try await store.database.write([SQLStatement(sql)]) }, throws: { error in
-        let message = "\(error)"
-        return (error as? StoreError)?.code == .constraint && message.contains(field)
-      })
+      await #expect(
+        performing: { () async throws in _ = try await store.database.write([SQLStatement(sql)]) },
+        throws: { error in
+          let message = "\(error)"
+          return (error as? StoreError)?.code == .constraint && message.contains(field)
+        })
     }
     #expect(try await store.readDesired().machines.isEmpty)
-    _ = try await store.database.write([SQLStatement("INSERT INTO desired_machines (user_id, region) VALUES ('plain', 'cdg')")])
+    _ = try await store.database.write([
+      SQLStatement("INSERT INTO desired_machines (user_id, region) VALUES ('plain', 'cdg')")
+    ])
     let snapshot = try await store.readDesired()
     #expect(snapshot.machines["plain"]?.state == .running)
     let users = try await store.database.read([SQLStatement("SELECT count(*) FROM users WHERE id = 'plain'")])

@@ -96,12 +96,24 @@ struct UserCommandTests {
 
     let before = try await dump(store)
     let bads: [TemplatePatch] = [
-      { var p = TemplatePatch(); p.memoryMB = 4096; return p }(),
-      { var p = TemplatePatch(); p.image = "bad image"; return p }(),
-      { var p = TemplatePatch(); p.servicesJSON = "{}"; return p }(),
-      { var p = TemplatePatch(); p.env = ["1BAD": "x"]; return p }(),
-      { var p = TemplatePatch(); p.mountPath = "relative"; return p }(),
-      { var p = TemplatePatch(); p.volumeSizeGB = 0; return p }(),
+      {
+        var p = TemplatePatch(); p.memoryMB = 4096; return p
+      }(),
+      {
+        var p = TemplatePatch(); p.image = "bad image"; return p
+      }(),
+      {
+        var p = TemplatePatch(); p.servicesJSON = "{}"; return p
+      }(),
+      {
+        var p = TemplatePatch(); p.env = ["1BAD": "x"]; return p
+      }(),
+      {
+        var p = TemplatePatch(); p.mountPath = "relative"; return p
+      }(),
+      {
+        var p = TemplatePatch(); p.volumeSizeGB = 0; return p
+      }(),
     ]
     for bad in bads {
       await #expect(throws: InputErrorOrStore.self) { try await store.setTemplate(bad) }
@@ -161,8 +173,10 @@ struct UserCommandTests {
   @Test func auditEventsRoundTrip() async throws {
     let (store, _) = try await freshStore()
     try await store.append([
-      AuditEvent(eventType: "create_volume", userID: "u1", volumeID: "vol_1", details: ["attempt": .int(1)], createdAt: 10),
-      AuditEvent(eventType: "create_machine", userID: "u1", machineID: "m1", details: ["error": .string("x\"y")], createdAt: 11),
+      AuditEvent(
+        eventType: "create_volume", userID: "u1", volumeID: "vol_1", details: ["attempt": .int(1)], createdAt: 10),
+      AuditEvent(
+        eventType: "create_machine", userID: "u1", machineID: "m1", details: ["error": .string("x\"y")], createdAt: 11),
       AuditEvent(eventType: "start", userID: "u2", machineID: "m2", createdAt: 12),
     ])
     let all = try await store.events()

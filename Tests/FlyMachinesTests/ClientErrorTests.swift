@@ -2,8 +2,8 @@ import AsyncHTTPClient
 import FlyMachines
 import FlySimulator
 import Foundation
-import Hummingbird
 import HTTPTypes
+import Hummingbird
 import Logging
 import NIOCore
 import Testing
@@ -32,7 +32,9 @@ struct ClientErrorTests {
       #expect(await flyError { _ = try await client.getVolume("vol_nope") }?.code == .notFound)
       var bad = machineConfig()
       bad.fields["guest"] = .object(["cpus": .string("two")])
-      let badRequest = await flyError { _ = try await client.createMachine(CreateMachineRequest(region: "ord", config: bad)) }
+      let badRequest = await flyError {
+        _ = try await client.createMachine(CreateMachineRequest(region: "ord", config: bad))
+      }
       #expect(badRequest?.code == .badRequest)
       #expect(badRequest?.status == 400)
       #expect(badRequest?.isRetryable == false)
@@ -74,21 +76,27 @@ struct ClientErrorTests {
       faults.errorRate = 1
       faults.errorStatus = 500
       simulator.setFaults(faults)
-      let server = await flyError { _ = try await client.createVolume(CreateVolumeRequest(name: "a", region: "ord", sizeGB: 1)) }
+      let server = await flyError {
+        _ = try await client.createVolume(CreateVolumeRequest(name: "a", region: "ord", sizeGB: 1))
+      }
       #expect(server?.code == .server)
       #expect(server?.outcomeUnknown == true)
 
       faults = SimulatorFaults()
       faults.timeoutRate = 1
       simulator.setFaults(faults)
-      let timeout = await flyError { _ = try await client.createVolume(CreateVolumeRequest(name: "a", region: "ord", sizeGB: 1)) }
+      let timeout = await flyError {
+        _ = try await client.createVolume(CreateVolumeRequest(name: "a", region: "ord", sizeGB: 1))
+      }
       #expect(timeout?.code == .timeout)
       #expect(timeout?.outcomeUnknown == true)
 
       faults = SimulatorFaults()
       faults.lostResponseRate = 1
       simulator.setFaults(faults)
-      let lost = await flyError { _ = try await client.createVolume(CreateVolumeRequest(name: "lost", region: "ord", sizeGB: 1)) }
+      let lost = await flyError {
+        _ = try await client.createVolume(CreateVolumeRequest(name: "lost", region: "ord", sizeGB: 1))
+      }
       #expect(lost?.code == .server)
       #expect(lost?.status == 502)
       #expect(lost?.message.contains("502 Bad Gateway") == true)
@@ -126,7 +134,9 @@ struct ClientErrorTests {
     faults.latencyMs = 20_000
     try await withSimulator(faults: faults, timeout: .milliseconds(200)) { client, _ in
       let started = ContinuousClock.now
-      let deadline = await flyError { _ = try await client.createVolume(CreateVolumeRequest(name: "a", region: "ord", sizeGB: 1)) }
+      let deadline = await flyError {
+        _ = try await client.createVolume(CreateVolumeRequest(name: "a", region: "ord", sizeGB: 1))
+      }
       #expect(deadline?.code == .transport)
       #expect(deadline?.transportKind == .deadline)
       #expect(deadline?.outcomeUnknown == true)

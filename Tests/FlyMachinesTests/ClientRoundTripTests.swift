@@ -1,7 +1,8 @@
-@testable import FlyMachines
 import FlySimulator
 import Foundation
 import Testing
+
+@testable import FlyMachines
 
 /// The client against the simulator over loopback: every endpoint round-trips.
 struct ClientRoundTripTests {
@@ -72,12 +73,14 @@ struct ClientRoundTripTests {
       #expect(Set(volumes.map(\.id)).count == 120)
       let pages = simulator.requestLog().filter { $0.endpoint == "GET /machines" }.count
       #expect(pages >= 120 / 7 + 1, "short pages must be followed, not taken as the end")
-      #expect(simulator.requestLog().filter { $0.endpoint == "GET /machines" }.allSatisfy { $0.query.contains("limit=7") })
+      #expect(
+        simulator.requestLog().filter { $0.endpoint == "GET /machines" }.allSatisfy { $0.query.contains("limit=7") })
     }
   }
 
   @Test func configRoundTripsFieldsWeDoNotModel() throws {
-    let json = #"{"image":"i","dns":{"skip_registration":true},"metadata":{"fleet_user_id":"u"},"stop_config":{"timeout":"10s"},"guest":{"cpus":2,"memory_mb":1024,"cpu_kind":"performance","kernel_args":["x"]}}"#
+    let json =
+      #"{"image":"i","dns":{"skip_registration":true},"metadata":{"fleet_user_id":"u"},"stop_config":{"timeout":"10s"},"guest":{"cpus":2,"memory_mb":1024,"cpu_kind":"performance","kernel_args":["x"]}}"#
     var config = try JSONDecoder().decode(FlyMachineConfig.self, from: Data(json.utf8))
     config.image = "j"
     let encoded = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(config))
@@ -112,8 +115,13 @@ struct ListingScannerTests {
   @Test func listingsMatchTheFullDecode() async throws {
     try await withSimulator(pageSize: 3) { client, _ in
       let volume = try await client.createVolume(CreateVolumeRequest(name: "fk_u1", region: "cdg", sizeGB: 1))
-      _ = try await client.createMachine(CreateMachineRequest(name: "fk-u1", region: "cdg", config: machineConfig(user: "u\"1\\é\u{1F600}", volume: volume.id)))
-      for index in 0..<7 { _ = try await client.createMachine(CreateMachineRequest(region: "ord", config: machineConfig(user: "x\(index)"))) }
+      _ = try await client.createMachine(
+        CreateMachineRequest(
+          name: "fk-u1", region: "cdg", config: machineConfig(user: "u\"1\\é\u{1F600}", volume: volume.id)))
+      for index in 0..<7 {
+        _ = try await client.createMachine(
+          CreateMachineRequest(region: "ord", config: machineConfig(user: "x\(index)")))
+      }
       var foreign = FlyMachineConfig()
       foreign.image = "nginx"
       _ = try await client.createMachine(CreateMachineRequest(region: "ams", config: foreign))

@@ -44,7 +44,8 @@ struct ContractTests {
     var config = machineConfig()
     config.fields["guest"] = .object(["memory_mb": .string("512")])
     config.fields["made_up"] = .bool(true)
-    let (error, unknown) = try Self.check(CreateMachineRequest(region: "ord", config: config), against: "CreateMachineRequest")
+    let (error, unknown) = try Self.check(
+      CreateMachineRequest(region: "ord", config: config), against: "CreateMachineRequest")
     #expect(error?.contains("config.guest.memory_mb") == true)
     #expect(unknown == ["config.made_up"] || error != nil)
   }

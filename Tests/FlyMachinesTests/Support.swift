@@ -25,7 +25,9 @@ func withSimulator<T>(
   }
 }
 
-func machineConfig(image: String = "registry.fly.io/agent:1", user: String = "u1", volume: String? = nil) -> FlyMachineConfig {
+func machineConfig(image: String = "registry.fly.io/agent:1", user: String = "u1", volume: String? = nil)
+  -> FlyMachineConfig
+{
   var config = FlyMachineConfig()
   config.image = image
   config.metadata = ["fleet_user_id": user]

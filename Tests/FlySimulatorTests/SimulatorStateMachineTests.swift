@@ -23,20 +23,24 @@ struct SimulatorStateMachineTests {
     return SimulatorRequest(method: method, target: target, headers: all, body: Data((body ?? "").utf8))
   }
 
-  func call(_ method: String, _ target: String, body: String? = nil, headers: [String: String] = [:]) async -> (Int, SimJSON?) {
+  func call(_ method: String, _ target: String, body: String? = nil, headers: [String: String] = [:]) async -> (
+    Int, SimJSON?
+  ) {
     let response = await simulator.handle(Self.request(method, target, body: body, headers: headers))
     return (response.status, SimJSON.parse(response.body))
   }
 
   func createVolume(name: String = "fk_u1", region: String = "ord") async -> String {
-    let (status, json) = await call("POST", "/v1/apps/app/volumes", body: #"{"name":"\#(name)","region":"\#(region)","size_gb":1}"#)
+    let (status, json) = await call(
+      "POST", "/v1/apps/app/volumes", body: #"{"name":"\#(name)","region":"\#(region)","size_gb":1}"#)
     #expect(status == 200)
     return json?.object?["id"]?.string ?? ""
   }
 
   func createMachine(volume: String? = nil, region: String = "ord", skipLaunch: Bool = false) async -> String {
     let mounts = volume.map { #","mounts":[{"volume":"\#($0)","path":"/data"}]"# } ?? ""
-    let body = #"{"region":"\#(region)","skip_launch":\#(skipLaunch),"config":{"image":"nginx:1","metadata":{"fleet_user_id":"u1"}\#(mounts)}}"#
+    let body =
+      #"{"region":"\#(region)","skip_launch":\#(skipLaunch),"config":{"image":"nginx:1","metadata":{"fleet_user_id":"u1"}\#(mounts)}}"#
     let (status, json) = await call("POST", "/v1/apps/app/machines", body: body)
     #expect(status == 200, "\(String(describing: json))")
     return json?.object?["id"]?.string ?? ""
@@ -161,10 +165,13 @@ struct SimulatorStateMachineTests {
       statuses.append(await limited.handle(Self.request("POST", "/v1/apps/app/volumes", body: body)).status)
     }
     #expect(statuses == [200, 200, 200, 429, 429])
-    let limitedResponse = await limited.handle(Self.request("POST", "/v1/apps/app/volumes", body: #"{"name":"x","region":"ord"}"#))
+    let limitedResponse = await limited.handle(
+      Self.request("POST", "/v1/apps/app/volumes", body: #"{"name":"x","region":"ord"}"#))
     #expect(limitedResponse.headers.contains { $0.0 == "Retry-After" })
     clock.advance(by: 1)
-    #expect(await limited.handle(Self.request("POST", "/v1/apps/app/volumes", body: #"{"name":"y","region":"ord"}"#)).status == 200)
+    #expect(
+      await limited.handle(Self.request("POST", "/v1/apps/app/volumes", body: #"{"name":"y","region":"ord"}"#)).status
+        == 200)
   }
 
   @Test func leasesGuardMutations() async {
@@ -177,8 +184,10 @@ struct SimulatorStateMachineTests {
     let (stopStatus, stopJSON) = await call("POST", "/v1/apps/app/machines/\(id)/stop")
     #expect(stopStatus == 409)
     #expect(stopJSON?.object?["error"]?.string?.hasPrefix("aborted: machine ID \(id) lease currently held by") == true)
-    #expect(await call("POST", "/v1/apps/app/machines/\(id)/stop", headers: ["fly-machine-lease-nonce": nonce]).0 == 200)
-    #expect(await call("DELETE", "/v1/apps/app/machines/\(id)/lease", headers: ["fly-machine-lease-nonce": nonce]).0 == 200)
+    #expect(
+      await call("POST", "/v1/apps/app/machines/\(id)/stop", headers: ["fly-machine-lease-nonce": nonce]).0 == 200)
+    #expect(
+      await call("DELETE", "/v1/apps/app/machines/\(id)/lease", headers: ["fly-machine-lease-nonce": nonce]).0 == 200)
     #expect(await call("POST", "/v1/apps/app/machines/\(id)/lease", body: #"{"ttl":30}"#).0 == 200)
   }
 
