@@ -1,3 +1,4 @@
+import FleetCore
 import Foundation
 public import Logging
 
@@ -54,17 +55,6 @@ public struct FleetLogHandler: LogHandler {
     return quote(value)
   }
 
-  static func quote(_ value: String) -> String {
-    var out = "\""
-    for scalar in value.unicodeScalars {
-      switch scalar {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-      default: out.unicodeScalars.append(scalar)
-      }
-    }
-    return out + "\""
-  }
+  static func quote(_ value: String) -> String { JSONText.quote(value) }
+
 }
