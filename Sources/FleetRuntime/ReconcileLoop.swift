@@ -47,7 +47,22 @@ public struct ReconcileLoop: Service {
     while !Task.isCancelled && !Task.isShuttingDownGracefully {
       // One writer: pass only while holding the lease; otherwise stand by and try again.
       if let lease {
-        let held = (try? await lease.acquire(now: clock.now())) ?? false
+        let held: Bool
+        do {
+          held = try await lease.acquire(now: clock.now())
+        } catch {
+          // The database cannot even be asked who writes: nothing is done; say so (alerts, metrics).
+          let now = clock.now()
+          var report = PassReport(outcome: .couldNotRun, startedAt: now)
+          report.error = error.description
+          report.findings = [DriftFinding(kind: .desiredUnreadable, message: error.description)]
+          logger.error("database unreadable: nothing done", metadata: ["error": "\(error.description)"])
+          await onPass(report)
+          try? await cancelWhenGracefulShutdown { [clock, settings] in
+            try await clock.sleep(seconds: settings.busyInterval)
+          }
+          continue
+        }
         if !held {
           await onStandby(true)
           try? await cancelWhenGracefulShutdown { [clock] in try await clock.sleep(seconds: 2) }

@@ -90,7 +90,9 @@ struct LoopOptions: ParsableArguments {
     if let stuckAfter { settings.planner.stuckAfter = stuckAfter }
     if let concurrency { settings.concurrency = max(1, concurrency) }
     settings.planner.allowMassDestroy = allowMassDestroy || env["FLEET_ALLOW_MASS_DESTROY"] == "1"
-    settings.secrets = env
+    // Template env values `$NAME` resolve from the controller's environment, except its own
+    // credentials and settings: a template must not be able to copy the Fly token into a machine.
+    settings.secrets = env.filter { !$0.key.hasPrefix("FLY_") && !$0.key.hasPrefix("FLEET_") }
     return settings
   }
 

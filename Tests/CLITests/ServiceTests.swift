@@ -111,3 +111,27 @@ func fetchJSONArray(_ url: String) async throws -> [[String: Any]] {
   let body = try await response.body.collect(upTo: 64 << 20)
   return (try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [[String: Any]]) ?? []
 }
+
+@Suite(.serialized) struct TemplateSecretTests {
+  @Test func aTemplateCannotCopyTheFlyTokenIntoAMachine() async throws {
+    let sim = try Background(["sim", "--port", "0", "--app", "app", "--token", "tok-secret-value-42", "--fast"])
+    defer { sim.kill(SIGTERM) }
+    let line = try #require(sim.readLine(containing: "FLY_API_BASE_URL="))
+    let base = String(line.split(separator: "=").last!)
+    let db = temporaryDirectory().appendingPathComponent("fleet.sqlite3").path
+    let env = [
+      "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok-secret-value-42", "FLEET_DATABASE": db,
+      "AGENT_KEY_VALUE": "agent-secret-123",
+    ]
+    try fleetkeeper(["migrate"], env: env)
+    try fleetkeeper(["template", "set", "--env", "STOLEN=$FLY_API_TOKEN", "--env", "KEY=$AGENT_KEY_VALUE"], env: env)
+    try fleetkeeper(["users", "add", "t1", "--region", "cdg"], env: env)
+    for _ in 0..<3 { try fleetkeeper(["reconcile"], env: env) }
+    let state = try await fetchJSON(base + "/_sim/state")
+    let text = String(describing: state)
+    #expect(!text.contains("tok-secret-value-42"), "the Fly token never reaches a machine")
+    let events = try fleetkeeper(["events", "--json"], env: env).stdout
+    #expect(events.contains("does not hold"))
+    #expect(!events.contains("tok-secret-value-42") && !events.contains("agent-secret-123"))
+  }
+}
