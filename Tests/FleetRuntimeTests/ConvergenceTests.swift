@@ -84,14 +84,16 @@ import Testing
 
   @Test func volumeIsDeletedAfterRetention() async throws {
     var settings = Harness.testSettings()
-    settings.planner.volumeRetention = 0.5
-    let harness = try await Harness.make(settings: settings)
+    settings.planner.volumeRetention = 7 * 86_400
+    let clock = OffsetClock()
+    let harness = try await Harness.make(settings: settings, clock: clock)
     defer { Task { await harness.stop() } }
     try await harness.addUsers(2)
     await harness.converge()
     try await harness.store.removeUser("u1")
     await harness.converge()
-    try await Task.sleep(for: .milliseconds(600))
+    #expect(harness.fleet().volumesByName[FleetNames.volumeName(forUser: "u1")] != nil, "kept during retention")
+    clock.advance(by: 7 * 86_400 + 1)
     await harness.converge()
     #expect(harness.fleet().volumesByName[FleetNames.volumeName(forUser: "u1")] == nil)
     let events = try await harness.store.events(user: "u1", limit: 100).map(\.eventType)

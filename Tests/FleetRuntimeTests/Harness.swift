@@ -5,6 +5,7 @@ import FlyMachines
 import FlySimulator
 import Foundation
 import Logging
+import Synchronization
 
 /// A simulator on loopback, a fresh SQLite store, a client and a reconciler: one per test.
 struct Harness {
@@ -33,7 +34,8 @@ struct Harness {
     simulator configuration: SimulatorConfiguration = {
       var c = SimulatorConfiguration.fast(appName: "app", token: "tok"); c.listLag = 0.2; return c
     }(),
-    faults: SimulatorFaults = .init(), settings: ReconcilerSettings = testSettings(), databasePath: String? = nil
+    faults: SimulatorFaults = .init(), settings: ReconcilerSettings = testSettings(), databasePath: String? = nil,
+    clock: any FleetClock = SystemFleetClock()
   ) async throws -> Harness {
     let simulator = FlySimulator(configuration: configuration, faults: faults)
     let running = try await SimulatorServer.start(simulator)
@@ -52,7 +54,7 @@ struct Harness {
         requestTimeout: .seconds(3)))
     var logger = Logger(label: "test")
     logger.logLevel = .critical
-    let reconciler = Reconciler(client: client, store: store, settings: settings, logger: logger)
+    let reconciler = Reconciler(client: client, store: store, settings: settings, clock: clock, logger: logger)
     return Harness(
       simulator: simulator, running: running, store: store, client: client, reconciler: reconciler, databasePath: path)
   }
@@ -119,4 +121,13 @@ struct Harness {
   }
 
   func stop() async { await running.stop() }
+}
+
+/// The wall clock plus an offset a test moves forward: the controller's notion of time jumps
+/// (retention, backoff) while the simulator keeps real time.
+final class OffsetClock: FleetClock {
+  private let offset = Mutex(0.0)
+  func advance(by seconds: Double) { offset.withLock { $0 += seconds } }
+  func now() -> Double { Date().timeIntervalSince1970 + offset.withLock { $0 } }
+  func sleep(seconds: Double) async throws { try await SystemFleetClock().sleep(seconds: seconds) }
 }
