@@ -63,10 +63,11 @@ public struct ObservedVolume: Sendable, Hashable {
 
   /// Fly lists volumes on their way out (`scheduling_destroy`, `pending_destroy`, `destroying`,
   /// `destroyed`, …) for a while; only a volume in another state is usable.
-  public var isGone: Bool {
-    ["scheduling_destroy", "pending_destroy", "destroying", "destroyed", "waiting_for_detach", "fork_cleanup"]
-      .contains(state)
-  }
+  public var isGone: Bool { Self.goneStates.contains(state) }
+
+  static let goneStates: Set<String> = [
+    "scheduling_destroy", "pending_destroy", "destroying", "destroyed", "waiting_for_detach", "fork_cleanup",
+  ]
 }
 
 /// Both of Fly's lists, read whole.

@@ -34,7 +34,7 @@ public struct FleetLogHandler: LogHandler {
     let message = event.message
     let explicit = event.metadata
     var fields: [(String, String)] = [
-      ("ts", ISO8601DateFormatter().string(from: Date())), ("level", level.rawValue),
+      ("ts", rfc3339(Date().timeIntervalSince1970)), ("level", level.rawValue),
       ("msg", redactor.scrub(message.description)),
     ]
     var merged = metadata

@@ -133,7 +133,6 @@ public actor Reconciler {
   public func pass(apply: Bool = true) async -> PassReport {
     let started = clock.now()
     var report = PassReport(outcome: .ok, startedAt: started)
-    defer { _ = report }
     let desired: DesiredSnapshot
     do {
       let version = try await store.desiredVersion()
@@ -230,7 +229,7 @@ public actor Reconciler {
       guardMemory = plan.guardMemory
     }
     statements += syncRows(observation: observation, trusted: !suspect, now: started)
-    var events = findingEvents(plan.findings, now: started)
+    let events = findingEvents(plan.findings, now: started)
     do {
       try await store.commit(events: events, statements: statements)
       events.forEach { onEvent?($0) }
@@ -241,7 +240,6 @@ public actor Reconciler {
       report.duration = clock.now() - started
       return report
     }
-    events = []
 
     report.results = await execute(
       Self.trim(plan.actions, limits: settings.writeLimits, seconds: settings.passWorkSeconds))

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// Scrubs secrets (the Fly token, resolved env values of machines, webhook secrets) from any text
@@ -19,30 +20,5 @@ public final class Redactor: Sendable {
       result = result.replacingOccurrences(of: secret, with: "<redacted>")
     }
     return result
-  }
-}
-
-extension String {
-  fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
-    guard !target.isEmpty else { return self }
-    var result = ""
-    var rest = self[...]
-    while let range = rest.range(of: target) {
-      result += rest[..<range.lowerBound]
-      result += replacement
-      rest = rest[range.upperBound...]
-    }
-    return result + rest
-  }
-}
-
-extension Substring {
-  fileprivate func range(of target: String) -> Range<Substring.Index>? {
-    var index = startIndex
-    while index < endIndex {
-      if self[index...].hasPrefix(target) { return index..<self.index(index, offsetBy: target.count) }
-      index = self.index(after: index)
-    }
-    return nil
   }
 }

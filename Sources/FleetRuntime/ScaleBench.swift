@@ -1,4 +1,3 @@
-/// A tiny POST over AsyncHTTPClient's shared client, for the bench's control calls.
 import AsyncHTTPClient
 import FleetCore
 import FleetStore
@@ -68,9 +67,13 @@ public enum ScaleBench {
     return Double(usage.ru_maxrss) / 1024
   }
 
+  /// A control call to the simulator (`/_sim/seed`, `/_sim/drift`).
   static func post(_ url: String, _ body: String) async throws {
-    var request = URLRequestLite(url: url, body: body)
-    try await request.send()
+    var request = HTTPClientRequest(url: url)
+    request.method = .POST
+    request.body = .bytes(ByteBuffer(string: body))
+    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(120))
+    _ = try await response.body.collect(upTo: 1 << 20)
   }
 
   public static func run(users: Int, binary: String, naive: Bool = true, say: @Sendable (String) -> Void) async throws
@@ -190,17 +193,5 @@ public enum ScaleBench {
       idleRequests: idleRequests,
       idleQueries: idleQueries, driftWallMs: ms(driftWall), driftCPUMs: driftCPU * 1000, driftRequests: driftRequests,
       naiveWallMs: ms(naiveWall), naiveRequests: naiveRequests, peakRSSMB: peakRSSMB())
-  }
-}
-
-struct URLRequestLite {
-  var url: String
-  var body: String
-  mutating func send() async throws {
-    var request = HTTPClientRequest(url: url)
-    request.method = .POST
-    request.body = .bytes(ByteBuffer(string: body))
-    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(120))
-    _ = try await response.body.collect(upTo: 1 << 20)
   }
 }

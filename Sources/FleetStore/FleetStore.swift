@@ -159,11 +159,7 @@ public final class FleetStore: Sendable {
     try await requireSchema()
     let results = try await database.read([
       SQLStatement("SELECT \(Self.templateColumns) FROM machine_template WHERE id = 1"),
-      SQLStatement(
-        """
-        SELECT d.user_id, u.email, d.state, d.region, d.image, d.cpu_kind, d.cpus, d.memory_mb, d.volume_size_gb, d.updated_at
-        FROM desired_machines d LEFT JOIN users u ON u.id = d.user_id
-        """),
+      SQLStatement(Self.desiredSelect),
     ])
     guard let templateRow = results[0].rows.first, let template = Self.template(from: templateRow) else {
       throw StoreError(code: .malformed, message: "machine_template has no valid row 1", database: database.displayName)
@@ -173,17 +169,11 @@ public final class FleetStore: Sendable {
     var invalid: [String: String] = [:]
     for row in results[1].rows {
       guard let userID = row[0].string else { continue }
-      guard let state = row[2].string.flatMap(DesiredState.init(rawValue:)), let region = row[3].string else {
+      guard let machine = Self.desiredMachine(from: row) else {
         invalid[userID] = "state or region unreadable"
         continue
       }
-      machines[userID] = DesiredMachine(
-        userID: userID, email: row[1].string, state: state, region: region,
-        overrides: TemplateOverrides(
-          image: row[4].string, cpuKind: row[5].string, cpus: row[6].int.map(Int.init),
-          memoryMB: row[7].int.map(Int.init),
-          volumeSizeGB: row[8].int.map(Int.init)),
-        updatedAt: row[9].int ?? 0)
+      machines[userID] = machine
     }
     return DesiredSnapshot(template: template, machines: machines, invalidRows: invalid)
   }
@@ -436,21 +426,27 @@ public final class FleetStore: Sendable {
 
   public func desiredMachine(_ userID: String) async throws(StoreError) -> DesiredMachine? {
     let rows = try await database.read([
-      SQLStatement(
-        """
-        SELECT d.user_id, u.email, d.state, d.region, d.image, d.cpu_kind, d.cpus, d.memory_mb, d.volume_size_gb, d.updated_at
-        FROM desired_machines d LEFT JOIN users u ON u.id = d.user_id WHERE d.user_id = ?
-        """, [.text(userID)])
+      SQLStatement(Self.desiredSelect + " WHERE d.user_id = ?", [.text(userID)])
     ])
-    guard let row = rows[0].rows.first, let state = row[2].string.flatMap(DesiredState.init(rawValue:)) else {
-      return nil
-    }
+    return rows[0].rows.first.flatMap(Self.desiredMachine(from:))
+  }
+
+  /// The columns of a desired row, in the order ``desiredMachine(from:)`` reads them.
+  static let desiredSelect = """
+    SELECT d.user_id, u.email, d.state, d.region, d.image, d.cpu_kind, d.cpus, d.memory_mb, d.volume_size_gb, d.updated_at
+    FROM desired_machines d LEFT JOIN users u ON u.id = d.user_id
+    """
+
+  /// A desired row, or nil when its user, state or region cannot be read.
+  static func desiredMachine(from row: [SQLValue]) -> DesiredMachine? {
+    guard let userID = row[0].string, let state = row[2].string.flatMap(DesiredState.init(rawValue:)),
+      let region = row[3].string
+    else { return nil }
     return DesiredMachine(
-      userID: userID, email: row[1].string, state: state, region: row[3].string ?? "",
+      userID: userID, email: row[1].string, state: state, region: region,
       overrides: TemplateOverrides(
         image: row[4].string, cpuKind: row[5].string, cpus: row[6].int.map(Int.init),
-        memoryMB: row[7].int.map(Int.init),
-        volumeSizeGB: row[8].int.map(Int.init)),
+        memoryMB: row[7].int.map(Int.init), volumeSizeGB: row[8].int.map(Int.init)),
       updatedAt: row[9].int ?? 0)
   }
 

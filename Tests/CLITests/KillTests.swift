@@ -8,6 +8,9 @@ final class Background: @unchecked Sendable {
   let process = Process()
   let output = Pipe()
   let errors = Pipe()
+  /// Everything `readLine` has read so far, per stream, so a later check sees the whole transcript.
+  private(set) var readOutput = ""
+  private(set) var readErrors = ""
 
   init(_ args: [String], env: [String: String] = [:]) throws {
     process.executableURL = fleetkeeperBinary
@@ -27,9 +30,16 @@ final class Background: @unchecked Sendable {
     while true {
       let data = handle.availableData
       if data.isEmpty { return nil }
-      buffer += String(decoding: data, as: UTF8.self)
+      let text = String(decoding: data, as: UTF8.self)
+      if fromStandardError { readErrors += text } else { readOutput += text }
+      buffer += text
       if let line = buffer.split(separator: "\n").first(where: { $0.contains(marker) }) { return String(line) }
     }
+  }
+
+  /// The whole standard error: what was read already plus the rest (after the process ended).
+  func wholeStandardError() -> String {
+    readErrors + String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
   }
 
   func kill(_ signal: Int32) {
