@@ -109,7 +109,8 @@ struct ClientErrorTests {
   @Test func waitTimesOutWith408() async throws {
     var configuration = SimulatorConfiguration.fast(appName: "app", token: "tok")
     configuration.createSettle = 30
-    try await withSimulator(configuration) { client, _ in
+    // A generous client deadline, so Fly's 408 (after 1 s) ends the wait even on a loaded machine.
+    try await withSimulator(configuration, timeout: .seconds(60)) { client, _ in
       let machine = try await client.createMachine(CreateMachineRequest(region: "ord", config: machineConfig()))
       let error = await flyError { try await client.waitMachine(machine.id, state: "started", timeout: .seconds(1)) }
       #expect(error?.code == .timeout)
