@@ -22,6 +22,9 @@ public struct Action: Sendable, Hashable {
   public var spec: MachineTemplate?
   /// For creates after an outcome-unknown failure: look the resource up before creating.
   public var lookUpFirst: Bool
+  /// The id Fly answered an earlier create of this kind with: looked up by GET (no replica lag)
+  /// before creating again.
+  public var knownResourceID: String?
   /// Why, for plan output and events.
   public var reason: String
   /// A stop on the way to a destroy (the user is absent): guarded and capped like a destroy, since
@@ -33,8 +36,10 @@ public struct Action: Sendable, Hashable {
 
   public init(
     kind: Kind, userID: String, machineID: String? = nil, volumeID: String? = nil, region: String? = nil,
-    spec: MachineTemplate? = nil, lookUpFirst: Bool = false, reason: String, forRemoval: Bool = false
+    spec: MachineTemplate? = nil, lookUpFirst: Bool = false, knownResourceID: String? = nil, reason: String,
+    forRemoval: Bool = false
   ) {
+    self.knownResourceID = knownResourceID
     self.forRemoval = forRemoval
     self.kind = kind
     self.userID = userID

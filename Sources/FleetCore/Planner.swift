@@ -236,7 +236,8 @@ public enum Planner {
               actions.append(
                 Action(
                   kind: .createMachine, userID: user, volumeID: volume.id, region: volume.region, spec: spec,
-                  lookUpFirst: state.pending?.kind == .machine && state.pending?.outcomeUnknown == true,
+                  lookUpFirst: state.pending?.kind == .machine,
+                  knownResourceID: state.pending?.kind == .machine ? state.pending?.resourceID : nil,
                   reason: "desired running, no machine"))
             }
           } else if pendingActive && state.pending?.kind == .volume {
@@ -251,7 +252,8 @@ public enum Planner {
             actions.append(
               Action(
                 kind: .createVolume, userID: user, region: desired!.region, spec: spec,
-                lookUpFirst: state.pending?.kind == .volume && state.pending?.outcomeUnknown == true,
+                lookUpFirst: state.pending?.kind == .volume,
+                knownResourceID: state.pending?.kind == .volume ? state.pending?.resourceID : nil,
                 reason: "desired running, no volume"))
           }
         }

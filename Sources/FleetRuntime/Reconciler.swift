@@ -448,10 +448,11 @@ public actor Reconciler {
         case .createVolume:
           volumeID = made?.id
           state.volumeID = made?.id
-          state.pending = PendingCreate(kind: .volume, since: state.pending?.since ?? started, resourceID: made?.id)
+          // The grace for replica lag counts from the answer, not from the intent.
+          state.pending = PendingCreate(kind: .volume, since: clock.now(), resourceID: made?.id)
         case .createMachine:
           machineID = made?.id
-          state.pending = PendingCreate(kind: .machine, since: state.pending?.since ?? started, resourceID: made?.id)
+          state.pending = PendingCreate(kind: .machine, since: clock.now(), resourceID: made?.id)
           if let made {
             let row = MachineRow(
               id: made.id, userID: user, region: action.region ?? "", volumeID: action.volumeID, status: made.state,
@@ -553,7 +554,17 @@ public actor Reconciler {
     do {
       switch action.kind {
       case .createMachine:
-        let found = try await client.listMachines(ListMachinesQuery(metadata: [FleetNames.userMetadataKey: user]))
+        // Fly answered an earlier create with this id: a GET sees it even while lists lag.
+        var known: [FlyMachine] = []
+        if let id = action.knownResourceID {
+          do {
+            known = [try await client.getMachine(id)]
+          } catch where error.code == .notFound {
+            known = []
+          }
+        }
+        let found = try await (known.isEmpty
+          ? client.listMachines(ListMachinesQuery(metadata: [FleetNames.userMetadataKey: user])) : known)
           .filter { !["destroyed", "destroying"].contains($0.state) }
         guard let machine = found.first else { return nil }
         var state = memory[user] ?? UserMemory()
@@ -574,7 +585,16 @@ public actor Reconciler {
         return ActionResult(action: action, outcome: .adopted, attempts: 0, message: machine.id)
       case .createVolume:
         let name = FleetNames.volumeName(forUser: user)
-        let found = try await client.listVolumes().filter { $0.name == name && !ObservedVolume($0).isGone }
+        var known: [FlyVolume] = []
+        if let id = action.knownResourceID {
+          do {
+            known = [try await client.getVolume(id)]
+          } catch where error.code == .notFound {
+            known = []
+          }
+        }
+        let found = try await (known.isEmpty ? client.listVolumes() : known)
+          .filter { $0.name == name && !ObservedVolume($0).isGone }
         guard let volume = found.first else { return nil }
         var state = memory[user] ?? UserMemory()
         state.pending = PendingCreate(kind: .volume, since: started, resourceID: volume.id)

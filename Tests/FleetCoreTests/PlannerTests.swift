@@ -174,6 +174,11 @@ struct PlannerTests {
       volumes: [volume("v1", user: "u1")],
       memory: ["u1": memory { $0.pending = PendingCreate(kind: .machine, since: now - 2) }], actions: []),
     Case(
+      name: "an answered machine create still unlisted after the grace → GET it by id before creating again",
+      desired: desired([("u1", .running, "cdg")]), volumes: [volume("v1", user: "u1")],
+      memory: ["u1": memory { $0.pending = PendingCreate(kind: .machine, since: now - 60, resourceID: "m9") }],
+      actions: ["create_machine u1 vol=v1 lookup known=m9"]),
+    Case(
       name: "a just-created machine holds the volume before it is listed → wait",
       desired: desired([("u1", .running, "cdg")]),
       volumes: [volume("v1", user: "u1", attached: "m-new")], actions: []),
@@ -231,6 +236,7 @@ struct PlannerTests {
       text += " vol=\(volume)"
     }
     if action.lookUpFirst { text += " lookup" }
+    if let id = action.knownResourceID { text += " known=\(id)" }
     return text
   }
 

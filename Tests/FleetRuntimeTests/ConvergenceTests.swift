@@ -43,6 +43,28 @@ import Testing
     #expect(harness.simulator.requestLog().allSatisfy { $0.unknownFields.isEmpty })
   }
 
+  /// Lists lag behind creates longer than the pending grace (a slow replica, or a loaded machine
+  /// where the pass outlasts the grace): the answered id is fetched by GET, never created twice.
+  @Test func aCreateListedLaterThanTheGraceIsNeverMadeTwice() async throws {
+    var configuration = SimulatorConfiguration.fast(appName: "app", token: "tok")
+    configuration.listLag = 1.5
+    var settings = Harness.testSettings()
+    settings.planner.pendingGrace = 0.1
+    let harness = try await Harness.make(simulator: configuration, settings: settings)
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(4)
+    let reports = await harness.converge()
+    let fleet = harness.fleet()
+    #expect(fleet.machinesByUser.count == 4)
+    #expect(fleet.machinesByUser.values.allSatisfy { $0.count == 1 && $0.first?["state"] as? String == "started" })
+    #expect(fleet.volumesByName.values.allSatisfy { $0.count == 1 })
+    let creates = harness.mutations().filter { ["POST /volumes", "POST /machines"].contains($0.endpoint) }
+    #expect(creates.count == 8, "one create per resource: \(creates.map(\.endpoint))")
+    let endpoints = harness.simulator.requestLog().map(\.endpoint)
+    #expect(endpoints.contains("GET /machines/{id}") || endpoints.contains("GET /volumes/{id}"), "looked up by id")
+    #expect(reports.last?.plan?.actions.isEmpty == true)
+  }
+
   @Test func everyDriftKindIsRepaired() async throws {
     let harness = try await Harness.make()
     defer { Task { await harness.stop() } }
