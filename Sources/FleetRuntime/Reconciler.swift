@@ -547,7 +547,18 @@ public actor Reconciler {
     return ActionResult(action: action, outcome: outcome, attempts: attempt, message: message)
   }
 
-  /// After a lost create answer: look for the resource (machines by metadata, volumes by name).
+  /// A GET by id as a list of zero or one: a 404 means gone, any other error is thrown.
+  private func ifPresent<T>(_ get: () async throws(FlyAPIError) -> T) async throws(FlyAPIError) -> [T] {
+    do {
+      return [try await get()]
+    } catch {
+      if error.code == .notFound { return [] }
+      throw error
+    }
+  }
+
+  /// Before creating again after a create: look for the resource (by the id Fly answered with;
+  /// else machines by metadata, volumes by name).
   private func lookUp(_ action: Action) async -> ActionResult? {
     let user = action.userID
     let started = clock.now()
@@ -555,17 +566,14 @@ public actor Reconciler {
       switch action.kind {
       case .createMachine:
         // Fly answered an earlier create with this id: a GET sees it even while lists lag.
-        var known: [FlyMachine] = []
+        let candidates: [FlyMachine]
         if let id = action.knownResourceID {
-          do {
-            known = [try await client.getMachine(id)]
-          } catch where error.code == .notFound {
-            known = []
-          }
+          candidates = try await ifPresent { () async throws(FlyAPIError) in try await client.getMachine(id) }
+        } else {
+          candidates = try await client.listMachines(
+            ListMachinesQuery(metadata: [FleetNames.userMetadataKey: user]))
         }
-        let found = try await (known.isEmpty
-          ? client.listMachines(ListMachinesQuery(metadata: [FleetNames.userMetadataKey: user])) : known)
-          .filter { !["destroyed", "destroying"].contains($0.state) }
+        let found = candidates.filter { !["destroyed", "destroying"].contains($0.state) }
         guard let machine = found.first else { return nil }
         var state = memory[user] ?? UserMemory()
         state.pending = PendingCreate(kind: .machine, since: started, resourceID: machine.id)
@@ -585,16 +593,13 @@ public actor Reconciler {
         return ActionResult(action: action, outcome: .adopted, attempts: 0, message: machine.id)
       case .createVolume:
         let name = FleetNames.volumeName(forUser: user)
-        var known: [FlyVolume] = []
+        let candidates: [FlyVolume]
         if let id = action.knownResourceID {
-          do {
-            known = [try await client.getVolume(id)]
-          } catch where error.code == .notFound {
-            known = []
-          }
+          candidates = try await ifPresent { () async throws(FlyAPIError) in try await client.getVolume(id) }
+        } else {
+          candidates = try await client.listVolumes()
         }
-        let found = try await (known.isEmpty ? client.listVolumes() : known)
-          .filter { $0.name == name && !ObservedVolume($0).isGone }
+        let found = candidates.filter { $0.name == name && !ObservedVolume($0).isGone }
         guard let volume = found.first else { return nil }
         var state = memory[user] ?? UserMemory()
         state.pending = PendingCreate(kind: .volume, since: started, resourceID: volume.id)
