@@ -123,4 +123,15 @@ public struct Plan: Sendable, Hashable {
   public var guardMemory: GuardMemory
 
   public var isEmpty: Bool { actions.isEmpty }
+
+  public init(
+    actions: [Action], findings: [DriftFinding], waiting: [String], memory: [String: UserMemory],
+    guardMemory: GuardMemory
+  ) {
+    self.actions = actions
+    self.findings = findings
+    self.waiting = waiting
+    self.memory = memory
+    self.guardMemory = guardMemory
+  }
 }

@@ -50,6 +50,9 @@ public struct PassReport: Sendable {
   /// The observation, for `status`.
   public var observation: Observation?
   public var desired: DesiredSnapshot?
+  /// The desired version, the list pages and the memory were all as after the previous pass, which
+  /// found nothing to do and nothing waiting on a clock: its empty plan stands, not computed again.
+  public var steady = false
 }
 
 /// The loop's one pass, as data flow: read the desired snapshot, list Fly whole, plan (pure), act
@@ -77,6 +80,12 @@ public actor Reconciler {
   /// The last snapshot and the desired-state version it was read at: an unchanged version means an
   /// unchanged table (triggers bump it on every edit), so a quiet pass reads one row, not every user.
   private var cachedDesired: (version: Int64, snapshot: DesiredSnapshot)?
+  /// The last lists read, page by page: an unchanged page is not decoded again.
+  private var machinePages: PagedList<ObservedMachine>?
+  private var volumePages: PagedList<ObservedVolume>?
+  /// The last pass was quiet (no action, finding, wait, write) and no user has a clock running
+  /// (pending create, backoff, retention, transitional state): the same inputs plan the same nothing.
+  private var steady = false
 
   public init(
     client: FlyClient, store: FleetStore, settings: ReconcilerSettings, clock: any FleetClock = SystemFleetClock(),
@@ -109,12 +118,17 @@ public actor Reconciler {
     loaded = true
   }
 
-  private func observe() async throws(FlyAPIError) -> Observation {
-    async let machines = client.listMachineListings(ownerKey: FleetNames.userMetadataKey)
-    async let volumes = client.listVolumes()
+  /// Both lists, read against the last read. `unchanged`: no page of either list changed.
+  private func observe() async throws(FlyAPIError) -> (observation: Observation, unchanged: Bool) {
+    let (previousMachines, previousVolumes) = (machinePages, volumePages)
+    async let machines = client.listMachineListings(
+      ownerKey: FleetNames.userMetadataKey, previous: previousMachines, { ObservedMachine($0) })
+    async let volumes = client.listVolumes(previous: previousVolumes, { ObservedVolume($0) })
     do {
       let (m, v) = try await (machines, volumes)
-      return Observation(machines: m.map(ObservedMachine.init), volumes: v.map(ObservedVolume.init))
+      machinePages = m
+      volumePages = v
+      return (Observation(machines: m.items, volumes: v.items), m.unchanged && v.unchanged)
     } catch let error as FlyAPIError {
       throw error
     } catch {
@@ -134,10 +148,14 @@ public actor Reconciler {
     let started = clock.now()
     var report = PassReport(outcome: .ok, startedAt: started)
     let desired: DesiredSnapshot
+    let wasSteady = steady && apply
+    steady = false
+    var desiredUnchanged = false
     do {
       let version = try await store.desiredVersion()
       if let cached = cachedDesired, cached.version == version {
         desired = cached.snapshot
+        desiredUnchanged = true
       } else {
         desired = try await store.readDesired()
         cachedDesired = (version, desired)
@@ -156,13 +174,26 @@ public actor Reconciler {
     report.desiredUsers = desired.machines.count
 
     var observation: Observation
+    let unchanged: Bool
     do {
-      observation = try await observe()
+      (observation, unchanged) = try await observe()
     } catch {
       report.outcome = .couldNotRun
       report.error = redactor.scrub(error.description)
       report.findings = [DriftFinding(kind: .flyUnreachable, message: report.error!)]
       logger.error("fly lists failed: nothing done", metadata: ["error": "\(report.error!)"])
+      report.duration = clock.now() - started
+      return report
+    }
+
+    if wasSteady && unchanged && desiredUnchanged && !draining {
+      // Nothing changed since a pass that had nothing to do: the same empty plan, without planning.
+      steady = true
+      report.steady = true
+      report.observation = observation
+      report.observedMachines = observation.machines.count
+      report.observedVolumes = observation.volumes.count
+      report.plan = Plan(actions: [], findings: [], waiting: [], memory: memory, guardMemory: guardMemory)
       report.duration = clock.now() - started
       return report
     }
@@ -180,7 +211,7 @@ public actor Reconciler {
         metadata: ["machines": "\(counts.machines)", "volumes": "\(counts.volumes)"])
       try? await clock.sleep(seconds: settings.suspectRereadDelay)
       guard let again = try? await observe() else { break }
-      observation = again
+      observation = again.observation
       counts = Self.counts(observation)
       suspect =
         Planner.listLooksSuspect(previous: guardMemory.observedMachines, current: counts.machines)
@@ -241,6 +272,13 @@ public actor Reconciler {
       return report
     }
 
+    steady =
+      !suspect && plan.actions.isEmpty && plan.waiting.isEmpty && plan.findings.isEmpty && statements.isEmpty
+      && events.isEmpty
+      && memory.values.allSatisfy {
+        $0.pending == nil && ($0.backoffUntil ?? 0) <= started && $0.volumeReleasedAt == nil
+          && $0.transitionalSince == nil && $0.failures == 0
+      }
     report.results = await execute(
       Self.trim(plan.actions, limits: settings.writeLimits, seconds: settings.passWorkSeconds))
     if report.results.contains(where: { $0.outcome == .failed }) { report.outcome = .actionsFailed }

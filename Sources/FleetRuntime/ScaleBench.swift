@@ -46,6 +46,12 @@ public enum ScaleBench {
     public var idleCPUMs: Double
     public var idleRequests: Int
     public var idleQueries: Int
+    /// The quiet pass after that one: nothing changed, so the plan is not computed again.
+    public var steadyWallMs: Double
+    public var steadyCPUMs: Double
+    public var steadyRequests: Int
+    public var steadyQueries: Int
+    public var steadyTaken: Bool
     public var driftWallMs: Double
     public var driftCPUMs: Double
     public var driftRequests: Int
@@ -138,6 +144,17 @@ public enum ScaleBench {
     let idleRequests = requests.withLock { $0 } - before
     let idleQueries = counting.count.withLock { $0 } - queries
 
+    // The next quiet pass: nothing changed since a pass with nothing to do.
+    cpu = cpuSeconds()
+    queries = counting.count.withLock { $0 }
+    before = requests.withLock { $0 }
+    clock = ContinuousClock.now
+    let steady = await reconciler.pass()
+    let steadyWall = ContinuousClock.now - clock
+    let steadyCPU = cpuSeconds() - cpu
+    let steadyRequests = requests.withLock { $0 } - before
+    let steadyQueries = counting.count.withLock { $0 } - queries
+
     // The two lists alone.
     cpu = cpuSeconds()
     _ = try await client.listMachineListings(ownerKey: FleetNames.userMetadataKey)
@@ -191,7 +208,9 @@ public enum ScaleBench {
     return Row(
       users: users, plannerMs: ms(planner), idleWallMs: ms(idleWall), idleCPUMs: idleCPU * 1000,
       idleRequests: idleRequests,
-      idleQueries: idleQueries, driftWallMs: ms(driftWall), driftCPUMs: driftCPU * 1000, driftRequests: driftRequests,
+      idleQueries: idleQueries, steadyWallMs: ms(steadyWall), steadyCPUMs: steadyCPU * 1000,
+      steadyRequests: steadyRequests, steadyQueries: steadyQueries, steadyTaken: steady.steady,
+      driftWallMs: ms(driftWall), driftCPUMs: driftCPU * 1000, driftRequests: driftRequests,
       naiveWallMs: ms(naiveWall), naiveRequests: naiveRequests, peakRSSMB: peakRSSMB())
   }
 }

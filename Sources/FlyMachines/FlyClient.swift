@@ -142,6 +142,71 @@ public final class FlyClient: Sendable {
     }
   }
 
+  /// The whole machine list as listings, read against the previous read: a page whose bytes did not
+  /// change is not scanned again, and when no page changed the previous list comes back itself
+  /// (``PagedList/unchanged``). The quiet pass's path: requests and a digest of the bytes, no decode.
+  public func listMachineListings<Item: Sendable>(
+    ownerKey: String, includeDeleted: Bool = false, previous: PagedList<Item>?,
+    _ transform: @Sendable (FlyMachineListing) -> Item
+  ) async throws(FlyAPIError) -> PagedList<Item> {
+    try await readPages(previous: previous) { cursor throws(FlyAPIError) in
+      var items: [(String, String)] = [("limit", String(self.configuration.pageSize))]
+      if includeDeleted { items.append(("include_deleted", "true")) }
+      if let cursor { items.append(("cursor", cursor)) }
+      return try await self.send(.GET, "\(self.appPath)/machines", query: items, endpoint: "GET /machines")
+    } decode: { response, raw throws(FlyAPIError) in
+      do throws(ListingScanner.Malformed) {
+        return try ListingScanner.scan(raw, ownerKey: ownerKey).map(transform)
+      } catch {
+        throw FlyAPIError(
+          code: .invalidResponse, status: response.status,
+          message: "\(error.reason) at byte \(error.offset): \(self.excerpt(response.body))",
+          requestID: response.requestID, operation: response.operation)
+      }
+    }
+  }
+
+  /// The whole volume list (summary), read against the previous read like ``listMachineListings(ownerKey:includeDeleted:previous:_:)``.
+  public func listVolumes<Item: Sendable>(
+    previous: PagedList<Item>?, _ transform: @Sendable (FlyVolume) -> Item
+  ) async throws(FlyAPIError) -> PagedList<Item> {
+    try await readPages(previous: previous) { cursor throws(FlyAPIError) in
+      var items: [(String, String)] = [("summary", "true"), ("limit", String(self.configuration.pageSize))]
+      if let cursor { items.append(("cursor", cursor)) }
+      return try await self.send(.GET, "\(self.appPath)/volumes", query: items, endpoint: "GET /volumes")
+    } decode: { response, _ throws(FlyAPIError) in
+      try self.decode([FlyVolume].self, response).map(transform)
+    }
+  }
+
+  private func readPages<Item: Sendable>(
+    previous: PagedList<Item>?, _ fetch: (String?) async throws(FlyAPIError) -> Response,
+    decode: (Response, UnsafeRawBufferPointer) throws(FlyAPIError) -> [Item]
+  ) async throws(FlyAPIError) -> PagedList<Item> {
+    var builder = PagedListBuilder(previous: previous)
+    var cursor: String?
+    var seen: Set<String> = []
+    repeat {
+      let response = try await fetch(cursor)
+      let added: Result<Void, FlyAPIError> = response.body.withUnsafeReadableBytes { raw in
+        do throws(FlyAPIError) {
+          try builder.add(raw) { raw throws(FlyAPIError) in try decode(response, raw) }
+          return .success(())
+        } catch {
+          return .failure(error)
+        }
+      }
+      try added.get()
+      let next = response.nextCursor
+      if let next, !seen.insert(next).inserted {
+        throw FlyAPIError(
+          code: .invalidResponse, message: "fly-next-cursor repeated a cursor already followed", operation: "list")
+      }
+      cursor = next
+    } while cursor != nil
+    return builder.finish()
+  }
+
   /// `GET /v1/apps/{app}/machines/{id}`.
   public func getMachine(_ id: String) async throws(FlyAPIError) -> FlyMachine {
     try decode(FlyMachine.self, try await send(.GET, machinePath(id), endpoint: "GET /machines/{id}"))

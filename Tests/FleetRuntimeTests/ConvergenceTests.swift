@@ -65,6 +65,33 @@ import Testing
     #expect(reports.last?.plan?.actions.isEmpty == true)
   }
 
+  /// A converged fleet whose lists and desired state do not change is not planned again; any
+  /// change (Fly's side or the table's) plans again at once.
+  @Test func aSteadyFleetIsNotPlannedAgainUntilSomethingChanges() async throws {
+    let harness = try await Harness.make()
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(5)
+    await harness.converge()
+    _ = await harness.reconciler.pass()
+    let quiet = await harness.reconciler.pass()
+    #expect(quiet.steady)
+    #expect(quiet.plan?.actions.isEmpty == true && quiet.observedMachines == 5)
+    // Drift behind our back: the pages change, the plan runs, the machine is started.
+    let id = harness.fleet().machinesByUser["u0"]?.first?["id"] as? String ?? ""
+    await harness.drift(#"{"op":"stop_machine","machine_id":"\#(id)"}"#)
+    let drifted = await harness.reconciler.pass()
+    #expect(!drifted.steady)
+    #expect(drifted.plan?.actions.map(\.kind) == [.start])
+    await harness.converge()
+    _ = await harness.reconciler.pass()
+    #expect(await harness.reconciler.pass().steady)
+    // An edit of the table: planned again at once.
+    try await harness.store.setUser(UserInput(userID: "u1", state: "stopped"))
+    let edited = await harness.reconciler.pass()
+    #expect(!edited.steady)
+    #expect(edited.plan?.actions.map(\.kind) == [.stop])
+  }
+
   @Test func everyDriftKindIsRepaired() async throws {
     let harness = try await Harness.make()
     defer { Task { await harness.stop() } }
