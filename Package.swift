@@ -18,6 +18,7 @@ let package = Package(
     .library(name: "FleetStore", targets: ["FleetStore"]),
     .library(name: "FleetAlerts", targets: ["FleetAlerts"]),
     .library(name: "FleetRuntime", targets: ["FleetRuntime"]),
+    .library(name: "HranaServer", targets: ["HranaServer"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
@@ -62,6 +63,23 @@ let package = Package(
       dependencies: [
         "FleetCore",
         .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOFoundationCompat", package: "swift-nio"),
+      ],
+      swiftSettings: strict
+    ),
+    // A libSQL remote-protocol (Hrana over HTTP) server on an SQLite file: Turso on loopback, for
+    // tests and rehearsals. Shares no code with the store's client.
+    .target(
+      name: "HranaServer",
+      dependencies: [
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOFoundationCompat", package: "swift-nio"),
       ],
       swiftSettings: strict
     ),
@@ -94,7 +112,7 @@ let package = Package(
     .executableTarget(
       name: "fleetkeeper",
       dependencies: [
-        "FleetCore", "FlyMachines", "FlySimulator", "FleetStore", "FleetRuntime", "FleetAlerts",
+        "FleetCore", "FlyMachines", "FlySimulator", "FleetStore", "FleetRuntime", "FleetAlerts", "HranaServer",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -138,7 +156,8 @@ let package = Package(
     ),
     .testTarget(
       name: "FleetStoreTests",
-      dependencies: ["FleetStore", "FleetCore", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
+      dependencies: ["FleetStore", "FleetCore", "HranaServer", .product(name: "GRDB", package: "GRDB.swift")],
+      swiftSettings: strict),
     .testTarget(
       name: "FleetRuntimeTests",
       dependencies: [

@@ -96,6 +96,10 @@ public struct ReconcileLoop: Service {
         Task { await reconciler.drain() }
       }
       await onPass(report)
+      // A planned pass over a big fleet frees tens of MB of transient maps; glibc keeps freed heap
+      // unless asked. Giving it back keeps the resident set near what the controller holds
+      // between passes (a small Fly VM counts RSS, not heap).
+      if !report.steady { _ = fk_malloc_trim(0) }
       if Task.isShuttingDownGracefully { break }
       let delay = Self.nextDelay(after: report, settings: settings)
       let seen = version

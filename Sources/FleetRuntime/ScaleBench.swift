@@ -12,6 +12,9 @@ import Synchronization
   import Glibc
 #endif
 
+/// glibc's `malloc_trim`: gives freed heap back to the system, so the resident set shows what is held.
+@_silgen_name("malloc_trim") func fk_malloc_trim(_ pad: Int) -> Int32
+
 /// Counts the statements a store runs (the "database queries" of a pass).
 final class CountingDatabase: SQLDatabase {
   let inner: any SQLDatabase
@@ -67,6 +70,14 @@ public enum ScaleBench {
       + Double(usage.ru_stime.tv_usec) / 1e6
   }
 
+  /// The resident set now (from /proc/self/statm), for the per-stage lines.
+  static func currentRSSMB() -> Double {
+    _ = fk_malloc_trim(0)
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let pages = text.split(separator: " ").dropFirst().first.flatMap { Double($0) } ?? 0
+    return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
+  }
+
   static func peakRSSMB() -> Double {
     var usage = rusage()
     getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
@@ -115,6 +126,7 @@ public enum ScaleBench {
     let store = FleetStore(database: counting)
     try await store.migrate()
     try await store.importUsers((0..<users).map { UserInput(userID: "b\($0)", region: "ord") })
+    say("  \(users): imported, RSS \(Int(currentRSSMB())) MB (peak \(Int(peakRSSMB())) MB)")
     let requests = Mutex(0)
     let client = FlyClient(
       configuration: FlyClientConfiguration(
@@ -127,23 +139,29 @@ public enum ScaleBench {
     logger.logLevel = .critical
     let reconciler = Reconciler(client: client, store: store, settings: settings, logger: logger)
 
-    // Warm-up: adopts the seeded fleet (writes every machines row once).
-    let first = await reconciler.pass()
-    say(
-      "  \(users): warm-up pass \(Int(first.duration * 1000)) ms, \(first.results.count) actions, outcome \(first.outcome.rawValue)"
-    )
+    // Warm-up: adopts the seeded fleet (writes every machines row once). Reports are not kept
+    // (a report holds the plan's copy of the memory map): the figures are the controller's own.
+    do {
+      let first = await reconciler.pass()
+      say(
+        "  \(users): warm-up pass \(Int(first.duration * 1000)) ms, \(first.results.count) actions, outcome \(first.outcome.rawValue)"
+      )
+    }
+    say("  \(users): after warm-up RSS \(Int(currentRSSMB())) MB (peak \(Int(peakRSSMB())) MB)")
 
     // A pass with nothing to do.
     var cpu = cpuSeconds()
     var queries = counting.count.withLock { $0 }
     var before = requests.withLock { $0 }
     var clock = ContinuousClock.now
-    let idle = await reconciler.pass()
+    var idle = await reconciler.pass()
+    idle.plan = nil  // its copy of the memory map is the report's, not the controller's
     let idleWall = ContinuousClock.now - clock
     let idleCPU = cpuSeconds() - cpu
     let idleRequests = requests.withLock { $0 } - before
     let idleQueries = counting.count.withLock { $0 } - queries
 
+    say("  \(users): quiet pass done, RSS \(Int(currentRSSMB())) MB (peak \(Int(peakRSSMB())) MB)")
     // The next quiet pass: nothing changed since a pass with nothing to do.
     cpu = cpuSeconds()
     queries = counting.count.withLock { $0 }

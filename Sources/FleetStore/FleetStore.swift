@@ -94,6 +94,20 @@ public final class FleetStore: Sendable {
     FleetStore(database: try SQLiteDatabase(path: path, create: create))
   }
 
+  /// Opens `location`: a `libsql://`, `https://` or `http://` URL is libSQL over HTTP (Turso),
+  /// with `authToken`; anything else is an SQLite file path.
+  public static func open(
+    _ location: String, authToken: String? = nil, create: Bool = false
+  ) throws(StoreError) -> FleetStore {
+    if HranaDatabase.handles(location) {
+      return FleetStore(database: try HranaDatabase(url: location, token: authToken))
+    }
+    return try sqlite(path: location, create: create)
+  }
+
+  /// Where the store is, for messages (never with credentials).
+  public var displayName: String { database.displayName }
+
   // MARK: Migrations
 
   /// Applies the migrations not yet applied; returns their versions.

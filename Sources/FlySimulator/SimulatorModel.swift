@@ -63,6 +63,24 @@ struct SimMachine: Sendable {
   var foreign: Bool = false
 }
 
+extension SimMachine {
+  /// Every field ``SimulatorModel/render(machine:summary:)`` shows is equal.
+  func rendersLike(_ other: SimMachine) -> Bool {
+    state == other.state && updatedAt == other.updatedAt && createdAt == other.createdAt && name == other.name
+      && region == other.region && instanceID == other.instanceID && privateIP == other.privateIP
+      && image == other.image && configText == other.configText
+  }
+}
+
+extension SimVolume {
+  /// Every field ``SimulatorModel/render(volume:)`` shows is equal.
+  func rendersLike(_ other: SimVolume) -> Bool {
+    state == other.state && attachedMachineID == other.attachedMachineID && createdAt == other.createdAt
+      && name == other.name && region == other.region && zone == other.zone && sizeGB == other.sizeGB
+      && encrypted == other.encrypted
+  }
+}
+
 struct SimVolume: Sendable {
   var seq: Int
   var id: String
@@ -172,6 +190,31 @@ struct SimulatorModel: Sendable {
 
   // MARK: Rendering
 
+  /// Rendered list items by id, with what they were rendered from: a list page of unchanged items is
+  /// a copy of cached text, so the simulator serves 100k-machine lists without being the bottleneck.
+  /// Keyed by content (every rendered field compared), so no mutation can leave a stale rendering.
+  final class RenderCache: @unchecked Sendable {
+    var machines: [String: (source: SimMachine, summary: Bool, text: String)] = [:]
+    var volumes: [String: (source: SimVolume, text: String)] = [:]
+  }
+  private let renderCache = RenderCache()
+
+  func renderCached(machine: SimMachine, summary: Bool) -> String {
+    if let hit = renderCache.machines[machine.id], hit.summary == summary, hit.source.rendersLike(machine) {
+      return hit.text
+    }
+    let text = render(machine: machine, summary: summary)
+    renderCache.machines[machine.id] = (machine, summary, text)
+    return text
+  }
+
+  func renderCached(volume: SimVolume) -> String {
+    if let hit = renderCache.volumes[volume.id], hit.source.rendersLike(volume) { return hit.text }
+    let text = render(volume: volume)
+    renderCache.volumes[volume.id] = (volume, text)
+    return text
+  }
+
   func render(machine: SimMachine, summary: Bool = false) -> String {
     var writer = JSONWriter()
     writer.add("id", machine.id)
@@ -271,14 +314,14 @@ struct SimulatorModel: Sendable {
           && (states.isEmpty || states.contains(machine.state))
           && metadata.allSatisfy { machine.metadata[$0.key] == $0.value }
       },
-      render: { self.render(machine: $0, summary: summary) }, limit: limit, cursor: cursor, shortPage: shortPage)
+      render: { self.renderCached(machine: $0, summary: summary) }, limit: limit, cursor: cursor, shortPage: shortPage)
   }
 
   mutating func listVolumes(now: Double, limit: Int?, cursor: String?, shortPage: Bool) -> Page {
     if cursor == nil { for id in volumeOrder { advance(volume: id, now: now) } }
     return page(
       order: volumeOrder, store: volumes, seq: \.seq, include: { self.volumeVisible($0, now: now) },
-      render: { self.render(volume: $0) }, limit: limit, cursor: cursor, shortPage: shortPage)
+      render: { self.renderCached(volume: $0) }, limit: limit, cursor: cursor, shortPage: shortPage)
   }
 
   // MARK: Machines

@@ -9,7 +9,7 @@ struct Fleetkeeper: AsyncParsableCommand {
       MigrateCommand.self, SchemaCommand.self, UsersCommand.self, TemplateCommand.self, RegionsCommand.self,
       EventsCommand.self, PlanCommand.self, ReconcileCommand.self, RunCommand.self, StatusCommand.self,
       DemoCommand.self,
-      AlertsCommand.self, SimCommand.self, BenchCommand.self,
+      AlertsCommand.self, SimCommand.self, HranaCommand.self, BenchCommand.self,
     ]
   )
 }

@@ -5,15 +5,22 @@ import Foundation
 
 /// `--database`, shared by every command that opens the store.
 struct DatabaseOptions: ParsableArguments {
-  @Option(name: .long, help: "SQLite file of the desired state (env FLEET_DATABASE; default fleet.sqlite3).")
+  @Option(
+    name: .long,
+    help:
+      "SQLite file, or a libsql://, https:// or http:// URL for Turso (env FLEET_DATABASE; default fleet.sqlite3). A URL's token comes from FLEET_DATABASE_AUTH_TOKEN."
+  )
   var database: String?
 
   var path: String { database ?? ProcessInfo.processInfo.environment["FLEET_DATABASE"] ?? "fleet.sqlite3" }
 
+  /// The Turso token (a secret: read from the environment only, never a flag).
+  var authToken: String? { ProcessInfo.processInfo.environment["FLEET_DATABASE_AUTH_TOKEN"] }
+
   /// Opens the store; `create` only for `migrate`. Commands other than migrate migrate first, as
   /// the loop does on start, so an existing database is always at the current schema.
   func open(create: Bool = false, migrate: Bool = true) async throws -> FleetStore {
-    let store = try FleetStore.sqlite(path: path, create: create)
+    let store = try FleetStore.open(path, authToken: authToken, create: create)
     if migrate { try await store.migrate() }
     return store
   }
@@ -55,8 +62,8 @@ struct MigrateCommand: AsyncParsableCommand {
       let version = try await store.schemaVersion()
       print(
         applied.isEmpty
-          ? "schema is current (version \(version)) in \(db.path)"
-          : "applied migrations \(applied.map(String.init).joined(separator: ", ")); schema version \(version) in \(db.path)"
+          ? "schema is current (version \(version)) in \(store.displayName)"
+          : "applied migrations \(applied.map(String.init).joined(separator: ", ")); schema version \(version) in \(store.displayName)"
       )
     }
   }

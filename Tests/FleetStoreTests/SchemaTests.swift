@@ -12,8 +12,8 @@ struct SchemaTests {
     .rows.map { "\($0[0].string!) \($0[1].string!)\($0[2].int == 1 ? " NOT NULL" : "")\($0[3].int == 1 ? " PK" : "")" }
   }
 
-  @Test func freshMigrateKeepsTheDashboardColumns() async throws {
-    let (store, _) = try await freshStore()
+  @Test(arguments: Backend.allCases) func freshMigrateKeepsTheDashboardColumns(backend: Backend) async throws {
+    let (store, _) = try await freshStore(backend)
     #expect(
       try await Self.columns(store, "users") == [
         "id TEXT PK", "email TEXT", "created_at INTEGER", "updated_at INTEGER",
@@ -33,7 +33,10 @@ struct SchemaTests {
     #expect(try await store.migrate() == [], "migrate is idempotent")
   }
 
-  @Test func migrateOverAnExistingDashboardDatabaseKeepsItsRows() async throws {
+  /// Beside the dashboard: its existing database (an SQLite file here, served over libSQL's
+  /// protocol for the Turso case) gains fleetkeeper's tables and keeps every row.
+  @Test(arguments: Backend.allCases)
+  func migrateOverAnExistingDashboardDatabaseKeepsItsRows(backend: Backend) async throws {
     let path = temporaryDirectory().appendingPathComponent("dash.sqlite3").path
     let queue = try DatabaseQueue(path: path)
     try await queue.write { db in
@@ -48,7 +51,7 @@ struct SchemaTests {
           """)
     }
     try await queue.close()
-    let store = try FleetStore.sqlite(path: path)
+    let store = try await open(path, backend)
     #expect(try await store.migrate() == Schema.migrations.map(\.version))
     let rows = try await store.database.read([
       SQLStatement("SELECT email FROM users"), SQLStatement("SELECT id FROM machines"),
@@ -109,8 +112,8 @@ struct SchemaTests {
     try await locker.writeWithoutTransaction { db in try db.execute(sql: "ROLLBACK") }
   }
 
-  @Test func plainSQLIsHeldToTheSameRules() async throws {
-    let (store, _) = try await freshStore()
+  @Test(arguments: Backend.allCases) func plainSQLIsHeldToTheSameRules(backend: Backend) async throws {
+    let (store, _) = try await freshStore(backend)
     let bad: [(String, String)] = [
       ("INSERT INTO desired_machines (user_id, region, state) VALUES ('u', 'cdg', 'sideways')", "state"),
       ("INSERT INTO desired_machines (user_id, region) VALUES ('u', 'zzz')", "region"),
@@ -144,8 +147,8 @@ struct SchemaTests {
     #expect(users[0].scalar?.int == 1, "the trigger creates the dashboard's users row")
   }
 
-  @Test func everyEditBumpsTheDesiredVersion() async throws {
-    let (store, _) = try await freshStore()
+  @Test(arguments: Backend.allCases) func everyEditBumpsTheDesiredVersion(backend: Backend) async throws {
+    let (store, _) = try await freshStore(backend)
     let v0 = try await store.desiredVersion()
     try await store.addUser(UserInput(userID: "u1", region: "cdg"))
     let v1 = try await store.desiredVersion()

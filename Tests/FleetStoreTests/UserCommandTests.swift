@@ -4,8 +4,8 @@ import Foundation
 import Testing
 
 struct UserCommandTests {
-  @Test func addSetRemoveList() async throws {
-    let (store, _) = try await freshStore()
+  @Test(arguments: Backend.allCases) func addSetRemoveList(backend: Backend) async throws {
+    let (store, _) = try await freshStore(backend)
     try await store.addUser(UserInput(userID: "u1", email: "u1@example.com", region: "cdg", image: "nginx:1"))
     try await store.addUser(UserInput(userID: "u2", state: "stopped", region: "ams", memoryMB: 512))
     try await store.setUser(UserInput(userID: "u1", region: "ams", image: "default", cpus: 2, memoryMB: 4096))
@@ -19,35 +19,37 @@ struct UserCommandTests {
   }
 
   /// Every refused command: the message names the field and the value, and the database is unchanged.
-  @Test(arguments: [
-    (UserInput(userID: "", region: "cdg"), "user_id", "\"\""),
-    (UserInput(userID: String(repeating: "x", count: 129), region: "cdg"), "user_id", "xxxx"),
-    (UserInput(userID: "a b", region: "cdg"), "user_id", "a b"),
-    (UserInput(userID: "x'; DROP TABLE users; --", region: "cdg"), "user_id", "DROP TABLE"),
-    (UserInput(userID: "tab\there", region: "cdg"), "user_id", "\\u{9}"),
-    (UserInput(userID: "nul\u{0}", region: "cdg"), "user_id", "\\u{0}"),
-    (UserInput(userID: "u9", region: "xyz"), "region", "xyz"),
-    (UserInput(userID: "u9", region: "CDG"), "region", "CDG"),
-    (UserInput(userID: "u9", region: "cdg'--"), "region", "cdg'--"),
-    (UserInput(userID: "u9"), "region", "\"\""),
-    (UserInput(userID: "u9", state: "sideways", region: "cdg"), "state", "sideways"),
-    (UserInput(userID: "u9", state: "running; DELETE FROM users", region: "cdg"), "state", "DELETE"),
-    (UserInput(userID: "u9", region: "cdg", image: "not an image"), "image", "not an image"),
-    (UserInput(userID: "u9", region: "cdg", image: "nginx\n"), "image", "\\u{a}"),
-    (UserInput(userID: "u9", region: "cdg", cpuKind: "gpu"), "cpu_kind", "gpu"),
-    (UserInput(userID: "u9", region: "cdg", cpus: 3), "cpus", "3"),
-    (UserInput(userID: "u9", region: "cdg", memoryMB: 0), "memory_mb", "0"),
-    (UserInput(userID: "u9", region: "cdg", memoryMB: -256), "memory_mb", "-256"),
-    (UserInput(userID: "u9", region: "cdg", memoryMB: 300), "memory_mb", "300"),
-    (UserInput(userID: "u9", region: "cdg", memoryMB: 4096), "memory_mb", "4096"),
-    (UserInput(userID: "u9", region: "cdg", volumeSizeGB: 0), "volume_size_gb", "0"),
-    (UserInput(userID: "u9", region: "cdg", volumeSizeGB: -1), "volume_size_gb", "-1"),
-    (UserInput(userID: "u9", email: "nope", region: "cdg"), "email", "nope"),
-    (UserInput(userID: "u9", email: "a@b\u{1b}[31m", region: "cdg"), "email", "\\u{1b}"),
-    (UserInput(userID: "u1", region: "cdg"), "user_id", "u1"),
-  ])
-  func badAddIsRefusedAndChangesNothing(input: UserInput, field: String, valueFragment: String) async throws {
-    let (store, _) = try await freshStore()
+  @Test(
+    arguments: [
+      (UserInput(userID: "", region: "cdg"), "user_id", "\"\""),
+      (UserInput(userID: String(repeating: "x", count: 129), region: "cdg"), "user_id", "xxxx"),
+      (UserInput(userID: "a b", region: "cdg"), "user_id", "a b"),
+      (UserInput(userID: "x'; DROP TABLE users; --", region: "cdg"), "user_id", "DROP TABLE"),
+      (UserInput(userID: "tab\there", region: "cdg"), "user_id", "\\u{9}"),
+      (UserInput(userID: "nul\u{0}", region: "cdg"), "user_id", "\\u{0}"),
+      (UserInput(userID: "u9", region: "xyz"), "region", "xyz"),
+      (UserInput(userID: "u9", region: "CDG"), "region", "CDG"),
+      (UserInput(userID: "u9", region: "cdg'--"), "region", "cdg'--"),
+      (UserInput(userID: "u9"), "region", "\"\""),
+      (UserInput(userID: "u9", state: "sideways", region: "cdg"), "state", "sideways"),
+      (UserInput(userID: "u9", state: "running; DELETE FROM users", region: "cdg"), "state", "DELETE"),
+      (UserInput(userID: "u9", region: "cdg", image: "not an image"), "image", "not an image"),
+      (UserInput(userID: "u9", region: "cdg", image: "nginx\n"), "image", "\\u{a}"),
+      (UserInput(userID: "u9", region: "cdg", cpuKind: "gpu"), "cpu_kind", "gpu"),
+      (UserInput(userID: "u9", region: "cdg", cpus: 3), "cpus", "3"),
+      (UserInput(userID: "u9", region: "cdg", memoryMB: 0), "memory_mb", "0"),
+      (UserInput(userID: "u9", region: "cdg", memoryMB: -256), "memory_mb", "-256"),
+      (UserInput(userID: "u9", region: "cdg", memoryMB: 300), "memory_mb", "300"),
+      (UserInput(userID: "u9", region: "cdg", memoryMB: 4096), "memory_mb", "4096"),
+      (UserInput(userID: "u9", region: "cdg", volumeSizeGB: 0), "volume_size_gb", "0"),
+      (UserInput(userID: "u9", region: "cdg", volumeSizeGB: -1), "volume_size_gb", "-1"),
+      (UserInput(userID: "u9", email: "nope", region: "cdg"), "email", "nope"),
+      (UserInput(userID: "u9", email: "a@b\u{1b}[31m", region: "cdg"), "email", "\\u{1b}"),
+      (UserInput(userID: "u1", region: "cdg"), "user_id", "u1"),
+    ], Backend.allCases)
+  func badAddIsRefusedAndChangesNothing(_ c: (UserInput, String, String), backend: Backend) async throws {
+    let (input, field, valueFragment) = c
+    let (store, _) = try await freshStore(backend)
     try await store.addUser(UserInput(userID: "u1", region: "cdg"))
     let before = try await dump(store)
     do {
@@ -61,16 +63,18 @@ struct UserCommandTests {
     #expect(try await dump(store) == before)
   }
 
-  @Test(arguments: [
-    (UserInput(userID: "ghost", state: "stopped"), "user_id"),
-    (UserInput(userID: "u1", state: "off"), "state"),
-    (UserInput(userID: "u1", region: "mars"), "region"),
-    (UserInput(userID: "u1", memoryMB: 1000), "memory_mb"),
-    (UserInput(userID: "u1", cpuKind: "performance", memoryMB: 9000), "memory_mb"),
-    (UserInput(userID: "u1", image: "UPPER/case"), "image"),
-  ])
-  func badSetIsRefusedAndChangesNothing(input: UserInput, field: String) async throws {
-    let (store, _) = try await freshStore()
+  @Test(
+    arguments: [
+      (UserInput(userID: "ghost", state: "stopped"), "user_id"),
+      (UserInput(userID: "u1", state: "off"), "state"),
+      (UserInput(userID: "u1", region: "mars"), "region"),
+      (UserInput(userID: "u1", memoryMB: 1000), "memory_mb"),
+      (UserInput(userID: "u1", cpuKind: "performance", memoryMB: 9000), "memory_mb"),
+      (UserInput(userID: "u1", image: "UPPER/case"), "image"),
+    ], Backend.allCases)
+  func badSetIsRefusedAndChangesNothing(_ c: (UserInput, String), backend: Backend) async throws {
+    let (input, field) = c
+    let (store, _) = try await freshStore(backend)
     try await store.addUser(UserInput(userID: "u1", region: "cdg"))
     let before = try await dump(store)
     await #expect { () async throws in try await store.setUser(input) } throws: { error in
@@ -80,8 +84,8 @@ struct UserCommandTests {
     #expect(try await dump(store) == before)
   }
 
-  @Test func templateSetValidatesAndStoresSecretNamesOnly() async throws {
-    let (store, _) = try await freshStore()
+  @Test(arguments: Backend.allCases) func templateSetValidatesAndStoresSecretNamesOnly(backend: Backend) async throws {
+    let (store, _) = try await freshStore(backend)
     var patch = TemplatePatch()
     patch.image = "registry.fly.io/agent:v2"
     patch.memoryMB = 1024
@@ -121,8 +125,8 @@ struct UserCommandTests {
     #expect(try await dump(store) == before)
   }
 
-  @Test func importCSVAndJSONLines() async throws {
-    let (store, _) = try await freshStore()
+  @Test(arguments: Backend.allCases) func importCSVAndJSONLines(backend: Backend) async throws {
+    let (store, _) = try await freshStore(backend)
     let csv = """
       user_id,email,region,state,image
       u1,u1@example.com,cdg,running,
@@ -143,20 +147,25 @@ struct UserCommandTests {
     #expect(users.first { $0.userID == "j2" }?.state == .absent)
   }
 
-  @Test(arguments: [
-    ("user_id,region\nu1,cdg\nu1,ams\n", 3, "duplicate of line 2"),
-    ("user_id,region\nu1,cdg\nu2,xyz\n", 3, "region"),
-    ("user_id,region\nu1,cdg\nu2\n", 3, "fields"),
-    ("email,region\na@b.c,cdg\n", 1, "user_id"),
-    ("user_id,region,colour\nu1,cdg,red\n", 1, "colour"),
-    ("user_id,region\nu1,cdg\n\"u2,cdg\n", 3, "not closed"),
-    ("{\"user_id\":\"u1\",\"region\":\"cdg\"}\n{\"user_id\":\"u2\",\"region\":\"cdg\",\"state\":\"on\"}\n", 2, "state"),
-    ("{\"user_id\":\"u1\",\"region\":\"cdg\"}\nnot json\n", 2, "JSON"),
-    ("{\"user_id\":\"u1\",\"region\":\"cdg\"}\n{\"user_id\":7,\"region\":\"cdg\"}\n", 2, "string"),
-    ("user_id,region\nexisting,cdg\n", 2, "already exists"),
-  ])
-  func badImportIsAllOrNothingWithLineNumbers(text: String, line: Int, fragment: String) async throws {
-    let (store, _) = try await freshStore()
+  @Test(
+    arguments: [
+      ("user_id,region\nu1,cdg\nu1,ams\n", 3, "duplicate of line 2"),
+      ("user_id,region\nu1,cdg\nu2,xyz\n", 3, "region"),
+      ("user_id,region\nu1,cdg\nu2\n", 3, "fields"),
+      ("email,region\na@b.c,cdg\n", 1, "user_id"),
+      ("user_id,region,colour\nu1,cdg,red\n", 1, "colour"),
+      ("user_id,region\nu1,cdg\n\"u2,cdg\n", 3, "not closed"),
+      (
+        "{\"user_id\":\"u1\",\"region\":\"cdg\"}\n{\"user_id\":\"u2\",\"region\":\"cdg\",\"state\":\"on\"}\n", 2,
+        "state"
+      ),
+      ("{\"user_id\":\"u1\",\"region\":\"cdg\"}\nnot json\n", 2, "JSON"),
+      ("{\"user_id\":\"u1\",\"region\":\"cdg\"}\n{\"user_id\":7,\"region\":\"cdg\"}\n", 2, "string"),
+      ("user_id,region\nexisting,cdg\n", 2, "already exists"),
+    ], Backend.allCases)
+  func badImportIsAllOrNothingWithLineNumbers(_ c: (String, Int, String), backend: Backend) async throws {
+    let (text, line, fragment) = c
+    let (store, _) = try await freshStore(backend)
     try await store.addUser(UserInput(userID: "existing", region: "cdg"))
     let before = try await dump(store)
     do {
@@ -170,8 +179,8 @@ struct UserCommandTests {
     #expect(try await dump(store) == before)
   }
 
-  @Test func auditEventsRoundTrip() async throws {
-    let (store, _) = try await freshStore()
+  @Test(arguments: Backend.allCases) func auditEventsRoundTrip(backend: Backend) async throws {
+    let (store, _) = try await freshStore(backend)
     try await store.append([
       AuditEvent(
         eventType: "create_volume", userID: "u1", volumeID: "vol_1", details: ["attempt": .int(1)], createdAt: 10),
