@@ -161,6 +161,7 @@ let package = Package(
     .testTarget(
       name: "FleetRuntimeTests",
       dependencies: [
+        "HranaServer", "FleetAlerts",
         "FleetRuntime", "FleetStore", "FlyMachines", "FlySimulator", "FleetCore",
         .product(name: "Logging", package: "swift-log"),
       ],

@@ -31,6 +31,8 @@ public final class HranaServer: Sendable {
     case unavailable
     /// Every request waits this long before it is served (a client deadline fires first).
     case slow(Duration)
+    /// The next `n` requests are served, then every one answers 503 (an outage mid-pass).
+    case unavailableAfter(Int)
   }
 
   public let path: String
@@ -75,8 +77,13 @@ public final class HranaServer: Sendable {
 
   /// Serves one HTTP request (method, path, Authorization header, body).
   func handle(method: String, path: String, authorization: String?, body: Data) async -> Answer {
-    switch faultState.withLock({ $0 }) {
-    case .none: break
+    let fault = faultState.withLock { fault -> Fault in
+      guard case .unavailableAfter(let n) = fault else { return fault }
+      fault = n > 0 ? .unavailableAfter(n - 1) : .unavailable
+      return n > 0 ? .none : .unavailable
+    }
+    switch fault {
+    case .none, .unavailableAfter: break
     case .unavailable: return Answer(status: 503, body: Data("service unavailable".utf8))
     case .slow(let delay): try? await Task.sleep(for: delay)
     }

@@ -80,21 +80,37 @@ import Testing
     }
   }
 
-  @Test func standbyTakesOverAfterTheActiveProcessDies() async throws {
+  /// Two controllers on one database never both act; the standby takes over when the active one
+  /// dies. On `libsql` the database is behind `fleetkeeper libsql-server` (a separate process), so
+  /// the two controllers reach it, and share the lease, only over HTTP, as on Turso.
+  @Test(arguments: ["sqlite", "libsql"])
+  func standbyTakesOverAfterTheActiveProcessDies(backend: String) async throws {
     let (sim, base) = try startSim()
     defer { sim.kill(SIGTERM) }
-    let db = try database(users: 2)
-    let env = [
-      "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok-secret-value-42", "FLEET_DATABASE": db,
-      "FLEET_LISTEN": "127.0.0.1:0", "FLEET_INTERVAL": "1",
-    ]
+    var db = try database(users: 2)
+    var server: Background? = nil
+    var databaseEnv: [String: String] = [:]
+    if backend == "libsql" {
+      databaseEnv["FLEET_DATABASE_AUTH_TOKEN"] = "turso-token-test-77"
+      let served = try Background(["libsql-server", "--port", "0", "--file", db], env: databaseEnv)
+      let line = try #require(served.readLine(containing: "FLEET_DATABASE="))
+      db = String(line.split(separator: "=").last!)
+      #expect(db.hasPrefix("http://127.0.0.1:"))
+      server = served
+    }
+    defer { server?.kill(SIGTERM) }
+    let env =
+      [
+        "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok-secret-value-42", "FLEET_DATABASE": db,
+        "FLEET_LISTEN": "127.0.0.1:0", "FLEET_INTERVAL": "1",
+      ].merging(databaseEnv) { $1 }
     let first = try Background(["run"], env: env)
     _ = first.readLine(containing: "msg=pass", fromStandardError: true)
     let second = try Background(["run"], env: env)
     _ = second.readLine(containing: "standby", fromStandardError: true)
     first.kill(SIGKILL)
     let killed = Date()
-    try fleetkeeper(["users", "add", "late", "--region", "cdg", "--database", db])
+    try fleetkeeper(["users", "add", "late", "--region", "cdg", "--database", db], env: databaseEnv)
     var created = false
     while !created && Date().timeIntervalSince(killed) < 40 {
       let census = try await census(base)

@@ -35,14 +35,14 @@ struct Harness {
       var c = SimulatorConfiguration.fast(appName: "app", token: "tok"); c.listLag = 0.2; return c
     }(),
     faults: SimulatorFaults = .init(), settings: ReconcilerSettings = testSettings(), databasePath: String? = nil,
-    clock: any FleetClock = SystemFleetClock()
+    clock: any FleetClock = SystemFleetClock(), store given: FleetStore? = nil
   ) async throws -> Harness {
     let simulator = FlySimulator(configuration: configuration, faults: faults)
     let running = try await SimulatorServer.start(simulator)
     let path =
       databasePath
       ?? FileManager.default.temporaryDirectory.appendingPathComponent("fk-e2e-\(UUID().uuidString).sqlite3").path
-    let store = try FleetStore.sqlite(path: path, create: true)
+    let store = try given ?? FleetStore.sqlite(path: path, create: true)
     try await store.migrate()
     var template = TemplatePatch()
     template.image = "registry.fly.io/agent:1"
