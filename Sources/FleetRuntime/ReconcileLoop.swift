@@ -1,5 +1,6 @@
 import FleetCore
 public import FleetStore
+import Foundation
 public import Logging
 public import ServiceLifecycle
 
@@ -35,15 +36,28 @@ public struct ReconcileLoop: Service {
   }
 
   /// How long to wait after a pass: short while anything is under way or failing.
-  public static func nextDelay(after report: PassReport, settings: ReconcilerSettings) -> Double {
+  public static func nextDelay(after report: PassReport, settings: ReconcilerSettings, failedInARow: Int = 0)
+    -> Double
+  {
+    if report.outcome == .couldNotRun {
+      return couldNotRunDelay(failedInARow: failedInARow, settings: settings)
+    }
     let busy =
       report.outcome != .ok || !report.results.isEmpty || !(report.plan?.waiting.isEmpty ?? true)
       || !(report.plan?.actions.isEmpty ?? true)
     return busy ? settings.busyInterval : settings.interval
   }
 
+  /// The database or Fly could not be read: try again soon, then back off (doubling from the busy
+  /// interval up to the full interval), so an outage is not hammered every 2 s.
+  public static func couldNotRunDelay(failedInARow: Int, settings: ReconcilerSettings) -> Double {
+    let doubled = settings.busyInterval * pow(2, Double(max(0, min(failedInARow - 1, 16))))
+    return min(max(settings.busyInterval, settings.interval), doubled)
+  }
+
   public func run() async throws {
     var version = try? await store.desiredVersion()
+    var failedInARow = 0
     while !Task.isCancelled && !Task.isShuttingDownGracefully {
       // One writer: pass only while holding the lease; otherwise stand by and try again.
       if let lease {
@@ -58,9 +72,9 @@ public struct ReconcileLoop: Service {
           report.findings = [DriftFinding(kind: .desiredUnreadable, message: error.description)]
           logger.error("database unreadable: nothing done", metadata: ["error": "\(error.description)"])
           await onPass(report)
-          try? await cancelWhenGracefulShutdown { [clock, settings] in
-            try await clock.sleep(seconds: settings.busyInterval)
-          }
+          failedInARow += 1
+          let delay = Self.couldNotRunDelay(failedInARow: failedInARow, settings: settings)
+          try? await cancelWhenGracefulShutdown { [clock] in try await clock.sleep(seconds: delay) }
           continue
         }
         if !held {
@@ -101,7 +115,8 @@ public struct ReconcileLoop: Service {
       // between passes (a small Fly VM counts RSS, not heap).
       if !report.steady { _ = fk_malloc_trim(0) }
       if Task.isShuttingDownGracefully { break }
-      let delay = Self.nextDelay(after: report, settings: settings)
+      failedInARow = report.outcome == .couldNotRun ? failedInARow + 1 : 0
+      let delay = Self.nextDelay(after: report, settings: settings, failedInARow: failedInARow)
       let seen = version
       do {
         version = try await cancelWhenGracefulShutdown { [settings, clock, store, logger] in

@@ -53,6 +53,11 @@ public struct PassReport: Sendable {
   /// The desired version, the list pages and the memory were all as after the previous pass, which
   /// found nothing to do and nothing waiting on a clock: its empty plan stands, not computed again.
   public var steady = false
+
+  public init(outcome: Outcome, startedAt: Double) {
+    self.outcome = outcome
+    self.startedAt = startedAt
+  }
 }
 
 /// The loop's one pass, as data flow: read the desired snapshot, list Fly whole, plan (pure), act

@@ -229,7 +229,10 @@ struct RunCommand: AsyncParsableCommand {
 
   func run() async throws {
     let env = ProcessInfo.processInfo.environment
-    let redactor = Redactor([env["FLY_API_TOKEN"] ?? "", fly.token ?? "", env["FLEET_ALERT_WEBHOOK_SECRET"] ?? ""])
+    let redactor = Redactor([
+      env["FLY_API_TOKEN"] ?? "", fly.token ?? "", env["FLEET_ALERT_WEBHOOK_SECRET"] ?? "",
+      env["FLEET_DATABASE_AUTH_TOKEN"] ?? "",
+    ])
     let logger = try bootstrapLogging(redactor: redactor)
     let listenText = listen ?? env["FLEET_LISTEN"] ?? "127.0.0.1:9090"
     guard let colon = listenText.lastIndex(of: ":"), let port = Int(listenText[listenText.index(after: colon)...])

@@ -63,4 +63,18 @@ import Testing
     #expect(fleet.machinesByUser.keys.sorted() == ["u2", "u3"])
     #expect(fleet.volumesByName.count == 4, "removed users keep their volumes (retention)")
   }
+
+  /// An outage is retried soon, then backed off to the full interval; one good pass resets it.
+  @Test func anUnreadableDatabaseIsRetriedWithBackoff() {
+    var settings = ReconcilerSettings()
+    settings.interval = 30
+    settings.busyInterval = 2
+    let delays = (1...7).map { ReconcileLoop.couldNotRunDelay(failedInARow: $0, settings: settings) }
+    #expect(delays == [2, 4, 8, 16, 30, 30, 30])
+    let failed = PassReport(outcome: .couldNotRun, startedAt: 0)
+    #expect(ReconcileLoop.nextDelay(after: failed, settings: settings, failedInARow: 3) == 8)
+    var quiet = PassReport(outcome: .ok, startedAt: 0)
+    quiet.plan = Plan(actions: [], findings: [], waiting: [], memory: [:], guardMemory: GuardMemory())
+    #expect(ReconcileLoop.nextDelay(after: quiet, settings: settings, failedInARow: 0) == 30)
+  }
 }
