@@ -113,7 +113,7 @@ public struct ReconcileLoop: Service {
       // A planned pass over a big fleet frees tens of MB of transient maps; glibc keeps freed heap
       // unless asked. Giving it back keeps the resident set near what the controller holds
       // between passes (a small Fly VM counts RSS, not heap).
-      if !report.steady { _ = fk_malloc_trim(0) }
+      if !report.steady && report.observedMachines + report.observedVolumes >= 5000 { _ = fk_malloc_trim(0) }
       if Task.isShuttingDownGracefully { break }
       failedInARow = report.outcome == .couldNotRun ? failedInARow + 1 : 0
       let delay = Self.nextDelay(after: report, settings: settings, failedInARow: failedInARow)

@@ -23,6 +23,9 @@ public final class HranaDatabase: SQLDatabase {
   private let http: HTTPClient
   /// Statements per request when a write is streamed in chunks.
   let chunkSize: Int
+  /// One write transaction in flight per process, as GRDB's pool gives SQLite: concurrent writers
+  /// would otherwise wait on each other's locks on the server (and time out there).
+  private let gate = WriteGate()
 
   /// Where the database is, without credentials (a `libsql://` URL may carry `?authToken=`).
   public var displayName: String { Self.display(url) }
@@ -86,11 +89,13 @@ public final class HranaDatabase: SQLDatabase {
   }
 
   public func write(_ statements: [SQLStatement]) async throws(StoreError) -> [SQLRows] {
-    if statements.count > chunkSize {
-      try await streamed(statements)
-      return Array(repeating: SQLRows(), count: statements.count)
+    try await gate.serialized { () async throws(StoreError) in
+      if statements.count > chunkSize {
+        try await streamed(statements)
+        return Array(repeating: SQLRows(), count: statements.count)
+      }
+      return try await transaction(statements, begin: "BEGIN IMMEDIATE")
     }
-    return try await transaction(statements, begin: "BEGIN IMMEDIATE")
   }
 
   public func writeMany(_ sql: [String], arguments: [[[SQLValue]]]) async throws(StoreError) {
@@ -98,14 +103,14 @@ public final class HranaDatabase: SQLDatabase {
     for (index, text) in sql.enumerated() {
       for args in arguments[index] { statements.append(SQLStatement(text, args)) }
     }
-    if statements.count > chunkSize {
-      try await streamed(statements)
-    } else {
-      _ = try await transaction(statements, begin: "BEGIN IMMEDIATE")
-    }
+    _ = try await write(statements)
   }
 
   public func executeScript(_ sql: String) async throws(StoreError) {
+    try await gate.serialized { () async throws(StoreError) in try await script(sql) }
+  }
+
+  private func script(_ sql: String) async throws(StoreError) {
     // Two round trips on one stream: the script, then COMMIT only if it all ran.
     let first = try await pipeline(
       baton: nil, [.execute(SQLStatement("BEGIN IMMEDIATE")), .sequence(sql)])
@@ -272,6 +277,24 @@ public final class HranaDatabase: SQLDatabase {
       return StoreError(code: .malformed, message: message, database: database)
     }
     return StoreError(code: .failed, message: message, database: database)
+  }
+}
+
+/// A FIFO lock for async code: one holder at a time.
+actor WriteGate {
+  private var held = false
+  private var waiters: [CheckedContinuation<Void, Never>] = []
+
+  func serialized<T: Sendable>(_ body: () async throws(StoreError) -> T) async throws(StoreError) -> T {
+    if held {
+      await withCheckedContinuation { waiters.append($0) }
+    } else {
+      held = true
+    }
+    defer {
+      if waiters.isEmpty { held = false } else { waiters.removeFirst().resume() }
+    }
+    return try await body()
   }
 }
 

@@ -23,8 +23,12 @@ final class Background: @unchecked Sendable {
     try process.run()
   }
 
-  /// Reads standard output until a line containing `marker` (or EOF).
-  func readLine(containing marker: String, fromStandardError: Bool = false) -> String? {
+  /// Reads standard output until a line containing `marker` (or EOF), off the cooperative pool.
+  func readLine(containing marker: String, fromStandardError: Bool = false) async -> String? {
+    await offload { self.readLineBlocking(containing: marker, fromStandardError: fromStandardError) }
+  }
+
+  private func readLineBlocking(containing marker: String, fromStandardError: Bool) -> String? {
     var buffer = ""
     let handle = (fromStandardError ? errors : output).fileHandleForReading
     while true {
@@ -38,13 +42,21 @@ final class Background: @unchecked Sendable {
   }
 
   /// The whole standard error: what was read already plus the rest (after the process ended).
-  func wholeStandardError() -> String {
-    readErrors + String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+  func wholeStandardError() async -> String {
+    await offload {
+      self.readErrors + String(decoding: self.errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
   }
 
-  func kill(_ signal: Int32) {
+  /// Signals the process and waits for it to exit (off the cooperative pool).
+  func kill(_ signal: Int32) async {
     Foundation.kill(process.processIdentifier, signal)
-    process.waitUntilExit()
+    await offload { self.process.waitUntilExit() }
+  }
+
+  /// For `defer`, which cannot await: signals without waiting.
+  func signal(_ signal: Int32) {
+    Foundation.kill(process.processIdentifier, signal)
   }
 }
 
@@ -82,14 +94,14 @@ func census(_ base: String) async throws -> (machines: [String: Int], started: I
       "sim", "--port", "0", "--app", "app", "--token", "tok", "--no-rate-limits", "--list-lag", "0.3",
       "--lost-response-rate", "0.1", "--mutations-only",
     ])
-    defer { sim.kill(SIGTERM) }
-    let line = try #require(sim.readLine(containing: "FLY_API_BASE_URL="))
+    defer { sim.signal(SIGTERM) }
+    let line = try #require(await sim.readLine(containing: "FLY_API_BASE_URL="))
     let base = String(line.split(separator: "=").last!)
-    try fleetkeeper(["migrate", "--database", db])
+    try await fleetkeeper(["migrate", "--database", db])
     let users = dir.appendingPathComponent("users.csv")
     try ("user_id,region\n" + (0..<60).map { "k\($0),cdg" }.joined(separator: "\n") + "\n").write(
       to: users, atomically: true, encoding: .utf8)
-    #expect(try fleetkeeper(["users", "import", users.path, "--database", db]).status == 0)
+    #expect(try await fleetkeeper(["users", "import", users.path, "--database", db]).status == 0)
     let env = [
       "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok", "FLEET_DATABASE": db,
       "FLEET_INTERVAL": "1", "FLEET_WRITE_RATE": "50",
@@ -99,7 +111,7 @@ func census(_ base: String) async throws -> (machines: [String: Int], started: I
       let run = try Background(["run"], env: env)
       // A random moment in a pass: this is the point of the test, not synchronisation.
       try await Task.sleep(for: .milliseconds(Int.random(in: 150...1200, using: &generator)))
-      run.kill(SIGKILL)
+      await run.kill(SIGKILL)
       let now = try await census(base)
       #expect(
         now.machines.values.allSatisfy { $0 <= 1 },
@@ -114,8 +126,8 @@ func census(_ base: String) async throws -> (machines: [String: Int], started: I
       last = try await census(base)
     }
     // A whole pass is done: signal handlers are installed.
-    _ = final.readLine(containing: "outcome=ok", fromStandardError: true)
-    final.kill(SIGTERM)
+    _ = await final.readLine(containing: "outcome=ok", fromStandardError: true)
+    await final.kill(SIGTERM)
     #expect(final.process.terminationStatus == 0, "SIGTERM ends the loop cleanly")
     #expect(last.started == 60)
     #expect(last.machines.count == 60 && last.machines.values.allSatisfy { $0 == 1 })
@@ -126,30 +138,30 @@ func census(_ base: String) async throws -> (machines: [String: Int], started: I
     let dir = temporaryDirectory()
     let db = dir.appendingPathComponent("fleet.sqlite3").path
     let sim = try Background(["sim", "--port", "0", "--app", "app", "--token", "tok", "--fast"])
-    defer { sim.kill(SIGTERM) }
-    let line = try #require(sim.readLine(containing: "FLY_API_BASE_URL="))
+    defer { sim.signal(SIGTERM) }
+    let line = try #require(await sim.readLine(containing: "FLY_API_BASE_URL="))
     let base = String(line.split(separator: "=").last!)
     let env = ["FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok", "FLEET_DATABASE": db]
-    try fleetkeeper(["migrate"], env: env)
-    #expect(try fleetkeeper(["plan"], env: env).status == 0)
-    try fleetkeeper(["users", "add", "p1", "--region", "cdg"], env: env)
-    let plan = try fleetkeeper(["plan", "--json"], env: env)
+    try await fleetkeeper(["migrate"], env: env)
+    #expect(try await fleetkeeper(["plan"], env: env).status == 0)
+    try await fleetkeeper(["users", "add", "p1", "--region", "cdg"], env: env)
+    let plan = try await fleetkeeper(["plan", "--json"], env: env)
     #expect(plan.status == 2)
     #expect(plan.stdout.contains(#""action":"create_volume""#))
-    #expect(try fleetkeeper(["reconcile"], env: env).status == 0)
-    #expect(try fleetkeeper(["reconcile"], env: env).status == 0)
-    let status = try fleetkeeper(["status", "--json"], env: env)
+    #expect(try await fleetkeeper(["reconcile"], env: env).status == 0)
+    #expect(try await fleetkeeper(["reconcile"], env: env).status == 0)
+    let status = try await fleetkeeper(["status", "--json"], env: env)
     #expect(status.stdout.contains(#""user_id":"p1""#))
-    let events = try fleetkeeper(["events", "--json"], env: env)
+    let events = try await fleetkeeper(["events", "--json"], env: env)
     #expect(events.stdout.contains("create_volume") && events.stdout.contains("create_machine"))
     // No token, no database: exit 1, nothing printed that looks like a secret.
     var wrong = env
     wrong["FLY_API_TOKEN"] = "wrong-token-value"
-    let refused = try fleetkeeper(["reconcile"], env: wrong)
+    let refused = try await fleetkeeper(["reconcile"], env: wrong)
     #expect(refused.status == 1)
     #expect(!refused.stderr.contains("wrong-token-value") && !refused.stdout.contains("wrong-token-value"))
     var missing = env
     missing["FLEET_DATABASE"] = dir.appendingPathComponent("nope.sqlite3").path
-    #expect(try fleetkeeper(["plan"], env: missing).status == 1)
+    #expect(try await fleetkeeper(["plan"], env: missing).status == 1)
   }
 }

@@ -5,34 +5,34 @@ import Testing
 
 /// `fleetkeeper run` as a real process: SIGTERM mid-pass, logs without secrets, standby takeover.
 @Suite(.serialized) struct ServiceTests {
-  func startSim(_ extra: [String] = []) throws -> (Background, String) {
+  func startSim(_ extra: [String] = []) async throws -> (Background, String) {
     let sim = try Background(
       ["sim", "--port", "0", "--app", "app", "--token", "tok-secret-value-42", "--fast"] + extra)
-    let line = try #require(sim.readLine(containing: "FLY_API_BASE_URL="))
+    let line = try #require(await sim.readLine(containing: "FLY_API_BASE_URL="))
     return (sim, String(line.split(separator: "=").last!))
   }
 
-  func database(users: Int, prefix: String = "s") throws -> String {
+  func database(users: Int, prefix: String = "s") async throws -> String {
     let dir = temporaryDirectory()
     let db = dir.appendingPathComponent("fleet.sqlite3").path
-    try fleetkeeper(["migrate", "--database", db])
+    try await fleetkeeper(["migrate", "--database", db])
     let file = dir.appendingPathComponent("u.csv")
     try ("user_id,region\n" + (0..<users).map { "\(prefix)\($0),cdg" }.joined(separator: "\n") + "\n").write(
       to: file, atomically: true, encoding: .utf8)
-    try fleetkeeper(["users", "import", file.path, "--database", db])
+    try await fleetkeeper(["users", "import", file.path, "--database", db])
     return db
   }
 
   @Test func sigtermMidPassExitsZeroAndRecordsEverything() async throws {
-    let (sim, base) = try startSim(["--latency-ms", "700", "--mutations-only"])
-    defer { sim.kill(SIGTERM) }
-    let db = try database(users: 12)
+    let (sim, base) = try await startSim(["--latency-ms", "700", "--mutations-only"])
+    defer { sim.signal(SIGTERM) }
+    let db = try await database(users: 12)
     let env = [
       "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok-secret-value-42", "FLEET_DATABASE": db,
       "FLEET_LISTEN": "127.0.0.1:0", "FLEET_WRITE_RATE": "100", "FLEET_DRAIN_SECONDS": "10",
     ]
     let run = try Background(["run"], env: env)
-    _ = run.readLine(containing: "ops server listening", fromStandardError: true)
+    _ = await run.readLine(containing: "ops server listening", fromStandardError: true)
     // Mid-pass: the first creates are in flight (each takes 700 ms at the simulator).
     var inFlight = false
     for _ in 0..<100 where !inFlight {
@@ -41,22 +41,21 @@ import Testing
       if !inFlight { try await Task.sleep(for: .milliseconds(50)) }
     }
     let signalled = Date()
-    kill(run.process.processIdentifier, SIGTERM)
-    run.process.waitUntilExit()
+    await run.kill(SIGTERM)
     #expect(run.process.terminationStatus == 0)
     #expect(Date().timeIntervalSince(signalled) < 10, "within the drain time")
     // No action half-recorded: every mutation Fly saw has its event.
     let requests = try await fetchJSONArray(base + "/_sim/requests")
     let mutations = requests.filter { ($0["method"] as? String) != "GET" }.count
-    let events = try fleetkeeper(["events", "--json", "--limit", "1000", "--database", db]).stdout
+    let events = try await fleetkeeper(["events", "--json", "--limit", "1000", "--database", db]).stdout
       .split(separator: "\n").filter { $0.contains(#""event_type":"create_"#) && !$0.contains(#""outcome":"skipped""#) }
     #expect(events.count == mutations, "\(events.count) events for \(mutations) mutations")
   }
 
   @Test func logsHoldNoTokenOnErrorPaths() async throws {
-    let (sim, base) = try startSim()
-    defer { sim.kill(SIGTERM) }
-    let db = try database(users: 2)
+    let (sim, base) = try await startSim()
+    defer { sim.signal(SIGTERM) }
+    let db = try await database(users: 2)
     for format in ["logfmt", "json"] {
       let wrongToken = "fm2_wrong-token-value-77"
       let env = [
@@ -67,15 +66,15 @@ import Testing
       ]
       let run = try Background(["run"], env: env)
       // Failing passes, then the fly_unreachable alert and its (failing) delivery: every error path logged.
-      _ = run.readLine(containing: "could_not_run", fromStandardError: true)
-      _ = run.readLine(containing: "alert delivery", fromStandardError: true)
-      run.kill(SIGTERM)
-      let log = run.wholeStandardError()
+      _ = await run.readLine(containing: "could_not_run", fromStandardError: true)
+      _ = await run.readLine(containing: "alert delivery", fromStandardError: true)
+      await run.kill(SIGTERM)
+      let log = await run.wholeStandardError()
       #expect(log.contains("unauthorized"), "the error paths were exercised")
       #expect(!log.contains(wrongToken) && !log.contains("whsec-very-secret-99"))
-      let tail = try fleetkeeper(["events", "--json", "--database", db]).stdout
+      let tail = try await fleetkeeper(["events", "--json", "--database", db]).stdout
       #expect(!tail.contains(wrongToken))
-      let plan = try fleetkeeper(["plan"], env: env)
+      let plan = try await fleetkeeper(["plan"], env: env)
       #expect(plan.status == 1 && !plan.stderr.contains(wrongToken) && plan.stderr.contains("unauthorized"))
     }
   }
@@ -85,32 +84,32 @@ import Testing
   /// the two controllers reach it, and share the lease, only over HTTP, as on Turso.
   @Test(arguments: ["sqlite", "libsql"])
   func standbyTakesOverAfterTheActiveProcessDies(backend: String) async throws {
-    let (sim, base) = try startSim()
-    defer { sim.kill(SIGTERM) }
-    var db = try database(users: 2)
+    let (sim, base) = try await startSim()
+    defer { sim.signal(SIGTERM) }
+    var db = try await database(users: 2)
     var server: Background? = nil
     var databaseEnv: [String: String] = [:]
     if backend == "libsql" {
       databaseEnv["FLEET_DATABASE_AUTH_TOKEN"] = "turso-token-test-77"
       let served = try Background(["libsql-server", "--port", "0", "--file", db], env: databaseEnv)
-      let line = try #require(served.readLine(containing: "FLEET_DATABASE="))
+      let line = try #require(await served.readLine(containing: "FLEET_DATABASE="))
       db = String(line.split(separator: "=").last!)
       #expect(db.hasPrefix("http://127.0.0.1:"))
       server = served
     }
-    defer { server?.kill(SIGTERM) }
+    defer { server?.signal(SIGTERM) }
     let env =
       [
         "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok-secret-value-42", "FLEET_DATABASE": db,
         "FLEET_LISTEN": "127.0.0.1:0", "FLEET_INTERVAL": "1",
       ].merging(databaseEnv) { $1 }
     let first = try Background(["run"], env: env)
-    _ = first.readLine(containing: "msg=pass", fromStandardError: true)
+    _ = await first.readLine(containing: "msg=pass", fromStandardError: true)
     let second = try Background(["run"], env: env)
-    _ = second.readLine(containing: "standby", fromStandardError: true)
-    first.kill(SIGKILL)
+    _ = await second.readLine(containing: "standby", fromStandardError: true)
+    await first.kill(SIGKILL)
     let killed = Date()
-    try fleetkeeper(["users", "add", "late", "--region", "cdg", "--database", db], env: databaseEnv)
+    try await fleetkeeper(["users", "add", "late", "--region", "cdg", "--database", db], env: databaseEnv)
     var created = false
     while !created && Date().timeIntervalSince(killed) < 40 {
       let census = try await census(base)
@@ -118,7 +117,7 @@ import Testing
       if !created { try await Task.sleep(for: .milliseconds(200)) }
     }
     let takeover = Date().timeIntervalSince(killed)
-    second.kill(SIGTERM)
+    await second.kill(SIGTERM)
     #expect(created)
     #expect(takeover < 30, "took over in \(takeover) s")
   }
@@ -133,22 +132,23 @@ func fetchJSONArray(_ url: String) async throws -> [[String: Any]] {
 @Suite(.serialized) struct TemplateSecretTests {
   @Test func aTemplateCannotCopyTheFlyTokenIntoAMachine() async throws {
     let sim = try Background(["sim", "--port", "0", "--app", "app", "--token", "tok-secret-value-42", "--fast"])
-    defer { sim.kill(SIGTERM) }
-    let line = try #require(sim.readLine(containing: "FLY_API_BASE_URL="))
+    defer { sim.signal(SIGTERM) }
+    let line = try #require(await sim.readLine(containing: "FLY_API_BASE_URL="))
     let base = String(line.split(separator: "=").last!)
     let db = temporaryDirectory().appendingPathComponent("fleet.sqlite3").path
     let env = [
       "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok-secret-value-42", "FLEET_DATABASE": db,
       "AGENT_KEY_VALUE": "agent-secret-123",
     ]
-    try fleetkeeper(["migrate"], env: env)
-    try fleetkeeper(["template", "set", "--env", "STOLEN=$FLY_API_TOKEN", "--env", "KEY=$AGENT_KEY_VALUE"], env: env)
-    try fleetkeeper(["users", "add", "t1", "--region", "cdg"], env: env)
-    for _ in 0..<3 { try fleetkeeper(["reconcile"], env: env) }
+    try await fleetkeeper(["migrate"], env: env)
+    try await fleetkeeper(
+      ["template", "set", "--env", "STOLEN=$FLY_API_TOKEN", "--env", "KEY=$AGENT_KEY_VALUE"], env: env)
+    try await fleetkeeper(["users", "add", "t1", "--region", "cdg"], env: env)
+    for _ in 0..<3 { try await fleetkeeper(["reconcile"], env: env) }
     let state = try await fetchJSON(base + "/_sim/state")
     let text = String(describing: state)
     #expect(!text.contains("tok-secret-value-42"), "the Fly token never reaches a machine")
-    let events = try fleetkeeper(["events", "--json"], env: env).stdout
+    let events = try await fleetkeeper(["events", "--json"], env: env).stdout
     #expect(events.contains("does not hold"))
     #expect(!events.contains("tok-secret-value-42") && !events.contains("agent-secret-123"))
   }

@@ -6,43 +6,43 @@ struct StoreCLITests {
   let dir = temporaryDirectory()
   var db: String { dir.appendingPathComponent("fleet.sqlite3").path }
 
-  @Test func migrateCreatesAndIsIdempotent() throws {
-    let first = try fleetkeeper(["migrate", "--database", db])
+  @Test func migrateCreatesAndIsIdempotent() async throws {
+    let first = try await fleetkeeper(["migrate", "--database", db])
     #expect(first.status == 0)
     #expect(first.stdout.contains("applied migrations 1, 2"))
-    let second = try fleetkeeper(["migrate"], env: ["FLEET_DATABASE": db])
+    let second = try await fleetkeeper(["migrate"], env: ["FLEET_DATABASE": db])
     #expect(second.stdout.contains("schema is current"))
   }
 
-  @Test func defaultDatabaseIsInTheWorkingDirectory() throws {
-    #expect(try fleetkeeper(["migrate"], directory: dir).status == 0)
+  @Test func defaultDatabaseIsInTheWorkingDirectory() async throws {
+    #expect(try await fleetkeeper(["migrate"], directory: dir).status == 0)
     #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("fleet.sqlite3").path))
   }
 
-  @Test func commandsOtherThanMigrateRefuseAMissingDatabase() throws {
-    let result = try fleetkeeper(["users", "list", "--database", db])
+  @Test func commandsOtherThanMigrateRefuseAMissingDatabase() async throws {
+    let result = try await fleetkeeper(["users", "list", "--database", db])
     #expect(result.status == 1)
     #expect(result.stderr.contains("unavailable"))
     #expect(!FileManager.default.fileExists(atPath: db))
   }
 
-  @Test func usersLifecycle() throws {
-    try fleetkeeper(["migrate", "--database", db])
-    #expect(
+  @Test func usersLifecycle() async throws {
+    try await fleetkeeper(["migrate", "--database", db])
+    await #expect(
       try fleetkeeper(["users", "add", "u1", "--region", "cdg", "--email", "u1@example.com", "--database", db]).status
         == 0)
-    #expect(
+    await #expect(
       try fleetkeeper([
         "users", "add", "u2", "--region", "ams", "--state", "stopped", "--memory-mb", "512", "--database", db,
       ]).status == 0)
-    #expect(try fleetkeeper(["users", "set", "u1", "--image", "nginx:1.25", "--database", db]).status == 0)
-    #expect(try fleetkeeper(["users", "remove", "u2", "--database", db]).status == 0)
-    let list = try fleetkeeper(["users", "list", "--json", "--database", db])
+    #expect(try await fleetkeeper(["users", "set", "u1", "--image", "nginx:1.25", "--database", db]).status == 0)
+    #expect(try await fleetkeeper(["users", "remove", "u2", "--database", db]).status == 0)
+    let list = try await fleetkeeper(["users", "list", "--json", "--database", db])
     let lines = list.stdout.split(separator: "\n").map(String.init)
     #expect(lines.count == 2)
     #expect(lines[0].contains(#""image":"nginx:1.25""#) && lines[0].contains(#""user_id":"u1""#))
     #expect(lines[1].contains(#""state":"absent""#) && lines[1].contains(#""memory_mb":512"#))
-    let table = try fleetkeeper(["users", "list", "--database", db])
+    let table = try await fleetkeeper(["users", "list", "--database", db])
     #expect(table.stdout.hasPrefix("USER"))
   }
 
@@ -58,46 +58,46 @@ struct StoreCLITests {
     (["template", "set", "--env", "NOEQUALS"], "env"),
     (["regions", "add", "TOOLONG"], "region"),
   ])
-  func badCommandsExitOneNamingTheField(args: [String], fragment: String) throws {
-    try fleetkeeper(["migrate", "--database", db])
-    let result = try fleetkeeper(args + ["--database", db])
+  func badCommandsExitOneNamingTheField(args: [String], fragment: String) async throws {
+    try await fleetkeeper(["migrate", "--database", db])
+    let result = try await fleetkeeper(args + ["--database", db])
     #expect(result.status == 1)
     #expect(result.stderr.contains(fragment), "\(result.stderr)")
-    #expect(try fleetkeeper(["users", "list", "--json", "--database", db]).stdout.isEmpty)
+    #expect(try await fleetkeeper(["users", "list", "--json", "--database", db]).stdout.isEmpty)
   }
 
-  @Test func importTemplateRegionsEvents() throws {
-    try fleetkeeper(["migrate", "--database", db])
+  @Test func importTemplateRegionsEvents() async throws {
+    try await fleetkeeper(["migrate", "--database", db])
     let file = dir.appendingPathComponent("users.csv")
     try "user_id,email,region,state,image\nu1,u1@example.com,cdg,running,\nu2,,,stopped,nginx:1\n".write(
       to: file, atomically: true, encoding: .utf8)
-    let imported = try fleetkeeper(["users", "import", file.path, "--region", "ams", "--database", db])
+    let imported = try await fleetkeeper(["users", "import", file.path, "--region", "ams", "--database", db])
     #expect(imported.status == 0, "\(imported.stderr)")
     #expect(imported.stdout.contains("imported 2 users"))
-    let again = try fleetkeeper(["users", "import", file.path, "--region", "ams", "--database", db])
+    let again = try await fleetkeeper(["users", "import", file.path, "--region", "ams", "--database", db])
     #expect(again.status == 1)
     #expect(again.stderr.contains("line 2: user_id \"u1\": already exists"))
 
-    let set = try fleetkeeper([
+    let set = try await fleetkeeper([
       "template", "set", "--image", "registry.fly.io/agent:v2", "--memory-mb", "512", "--env", "KEY=$ANTHROPIC_API_KEY",
       "--init-cmd", #"["/bin/agent","serve"]"#, "--database", db,
     ])
     #expect(set.status == 0, "\(set.stderr)")
-    let shown = try fleetkeeper(["template", "show", "--database", db])
+    let shown = try await fleetkeeper(["template", "show", "--database", db])
     #expect(shown.stdout.contains(#""image" : "registry.fly.io/agent:v2""#))
     #expect(shown.stdout.contains(#""KEY" : "$ANTHROPIC_API_KEY""#))
 
-    #expect(try fleetkeeper(["regions", "add", "qqq", "--database", db]).status == 0)
-    #expect(try fleetkeeper(["regions", "list", "--database", db]).stdout.contains("qqq"))
-    #expect(try fleetkeeper(["users", "add", "u3", "--region", "qqq", "--database", db]).status == 0)
+    #expect(try await fleetkeeper(["regions", "add", "qqq", "--database", db]).status == 0)
+    #expect(try await fleetkeeper(["regions", "list", "--database", db]).stdout.contains("qqq"))
+    #expect(try await fleetkeeper(["users", "add", "u3", "--region", "qqq", "--database", db]).status == 0)
 
-    let events = try fleetkeeper(["events", "--json", "--database", db])
+    let events = try await fleetkeeper(["events", "--json", "--database", db])
     #expect(events.status == 0)
     #expect(events.stdout.isEmpty, "no action yet, no event")
   }
 
-  @Test func schemaPrintsTheSchema() throws {
-    let result = try fleetkeeper(["schema"])
+  @Test func schemaPrintsTheSchema() async throws {
+    let result = try await fleetkeeper(["schema"])
     #expect(result.stdout.contains("CREATE TABLE desired_machines"))
   }
 }

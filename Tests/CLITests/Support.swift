@@ -12,15 +12,34 @@ let fleetkeeperBinary: URL = {
     "fleetkeeper")
 }()
 
-struct CLIResult {
+struct CLIResult: Sendable {
   var status: Int32
   var stdout: String
   var stderr: String
 }
 
-/// Runs `fleetkeeper args…` as a real process and waits for it.
+/// Runs a blocking call (a child process's pipes, `waitUntilExit`) on its own thread: blocking one of
+/// the few threads of Swift's cooperative pool would stall every other test running in this process
+/// (in-process servers included) until the child is done.
+func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+  try await withCheckedThrowingContinuation { continuation in
+    Thread { continuation.resume(with: Result { try body() }) }.start()
+  }
+}
+
+func offload<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+  await withCheckedContinuation { continuation in
+    Thread { continuation.resume(returning: body()) }.start()
+  }
+}
+
+/// Runs `fleetkeeper args…` as a real process and waits for it (off the cooperative pool).
 @discardableResult
-func fleetkeeper(_ args: [String], env: [String: String] = [:], directory: URL? = nil) throws -> CLIResult {
+func fleetkeeper(_ args: [String], env: [String: String] = [:], directory: URL? = nil) async throws -> CLIResult {
+  try await offload { try fleetkeeperBlocking(args, env: env, directory: directory) }
+}
+
+func fleetkeeperBlocking(_ args: [String], env: [String: String], directory: URL?) throws -> CLIResult {
   let process = Process()
   process.executableURL = fleetkeeperBinary
   process.arguments = args

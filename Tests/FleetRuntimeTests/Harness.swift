@@ -131,3 +131,11 @@ final class OffsetClock: FleetClock {
   func now() -> Double { Date().timeIntervalSince1970 + offset.withLock { $0 } }
   func sleep(seconds: Double) async throws { try await SystemFleetClock().sleep(seconds: seconds) }
 }
+
+/// Runs a blocking call (a child process's pipes and exit) on its own thread, so that it never
+/// holds one of the cooperative pool's few threads that in-process servers need.
+func offload<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+  await withCheckedContinuation { continuation in
+    Thread { continuation.resume(returning: body()) }.start()
+  }
+}

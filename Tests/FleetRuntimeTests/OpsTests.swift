@@ -56,8 +56,11 @@ import Testing
     try process.run()
     input.fileHandleForWriting.write(Data(text.utf8))
     try input.fileHandleForWriting.close()
-    let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
+    let said = await offload {
+      let data = output.fileHandleForReading.readDataToEndOfFile()
+      process.waitUntilExit()
+      return String(decoding: data, as: UTF8.self)
+    }
     #expect(process.terminationStatus == 0, "promtool: \(said)")
   }
 
@@ -101,11 +104,13 @@ import Testing
     let edited = ContinuousClock.now
     try await harness.store.addUser(UserInput(userID: "quick", region: "cdg"))
     var created = false
-    while !created && ContinuousClock.now - edited < .seconds(10) {
+    while !created && ContinuousClock.now - edited < .seconds(25) {
       created = harness.mutations().contains { $0.endpoint == "POST /volumes" }
       if !created { try await Task.sleep(for: .milliseconds(20)) }
     }
     #expect(created)
-    #expect(ContinuousClock.now - edited < .seconds(5), "acted on well before the 30 s interval")
+    // Measured at ~1 s when idle; the bound leaves room for a loaded CI machine and still proves the
+    // edit did not wait for the 30 s interval.
+    #expect(ContinuousClock.now - edited < .seconds(15), "acted on well before the 30 s interval")
   }
 }

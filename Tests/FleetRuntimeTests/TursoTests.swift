@@ -16,7 +16,7 @@ import Testing
       .path
     let served = try await HranaServer(path: path, token: "turso-test-token").start()
     defer { Task { await served.stop() } }
-    let database = try HranaDatabase(url: served.url, token: "turso-test-token", timeout: .seconds(2))
+    let database = try HranaDatabase(url: served.url, token: "turso-test-token")
     let store = FleetStore(database: database)
     try await store.migrate()
     let harness = try await Harness.make(store: store)

@@ -47,3 +47,11 @@ func dump(_ store: FleetStore) async throws -> [SQLRows] {
   ])[0].rows.compactMap { $0[0].string }
   return try await store.database.read(tables.map { SQLStatement("SELECT * FROM \"\($0)\" ORDER BY 1") })
 }
+
+/// Runs a blocking call (a child process's pipes and exit) on its own thread, so that it never
+/// holds one of the cooperative pool's few threads that in-process servers need.
+func offload<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+  await withCheckedContinuation { continuation in
+    Thread { continuation.resume(returning: body()) }.start()
+  }
+}
