@@ -68,14 +68,37 @@ public struct TemplateOverrides: Sendable, Hashable, Codable {
 }
 
 /// One user's row of the desired-state table.
-public struct DesiredMachine: Sendable, Hashable, Codable {
+public struct DesiredMachine: Sendable, Hashable {
   public var userID: String
   public var email: String?
   public var state: DesiredState
   public var region: String
-  public var overrides: TemplateOverrides
+  /// Most users have no overrides: they cost one nil pointer, not five optionals.
+  private var overridesBox: OverridesBox?
   /// Unix seconds of the last edit.
   public var updatedAt: Int64
+
+  final class OverridesBox: Sendable {
+    let value: TemplateOverrides
+    init(_ value: TemplateOverrides) { self.value = value }
+  }
+
+  public var overrides: TemplateOverrides {
+    get { overridesBox?.value ?? TemplateOverrides() }
+    set { overridesBox = newValue.isEmpty ? nil : OverridesBox(newValue) }
+  }
+
+  public static func == (a: DesiredMachine, b: DesiredMachine) -> Bool {
+    a.userID == b.userID && a.email == b.email && a.state == b.state && a.region == b.region
+      && a.updatedAt == b.updatedAt && a.overrides == b.overrides
+  }
+
+  public func hash(into hasher: inout Hasher) {
+    hasher.combine(userID)
+    hasher.combine(state)
+    hasher.combine(region)
+    hasher.combine(updatedAt)
+  }
 
   public init(
     userID: String, email: String? = nil, state: DesiredState, region: String, overrides: TemplateOverrides = .init(),
@@ -85,7 +108,7 @@ public struct DesiredMachine: Sendable, Hashable, Codable {
     self.email = email
     self.state = state
     self.region = region
-    self.overrides = overrides
+    self.overridesBox = overrides.isEmpty ? nil : OverridesBox(overrides)
     self.updatedAt = updatedAt
   }
 

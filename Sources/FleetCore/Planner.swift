@@ -41,11 +41,11 @@ public enum Planner {
     let now = input.now
     let settings = input.settings
 
-    // Group what Fly shows by user.
-    var machinesByUser: [String: [ObservedMachine]] = [:]
-    var machineByID: [String: ObservedMachine] = [:]
-    for machine in input.observed.machines {
-      machineByID[machine.id] = machine
+    // Group what Fly shows by user: indices, not copies (100k users fit a small VM).
+    let machines = input.observed.machines
+    let allVolumes = input.observed.volumes
+    var machinesByUser = IndexGroups()
+    for (index, machine) in machines.enumerated() {
       guard let user = machine.userID else {
         if !machine.isGone {
           findings.append(
@@ -56,21 +56,22 @@ public enum Planner {
         }
         continue
       }
-      machinesByUser[user, default: []].append(machine)
+      machinesByUser.add(user, index)
     }
     var userByVolumeName: [String: String] = [:]
+    userByVolumeName.reserveCapacity(input.desired.machines.count)
     for user in input.desired.machines.keys { userByVolumeName[FleetNames.volumeName(forUser: user)] = user }
-    for user in machinesByUser.keys where userByVolumeName[FleetNames.volumeName(forUser: user)] == nil {
+    for user in machinesByUser.keys where input.desired.machines[user] == nil {
       userByVolumeName[FleetNames.volumeName(forUser: user)] = user
     }
-    for user in input.memory.keys where userByVolumeName[FleetNames.volumeName(forUser: user)] == nil {
+    for user in input.memory.keys where input.desired.machines[user] == nil && machinesByUser.first[user] == nil {
       userByVolumeName[FleetNames.volumeName(forUser: user)] = user
     }
-    var volumesByUser: [String: [ObservedVolume]] = [:]
-    var volumeByID: [String: ObservedVolume] = [:]
-    for volume in input.observed.volumes where !volume.isGone {
-      volumeByID[volume.id] = volume
-      if let user = userByVolumeName[volume.name] { volumesByUser[user, default: []].append(volume) }
+    var volumesByUser = IndexGroups()
+    var volumeIDs = Set<String>(minimumCapacity: allVolumes.count)
+    for (index, volume) in allVolumes.enumerated() where !volume.isGone {
+      volumeIDs.insert(volume.id)
+      if let user = userByVolumeName[volume.name] { volumesByUser.add(user, index) }
     }
 
     // Every user we know of: desired rows, machines tagged for a user, remembered volumes.
@@ -86,11 +87,16 @@ public enum Planner {
     }
 
     for user in users {
-      var state = memory[user] ?? UserMemory()
-      defer { memory[user] = state.isEmpty ? nil : state }
+      let original = input.memory[user]
+      var state = original ?? UserMemory()
+      defer {
+        // Written only when changed: a quiet pass never copies the memory map.
+        let next = state.isEmpty ? nil : state
+        if next != original { memory[user] = next }
+      }
       let desired = input.desired.machines[user]
-      let live = (machinesByUser[user] ?? []).filter { !$0.isGone }
-      let volumes = volumesByUser[user] ?? []
+      let live = machinesByUser.items(user, in: machines).filter { !$0.isGone }
+      let volumes = volumesByUser.items(user, in: allVolumes)
       let recorded = input.recorded[user]
 
       // Clear a pending create whose resource has shown up (or whose answer said it exists).
@@ -175,7 +181,7 @@ public enum Planner {
                 message:
                   "machine is in \(machine.region), desired \(desired!.region): moving loses the volume; left as is"))
           }
-          if let mounted = machine.volumeID, volumeByID[mounted] == nil {
+          if let mounted = machine.volumeID, !volumeIDs.contains(mounted) {
             findings.append(
               DriftFinding(
                 kind: .volumeMissing, userID: user, resourceID: mounted,
@@ -381,5 +387,31 @@ public enum Planner {
   public static func listLooksSuspect(previous: Int?, current: Int) -> Bool {
     guard let previous, previous >= 2 else { return false }
     return current == 0 || Double(current) < Double(previous) * 0.5
+  }
+}
+
+/// Items grouped by a key as indices into their array, without an array per key: nearly every
+/// user has one machine and one volume, so a group is one `Int32` in a map.
+public struct IndexGroups: Sendable {
+  public private(set) var first: [String: Int32] = [:]
+  private var more: [String: [Int32]] = [:]
+
+  public init() {}
+
+  public mutating func add(_ key: String, _ index: Int) {
+    if first[key] == nil {
+      first[key] = Int32(index)
+    } else {
+      more[key, default: []].append(Int32(index))
+    }
+  }
+
+  public var keys: Dictionary<String, Int32>.Keys { first.keys }
+
+  /// The group's items, in the order they were added.
+  public func items<T>(_ key: String, in all: [T]) -> [T] {
+    guard let head = first[key] else { return [] }
+    guard let rest = more[key] else { return [all[Int(head)]] }
+    return [all[Int(head)]] + rest.map { all[Int($0)] }
   }
 }

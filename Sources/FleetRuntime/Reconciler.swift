@@ -142,10 +142,11 @@ public actor Reconciler {
   }
 
   private static func counts(_ observation: Observation) -> (machines: Int, volumes: Int) {
-    (
-      observation.machines.filter { $0.userID != nil && !$0.isGone }.count,
-      observation.volumes.filter { FleetNames.isFleetVolumeName($0.name) && !$0.isGone }.count
-    )
+    var machines = 0
+    var volumes = 0
+    for machine in observation.machines where machine.userID != nil && !machine.isGone { machines += 1 }
+    for volume in observation.volumes where FleetNames.isFleetVolumeName(volume.name) && !volume.isGone { volumes += 1 }
+    return (machines, volumes)
   }
 
   /// Runs one pass. With `apply: false` it plans only: nothing is called but the lists, nothing is written.
@@ -295,12 +296,13 @@ public actor Reconciler {
 
   /// Statements that make the dashboard's `machines` rows follow what Fly shows (only changes).
   private func syncRows(observation: Observation, trusted: Bool, now: Double) -> [SQLStatement] {
-    var live: [String: [ObservedMachine]] = [:]
-    for machine in observation.machines where !machine.isGone {
-      if let user = machine.userID { live[user, default: []].append(machine) }
+    var live = IndexGroups()
+    for (index, machine) in observation.machines.enumerated() where !machine.isGone {
+      if let user = machine.userID { live.add(user, index) }
     }
     var statements: [SQLStatement] = []
-    for (user, machines) in live {
+    for user in live.keys {
+      let machines = live.items(user, in: observation.machines)
       let row = rows[user]
       guard
         let machine = machines.first(where: { $0.id == row?.id })
@@ -324,9 +326,16 @@ public actor Reconciler {
       }
     }
     if trusted {
-      let byID = Dictionary(observation.machines.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-      for (user, row) in rows where live[user] == nil && memory[user]?.pending?.kind != .machine {
-        if let gone = byID[row.id], gone.isGone {
+      let orphaned = rows.filter { live.first[$0.key] == nil && memory[$0.key]?.pending?.kind != .machine }
+      // Rare (machines gone): index the listed ones only then.
+      var byID: [String: Int] = [:]
+      if !orphaned.isEmpty {
+        for (index, machine) in observation.machines.enumerated() where byID[machine.id] == nil {
+          byID[machine.id] = index
+        }
+      }
+      for (user, row) in orphaned {
+        if let index = byID[row.id], case let gone = observation.machines[index], gone.isGone {
           // Still listed as destroying/destroyed: the row says so until Fly forgets the machine.
           if row.status != gone.state {
             var next = row
