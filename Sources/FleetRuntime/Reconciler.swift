@@ -253,22 +253,34 @@ public actor Reconciler {
     }
 
     // Persist what the plan changed in memory, the rows that must follow reality, new findings.
-    var statements: [SQLStatement] = []
-    for (user, state) in plan.memory where memory[user] != state {
-      statements.append(FleetStore.saveUserMemory(user, state))
+    // Written in chunks of a few thousand statements: the first pass over a 100k fleet adopts every
+    // user (a memory and a row each), and holding all of it at once would double the peak memory.
+    var writer = ChunkedWriter(store: store)
+    do {
+      for (user, state) in plan.memory where memory[user] != state {
+        try await writer.add(FleetStore.saveUserMemory(user, state))
+      }
+      for user in memory.keys where plan.memory[user] == nil {
+        try await writer.add(FleetStore.saveUserMemory(user, UserMemory()))
+      }
+      memory = plan.memory
+      if plan.guardMemory != guardMemory {
+        try await writer.add(FleetStore.saveGuardMemory(plan.guardMemory))
+        guardMemory = plan.guardMemory
+      }
+      for statement in syncRows(observation: observation, trusted: !suspect, now: started) {
+        try await writer.add(statement)
+      }
+    } catch {
+      report.outcome = .couldNotRun
+      report.error = redactor.scrub(error.description)
+      report.findings.append(DriftFinding(kind: .desiredUnreadable, message: report.error!))
+      report.duration = clock.now() - started
+      return report
     }
-    for user in memory.keys where plan.memory[user] == nil {
-      statements.append(FleetStore.saveUserMemory(user, UserMemory()))
-    }
-    memory = plan.memory
-    if plan.guardMemory != guardMemory {
-      statements.append(FleetStore.saveGuardMemory(plan.guardMemory))
-      guardMemory = plan.guardMemory
-    }
-    statements += syncRows(observation: observation, trusted: !suspect, now: started)
     let events = findingEvents(plan.findings, now: started)
     do {
-      try await store.commit(events: events, statements: statements)
+      try await writer.finish(events: events)
       events.forEach { onEvent?($0) }
     } catch {
       report.outcome = .couldNotRun
@@ -277,9 +289,10 @@ public actor Reconciler {
       report.duration = clock.now() - started
       return report
     }
+    let statements = writer.written
 
     steady =
-      !suspect && plan.actions.isEmpty && plan.waiting.isEmpty && plan.findings.isEmpty && statements.isEmpty
+      !suspect && plan.actions.isEmpty && plan.waiting.isEmpty && plan.findings.isEmpty && statements == 0
       && events.isEmpty
       && memory.values.allSatisfy {
         $0.pending == nil && ($0.backoffUntil ?? 0) <= started && $0.volumeReleasedAt == nil
@@ -293,6 +306,29 @@ public actor Reconciler {
   }
 
   // MARK: Rows and findings
+
+  /// Commits statements a chunk at a time; the last chunk carries the pass's events.
+  struct ChunkedWriter {
+    let store: FleetStore
+    var batch: [SQLStatement] = []
+    var written = 0
+    static let chunk = 4000
+
+    mutating func add(_ statement: SQLStatement) async throws(StoreError) {
+      batch.append(statement)
+      if batch.count >= Self.chunk {
+        try await store.commit(events: [], statements: batch)
+        written += batch.count
+        batch.removeAll(keepingCapacity: true)
+      }
+    }
+
+    mutating func finish(events: [AuditEvent]) async throws(StoreError) {
+      try await store.commit(events: events, statements: batch)
+      written += batch.count
+      batch = []
+    }
+  }
 
   /// Statements that make the dashboard's `machines` rows follow what Fly shows (only changes).
   private func syncRows(observation: Observation, trusted: Bool, now: Double) -> [SQLStatement] {
