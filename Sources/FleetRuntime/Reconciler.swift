@@ -78,7 +78,8 @@ public actor Reconciler {
 
   private var loaded = false
   private var memory: [String: UserMemory] = [:]
-  private var rows: [String: MachineRow] = [:]
+  /// What the `machines` rows hold, as much as planning and change detection need.
+  private var rows: [String: RowMemo] = [:]
   private var guardMemory = GuardMemory()
   private var activeFindings: [String: DriftFinding] = [:]
   private var draining = false
@@ -118,7 +119,7 @@ public actor Reconciler {
   private func loadIfNeeded() async throws(StoreError) {
     guard !loaded else { return }
     memory = try await store.loadUserMemory()
-    rows = try await store.machineRows()
+    rows = try await store.machineRows().mapValues(RowMemo.init)
     guardMemory = try await store.loadGuardMemory()
     loaded = true
   }
@@ -307,6 +308,34 @@ public actor Reconciler {
 
   // MARK: Rows and findings
 
+  /// A user's `machines` row as the controller keeps it between passes: the ids planning needs and
+  /// a digest of the rest (64 bytes instead of the whole row; at 100k users, tens of MB).
+  struct RowMemo: Sendable {
+    var id: String
+    var volumeID: String?
+    var status: String?
+    var createdAt: Int64
+    var digest: Int
+
+    init(_ row: MachineRow) {
+      id = row.id
+      volumeID = row.volumeID
+      status = row.status
+      createdAt = row.createdAt ?? 0
+      digest = Self.digest(region: row.region, volumeID: row.volumeID, status: row.status, ipAddress: row.ipAddress)
+    }
+
+    /// A missing IP is not a change (the upsert keeps the last one).
+    static func digest(region: String, volumeID: String?, status: String?, ipAddress: String?) -> Int {
+      var hasher = Hasher()
+      hasher.combine(region)
+      hasher.combine(volumeID)
+      hasher.combine(status)
+      if let ipAddress { hasher.combine(ipAddress) }
+      return hasher.finalize()
+    }
+  }
+
   /// Commits statements a chunk at a time; the last chunk carries the pass's events.
   struct ChunkedWriter {
     let store: FleetStore
@@ -344,22 +373,19 @@ public actor Reconciler {
         let machine = machines.first(where: { $0.id == row?.id })
           ?? machines.min(by: { ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id) })
       else { continue }
-      var next =
-        row
-        ?? MachineRow(id: machine.id, userID: user, region: machine.region, createdAt: Int64(machine.createdAt ?? now))
-      next.id = machine.id
-      next.region = machine.region
-      next.volumeID = machine.volumeID
-      next.status = machine.state
-      next.ipAddress = machine.privateIP ?? next.ipAddress
-      let changed =
-        row == nil || row?.id != next.id || row?.region != next.region || row?.volumeID != next.volumeID
-        || row?.status != next.status || row?.ipAddress != next.ipAddress
-      if changed {
-        next.updatedAt = Int64(now)
-        rows[user] = next
-        statements.append(FleetStore.upsertMachineRow(next))
+      let digest = RowMemo.digest(
+        region: machine.region, volumeID: machine.volumeID, status: machine.state, ipAddress: machine.privateIP)
+      if let row, row.id == machine.id, row.digest == digest {
+        // Unchanged. Share the observation's string storage instead of a copy read from the database.
+        if row.volumeID != nil && row.volumeID == machine.volumeID { rows[user]?.volumeID = machine.volumeID }
+        continue
       }
+      let next = MachineRow(
+        id: machine.id, userID: user, region: machine.region, volumeID: machine.volumeID, status: machine.state,
+        ipAddress: machine.privateIP, createdAt: row.map(\.createdAt) ?? Int64(machine.createdAt ?? now),
+        updatedAt: Int64(now))
+      rows[user] = RowMemo(next)
+      statements.append(FleetStore.upsertMachineRow(next))
     }
     if trusted {
       let orphaned = rows.filter { live.first[$0.key] == nil && memory[$0.key]?.pending?.kind != .machine }
@@ -374,11 +400,8 @@ public actor Reconciler {
         if let index = byID[row.id], case let gone = observation.machines[index], gone.isGone {
           // Still listed as destroying/destroyed: the row says so until Fly forgets the machine.
           if row.status != gone.state {
-            var next = row
-            next.status = gone.state
-            next.updatedAt = Int64(now)
-            rows[user] = next
-            statements.append(FleetStore.upsertMachineRow(next))
+            rows[user]?.status = gone.state
+            statements.append(FleetStore.updateMachineStatus(userID: user, status: gone.state, updatedAt: Int64(now)))
           }
         } else {
           rows[user] = nil
@@ -545,7 +568,7 @@ public actor Reconciler {
             let row = MachineRow(
               id: made.id, userID: user, region: action.region ?? "", volumeID: action.volumeID, status: made.state,
               ipAddress: made.privateIP, createdAt: Int64(started), updatedAt: Int64(clock.now()))
-            rows[user] = row
+            rows[user] = RowMemo(row)
             statements.append(FleetStore.upsertMachineRow(row))
           }
         case .destroyMachine:
@@ -670,7 +693,7 @@ public actor Reconciler {
           id: machine.id, userID: user, region: machine.region ?? action.region ?? "",
           volumeID: machine.config?.mounts.first?.volume,
           status: machine.state, ipAddress: machine.privateIP, createdAt: Int64(started), updatedAt: Int64(started))
-        rows[user] = row
+        rows[user] = RowMemo(row)
         var adopt = Action(
           kind: .createMachine, userID: user, machineID: machine.id, volumeID: row.volumeID,
           reason: "adopt after a lost create")

@@ -607,6 +607,12 @@ public final class FleetStore: Sendable {
       ])
   }
 
+  public static func updateMachineStatus(userID: String, status: String, updatedAt: Int64) -> SQLStatement {
+    SQLStatement(
+      "UPDATE machines SET status = ?, updated_at = ? WHERE user_id = ?",
+      [.text(status), .integer(updatedAt), .text(userID)])
+  }
+
   public static func deleteMachineRow(userID: String) -> SQLStatement {
     SQLStatement("DELETE FROM machines WHERE user_id = ?", [.text(userID)])
   }
