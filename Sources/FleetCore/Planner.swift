@@ -7,8 +7,9 @@ public enum Planner {
   public struct Input: Sendable {
     public var desired: DesiredSnapshot
     public var observed: Observation
-    /// The dashboard's `machines` rows, by user.
-    public var recorded: [String: RecordedMachine]
+    /// The dashboard's `machines` rows, by user (a lookup, so a caller need not build a map of
+    /// 100k values for one pass).
+    public var recorded: @Sendable (String) -> RecordedMachine?
     public var memory: [String: UserMemory]
     public var guardMemory: GuardMemory
     /// Unix seconds.
@@ -24,12 +25,25 @@ public enum Planner {
     ) {
       self.desired = desired
       self.observed = observed
-      self.recorded = recorded
+      self.recorded = { recorded[$0] }
       self.memory = memory
       self.guardMemory = guardMemory
       self.now = now
       self.settings = settings
       self.listsTrusted = listsTrusted
+    }
+
+    /// With the recorded rows as a lookup.
+    public init(
+      desired: DesiredSnapshot, observed: Observation,
+      recordedBy lookup: @escaping @Sendable (String) -> RecordedMachine?,
+      memory: [String: UserMemory], guardMemory: GuardMemory, now: Double, settings: PlannerSettings,
+      listsTrusted: Bool
+    ) {
+      self.init(
+        desired: desired, observed: observed, memory: memory, guardMemory: guardMemory, now: now, settings: settings,
+        listsTrusted: listsTrusted)
+      self.recorded = lookup
     }
   }
 
@@ -97,7 +111,7 @@ public enum Planner {
       let desired = input.desired.machines[user]
       let live = machinesByUser.items(user, in: machines).filter { !$0.isGone }
       let volumes = volumesByUser.items(user, in: allVolumes)
-      let recorded = input.recorded[user]
+      let recorded = input.recorded(user)
 
       // Clear a pending create whose resource has shown up (or whose answer said it exists).
       if let pending = state.pending {

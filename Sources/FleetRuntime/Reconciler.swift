@@ -241,10 +241,13 @@ public actor Reconciler {
     report.observedMachines = observation.machines.count
     report.observedVolumes = observation.volumes.count
 
-    let recorded = rows.mapValues { RecordedMachine(machineID: $0.id, volumeID: $0.volumeID, status: $0.status) }
+    let rows = self.rows
     let plan = Planner.plan(
       Planner.Input(
-        desired: desired, observed: observation, recorded: recorded, memory: memory, guardMemory: nextGuard,
+        desired: desired, observed: observation,
+        recordedBy: { user in
+          rows[user].map { RecordedMachine(machineID: $0.id, volumeID: $0.volumeID, status: $0.status) }
+        }, memory: memory, guardMemory: nextGuard,
         now: started, settings: settings.planner, listsTrusted: !suspect))
     report.plan = plan
     report.findings = plan.findings
