@@ -232,3 +232,51 @@ public enum ScaleBench {
       naiveWallMs: ms(naiveWall), naiveRequests: naiveRequests, peakRSSMB: peakRSSMB())
   }
 }
+
+/// `fleetkeeper bench planner`: the planner alone on a synthetic quiet fleet, in process (no
+/// simulator, no database), so an allocation profiler sees only the planner:
+/// `heaptrack fleetkeeper bench planner --users 10000 --repeat 20`.
+public enum PlannerBench {
+  static func input(users: Int) -> Planner.Input {
+    var desired: [String: DesiredMachine] = [:]
+    var machines: [ObservedMachine] = []
+    var volumes: [ObservedVolume] = []
+    var memory: [String: UserMemory] = [:]
+    machines.reserveCapacity(users)
+    volumes.reserveCapacity(users)
+    for index in 0..<users {
+      let user = "b\(index)"
+      desired[user] = DesiredMachine(userID: user, state: .running, region: "ord")
+      let machineID = String(format: "%014x", 0x1000_0000 + index)
+      let volumeID = "vol_" + String(format: "%016x", 0x2000_0000 + index)
+      machines.append(
+        ObservedMachine(
+          id: machineID, name: "fk-\(user)", state: "started", region: "ord", userID: user, volumeID: volumeID,
+          privateIP: "fdaa:0:1:a7b:\(index % 65536):1:1:2", createdAt: 1_700_000_000, updatedAt: 1_700_000_000))
+      volumes.append(
+        ObservedVolume(
+          id: volumeID, name: FleetNames.volumeName(forUser: user), state: "created", region: "ord",
+          attachedMachineID: machineID, sizeGB: 1, createdAt: 1_700_000_000))
+      var state = UserMemory()
+      state.volumeID = volumeID
+      memory[user] = state
+    }
+    var guardMemory = GuardMemory()
+    guardMemory.desiredBaseline = users
+    return Planner.Input(
+      desired: DesiredSnapshot(template: MachineTemplate(image: "registry.fly.io/agent:1"), machines: desired),
+      observed: Observation(machines: machines, volumes: volumes), memory: memory, guardMemory: guardMemory,
+      now: 1_800_000_000)
+  }
+
+  /// Mean milliseconds per plan over `repeat` plans; the plans must be empty (a quiet fleet).
+  public static func run(users: Int, repeat count: Int) -> (meanMs: Double, actions: Int) {
+    let input = input(users: users)
+    var actions = 0
+    let start = ContinuousClock.now
+    for _ in 0..<count { actions += Planner.plan(input).actions.count }
+    let elapsed = ContinuousClock.now - start
+    let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+    return (ms / Double(max(1, count)), actions)
+  }
+}

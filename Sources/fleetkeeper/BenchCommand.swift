@@ -5,7 +5,7 @@ import Foundation
 struct BenchCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench", abstract: "Benchmarks against the built-in simulator (numbers for docs/benchmarks.md).",
-    subcommands: [Converge.self, ScaleCommand.self])
+    subcommands: [Converge.self, ScaleCommand.self, PlannerCommand.self])
 
   struct Converge: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -59,5 +59,19 @@ struct ScaleCommand: AsyncParsableCommand {
         "| \(r.users) | \(f(r.plannerMs)) ms | \(f(r.idleWallMs)) ms | \(f(r.idleCPUMs)) ms | \(r.idleRequests) | \(r.idleQueries) | \(f(r.steadyWallMs)) ms\(r.steadyTaken ? "" : " (not steady)") | \(f(r.steadyCPUMs)) ms | \(r.steadyRequests) | \(r.steadyQueries) | \(f(r.driftWallMs)) ms | \(f(r.driftCPUMs)) ms | \(r.driftRequests) | \(f(r.naiveWallMs)) ms | \(r.naiveRequests) | \(r.idleRequests > 0 ? String(format: "%.0f×", Double(r.naiveRequests) / Double(r.idleRequests)) : "-") | \(r.idleWallMs > 0 ? String(format: "%.1f×", r.naiveWallMs / r.idleWallMs) : "-") | \(f(r.peakRSSMB)) MB |"
       )
     }
+  }
+}
+
+struct PlannerCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "planner",
+    abstract: "The planner alone on a synthetic quiet fleet (for time, and allocations under heaptrack).")
+  @Option(help: "Users.") var users: Int = 10_000
+  @Option(name: .customLong("repeat"), help: "Plans to run.") var count: Int = 20
+  func run() async throws {
+    let result = PlannerBench.run(users: users, repeat: count)
+    print(
+      "users \(users): \(String(format: "%.2f", result.meanMs)) ms per plan over \(count) plans, \(result.actions) actions"
+    )
   }
 }
