@@ -109,7 +109,7 @@ public enum Planner {
         if next != original { memory[user] = next }
       }
       let desired = input.desired.machines[user]
-      let live = machinesByUser.items(user, in: machines).filter { !$0.isGone }
+      let live = machinesByUser.items(user, in: machines) { !$0.isGone }
       let volumes = volumesByUser.items(user, in: allVolumes)
       let recorded = input.recorded(user)
 
@@ -422,10 +422,28 @@ public struct IndexGroups: Sendable {
 
   public var keys: Dictionary<String, Int32>.Keys { first.keys }
 
-  /// The group's items, in the order they were added.
-  public func items<T>(_ key: String, in all: [T]) -> [T] {
-    guard let head = first[key] else { return [] }
-    guard let rest = more[key] else { return [all[Int(head)]] }
-    return [all[Int(head)]] + rest.map { all[Int($0)] }
+  /// The group's items, in the order they were added (no allocation for a group of one).
+  public func items<T>(_ key: String, in all: [T], where keep: (T) -> Bool = { _ in true }) -> Few<T> {
+    var result = Few<T>()
+    guard let head = first[key] else { return result }
+    if keep(all[Int(head)]) { result.append(all[Int(head)]) }
+    for index in more[key] ?? [] where keep(all[Int(index)]) { result.append(all[Int(index)]) }
+    return result
+  }
+}
+
+/// A collection that holds its first element inline: the one machine or volume nearly every user
+/// has costs no heap allocation.
+public struct Few<Element>: RandomAccessCollection {
+  private var head: Element?
+  private var rest: [Element] = []
+
+  public init() {}
+  public var startIndex: Int { 0 }
+  public var endIndex: Int { head == nil ? 0 : 1 + rest.count }
+  public subscript(position: Int) -> Element { position == 0 ? head! : rest[position - 1] }
+
+  public mutating func append(_ element: Element) {
+    if head == nil { head = element } else { rest.append(element) }
   }
 }
