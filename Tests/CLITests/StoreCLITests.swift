@@ -96,6 +96,52 @@ struct StoreCLITests {
     #expect(events.stdout.isEmpty, "no action yet, no event")
   }
 
+  /// Every store command, with `FLEET_DATABASE` a libSQL URL: a `fleetkeeper libsql-server` process
+  /// serves the file, and the commands reach it only over HTTP. The file then reads the same through
+  /// SQLite directly.
+  @Test func theCommandsWorkOverLibSQL() async throws {
+    let token = "cli-turso-token-5521"
+    let server = try Background(
+      ["libsql-server", "--port", "0", "--file", db], env: ["FLEET_DATABASE_AUTH_TOKEN": token])
+    defer { server.signal(SIGTERM) }
+    let line = try #require(await server.readLine(containing: "FLEET_DATABASE="))
+    let url = String(line.split(separator: "=").last!)
+    let env = ["FLEET_DATABASE": url, "FLEET_DATABASE_AUTH_TOKEN": token]
+
+    let migrated = try await fleetkeeper(["migrate"], env: env)
+    #expect(migrated.status == 0, "\(migrated.stderr)")
+    #expect(migrated.stdout.contains("applied migrations 1, 2") && migrated.stdout.contains(url))
+    let file = dir.appendingPathComponent("users.csv")
+    try ("user_id,region\n" + (0..<1200).map { "t\($0),cdg" }.joined(separator: "\n") + "\n").write(
+      to: file, atomically: true, encoding: .utf8)
+    let imported = try await fleetkeeper(["users", "import", file.path], env: env)
+    #expect(imported.stdout.contains("imported 1200 users"), "\(imported.stderr)")
+    let refused = try await fleetkeeper(["users", "import", file.path], env: env)
+    #expect(refused.status == 1 && refused.stderr.contains("line 2"), "all or nothing: \(refused.stderr)")
+    #expect(try await fleetkeeper(["users", "add", "alice", "--region", "ams"], env: env).status == 0)
+    #expect(try await fleetkeeper(["users", "set", "alice", "--state", "stopped"], env: env).status == 0)
+    #expect(try await fleetkeeper(["users", "remove", "t0"], env: env).status == 0)
+    let bad = try await fleetkeeper(["users", "add", "bob", "--region", "cdg", "--state", "sideways"], env: env)
+    #expect(bad.status == 1 && bad.stderr.contains("sideways"))
+    #expect(try await fleetkeeper(["template", "set", "--image", "registry.fly.io/agent:v3"], env: env).status == 0)
+    #expect(try await fleetkeeper(["template", "show"], env: env).stdout.contains("agent:v3"))
+    #expect(try await fleetkeeper(["regions", "add", "qqq"], env: env).status == 0)
+    #expect(try await fleetkeeper(["events"], env: env).status == 0)
+    #expect(try await fleetkeeper(["alerts"], env: env).status == 0)
+    let listed = try await fleetkeeper(["users", "list", "--json"], env: env).stdout
+    #expect(listed.split(separator: "\n").count == 1201)
+
+    // The same file through SQLite: the same users.
+    let direct = try await fleetkeeper(["users", "list", "--json", "--database", db])
+    #expect(direct.stdout == listed)
+    #expect(direct.stdout.contains(#""state":"stopped""#) && direct.stdout.contains(#""user_id":"alice""#))
+
+    let wrong = try await fleetkeeper(
+      ["users", "list"], env: ["FLEET_DATABASE": url, "FLEET_DATABASE_AUTH_TOKEN": "nope-wrong"])
+    #expect(wrong.status == 1 && wrong.stderr.contains("FLEET_DATABASE_AUTH_TOKEN"))
+    #expect(!wrong.stderr.contains("nope-wrong") && !migrated.stdout.contains(token))
+  }
+
   @Test func schemaPrintsTheSchema() async throws {
     let result = try await fleetkeeper(["schema"])
     #expect(result.stdout.contains("CREATE TABLE desired_machines"))
