@@ -272,9 +272,7 @@ public actor Reconciler {
         try await writer.add(FleetStore.saveGuardMemory(plan.guardMemory))
         guardMemory = plan.guardMemory
       }
-      for statement in syncRows(observation: observation, trusted: !suspect, now: started) {
-        try await writer.add(statement)
-      }
+      try await syncRows(observation: observation, trusted: !suspect, now: started, into: &writer)
     } catch {
       report.outcome = .couldNotRun
       report.error = redactor.scrub(error.description)
@@ -363,12 +361,13 @@ public actor Reconciler {
   }
 
   /// Statements that make the dashboard's `machines` rows follow what Fly shows (only changes).
-  private func syncRows(observation: Observation, trusted: Bool, now: Double) -> [SQLStatement] {
+  private func syncRows(
+    observation: Observation, trusted: Bool, now: Double, into writer: inout ChunkedWriter
+  ) async throws(StoreError) {
     var live = IndexGroups()
     for (index, machine) in observation.machines.enumerated() where !machine.isGone {
       if let user = machine.userID { live.add(user, index) }
     }
-    var statements: [SQLStatement] = []
     for user in live.keys {
       let machines = live.items(user, in: observation.machines)
       let row = rows[user]
@@ -388,7 +387,7 @@ public actor Reconciler {
         ipAddress: machine.privateIP, createdAt: row.map(\.createdAt) ?? Int64(machine.createdAt ?? now),
         updatedAt: Int64(now))
       rows[user] = RowMemo(next)
-      statements.append(FleetStore.upsertMachineRow(next))
+      try await writer.add(FleetStore.upsertMachineRow(next))
     }
     if trusted {
       let orphaned = rows.filter { live.first[$0.key] == nil && memory[$0.key]?.pending?.kind != .machine }
@@ -404,15 +403,14 @@ public actor Reconciler {
           // Still listed as destroying/destroyed: the row says so until Fly forgets the machine.
           if row.status != gone.state {
             rows[user]?.status = gone.state
-            statements.append(FleetStore.updateMachineStatus(userID: user, status: gone.state, updatedAt: Int64(now)))
+            try await writer.add(FleetStore.updateMachineStatus(userID: user, status: gone.state, updatedAt: Int64(now)))
           }
         } else {
           rows[user] = nil
-          statements.append(FleetStore.deleteMachineRow(userID: user))
+          try await writer.add(FleetStore.deleteMachineRow(userID: user))
         }
       }
     }
-    return statements
   }
 
   /// Events for findings that are new since the last pass, and for those that cleared.
