@@ -403,7 +403,8 @@ public actor Reconciler {
           // Still listed as destroying/destroyed: the row says so until Fly forgets the machine.
           if row.status != gone.state {
             rows[user]?.status = gone.state
-            try await writer.add(FleetStore.updateMachineStatus(userID: user, status: gone.state, updatedAt: Int64(now)))
+            try await writer.add(
+              FleetStore.updateMachineStatus(userID: user, status: gone.state, updatedAt: Int64(now)))
           }
         } else {
           rows[user] = nil

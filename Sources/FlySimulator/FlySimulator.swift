@@ -43,6 +43,30 @@ public struct SimulatorResponse: Sendable {
   public var status: Int
   public var headers: [(String, String)]
   public var body: Data
+  /// A list page's rendered items: joined into `body` after the model's lock is released, so two
+  /// list walks (machines and volumes) are served side by side.
+  var listItems: [String]? = nil
+
+  init(status: Int, headers: [(String, String)], body: Data, listItems: [String]? = nil) {
+    self.status = status
+    self.headers = headers
+    self.body = body
+    self.listItems = listItems
+  }
+
+  /// `[item,item,…]` in one buffer sized up front.
+  static func joinList(_ items: [String]) -> Data {
+    var size = 2 + max(0, items.count - 1)
+    for item in items { size += item.utf8.count }
+    var data = Data(capacity: size)
+    data.append(UInt8(ascii: "["))
+    for (index, item) in items.enumerated() {
+      if index > 0 { data.append(UInt8(ascii: ",")) }
+      data.append(contentsOf: item.utf8)
+    }
+    data.append(UInt8(ascii: "]"))
+    return data
+  }
 }
 
 /// One entry of the simulator's request log (`GET /_sim/requests`).
@@ -142,7 +166,12 @@ public final class FlySimulator: Sendable {
     if latency > 0 { try? await clock.sleep(seconds: Double(latency) / 1000) }
     if request.method == "GET", request.path.hasSuffix("/wait") { return await wait(request) }
     let now = clock.now()
-    return state.withLock { state in respond(request, now: now, state: &state) }
+    var response = state.withLock { state in respond(request, now: now, state: &state) }
+    if let items = response.listItems {
+      response.body = SimulatorResponse.joinList(items)
+      response.listItems = nil
+    }
+    return response
   }
 
   private func finish(
@@ -164,7 +193,9 @@ public final class FlySimulator: Sendable {
     if !headers.contains(where: { $0.0 == "content-type" }) {
       headers.append(("content-type", "application/json; charset=utf-8"))
     }
-    return SimulatorResponse(status: answer.status, headers: headers, body: Data(answer.body.utf8))
+    return SimulatorResponse(
+      status: answer.status, headers: headers, body: answer.items == nil ? Data(answer.body.utf8) : Data(),
+      listItems: answer.items)
   }
 
   /// Route: (method, path pieces after `/v1/apps/{app}`) → endpoint template.
@@ -320,7 +351,7 @@ public final class FlySimulator: Sendable {
       } else {
         page = state.model.listVolumes(now: now, limit: limit, cursor: cursor, shortPage: shortPage)
       }
-      var answer = SimAnswer.json("[" + page.items.joined(separator: ",") + "]")
+      var answer = SimAnswer(status: 200, body: "", items: page.items)
       if let next = page.next { answer.headers.append(("fly-next-cursor", next)) }
       return answer
 

@@ -18,6 +18,8 @@ struct SimAnswer: Sendable {
   var status: Int
   var body: String
   var headers: [(String, String)] = []
+  /// A list page: rendered items, joined outside the lock.
+  var items: [String]? = nil
 
   static func json(_ body: String, status: Int = 200) -> SimAnswer { SimAnswer(status: status, body: body) }
   static func error(_ status: Int, _ text: String, flyStatus: String? = nil) -> SimAnswer {
