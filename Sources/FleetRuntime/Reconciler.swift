@@ -127,9 +127,11 @@ public actor Reconciler {
   /// Both lists, read against the last read. `unchanged`: no page of either list changed.
   private func observe() async throws(FlyAPIError) -> (observation: Observation, unchanged: Bool) {
     let (previousMachines, previousVolumes) = (machinePages, volumePages)
+    // About one machine and one volume per desired user: the lists are allocated once at that size.
+    let expected = cachedDesired?.snapshot.machines.count ?? 0
     async let machines = client.listMachineListings(
-      ownerKey: FleetNames.userMetadataKey, previous: previousMachines, { ObservedMachine($0) })
-    async let volumes = client.listVolumes(previous: previousVolumes, { ObservedVolume($0) })
+      ownerKey: FleetNames.userMetadataKey, previous: previousMachines, expected: expected, { ObservedMachine($0) })
+    async let volumes = client.listVolumes(previous: previousVolumes, expected: expected, { ObservedVolume($0) })
     do {
       let (m, v) = try await (machines, volumes)
       machinePages = m

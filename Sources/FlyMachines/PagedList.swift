@@ -69,7 +69,18 @@ struct PagedListBuilder<Item: Sendable> {
   /// While every page so far matched, nothing is copied: the previous items are taken whole at the end.
   private var matchingSoFar = true
 
-  init(previous: PagedList<Item>?) { self.previous = previous }
+  /// `expected`: about how many items the list will hold (the previous read's count, or the caller's
+  /// guess), so the items are allocated once instead of grown by doubling (up to 2× the memory).
+  init(previous: PagedList<Item>?, expected: Int = 0) {
+    self.previous = previous
+    self.hint = max(expected, previous?.items.count ?? 0)
+  }
+  private let hint: Int
+
+  /// Reserved when the first page differs (an unchanged list allocates nothing).
+  private mutating func reserve() {
+    if hint > 0 && result.items.capacity < hint { result.items.reserveCapacity(hint + hint / 64 + 16) }
+  }
 
   /// Adds one page: reuses the previous page's items when the bytes match, else calls `decode`.
   mutating func add<Failure: Error>(
@@ -92,6 +103,7 @@ struct PagedListBuilder<Item: Sendable> {
     if matchingSoFar {
       // The first page that differs: take the matched prefix now.
       matchingSoFar = false
+      reserve()
       if let previous, index > 0 { result.items.append(contentsOf: previous.items[0..<previous.pages[index - 1].end]) }
     }
     result.items.append(contentsOf: try decode(raw))
