@@ -51,32 +51,32 @@ public struct UserMemory: Sendable, Hashable, Codable {
   }
 
   public var pending: PendingCreate? {
-    get { box?.rare.pending }
+    get { rare.pending }
     set { rare.pending = newValue }
   }
   /// Consecutive failed attempts (reset on success).
   public var failures: Int {
-    get { box?.rare.failures ?? 0 }
+    get { rare.failures }
     set { rare.failures = newValue }
   }
   /// Unix seconds before which no action is tried for this user.
   public var backoffUntil: Double? {
-    get { box?.rare.backoffUntil }
+    get { rare.backoffUntil }
     set { rare.backoffUntil = newValue }
   }
   /// The last failure, redacted.
   public var lastError: String? {
-    get { box?.rare.lastError }
+    get { rare.lastError }
     set { rare.lastError = newValue }
   }
   /// Unix seconds since the user's volume has been without a machine while the user is absent.
   public var volumeReleasedAt: Double? {
-    get { box?.rare.volumeReleasedAt }
+    get { rare.volumeReleasedAt }
     set { rare.volumeReleasedAt = newValue }
   }
   /// Unix seconds since the machine has been in a transitional state.
   public var transitionalSince: Double? {
-    get { box?.rare.transitionalSince }
+    get { rare.transitionalSince }
     set { rare.transitionalSince = newValue }
   }
 

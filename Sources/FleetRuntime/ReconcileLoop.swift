@@ -1,6 +1,5 @@
 import FleetCore
 public import FleetStore
-import Foundation
 public import Logging
 public import ServiceLifecycle
 
@@ -51,8 +50,10 @@ public struct ReconcileLoop: Service {
   /// The database or Fly could not be read: try again soon, then back off (doubling from the busy
   /// interval up to the full interval), so an outage is not hammered every 2 s.
   public static func couldNotRunDelay(failedInARow: Int, settings: ReconcilerSettings) -> Double {
-    let doubled = settings.busyInterval * pow(2, Double(max(0, min(failedInARow - 1, 16))))
-    return min(max(settings.busyInterval, settings.interval), doubled)
+    var policy = RetryPolicy()
+    policy.base = settings.busyInterval
+    policy.cap = max(settings.busyInterval, settings.interval)
+    return policy.ceiling(attempt: max(1, failedInARow))
   }
 
   public func run() async throws {
@@ -140,3 +141,7 @@ public struct ReconcileLoop: Service {
     logger.info("loop stopped")
   }
 }
+
+/// glibc's `malloc_trim`: gives freed heap pages back to the system, so the resident set (what a
+/// small Fly VM counts) shrinks to what the controller holds.
+@_silgen_name("malloc_trim") func fk_malloc_trim(_ pad: Int) -> Int32

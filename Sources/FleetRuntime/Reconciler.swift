@@ -172,12 +172,7 @@ public actor Reconciler {
       try await loadIfNeeded()
     } catch {
       // "Cannot read the desired state" means "do nothing", never "the desired state is empty".
-      report.outcome = .couldNotRun
-      report.error = redactor.scrub(error.description)
-      report.findings = [DriftFinding(kind: .desiredUnreadable, message: report.error!)]
-      logger.error("desired state unreadable: nothing done", metadata: ["error": "\(report.error!)"])
-      report.duration = clock.now() - started
-      return report
+      return couldNotRun(report, .desiredUnreadable, error.description, log: "desired state unreadable: nothing done")
     }
     report.desired = desired
     report.desiredUsers = desired.machines.count
@@ -187,12 +182,7 @@ public actor Reconciler {
     do {
       (observation, unchanged) = try await observe()
     } catch {
-      report.outcome = .couldNotRun
-      report.error = redactor.scrub(error.description)
-      report.findings = [DriftFinding(kind: .flyUnreachable, message: report.error!)]
-      logger.error("fly lists failed: nothing done", metadata: ["error": "\(report.error!)"])
-      report.duration = clock.now() - started
-      return report
+      return couldNotRun(report, .flyUnreachable, error.description, log: "fly lists failed: nothing done")
     }
 
     if wasSteady && unchanged && desiredUnchanged && !draining {
@@ -262,6 +252,7 @@ public actor Reconciler {
     // Written in chunks of a few thousand statements: the first pass over a 100k fleet adopts every
     // user (a memory and a row each), and holding all of it at once would double the peak memory.
     var writer = ChunkedWriter(store: store)
+    var events: [AuditEvent] = []
     do {
       for (user, state) in plan.memory where memory[user] != state {
         try await writer.add(FleetStore.saveUserMemory(user, state))
@@ -275,24 +266,12 @@ public actor Reconciler {
         guardMemory = plan.guardMemory
       }
       try await syncRows(observation: observation, trusted: !suspect, now: started, into: &writer)
-    } catch {
-      report.outcome = .couldNotRun
-      report.error = redactor.scrub(error.description)
-      report.findings.append(DriftFinding(kind: .desiredUnreadable, message: report.error!))
-      report.duration = clock.now() - started
-      return report
-    }
-    let events = findingEvents(plan.findings, now: started)
-    do {
+      events = findingEvents(plan.findings, now: started)
       try await writer.finish(events: events)
-      events.forEach { onEvent?($0) }
     } catch {
-      report.outcome = .couldNotRun
-      report.error = redactor.scrub(error.description)
-      report.findings.append(DriftFinding(kind: .desiredUnreadable, message: report.error!))
-      report.duration = clock.now() - started
-      return report
+      return couldNotRun(report, .desiredUnreadable, error.description)
     }
+    events.forEach { onEvent?($0) }
     let statements = writer.written
 
     steady =
@@ -306,6 +285,19 @@ public actor Reconciler {
       Self.trim(plan.actions, limits: settings.writeLimits, seconds: settings.passWorkSeconds))
     if report.results.contains(where: { $0.outcome == .failed }) { report.outcome = .actionsFailed }
     report.duration = clock.now() - started
+    return report
+  }
+
+  /// The pass stops before acting: what it could not read becomes its finding (and the alert).
+  private func couldNotRun(
+    _ report: PassReport, _ kind: DriftFinding.Kind, _ error: String, log: Logger.Message? = nil
+  ) -> PassReport {
+    var report = report
+    report.outcome = .couldNotRun
+    report.error = redactor.scrub(error)
+    report.findings.append(DriftFinding(kind: kind, message: report.error!))
+    if let log { logger.error(log, metadata: ["error": "\(report.error!)"]) }
+    report.duration = clock.now() - report.startedAt
     return report
   }
 

@@ -12,9 +12,6 @@ import Synchronization
   import Glibc
 #endif
 
-/// glibc's `malloc_trim`: gives freed heap back to the system, so the resident set shows what is held.
-@_silgen_name("malloc_trim") func fk_malloc_trim(_ pad: Int) -> Int32
-
 /// Counts the statements a store runs (the "database queries" of a pass).
 final class CountingDatabase: SQLDatabase {
   let inner: any SQLDatabase
@@ -149,32 +146,30 @@ public enum ScaleBench {
     }
     say("  \(users): after warm-up RSS \(Int(currentRSSMB())) MB (peak \(Int(peakRSSMB())) MB)")
 
+    func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
+    /// One pass, with what it cost: wall, process CPU, API requests, database statements.
+    func measuredPass() async -> (report: PassReport, wallMs: Double, cpuMs: Double, requests: Int, queries: Int) {
+      let (cpu, queries, before, clock) = (
+        cpuSeconds(), counting.count.withLock { $0 }, requests.withLock { $0 }, ContinuousClock.now
+      )
+      var report = await reconciler.pass()
+      report.plan = nil  // its copy of the memory map is the report's, not the controller's
+      return (
+        report, ms(ContinuousClock.now - clock), (cpuSeconds() - cpu) * 1000, requests.withLock { $0 } - before,
+        counting.count.withLock { $0 } - queries
+      )
+    }
+
     // A pass with nothing to do.
-    var cpu = cpuSeconds()
-    var queries = counting.count.withLock { $0 }
-    var before = requests.withLock { $0 }
-    var clock = ContinuousClock.now
-    var idle = await reconciler.pass()
-    idle.plan = nil  // its copy of the memory map is the report's, not the controller's
-    let idleWall = ContinuousClock.now - clock
-    let idleCPU = cpuSeconds() - cpu
-    let idleRequests = requests.withLock { $0 } - before
-    let idleQueries = counting.count.withLock { $0 } - queries
+    let idleCost = await measuredPass()
+    let idle = idleCost.report
 
     say("  \(users): quiet pass done, RSS \(Int(currentRSSMB())) MB (peak \(Int(peakRSSMB())) MB)")
     // The next quiet pass: nothing changed since a pass with nothing to do.
-    cpu = cpuSeconds()
-    queries = counting.count.withLock { $0 }
-    before = requests.withLock { $0 }
-    clock = ContinuousClock.now
-    let steady = await reconciler.pass()
-    let steadyWall = ContinuousClock.now - clock
-    let steadyCPU = cpuSeconds() - cpu
-    let steadyRequests = requests.withLock { $0 } - before
-    let steadyQueries = counting.count.withLock { $0 } - queries
+    let steady = await measuredPass()
 
     // The two lists alone.
-    cpu = cpuSeconds()
+    var cpu = cpuSeconds()
     _ = try await client.listMachineListings(ownerKey: FleetNames.userMetadataKey)
     let machinesCPU = cpuSeconds() - cpu
     cpu = cpuSeconds()
@@ -184,7 +179,7 @@ public enum ScaleBench {
 
     // The planner alone, on the same inputs.
     let input = Planner.Input(desired: idle.desired!, observed: idle.observation!, now: Date().timeIntervalSince1970)
-    clock = ContinuousClock.now
+    var clock = ContinuousClock.now
     for _ in 0..<5 { _ = Planner.plan(input) }
     let planner = (ContinuousClock.now - clock) / 5
 
@@ -193,15 +188,8 @@ public enum ScaleBench {
     for machine in drifted {
       try await post(base + "/_sim/drift", #"{"op":"stop_machine","machine_id":"\#(machine.id)"}"#)
     }
-    cpu = cpuSeconds()
-    queries = counting.count.withLock { $0 }
-    before = requests.withLock { $0 }
-    clock = ContinuousClock.now
-    let drift = await reconciler.pass()
-    let driftWall = ContinuousClock.now - clock
-    let driftCPU = cpuSeconds() - cpu
-    let driftRequests = requests.withLock { $0 } - before
-    say("  \(users): drift pass started \(drift.results.filter { $0.outcome == .ok }.count) machines")
+    let drift = await measuredPass()
+    say("  \(users): drift pass started \(drift.report.results.filter { $0.outcome == .ok }.count) machines")
 
     // The controller's own peak, before the naive controller (a bench artifact) runs.
     let controllerPeak = peakRSSMB()
@@ -210,7 +198,7 @@ public enum ScaleBench {
     var naiveRequests = 0
     if naive {
       let ids = idle.observation!.machines.map(\.id)
-      before = requests.withLock { $0 }
+      let before = requests.withLock { $0 }
       clock = ContinuousClock.now
       let width = max(1, (ids.count + 15) / 16)
       await withTaskGroup(of: Void.self) { group in
@@ -224,13 +212,12 @@ public enum ScaleBench {
       naiveWall = ContinuousClock.now - clock
       naiveRequests = requests.withLock { $0 } - before
     }
-    func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
     return Row(
-      users: users, plannerMs: ms(planner), idleWallMs: ms(idleWall), idleCPUMs: idleCPU * 1000,
-      idleRequests: idleRequests,
-      idleQueries: idleQueries, steadyWallMs: ms(steadyWall), steadyCPUMs: steadyCPU * 1000,
-      steadyRequests: steadyRequests, steadyQueries: steadyQueries, steadyTaken: steady.steady,
-      driftWallMs: ms(driftWall), driftCPUMs: driftCPU * 1000, driftRequests: driftRequests,
+      users: users, plannerMs: ms(planner), idleWallMs: idleCost.wallMs, idleCPUMs: idleCost.cpuMs,
+      idleRequests: idleCost.requests, idleQueries: idleCost.queries, steadyWallMs: steady.wallMs,
+      steadyCPUMs: steady.cpuMs, steadyRequests: steady.requests, steadyQueries: steady.queries,
+      steadyTaken: steady.report.steady, driftWallMs: drift.wallMs, driftCPUMs: drift.cpuMs,
+      driftRequests: drift.requests,
       naiveWallMs: ms(naiveWall), naiveRequests: naiveRequests, peakRSSMB: controllerPeak)
   }
 }

@@ -16,7 +16,8 @@ import NIOHTTP1
 ///   loop, "desired state unreadable" (do nothing), never an empty set.
 /// - The auth token is sent as `Authorization: Bearer …` and never appears in an error.
 public final class HranaDatabase: SQLDatabase {
-  public let url: String
+  /// As given: may carry `?authToken=`, so never shown (see `displayName`).
+  private let url: String
   private let pipelineURL: String
   private let token: String?
   private let timeout: Duration

@@ -44,8 +44,6 @@ public struct PagedList<Item: Sendable>: Sendable {
   var pages: [Page]
   /// True when every page matched the previous read (same count, same bytes).
   public internal(set) var unchanged: Bool
-  /// Pages decoded in this read (the others reused).
-  public internal(set) var pagesDecoded: Int
 
   struct Page: Sendable {
     var digest: PageDigest
@@ -56,7 +54,6 @@ public struct PagedList<Item: Sendable>: Sendable {
     self.items = items
     self.pages = []
     self.unchanged = false
-    self.pagesDecoded = 0
   }
 
   init() { self.init(items: []) }
@@ -107,7 +104,6 @@ struct PagedListBuilder<Item: Sendable> {
       if let previous, index > 0 { result.items.append(contentsOf: previous.items[0..<previous.pages[index - 1].end]) }
     }
     result.items.append(contentsOf: try decode(raw))
-    result.pagesDecoded += 1
     result.pages.append(.init(digest: digest, end: result.items.count))
   }
 
@@ -115,7 +111,6 @@ struct PagedListBuilder<Item: Sendable> {
     if matchingSoFar, let previous, previous.pages.count == result.pages.count {
       var same = previous
       same.unchanged = true
-      same.pagesDecoded = 0
       return same
     }
     if matchingSoFar, let previous {
