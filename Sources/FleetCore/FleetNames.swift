@@ -50,6 +50,16 @@ public enum FleetNames {
     isDirect(userID) ? "fk-" + String(userID.map { $0 == "_" ? "-" : $0 }) : "fkh-" + hashed(userID)
   }
 
+  /// The user a direct volume name (`fk_<id>`) stands for; nil for a hashed or foreign name.
+  public static func directUser(volumeName name: String) -> String? {
+    guard name.hasPrefix("fk_") else { return nil }
+    let user = String(name.utf8.dropFirst(3))!
+    return isDirect(user) && !user.isEmpty ? user : nil
+  }
+
+  /// Whether the user's names are the id itself (most ids), not a digest of it.
+  public static func mapsDirectly(_ userID: String) -> Bool { isDirect(userID) }
+
   /// Whether `name` has the shape of a fleetkeeper volume name.
   public static func isFleetVolumeName(_ name: String) -> Bool {
     name.hasPrefix("fk_") || name.hasPrefix("fkh_")

@@ -114,7 +114,7 @@ public struct ReconcileLoop: Service {
       // A planned pass over a big fleet frees tens of MB of transient maps; glibc keeps freed heap
       // unless asked. Giving it back keeps the resident set near what the controller holds
       // between passes (a small Fly VM counts RSS, not heap).
-      if !report.steady && report.observedMachines + report.observedVolumes >= 5000 { _ = fk_malloc_trim(0) }
+      if !report.steady && report.observedMachines + report.observedVolumes >= 5000 { MemoryTuning.trim() }
       if Task.isShuttingDownGracefully { break }
       failedInARow = report.outcome == .couldNotRun ? failedInARow + 1 : 0
       let delay = Self.nextDelay(after: report, settings: settings, failedInARow: failedInARow)
@@ -141,7 +141,3 @@ public struct ReconcileLoop: Service {
     logger.info("loop stopped")
   }
 }
-
-/// glibc's `malloc_trim`: gives freed heap pages back to the system, so the resident set (what a
-/// small Fly VM counts) shrinks to what the controller holds.
-@_silgen_name("malloc_trim") func fk_malloc_trim(_ pad: Int) -> Int32

@@ -3,6 +3,7 @@ public import FleetStore
 public import FlyMachines
 import Foundation
 public import Logging
+import Synchronization
 
 /// What one action came to.
 public struct ActionResult: Sendable, Hashable {
@@ -126,12 +127,17 @@ public actor Reconciler {
 
   /// Both lists, read against the last read. `unchanged`: no page of either list changed.
   private func observe() async throws(FlyAPIError) -> (observation: Observation, unchanged: Bool) {
-    let (previousMachines, previousVolumes) = (machinePages, volumePages)
+    // The last lists are handed over, not shared: a changed page is replaced in their storage
+    // instead of the whole list being copied. If a read fails they are gone, and the next pass
+    // decodes every page (CPU once, nothing wrong).
+    let previousMachines = Handover(machinePages.take())
+    let previousVolumes = Handover(volumePages.take())
     // About one machine and one volume per desired user: the lists are allocated once at that size.
     let expected = cachedDesired?.snapshot.machines.count ?? 0
     async let machines = client.listMachineListings(
-      ownerKey: FleetNames.userMetadataKey, previous: previousMachines, expected: expected, { ObservedMachine($0) })
-    async let volumes = client.listVolumes(previous: previousVolumes, expected: expected, { ObservedVolume($0) })
+      ownerKey: FleetNames.userMetadataKey, previous: previousMachines.take(), expected: expected,
+      { ObservedMachine($0) })
+    async let volumes = client.listVolumes(previous: previousVolumes.take(), expected: expected, { ObservedVolume($0) })
     do {
       let (m, v) = try await (machines, volumes)
       machinePages = m
@@ -358,10 +364,12 @@ public actor Reconciler {
   private func syncRows(
     observation: Observation, trusted: Bool, now: Double, into writer: inout ChunkedWriter
   ) async throws(StoreError) {
-    var live = IndexGroups()
+    var live = IndexGroups(capacity: observation.machines.count)
     for (index, machine) in observation.machines.enumerated() where !machine.isGone {
       if let user = machine.userID { live.add(user, index) }
     }
+    // The first pass over a fleet writes every user's row: the map is allocated once at its size.
+    if rows.count < live.keys.count / 2 { rows.reserveCapacity(live.keys.count) }
     for user in live.keys {
       let machines = live.items(user, in: observation.machines)
       let row = rows[user]
@@ -803,4 +811,12 @@ public actor Reconciler {
     config.restartPolicy = spec.restartPolicy
     return config
   }
+}
+
+/// A value passed to another task by move: the receiver takes the only reference (so that it may
+/// mutate the value's storage in place).
+final class Handover<Value: Sendable>: Sendable {
+  private let value: Mutex<Value?>
+  init(_ value: consuming Value?) { self.value = Mutex(value) }
+  func take() -> Value? { value.withLock { $0.take() } }
 }

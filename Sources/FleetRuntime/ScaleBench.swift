@@ -69,7 +69,7 @@ public enum ScaleBench {
 
   /// The resident set now (from /proc/self/statm), for the per-stage lines.
   static func currentRSSMB() -> Double {
-    _ = fk_malloc_trim(0)
+    MemoryTuning.trim()
     guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
     let pages = text.split(separator: " ").dropFirst().first.flatMap { Double($0) } ?? 0
     return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
@@ -148,12 +148,17 @@ public enum ScaleBench {
 
     func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
     /// One pass, with what it cost: wall, process CPU, API requests, database statements.
-    func measuredPass() async -> (report: PassReport, wallMs: Double, cpuMs: Double, requests: Int, queries: Int) {
+    func measuredPass(keep: Bool = false) async -> (
+      report: PassReport, wallMs: Double, cpuMs: Double, requests: Int, queries: Int
+    ) {
       let (cpu, queries, before, clock) = (
         cpuSeconds(), counting.count.withLock { $0 }, requests.withLock { $0 }, ContinuousClock.now
       )
       var report = await reconciler.pass()
-      report.plan = nil  // its copy of the memory map is the report's, not the controller's
+      // A report's plan (its memory map), lists and snapshot outlive the pass only in the bench:
+      // they are dropped, so that the peak is the controller's own.
+      report.plan = nil
+      if !keep { (report.observation, report.desired) = (nil, nil) }
       return (
         report, ms(ContinuousClock.now - clock), (cpuSeconds() - cpu) * 1000, requests.withLock { $0 } - before,
         counting.count.withLock { $0 } - queries
@@ -161,13 +166,25 @@ public enum ScaleBench {
     }
 
     // A pass with nothing to do.
-    let idleCost = await measuredPass()
-    let idle = idleCost.report
+    var idleCost = await measuredPass(keep: true)
+    let driftedIDs = idleCost.report.observation!.machines.prefix(max(1, users / 100)).map(\.id)
+    (idleCost.report.observation, idleCost.report.desired) = (nil, nil)
 
     say("  \(users): quiet pass done, RSS \(Int(currentRSSMB())) MB (peak \(Int(peakRSSMB())) MB)")
     // The next quiet pass: nothing changed since a pass with nothing to do.
     let steady = await measuredPass()
 
+    // 1% drift: machines stopped behind our back.
+    for id in driftedIDs {
+      try await post(base + "/_sim/drift", #"{"op":"stop_machine","machine_id":"\#(id)"}"#)
+    }
+    let drift = await measuredPass(keep: true)
+    let last = drift.report
+    say("  \(users): drift pass started \(drift.report.results.filter { $0.outcome == .ok }.count) machines")
+
+    // The controller's own peak, before what only the bench does (a
+    // second read of both lists, the planner run alone, the naive controller).
+    let controllerPeak = peakRSSMB()
     // The two lists alone.
     var cpu = cpuSeconds()
     _ = try await client.listMachineListings(ownerKey: FleetNames.userMetadataKey)
@@ -178,26 +195,16 @@ public enum ScaleBench {
     say("  \(users): machine list \(Int(machinesCPU * 1000)) ms CPU, volume list \(Int(volumesCPU * 1000)) ms CPU")
 
     // The planner alone, on the same inputs.
-    let input = Planner.Input(desired: idle.desired!, observed: idle.observation!, now: Date().timeIntervalSince1970)
+    let input = Planner.Input(desired: last.desired!, observed: last.observation!, now: Date().timeIntervalSince1970)
     var clock = ContinuousClock.now
     for _ in 0..<5 { _ = Planner.plan(input) }
     let planner = (ContinuousClock.now - clock) / 5
 
-    // 1% drift: machines stopped behind our back.
-    let drifted = idle.observation!.machines.prefix(max(1, users / 100))
-    for machine in drifted {
-      try await post(base + "/_sim/drift", #"{"op":"stop_machine","machine_id":"\#(machine.id)"}"#)
-    }
-    let drift = await measuredPass()
-    say("  \(users): drift pass started \(drift.report.results.filter { $0.outcome == .ok }.count) machines")
-
-    // The controller's own peak, before the naive controller (a bench artifact) runs.
-    let controllerPeak = peakRSSMB()
     // A naive per-user controller: one GET per user per pass, as an imperative provisioner checks status.
     var naiveWall = Duration.zero
     var naiveRequests = 0
     if naive {
-      let ids = idle.observation!.machines.map(\.id)
+      let ids = last.observation!.machines.map(\.id)
       let before = requests.withLock { $0 }
       clock = ContinuousClock.now
       let width = max(1, (ids.count + 15) / 16)

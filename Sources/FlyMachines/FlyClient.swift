@@ -146,10 +146,10 @@ public final class FlyClient: Sendable {
   /// change is not scanned again, and when no page changed the previous list comes back itself
   /// (``PagedList/unchanged``). The quiet pass's path: requests and a digest of the bytes, no decode.
   public func listMachineListings<Item: Sendable>(
-    ownerKey: String, includeDeleted: Bool = false, previous: PagedList<Item>?, expected: Int = 0,
+    ownerKey: String, includeDeleted: Bool = false, previous: consuming PagedList<Item>?, expected: Int = 0,
     _ transform: @Sendable (FlyMachineListing) -> Item
   ) async throws(FlyAPIError) -> PagedList<Item> {
-    try await readPages(previous: previous, expected: expected) { cursor throws(FlyAPIError) in
+    try await readPages(previous: previous.take(), expected: expected) { cursor throws(FlyAPIError) in
       var items: [(String, String)] = [("limit", String(self.configuration.pageSize))]
       if includeDeleted { items.append(("include_deleted", "true")) }
       if let cursor { items.append(("cursor", cursor)) }
@@ -168,9 +168,9 @@ public final class FlyClient: Sendable {
 
   /// The whole volume list (summary), read against the previous read like ``listMachineListings(ownerKey:includeDeleted:previous:_:)``.
   public func listVolumes<Item: Sendable>(
-    previous: PagedList<Item>?, expected: Int = 0, _ transform: @Sendable (FlyVolume) -> Item
+    previous: consuming PagedList<Item>?, expected: Int = 0, _ transform: @Sendable (FlyVolume) -> Item
   ) async throws(FlyAPIError) -> PagedList<Item> {
-    try await readPages(previous: previous, expected: expected) { cursor throws(FlyAPIError) in
+    try await readPages(previous: previous.take(), expected: expected) { cursor throws(FlyAPIError) in
       var items: [(String, String)] = [("summary", "true"), ("limit", String(self.configuration.pageSize))]
       if let cursor { items.append(("cursor", cursor)) }
       return try await self.send(.GET, "\(self.appPath)/volumes", query: items, endpoint: "GET /volumes")
@@ -180,10 +180,10 @@ public final class FlyClient: Sendable {
   }
 
   private func readPages<Item: Sendable>(
-    previous: PagedList<Item>?, expected: Int, _ fetch: (String?) async throws(FlyAPIError) -> Response,
+    previous: consuming PagedList<Item>?, expected: Int, _ fetch: (String?) async throws(FlyAPIError) -> Response,
     decode: (Response, UnsafeRawBufferPointer) throws(FlyAPIError) -> [Item]
   ) async throws(FlyAPIError) -> PagedList<Item> {
-    var builder = PagedListBuilder(previous: previous, expected: expected)
+    var builder = PagedListBuilder(previous: previous.take(), expected: expected)
     var cursor: String?
     var seen: Set<String> = []
     repeat {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetRuntime
 
 @main
 struct Fleetkeeper: AsyncParsableCommand {
@@ -12,4 +13,19 @@ struct Fleetkeeper: AsyncParsableCommand {
       AlertsCommand.self, SimCommand.self, HranaCommand.self, BenchCommand.self,
     ]
   )
+
+  /// ArgumentParser's entry point, after the allocator is tuned (before any thread allocates).
+  static func main() async {
+    MemoryTuning.apply()
+    do {
+      var command = try parseAsRoot()
+      if var command = command as? any AsyncParsableCommand {
+        try await command.run()
+      } else {
+        try command.run()
+      }
+    } catch {
+      exit(withError: error)
+    }
+  }
 }

@@ -50,6 +50,32 @@ struct PagedListTests {
     #expect(reread.unchanged && reread.items == [1, 4, 5, 55, 6, 7])
   }
 
+  /// Handed over (not shared), the previous list is updated in its own storage: a changed page
+  /// costs that page, not a second copy of the whole list.
+  @Test func aHandedOverListIsUpdatedInPlace() {
+    let decoder = Decoder()
+    var list: PagedList<Int>? = decoder.read(["1,2,3", "4,5", "6"], previous: nil)
+    let address = list!.items.withUnsafeBufferPointer { Int(bitPattern: $0.baseAddress) }
+    var builder = PagedListBuilder(previous: list.take())
+    for page in ["1,2,3", "4,50", "6"] {
+      var bytes = Array(page.utf8)
+      bytes.withUnsafeMutableBytes { raw in
+        builder.add(UnsafeRawBufferPointer(raw)) { raw in
+          String(decoding: raw, as: UTF8.self).split(separator: ",").map { Int($0)! }
+        }
+      }
+    }
+    let next = builder.finish()
+    #expect(next.items == [1, 2, 3, 4, 50, 6])
+    #expect(!next.unchanged)
+    #expect(next.items.withUnsafeBufferPointer { Int(bitPattern: $0.baseAddress) } == address, "same storage")
+    // A shared list is never changed under its other holder.
+    let kept = next
+    let changed = decoder.read(["1,2,3", "4,5", "6,7"], previous: next)
+    #expect(kept.items == [1, 2, 3, 4, 50, 6])
+    #expect(changed.items == [1, 2, 3, 4, 5, 6, 7])
+  }
+
   @Test func fewerOrMorePagesAreNeverTakenForUnchanged() {
     let decoder = Decoder()
     let first = decoder.read(["1,2", "3"], previous: nil)
