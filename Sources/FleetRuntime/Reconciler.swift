@@ -80,7 +80,7 @@ public actor Reconciler {
   private var loaded = false
   private var memory: [String: UserMemory] = [:]
   /// What the `machines` rows hold, as much as planning and change detection need.
-  private var rows: [String: RowMemo] = [:]
+  private var rows = UserMap<RowMemo>()
   private var guardMemory = GuardMemory()
   private var activeFindings: [String: DriftFinding] = [:]
   private var draining = false

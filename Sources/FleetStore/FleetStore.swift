@@ -178,8 +178,7 @@ public final class FleetStore: Sendable {
     guard let templateRow = results[0].rows.first, let template = Self.template(from: templateRow) else {
       throw StoreError(code: .malformed, message: "machine_template has no valid row 1", database: database.displayName)
     }
-    var machines: [String: DesiredMachine] = [:]
-    machines.reserveCapacity(results[1].rows.count)
+    var machines = UserMap<DesiredMachine>(minimumCapacity: results[1].rows.count)
     var invalid: [String: String] = [:]
     for row in results[1].rows {
       guard let userID = row[0].string else { continue }
@@ -577,11 +576,11 @@ public final class FleetStore: Sendable {
   // MARK: machines rows
 
   /// The dashboard's `machines` rows, by user id.
-  public func machineRows() async throws(StoreError) -> [String: MachineRow] {
+  public func machineRows() async throws(StoreError) -> UserMap<MachineRow> {
     let rows = try await database.read([
       SQLStatement("SELECT id, user_id, region, volume_id, status, ip_address, created_at, updated_at FROM machines")
     ])[0].rows
-    var result: [String: MachineRow] = [:]
+    var result = UserMap<MachineRow>(minimumCapacity: rows.count)
     for row in rows {
       guard let id = row[0].string, let user = row[1].string else { continue }
       result[user] = MachineRow(
