@@ -104,8 +104,16 @@ struct SimVolume: Sendable {
 struct SimulatorModel: Sendable {
   var configuration: SimulatorConfiguration
   var random: SeededRandom
-  private(set) var machines: [String: SimMachine] = [:]
-  private(set) var volumes: [String: SimVolume] = [:]
+  private(set) var machines: [String: SimMachine] = [:] { didSet { sweeps = Sweeps() } }
+  private(set) var volumes: [String: SimVolume] = [:] { didSet { sweeps = Sweeps() } }
+  /// Until when a list may skip applying due transitions: set by a sweep to the earliest time
+  /// anything is due next, and reset by any change of a machine or volume. A quiet 100k fleet is
+  /// then listed without touching every item first (~100 ms per list), with the same answers.
+  private var sweeps = Sweeps()
+  struct Sweeps {
+    var machinesUntil = -Double.infinity
+    var volumesUntil = -Double.infinity
+  }
   /// Ids in creation order (pagination walks these).
   private var machineOrder: [String] = []
   private var volumeOrder: [String] = []
@@ -307,7 +315,12 @@ struct SimulatorModel: Sendable {
   ) -> Page {
     // Transitions are applied when a list starts; later pages of the same walk (moments later) reuse
     // them, so a whole paginated list costs O(n), not O(n²/page).
-    if cursor == nil { for id in machineOrder { advance(machine: id, now: now) } }
+    if cursor == nil && now >= sweeps.machinesUntil {
+      for id in machineOrder { advance(machine: id, now: now) }
+      var due = Double.infinity
+      for machine in machines.values { if let next = machine.next { due = min(due, next.at) } }
+      sweeps.machinesUntil = due
+    }
     return page(
       order: machineOrder, store: machines, seq: \.seq,
       include: { machine in
@@ -320,7 +333,17 @@ struct SimulatorModel: Sendable {
   }
 
   mutating func listVolumes(now: Double, limit: Int?, cursor: String?, shortPage: Bool) -> Page {
-    if cursor == nil { for id in volumeOrder { advance(volume: id, now: now) } }
+    if cursor == nil && now >= sweeps.volumesUntil {
+      for id in volumeOrder { advance(volume: id, now: now) }
+      var due = Double.infinity
+      for volume in volumes.values {
+        if let deletedAt = volume.deletedAt, volume.state == "pending_destroy" { due = min(due, deletedAt + 1) }
+        guard let id = volume.attachedMachineID, let machine = machines[id] else { continue }
+        if let next = machine.next { due = min(due, next.at) }
+        if let destroyedAt = machine.destroyedAt { due = min(due, destroyedAt + configuration.volumeDetachDelay) }
+      }
+      sweeps.volumesUntil = due
+    }
     return page(
       order: volumeOrder, store: volumes, seq: \.seq, include: { self.volumeVisible($0, now: now) },
       render: { self.renderCached(volume: $0) }, limit: limit, cursor: cursor, shortPage: shortPage)

@@ -121,6 +121,34 @@ struct SimulatorStateMachineTests {
     #expect(await call("POST", "/v1/apps/app/volumes", body: #"{"name":"bad-name","region":"ord"}"#).0 == 400)
   }
 
+  /// Lists skip re-applying transitions while nothing is due; read through lists alone (no GET by id
+  /// to apply them on the way), every timed transition still shows when its time comes.
+  @Test func listsAloneShowEveryTimedTransition() async {
+    let volume = await createVolume()
+    let id = await createMachine(volume: volume)
+    func machineState() async -> String? {
+      await call("GET", "/v1/apps/app/machines").1?.array?.first?.object?["state"]?.string
+    }
+    func attached() async -> SimJSON? {
+      await call("GET", "/v1/apps/app/volumes").1?.array?.first?.object?["attached_machine_id"]
+    }
+    clock.advance(by: 0.6)
+    #expect(await machineState() == "created")
+    #expect(await machineState() == "created")
+    clock.advance(by: 0.5)
+    #expect(await machineState() == "starting")
+    #expect(await attached() == .string(id))
+    clock.advance(by: 0.5)
+    #expect(await machineState() == "started")
+    #expect(await call("DELETE", "/v1/apps/app/machines/\(id)?force=true").0 == 200)
+    #expect(await machineState() == "destroying")
+    clock.advance(by: 0.5)
+    #expect(await machineState() == "destroyed")
+    #expect(await attached() == .string(id))
+    clock.advance(by: 5)
+    #expect(await attached() == .null, "detached when its time came, seen by a list alone")
+  }
+
   @Test func listsLagBehindCreates() async {
     _ = await createVolume()
     _ = await createMachine()
