@@ -1,4 +1,4 @@
-/// A machine as the last list showed it.
+/// A machine as the last list showed it. 128 bytes (100k of them are held between passes).
 public struct ObservedMachine: Sendable, Hashable {
   public var id: String
   public var name: String?
@@ -8,15 +8,23 @@ public struct ObservedMachine: Sendable, Hashable {
   public var userID: String?
   /// The volume of its first mount.
   public var volumeID: String?
-  public var image: String?
   public var privateIP: String?
   /// Unix seconds (from `created_at`/`updated_at`), when Fly sent them.
-  public var createdAt: Double?
-  public var updatedAt: Double?
+  public var createdAt: Double? {
+    get { created == -.infinity ? nil : created }
+    set { created = newValue ?? -.infinity }
+  }
+  public var updatedAt: Double? {
+    get { updated == -.infinity ? nil : updated }
+    set { updated = newValue ?? -.infinity }
+  }
+  /// Not optionals: `-infinity` for "not sent" keeps them 8 bytes each instead of 16.
+  private var created: Double
+  private var updated: Double
 
   public init(
     id: String, name: String? = nil, state: String, region: String, userID: String?, volumeID: String? = nil,
-    image: String? = nil, privateIP: String? = nil, createdAt: Double? = nil, updatedAt: Double? = nil
+    privateIP: String? = nil, createdAt: Double? = nil, updatedAt: Double? = nil
   ) {
     self.id = id
     self.name = name
@@ -24,10 +32,9 @@ public struct ObservedMachine: Sendable, Hashable {
     self.region = region
     self.userID = userID
     self.volumeID = volumeID
-    self.image = image
     self.privateIP = privateIP
-    self.createdAt = createdAt
-    self.updatedAt = updatedAt
+    self.created = createdAt ?? -.infinity
+    self.updated = updatedAt ?? -.infinity
   }
 
   /// `destroying`/`destroyed` machines still show in lists for a while; they count as gone.

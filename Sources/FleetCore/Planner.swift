@@ -88,9 +88,13 @@ public enum Planner {
       userByHashedName[FleetNames.volumeName(forUser: user)] = user
     }
     var volumesByUser = IndexGroups(capacity: input.desired.machines.count)
-    var volumeIDs = Set<String>(minimumCapacity: allVolumes.count)
+    // Every listed volume's id, built only if a machine mounts a volume that is not its user's.
+    var volumeIDs: Set<String>?
+    func isListed(volume id: String) -> Bool {
+      if volumeIDs == nil { volumeIDs = Set(allVolumes.lazy.filter { !$0.isGone }.map(\.id)) }
+      return volumeIDs!.contains(id)
+    }
     for (index, volume) in allVolumes.enumerated() where !volume.isGone {
-      volumeIDs.insert(volume.id)
       if let user = FleetNames.directUser(volumeName: volume.name) {
         if known(user) { volumesByUser.add(user, index) }
       } else if let user = userByHashedName[volume.name] {
@@ -226,7 +230,9 @@ public enum Planner {
                 message:
                   "machine is in \(machine.region), desired \(desired!.region): moving loses the volume; left as is"))
           }
-          if let mounted = machine.volumeID, !volumeIDs.contains(mounted) {
+          if let mounted = machine.volumeID, !volumes.contains(where: { $0.id == mounted }),
+            !isListed(volume: mounted)
+          {
             findings.append(
               DriftFinding(
                 kind: .volumeMissing, userID: user, resourceID: mounted,

@@ -7,7 +7,7 @@ extension ObservedMachine {
     self.init(
       id: machine.id, name: machine.name, state: machine.state, region: machine.region ?? "",
       userID: machine.config?.metadata[FleetNames.userMetadataKey], volumeID: machine.config?.mounts.first?.volume,
-      image: machine.config?.image, privateIP: machine.privateIP,
+      privateIP: machine.privateIP,
       createdAt: machine.createdAt.flatMap(parseFlyTimestamp), updatedAt: machine.updatedAt.flatMap(parseFlyTimestamp))
   }
 }
