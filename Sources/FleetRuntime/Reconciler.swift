@@ -120,7 +120,7 @@ public actor Reconciler {
   private func loadIfNeeded() async throws(StoreError) {
     guard !loaded else { return }
     memory = try await store.loadUserMemory()
-    rows = try await store.machineRows().mapValues(RowMemo.init)
+    rows = try await store.machineRows(RowMemo.init)
     guardMemory = try await store.loadGuardMemory()
     loaded = true
   }

@@ -58,6 +58,11 @@ public enum ScaleBench {
     public var naiveWallMs: Double
     public var naiveRequests: Int
     public var peakRSSMB: Double
+    /// A restart: a new `fleetkeeper reconcile` process's one pass over the adopted fleet (it loads
+    /// every row and every user's memory from the database, then plans).
+    public var restartExit: Int32
+    public var restartCPUMs: Double
+    public var restartPeakRSSMB: Double
   }
 
   static func cpuSeconds() -> Double {
@@ -79,6 +84,32 @@ public enum ScaleBench {
     var usage = rusage()
     getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
     return Double(usage.ru_maxrss) / 1024
+  }
+
+  /// Runs `binary arguments` as a child process (output discarded) and returns its exit status,
+  /// CPU seconds and peak resident set, from `wait4` on that child alone.
+  static func child(_ binary: String, _ arguments: [String], environment: [String: String]) -> (
+    status: Int32, cpuSeconds: Double, peakRSSMB: Double
+  ) {
+    var env = ProcessInfo.processInfo.environment
+    for (key, value) in environment { env[key] = value }
+    let argv = ([binary] + arguments).map { strdup($0) } + [nil]
+    let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { (argv + envp).forEach { free($0) } }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    var pid = pid_t()
+    guard posix_spawn(&pid, binary, &actions, nil, argv, envp) == 0 else { return (-1, 0, 0) }
+    var status: Int32 = 0
+    var usage = rusage()
+    while wait4(pid, &status, 0, &usage) == -1 && errno == EINTR {}
+    let cpu =
+      Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
+      + Double(usage.ru_stime.tv_usec) / 1e6
+    return ((status >> 8) & 0xff, cpu, Double(usage.ru_maxrss) / 1024)
   }
 
   /// A control call to the simulator (`/_sim/seed`, `/_sim/drift`).
@@ -118,8 +149,8 @@ public enum ScaleBench {
       "fleetkeeper-scale-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: folder) }
-    let counting = CountingDatabase(
-      try SQLiteDatabase(path: folder.appendingPathComponent("fleet.sqlite3").path, create: true))
+    let databasePath = folder.appendingPathComponent("fleet.sqlite3").path
+    let counting = CountingDatabase(try SQLiteDatabase(path: databasePath, create: true))
     let store = FleetStore(database: counting)
     try await store.migrate()
     try await store.importUsers((0..<users).map { UserInput(userID: "b\($0)", region: "ord") })
@@ -185,6 +216,18 @@ public enum ScaleBench {
     // The controller's own peak, before what only the bench does (a
     // second read of both lists, the planner run alone, the naive controller).
     let controllerPeak = peakRSSMB()
+    // A restart: another process, the same database and fleet, one pass.
+    let restart = await offloaded {
+      child(
+        binary, ["reconcile"],
+        environment: [
+          "FLY_API_BASE_URL": base, "FLY_APP_NAME": "bench", "FLY_API_TOKEN": "bench-token",
+          "FLEET_DATABASE": databasePath,
+        ])
+    }
+    say(
+      "  \(users): restart (a new process, one pass): exit \(restart.status), \(Int(restart.cpuSeconds * 1000)) ms CPU, peak RSS \(Int(restart.peakRSSMB)) MB"
+    )
     // The two lists alone.
     var cpu = cpuSeconds()
     _ = try await client.listMachineListings(ownerKey: FleetNames.userMetadataKey)
@@ -225,7 +268,8 @@ public enum ScaleBench {
       steadyCPUMs: steady.cpuMs, steadyRequests: steady.requests, steadyQueries: steady.queries,
       steadyTaken: steady.report.steady, driftWallMs: drift.wallMs, driftCPUMs: drift.cpuMs,
       driftRequests: drift.requests,
-      naiveWallMs: ms(naiveWall), naiveRequests: naiveRequests, peakRSSMB: controllerPeak)
+      naiveWallMs: ms(naiveWall), naiveRequests: naiveRequests, peakRSSMB: controllerPeak,
+      restartExit: restart.status, restartCPUMs: restart.cpuSeconds * 1000, restartPeakRSSMB: restart.peakRSSMB)
   }
 }
 
@@ -274,5 +318,12 @@ public enum PlannerBench {
     let elapsed = ContinuousClock.now - start
     let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
     return (ms / Double(max(1, count)), actions)
+  }
+}
+
+/// Runs a blocking call on its own thread (not one of the cooperative pool's few).
+func offloaded<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+  await withCheckedContinuation { continuation in
+    Thread { continuation.resume(returning: body()) }.start()
   }
 }

@@ -2,26 +2,67 @@ public import FleetCore
 import Foundation
 
 extension FleetStore {
-  /// Every user's remembered state.
+  /// Every user's remembered state, read a chunk at a time (at 100k users the rows are not all
+  /// held at once). Only the controller writes this table, so chunks cannot disagree.
   public func loadUserMemory() async throws(StoreError) -> [String: UserMemory] {
-    let rows = try await database.read([SQLStatement("SELECT user_id, memory FROM fleet_user_state")])[0].rows
     var result: [String: UserMemory] = [:]
+    let count = try await database.read([SQLStatement("SELECT count(*) FROM fleet_user_state")])[0].scalar?.int ?? 0
+    result.reserveCapacity(Int(count))
     let decoder = JSONDecoder()
-    for row in rows {
-      guard let user = row[0].string, let text = row[1].string,
-        let memory = try? decoder.decode(UserMemory.self, from: Data(text.utf8))
-      else { continue }
-      result[user] = memory
+    try await readInChunks("SELECT user_id, memory FROM fleet_user_state", key: "user_id") { row in
+      guard let user = row[0].string, let text = row[1].string else { return }
+      if let memory = Self.plainMemory(text) ?? (try? decoder.decode(UserMemory.self, from: Data(text.utf8))) {
+        result[user] = memory
+      }
     }
     return result
+  }
+
+  /// Runs `select` (which must have no WHERE or ORDER BY) in chunks of `chunk` rows ordered by
+  /// `key`, a unique text column, calling `each` for every row.
+  func readInChunks(
+    _ select: String, key: String, chunk: Int = 10_000, _ each: ([SQLValue]) -> Void
+  ) async throws(StoreError) {
+    var after = ""
+    while true {
+      let rows = try await database.read([
+        SQLStatement("\(select) WHERE \(key) > ? ORDER BY \(key) LIMIT ?", [.text(after), .integer(Int64(chunk))])
+      ])[0].rows
+      for row in rows { each(row) }
+      guard rows.count == chunk, let last = rows.last?[0].string else { return }
+      after = last
+    }
+  }
+
+  /// The common memory, `{"volume_id":"<id>"}` and nothing else, without a JSON decoder (a restart
+  /// at 100k users reads 100k of them).
+  static func plainMemory(_ text: String) -> UserMemory? {
+    let prefix = #"{"volume_id":""#
+    let suffix = #""}"#
+    guard text.hasPrefix(prefix), text.hasSuffix(suffix), text.utf8.count > prefix.utf8.count + suffix.utf8.count
+    else { return nil }
+    let id = text.utf8.dropFirst(prefix.utf8.count).dropLast(suffix.utf8.count)
+    guard !id.contains(UInt8(ascii: "\"")), !id.contains(UInt8(ascii: "\\")) else { return nil }
+    var memory = UserMemory()
+    memory.volumeID = String(decoding: id, as: UTF8.self)
+    return memory
   }
 
   /// The statement that saves (or, when empty, forgets) one user's memory.
   public static func saveUserMemory(_ user: String, _ memory: UserMemory) -> SQLStatement {
     if memory.isEmpty { return SQLStatement("DELETE FROM fleet_user_state WHERE user_id = ?", [.text(user)]) }
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = .sortedKeys
-    let text = String(decoding: (try? encoder.encode(memory)) ?? Data("{}".utf8), as: UTF8.self)
+    var plain = UserMemory()
+    plain.volumeID = memory.volumeID
+    let text: String
+    if memory == plain, let id = memory.volumeID,
+      !id.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c || $0 == 0x2f })
+    {
+      text = #"{"volume_id":""# + id + #""}"#
+    } else {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = .sortedKeys
+      text = String(decoding: (try? encoder.encode(memory)) ?? Data("{}".utf8), as: UTF8.self)
+    }
     return SQLStatement(
       """
       INSERT INTO fleet_user_state (user_id, memory, updated_at) VALUES (?, ?, unixepoch())

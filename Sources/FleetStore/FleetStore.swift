@@ -577,15 +577,22 @@ public final class FleetStore: Sendable {
 
   /// The dashboard's `machines` rows, by user id.
   public func machineRows() async throws(StoreError) -> UserMap<MachineRow> {
-    let rows = try await database.read([
-      SQLStatement("SELECT id, user_id, region, volume_id, status, ip_address, created_at, updated_at FROM machines")
-    ])[0].rows
-    var result = UserMap<MachineRow>(minimumCapacity: rows.count)
-    for row in rows {
-      guard let id = row[0].string, let user = row[1].string else { continue }
-      result[user] = MachineRow(
-        id: id, userID: user, region: row[2].string ?? "", volumeID: row[3].string, status: row[4].string,
-        ipAddress: row[5].string, createdAt: row[6].int, updatedAt: row[7].int)
+    try await machineRows { $0 }
+  }
+
+  /// Every `machines` row, as `transform` keeps it, read a chunk at a time (at 100k users neither
+  /// the rows nor the full values are all held at once).
+  public func machineRows<T: Sendable>(_ transform: (MachineRow) -> T) async throws(StoreError) -> UserMap<T> {
+    let count = try await database.read([SQLStatement("SELECT count(*) FROM machines")])[0].scalar?.int ?? 0
+    var result = UserMap<T>(minimumCapacity: Int(count))
+    try await readInChunks(
+      "SELECT user_id, id, region, volume_id, status, ip_address, created_at, updated_at FROM machines", key: "user_id"
+    ) { row in
+      guard let user = row[0].string, let id = row[1].string else { return }
+      result[user] = transform(
+        MachineRow(
+          id: id, userID: user, region: row[2].string ?? "", volumeID: row[3].string, status: row[4].string,
+          ipAddress: row[5].string, createdAt: row[6].int, updatedAt: row[7].int))
     }
     return result
   }

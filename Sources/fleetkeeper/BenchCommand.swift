@@ -50,13 +50,13 @@ struct ScaleCommand: AsyncParsableCommand {
     }
     print("")
     print(
-      "| users | planner | quiet pass wall | quiet pass CPU | quiet pass requests | quiet pass DB statements | steady pass wall | steady pass CPU | steady requests | steady DB statements | 1% drift pass wall | 1% drift CPU | 1% drift requests | naive pass wall | naive requests | requests ratio | time ratio | peak RSS |"
+      "| users | planner | quiet pass wall | quiet pass CPU | quiet pass requests | quiet pass DB statements | steady pass wall | steady pass CPU | steady requests | steady DB statements | 1% drift pass wall | 1% drift CPU | 1% drift requests | naive pass wall | naive requests | requests ratio | time ratio | peak RSS | restart: one pass in a new process (CPU, peak RSS) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows {
       let f = { (v: Double) in String(format: "%.1f", v) }
       print(
-        "| \(r.users) | \(f(r.plannerMs)) ms | \(f(r.idleWallMs)) ms | \(f(r.idleCPUMs)) ms | \(r.idleRequests) | \(r.idleQueries) | \(f(r.steadyWallMs)) ms\(r.steadyTaken ? "" : " (not steady)") | \(f(r.steadyCPUMs)) ms | \(r.steadyRequests) | \(r.steadyQueries) | \(f(r.driftWallMs)) ms | \(f(r.driftCPUMs)) ms | \(r.driftRequests) | \(f(r.naiveWallMs)) ms | \(r.naiveRequests) | \(r.idleRequests > 0 ? String(format: "%.0f×", Double(r.naiveRequests) / Double(r.idleRequests)) : "-") | \(r.idleWallMs > 0 ? String(format: "%.1f×", r.naiveWallMs / r.idleWallMs) : "-") | \(f(r.peakRSSMB)) MB |"
+        "| \(r.users) | \(f(r.plannerMs)) ms | \(f(r.idleWallMs)) ms | \(f(r.idleCPUMs)) ms | \(r.idleRequests) | \(r.idleQueries) | \(f(r.steadyWallMs)) ms\(r.steadyTaken ? "" : " (not steady)") | \(f(r.steadyCPUMs)) ms | \(r.steadyRequests) | \(r.steadyQueries) | \(f(r.driftWallMs)) ms | \(f(r.driftCPUMs)) ms | \(r.driftRequests) | \(f(r.naiveWallMs)) ms | \(r.naiveRequests) | \(r.idleRequests > 0 ? String(format: "%.0f×", Double(r.naiveRequests) / Double(r.idleRequests)) : "-") | \(r.idleWallMs > 0 ? String(format: "%.1f×", r.naiveWallMs / r.idleWallMs) : "-") | \(f(r.peakRSSMB)) MB | \(r.restartExit == 0 ? "" : "exit \(r.restartExit): ")\(f(r.restartCPUMs)) ms, \(f(r.restartPeakRSSMB)) MB |"
       )
     }
   }
