@@ -119,8 +119,14 @@ public actor Reconciler {
 
   private func loadIfNeeded() async throws(StoreError) {
     guard !loaded else { return }
-    memory = try await store.loadUserMemory()
-    rows = try await store.machineRows(RowMemo.init)
+    let memory = try await store.loadUserMemory()
+    self.memory = memory
+    // A user's volume id is read from both tables: one string kept, not two (6 MB at 100k users).
+    rows = try await store.machineRows { row in
+      var memo = RowMemo(row)
+      if let shared = memory[row.userID]?.volumeID, shared == memo.volumeID { memo.volumeID = shared }
+      return memo
+    }
     guardMemory = try await store.loadGuardMemory()
     loaded = true
   }
@@ -172,6 +178,7 @@ public actor Reconciler {
         desired = cached.snapshot
         desiredUnchanged = true
       } else {
+        cachedDesired = nil  // the old snapshot is not held while the new one is read
         desired = try await store.readDesired()
         cachedDesired = (version, desired)
       }
