@@ -174,8 +174,15 @@ public final class FlyClient: Sendable {
       var items: [(String, String)] = [("summary", "true"), ("limit", String(self.configuration.pageSize))]
       if let cursor { items.append(("cursor", cursor)) }
       return try await self.send(.GET, "\(self.appPath)/volumes", query: items, endpoint: "GET /volumes")
-    } decode: { response, _ throws(FlyAPIError) in
-      try self.decode([FlyVolume].self, response).map(transform)
+    } decode: { response, raw throws(FlyAPIError) in
+      do throws(ListingScanner.Malformed) {
+        return try ListingScanner.scanVolumes(raw).map(transform)
+      } catch {
+        throw FlyAPIError(
+          code: .invalidResponse, status: response.status,
+          message: "\(error.reason) at byte \(error.offset): \(self.excerpt(response.body))",
+          requestID: response.requestID, operation: response.operation)
+      }
     }
   }
 

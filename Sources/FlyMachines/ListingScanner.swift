@@ -48,7 +48,14 @@ struct ListingScanner {
 
   static func scan(_ bytes: UnsafeRawBufferPointer, ownerKey: String) throws(Malformed) -> [FlyMachineListing] {
     var scanner = ListingScanner(bytes: bytes, ownerKey: ownerKey)
-    return try scanner.array()
+    return try scanner.array { (s: inout ListingScanner) throws(Malformed) in try s.machine() }
+  }
+
+  /// A volume list page (a JSON array of `Volume`), as ``FlyVolume``s: the same answer as
+  /// `JSONDecoder`, at a fraction of its cost (a restart at 100k volumes decodes 100 pages).
+  static func scanVolumes(_ bytes: UnsafeRawBufferPointer) throws(Malformed) -> [FlyVolume] {
+    var scanner = ListingScanner(bytes: bytes, ownerKey: "")
+    return try scanner.array { (s: inout ListingScanner) throws(Malformed) in try s.volume() }
   }
 
   private mutating func fail(_ reason: String) -> Malformed { Malformed(offset: index, reason: reason) }
@@ -72,15 +79,17 @@ struct ListingScanner {
     return index < bytes.count ? bytes[index] : nil
   }
 
-  mutating func array() throws(Malformed) -> [FlyMachineListing] {
+  mutating func array<Element>(
+    _ element: (inout ListingScanner) throws(Malformed) -> Element
+  ) throws(Malformed) -> [Element] {
     try expect(UInt8(ascii: "["))
-    var result: [FlyMachineListing] = []
+    var result: [Element] = []
     if peek() == UInt8(ascii: "]") {
       index += 1
       return result
     }
     while true {
-      result.append(try machine())
+      result.append(try element(&self))
       skipSpace()
       guard index < bytes.count else { throw fail("unterminated array") }
       if bytes[index] == UInt8(ascii: ",") {
@@ -175,6 +184,68 @@ struct ListingScanner {
     }
     guard sawID, sawState else { throw fail("a machine without id or state") }
     return listing
+  }
+
+  private static let sizeGB = Array("size_gb".utf8), encrypted = Array("encrypted".utf8)
+  private static let attached = Array("attached_machine_id".utf8)
+
+  private mutating func volume() throws(Malformed) -> FlyVolume {
+    var volume = FlyVolume(id: "", name: "", state: "", region: "")
+    var seen = 0
+    try object { (s: inout ListingScanner, key: Key) throws(Malformed) in
+      switch key {
+      case Self.id:
+        volume.id = try s.string()
+        seen |= 1
+      case Self.name:
+        volume.name = try s.string()
+        seen |= 2
+      case Self.state:
+        volume.state = try s.string()
+        seen |= 4
+      case Self.region:
+        volume.region = try s.string()
+        seen |= 8
+      case Self.sizeGB: volume.sizeGB = try s.optionalInteger()
+      case Self.encrypted: volume.encrypted = try s.optionalBool()
+      case Self.attached: volume.attachedMachineID = try s.optionalString()
+      case Self.createdAt: volume.createdAt = try s.optionalString()
+      default: try s.skipValue()
+      }
+    }
+    guard seen == 15 else { throw fail("a volume without id, name, state or region") }
+    return volume
+  }
+
+  private mutating func optionalInteger() throws(Malformed) -> Int? {
+    if peek() == UInt8(ascii: "n") {
+      try literal("null")
+      return nil
+    }
+    skipSpace()
+    let start = index
+    try skipValue()
+    let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+    if let value = Int(text) { return value }
+    guard let real = Double(text), real.rounded() == real, let value = Int(exactly: real) else {
+      throw fail("not an integer")
+    }
+    return value
+  }
+
+  private mutating func optionalBool() throws(Malformed) -> Bool? {
+    switch peek() {
+    case UInt8(ascii: "n"):
+      try literal("null")
+      return nil
+    case UInt8(ascii: "t"):
+      try literal("true")
+      return true
+    case UInt8(ascii: "f"):
+      try literal("false")
+      return false
+    default: throw fail("not a boolean")
+    }
   }
 
   private mutating func config(into listing: inout FlyMachineListing) throws(Malformed) {

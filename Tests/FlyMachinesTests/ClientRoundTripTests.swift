@@ -140,6 +140,32 @@ struct ListingScannerTests {
     }
   }
 
+  /// The volume scanner gives what `JSONDecoder` gives: on the simulator's pages and on odd ones.
+  @Test func volumesMatchTheDecoder() throws {
+    let pages = [
+      #"[]"#,
+      #"[{"id":"vol_1","name":"fk_u1","state":"created","size_gb":1,"region":"cdg","zone":"z","encrypted":true,"attached_machine_id":"m1","attached_alloc_id":null,"created_at":"2026-01-01T00:00:00Z","fstype":"ext4","snapshot_retention":5,"auto_backup_enabled":true,"host_status":"ok"}]"#,
+      #"[ {"name":"fk_\u0075\"2\/","id":"vol_2","region":"ord","state":"pending_destroy","size_gb":10.0,"encrypted":null,"attached_machine_id":null,"extra":{"a":[1,{"b":null}]}} , {"id":"vol_3","name":"n","state":"s","region":"r"} ]"#,
+    ]
+    for page in pages {
+      let bytes = Array(page.utf8)
+      let scanned = try bytes.withUnsafeBytes { try ListingScanner.scanVolumes($0) }
+      let decoded = try JSONDecoder().decode([FlyVolume].self, from: Data(bytes))
+      #expect(scanned == decoded, "\(page)")
+    }
+    for bad in [
+      #"[{"id":"vol_1","state":"created","region":"cdg"}]"#,
+      #"[{"id":"v","name":"n","state":"s","region":"r","size_gb":1.5}]"#,
+      #"[{"id":"v","name":"n","state":"s","region":"r","encrypted":"yes"}]"#,
+      #"[{"id":"v","name":"n","state":"s","region":"r"}"#,
+    ] {
+      let bytes = Array(bad.utf8)
+      #expect(throws: ListingScanner.Malformed.self, "\(bad)") {
+        try bytes.withUnsafeBytes { try ListingScanner.scanVolumes($0) }
+      }
+    }
+  }
+
   @Test(arguments: [
     "", "[", "[{}]", #"[{"id":"a"}]"#, #"[{"id":"a","state":"started"},]"#, #"[{"id":"a","state":"started"}] x"#,
     #"[{"id":"a\u00","state":"s"}]"#, #"[{"id":"a","state":"s","config":{"metadata":{"k":tru}}}]"#, "<html>",
