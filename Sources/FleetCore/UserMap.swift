@@ -6,62 +6,66 @@
 /// holds 4-byte positions and the values are stored once each (14 MB). Removal moves the last
 /// value into the hole; iteration order is insertion order, give or take removals.
 public struct UserMap<Value: Sendable>: Sendable {
-  public private(set) var keys: [String] = []
-  public private(set) var values: [Value] = []
-  private var index: [String: Int32] = [:]
+  @usableFromInline var storedKeys: [String] = []
+  @usableFromInline var storedValues: [Value] = []
+  @usableFromInline var index: [String: Int32] = [:]
+  @inlinable public var keys: [String] { storedKeys }
+  @inlinable public var values: [Value] { storedValues }
 
-  public init() {}
+  // Inlinable: generic code is specialized only where its body is visible (the planner, the store
+  // and the reconciler are other modules), and unspecialized lookups cost metadata calls per use.
+  @inlinable public init() {}
 
-  public init(minimumCapacity: Int) {
+  @inlinable public init(minimumCapacity: Int) {
     reserveCapacity(minimumCapacity)
   }
 
-  public init(_ dictionary: [String: Value]) {
+  @inlinable public init(_ dictionary: [String: Value]) {
     reserveCapacity(dictionary.count)
     for (key, value) in dictionary { self[key] = value }
   }
 
-  public var count: Int { values.count }
-  public var isEmpty: Bool { values.isEmpty }
+  @inlinable public var count: Int { storedValues.count }
+  @inlinable public var isEmpty: Bool { storedValues.isEmpty }
 
-  public mutating func reserveCapacity(_ capacity: Int) {
-    keys.reserveCapacity(capacity)
-    values.reserveCapacity(capacity)
+  @inlinable public mutating func reserveCapacity(_ capacity: Int) {
+    storedKeys.reserveCapacity(capacity)
+    storedValues.reserveCapacity(capacity)
     index.reserveCapacity(capacity)
   }
 
-  public func contains(_ key: String) -> Bool { index[key] != nil }
+  @inlinable public func contains(_ key: String) -> Bool { index[key] != nil }
 
-  public subscript(key: String) -> Value? {
-    get { index[key].map { values[Int($0)] } }
+  @inlinable public subscript(key: String) -> Value? {
+    get { index[key].map { storedValues[Int($0)] } }
     set {
       if let position = index[key].map(Int.init) {
         if let newValue {
-          values[position] = newValue
+          storedValues[position] = newValue
         } else {
           index[key] = nil
-          let last = values.count - 1
+          let last = storedValues.count - 1
           if position != last {
-            keys.swapAt(position, last)
-            values.swapAt(position, last)
-            index[keys[position]] = Int32(position)
+            storedKeys.swapAt(position, last)
+            storedValues.swapAt(position, last)
+            index[storedKeys[position]] = Int32(position)
           }
-          keys.removeLast()
-          values.removeLast()
+          storedKeys.removeLast()
+          storedValues.removeLast()
         }
       } else if let newValue {
-        index[key] = Int32(values.count)
-        keys.append(key)
-        values.append(newValue)
+        index[key] = Int32(storedValues.count)
+        storedKeys.append(key)
+        storedValues.append(newValue)
       }
     }
   }
 
   /// The same map with each value transformed.
-  public func mapValues<T>(_ transform: (Value) throws -> T) rethrows -> UserMap<T> {
+  @inlinable public func mapValues<T>(_ transform: (Value) throws -> T) rethrows -> UserMap<T> {
     var result = UserMap<T>()
-    result.keys = keys
-    result.values = try values.map(transform)
+    result.storedKeys = storedKeys
+    result.storedValues = try storedValues.map(transform)
     result.index = index
     return result
   }
@@ -69,19 +73,25 @@ public struct UserMap<Value: Sendable>: Sendable {
 
 extension UserMap: Sequence {
   public struct Iterator: IteratorProtocol {
-    var keys: IndexingIterator<[String]>
-    var values: IndexingIterator<[Value]>
-    public mutating func next() -> (key: String, value: Value)? {
+    @usableFromInline var keys: IndexingIterator<[String]>
+    @usableFromInline var values: IndexingIterator<[Value]>
+    @inlinable init(keys: IndexingIterator<[String]>, values: IndexingIterator<[Value]>) {
+      self.keys = keys
+      self.values = values
+    }
+    @inlinable public mutating func next() -> (key: String, value: Value)? {
       guard let key = keys.next(), let value = values.next() else { return nil }
       return (key, value)
     }
   }
-  public func makeIterator() -> Iterator { Iterator(keys: keys.makeIterator(), values: values.makeIterator()) }
-  public var underestimatedCount: Int { count }
+  @inlinable public func makeIterator() -> Iterator {
+    Iterator(keys: storedKeys.makeIterator(), values: storedValues.makeIterator())
+  }
+  @inlinable public var underestimatedCount: Int { count }
 }
 
 extension UserMap: ExpressibleByDictionaryLiteral {
-  public init(dictionaryLiteral elements: (String, Value)...) {
+  @inlinable public init(dictionaryLiteral elements: (String, Value)...) {
     reserveCapacity(elements.count)
     for (key, value) in elements { self[key] = value }
   }
@@ -89,13 +99,13 @@ extension UserMap: ExpressibleByDictionaryLiteral {
 
 extension UserMap: Equatable where Value: Equatable {
   /// Same keys with equal values, whatever the order.
-  public static func == (a: UserMap, b: UserMap) -> Bool {
+  @inlinable public static func == (a: UserMap, b: UserMap) -> Bool {
     a.count == b.count && zip(a.keys, a.values).allSatisfy { b[$0.0] == $0.1 }
   }
 }
 
 extension UserMap: Hashable where Value: Hashable {
-  public func hash(into hasher: inout Hasher) { hasher.combine(count) }
+  @inlinable public func hash(into hasher: inout Hasher) { hasher.combine(count) }
 }
 
 extension UserMap: CustomStringConvertible {
