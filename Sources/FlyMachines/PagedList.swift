@@ -77,11 +77,11 @@ struct PagedListBuilder<Item: Sendable> {
   /// `expected`: about how many items the list will hold (the caller's guess), used when there is
   /// no previous read.
   init(previous: consuming PagedList<Item>?, expected: Int = 0) {
-    if let previous = previous.take() {
+    if let previous = previous.take(), !previous.pages.isEmpty {
       result = previous
       result.unchanged = false
     } else {
-      result = PagedList()
+      result = PagedList()  // nothing to compare with (a list made from items has no page digests)
     }
     previousPages = result.pages.count
     hint = expected

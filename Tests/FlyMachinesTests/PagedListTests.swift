@@ -87,6 +87,9 @@ struct PagedListTests {
     #expect(longer.items == [1, 2, 3, 4])
     let empty = decoder.read([""], previous: first)
     #expect(!empty.unchanged)
+    // A list made from items has no digests to compare with: read afresh, never appended to.
+    let fresh = decoder.read(["1,2"], previous: PagedList(items: [9, 9, 9]))
+    #expect(fresh.items == [1, 2] && !fresh.unchanged)
   }
 
   @Test func digestsTellOneByteApart() {
