@@ -121,17 +121,20 @@ public struct Plan: Sendable, Hashable {
   public var memory: [String: UserMemory]
   /// The guard memory after this plan.
   public var guardMemory: GuardMemory
+  /// The users whose memory this plan set, changed or removed (what must be written).
+  public var changedMemory: [String]
 
   public var isEmpty: Bool { actions.isEmpty }
 
   public init(
     actions: [Action], findings: [DriftFinding], waiting: [String], memory: [String: UserMemory],
-    guardMemory: GuardMemory
+    guardMemory: GuardMemory, changedMemory: [String] = []
   ) {
     self.actions = actions
     self.findings = findings
     self.waiting = waiting
     self.memory = memory
     self.guardMemory = guardMemory
+    self.changedMemory = changedMemory
   }
 }

@@ -47,11 +47,15 @@ public enum Planner {
     }
   }
 
-  public static func plan(_ input: Input) -> Plan {
+  /// Plans a pass. The memory map is updated in place when the caller hands it over (moves the
+  /// input in, keeping no other reference); otherwise it is copied on the first change.
+  public static func plan(_ input: consuming Input) -> Plan {
     var actions: [Action] = []
     var findings: [DriftFinding] = []
     var waiting: [String] = []
     var memory = input.memory
+    input.memory = [:]
+    var changedMemory: [String] = []
     let now = input.now
     let settings = input.settings
 
@@ -75,7 +79,7 @@ public enum Planner {
     // A volume belongs to a known user (desired, tagged on a machine, or remembered) by its name.
     // Direct names (`fk_<id>`, nearly all) are read back; only hashed ones need a map.
     func known(_ user: String) -> Bool {
-      input.desired.machines[user] != nil || machinesByUser.first[user] != nil || input.memory[user] != nil
+      input.desired.machines[user] != nil || machinesByUser.first[user] != nil || memory[user] != nil
     }
     var userByHashedName: [String: String] = [:]
     for user in input.desired.machines.keys where !FleetNames.mapsDirectly(user) {
@@ -84,7 +88,7 @@ public enum Planner {
     for user in machinesByUser.keys where !FleetNames.mapsDirectly(user) {
       userByHashedName[FleetNames.volumeName(forUser: user)] = user
     }
-    for user in input.memory.keys where !FleetNames.mapsDirectly(user) {
+    for user in memory.keys where !FleetNames.mapsDirectly(user) {
       userByHashedName[FleetNames.volumeName(forUser: user)] = user
     }
     var volumesByUser = IndexGroups(capacity: input.desired.machines.count)
@@ -117,7 +121,7 @@ public enum Planner {
     {
       users.append(user)
     }
-    for (user, state) in input.memory
+    for (user, state) in memory
     where (state.pending != nil || state.volumeID != nil) && input.desired.machines[user] == nil
       && machinesByUser.first[user] == nil && volumesByUser.first[user] == nil
       && input.desired.invalidRows[user] == nil
@@ -136,12 +140,15 @@ public enum Planner {
     }
 
     for user in users {
-      let original = input.memory[user]
+      let original = memory[user]
       var state = original ?? UserMemory()
       defer {
         // Written only when changed: a quiet pass never copies the memory map.
         let next = state.isEmpty ? nil : state
-        if next != original { memory[user] = next }
+        if next != original {
+          memory[user] = next
+          changedMemory.append(user)
+        }
       }
       let desired = input.desired.machines[user]
       let live = machinesByUser.items(user, in: machines) { !$0.isGone }
@@ -410,7 +417,9 @@ public enum Planner {
       .createVolume: 0, .createMachine: 1, .start: 2, .stop: 3, .destroyMachine: 4, .deleteVolume: 5,
     ]
     actions.sort { (order[$0.kind]!, $0.userID) < (order[$1.kind]!, $1.userID) }
-    return Plan(actions: actions, findings: findings, waiting: waiting, memory: memory, guardMemory: guardMemory)
+    return Plan(
+      actions: actions, findings: findings, waiting: waiting, memory: memory, guardMemory: guardMemory,
+      changedMemory: changedMemory)
   }
 
   /// Tracks how long a machine has been transitional, and reports it stuck past the limit.

@@ -205,7 +205,7 @@ public actor Reconciler {
       report.observation = observation
       report.observedMachines = observation.machines.count
       report.observedVolumes = observation.volumes.count
-      report.plan = Plan(actions: [], findings: [], waiting: [], memory: memory, guardMemory: guardMemory)
+      report.plan = Plan(actions: [], findings: [], waiting: [], memory: [:], guardMemory: guardMemory)
       report.duration = clock.now() - started
       return report
     }
@@ -247,13 +247,21 @@ public actor Reconciler {
     report.observedVolumes = observation.volumes.count
 
     let rows = self.rows
-    let plan = Planner.plan(
+    // Applying, the memory map is handed to the planner, which updates it in place (at 100k users
+    // a copy is 10 MB and milliseconds); planning only, the planner gets a shared copy.
+    var handed = memory
+    if apply { memory = [:] }
+    var plan = Planner.plan(
       Planner.Input(
         desired: desired, observed: observation,
         recordedBy: { user in
           rows[user].map { RecordedMachine(machineID: $0.id, volumeID: $0.volumeID, status: $0.status) }
-        }, memory: memory, guardMemory: nextGuard,
+        }, memory: consume handed, guardMemory: nextGuard,
         now: started, settings: settings.planner, listsTrusted: !suspect))
+    if apply {
+      memory = plan.memory
+      plan.memory = [:]  // not shared with the report: the next change would copy it
+    }
     report.plan = plan
     report.findings = plan.findings
     guard apply else {
@@ -267,13 +275,9 @@ public actor Reconciler {
     var writer = ChunkedWriter(store: store)
     var events: [AuditEvent] = []
     do {
-      for (user, state) in plan.memory where memory[user] != state {
-        try await writer.add(FleetStore.saveUserMemory(user, state))
+      for user in plan.changedMemory {
+        try await writer.add(FleetStore.saveUserMemory(user, memory[user] ?? UserMemory()))
       }
-      for user in memory.keys where plan.memory[user] == nil {
-        try await writer.add(FleetStore.saveUserMemory(user, UserMemory()))
-      }
-      memory = plan.memory
       if plan.guardMemory != guardMemory {
         try await writer.add(FleetStore.saveGuardMemory(plan.guardMemory))
         guardMemory = plan.guardMemory
@@ -282,6 +286,9 @@ public actor Reconciler {
       events = findingEvents(plan.findings, now: started)
       try await writer.finish(events: events)
     } catch {
+      // Not all of it was written: the next pass reads the memory and rows back from the database.
+      // Nothing was acted on, so what this plan changed is planned again from there.
+      loaded = false
       return couldNotRun(report, .desiredUnreadable, error.description)
     }
     events.forEach { onEvent?($0) }

@@ -267,9 +267,21 @@ struct PlannerTests {
       .init(
         desired: Self.desired([("u1", .running, "cdg")]),
         observed: Observation(machines: [], volumes: [Self.volume("v1", user: "u1")]),
-        memory: ["u1": Self.memory { $0.pending = PendingCreate(kind: .volume, since: Self.now - 1) }], now: Self.now))
+        memory: [
+          "u1": Self.memory { $0.pending = PendingCreate(kind: .volume, since: Self.now - 1) },
+          "u9": Self.memory { $0.volumeID = "v9" },
+        ], now: Self.now))
     #expect(plan.memory["u1"]?.pending == nil)
     #expect(plan.memory["u1"]?.volumeID == "v1")
+    // What must be written is exactly what differs from the memory planned from.
+    let before: [String: UserMemory] = [
+      "u1": Self.memory { $0.pending = PendingCreate(kind: .volume, since: Self.now - 1) },
+      "u9": Self.memory { $0.volumeID = "v9" },
+    ]
+    #expect(plan.changedMemory.contains("u1"))
+    for user in Set(plan.memory.keys).union(before.keys) {
+      #expect(plan.changedMemory.contains(user) == (plan.memory[user] != before[user]), "\(user)")
+    }
   }
 
   @Test func retentionClockStartsWhenTheVolumeIsFree() {
