@@ -79,18 +79,15 @@ public enum Planner {
     // A volume belongs to a known user (desired, tagged on a machine, or remembered) by its name.
     // Direct names (`fk_<id>`, nearly all) are read back; only hashed ones need a map.
     func known(_ user: String) -> Bool {
-      input.desired.machines[user] != nil || machinesByUser.first[user] != nil || memory[user] != nil
+      input.desired.machines.contains(user) || machinesByUser.first[user] != nil || memory[user] != nil
     }
     var userByHashedName: [String: String] = [:]
-    for user in input.desired.machines.keys where !FleetNames.mapsDirectly(user) {
-      userByHashedName[FleetNames.volumeName(forUser: user)] = user
+    func addHashed(_ user: String) {
+      if !FleetNames.mapsDirectly(user) { userByHashedName[FleetNames.volumeName(forUser: user)] = user }
     }
-    for user in machinesByUser.keys where !FleetNames.mapsDirectly(user) {
-      userByHashedName[FleetNames.volumeName(forUser: user)] = user
-    }
-    for user in memory.keys where !FleetNames.mapsDirectly(user) {
-      userByHashedName[FleetNames.volumeName(forUser: user)] = user
-    }
+    input.desired.machines.keys.forEach(addHashed)
+    machinesByUser.keys.forEach(addHashed)
+    memory.keys.forEach(addHashed)
     var volumesByUser = IndexGroups(capacity: input.desired.machines.count)
     // Every listed volume's id, built only if a machine mounts a volume that is not its user's.
     var volumeIDs: Set<String>?
@@ -108,23 +105,14 @@ public enum Planner {
 
     // Every user we know of, once: desired rows, machines tagged for a user, volumes of known
     // users, remembered volumes and pending creates. An array, not a set (100k ids, tens of MB less).
-    var users: [String] = []
-    users.reserveCapacity(input.desired.machines.count)
-    for user in input.desired.machines.keys where input.desired.invalidRows[user] == nil { users.append(user) }
-    for user in machinesByUser.keys where input.desired.machines[user] == nil && input.desired.invalidRows[user] == nil
-    {
-      users.append(user)
-    }
-    for user in volumesByUser.keys
-    where input.desired.machines[user] == nil && machinesByUser.first[user] == nil
-      && input.desired.invalidRows[user] == nil
-    {
+    var users = input.desired.machines.keys
+    for user in machinesByUser.keys where !input.desired.machines.contains(user) { users.append(user) }
+    for user in volumesByUser.keys where !input.desired.machines.contains(user) && machinesByUser.first[user] == nil {
       users.append(user)
     }
     for (user, state) in memory
-    where (state.pending != nil || state.volumeID != nil) && input.desired.machines[user] == nil
+    where (state.pending != nil || state.volumeID != nil) && !input.desired.machines.contains(user)
       && machinesByUser.first[user] == nil && volumesByUser.first[user] == nil
-      && input.desired.invalidRows[user] == nil
     {
       users.append(user)
     }
@@ -139,7 +127,7 @@ public enum Planner {
         DriftFinding(kind: .invalidDesiredRow, userID: user, message: "desired row unreadable: \(reason)"))
     }
 
-    for user in users {
+    for user in users where input.desired.invalidRows[user] == nil {
       let original = memory[user]
       var state = original ?? UserMemory()
       defer {

@@ -61,14 +61,6 @@ public struct UserMap<Value: Sendable>: Sendable {
     }
   }
 
-  /// The same map with each value transformed.
-  @inlinable public func mapValues<T>(_ transform: (Value) throws -> T) rethrows -> UserMap<T> {
-    var result = UserMap<T>()
-    result.storedKeys = storedKeys
-    result.storedValues = try storedValues.map(transform)
-    result.index = index
-    return result
-  }
 }
 
 extension UserMap: Sequence {

@@ -68,8 +68,17 @@ public enum ScaleBench {
   static func cpuSeconds() -> Double {
     var usage = rusage()
     getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
-    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
+    return cpuSeconds(usage)
+  }
+
+  /// User plus system time of a resource usage.
+  static func cpuSeconds(_ usage: rusage) -> Double {
+    Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
       + Double(usage.ru_stime.tv_usec) / 1e6
+  }
+
+  static func ms(_ d: Duration) -> Double {
+    Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
   }
 
   /// The resident set now (from /proc/self/statm), for the per-stage lines.
@@ -106,10 +115,7 @@ public enum ScaleBench {
     var status: Int32 = 0
     var usage = rusage()
     while wait4(pid, &status, 0, &usage) == -1 && errno == EINTR {}
-    let cpu =
-      Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
-      + Double(usage.ru_stime.tv_usec) / 1e6
-    return ((status >> 8) & 0xff, cpu, Double(usage.ru_maxrss) / 1024)
+    return ((status >> 8) & 0xff, cpuSeconds(usage), Double(usage.ru_maxrss) / 1024)
   }
 
   /// A control call to the simulator (`/_sim/seed`, `/_sim/drift`).
@@ -177,7 +183,6 @@ public enum ScaleBench {
     }
     say("  \(users): after warm-up RSS \(Int(currentRSSMB())) MB (peak \(Int(peakRSSMB())) MB)")
 
-    func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
     /// One pass, with what it cost: wall, process CPU, API requests, database statements.
     func measuredPass(keep: Bool = false) async -> (
       report: PassReport, wallMs: Double, cpuMs: Double, requests: Int, queries: Int
@@ -315,9 +320,7 @@ public enum PlannerBench {
     var actions = 0
     let start = ContinuousClock.now
     for _ in 0..<count { actions += Planner.plan(input).actions.count }
-    let elapsed = ContinuousClock.now - start
-    let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-    return (ms / Double(max(1, count)), actions)
+    return (ScaleBench.ms(ContinuousClock.now - start) / Double(max(1, count)), actions)
   }
 }
 

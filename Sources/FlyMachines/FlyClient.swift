@@ -158,10 +158,7 @@ public final class FlyClient: Sendable {
       do throws(ListingScanner.Malformed) {
         return try ListingScanner.scan(raw, ownerKey: ownerKey).map(transform)
       } catch {
-        throw FlyAPIError(
-          code: .invalidResponse, status: response.status,
-          message: "\(error.reason) at byte \(error.offset): \(self.excerpt(response.body))",
-          requestID: response.requestID, operation: response.operation)
+        throw self.malformed(error, response)
       }
     }
   }
@@ -178,12 +175,17 @@ public final class FlyClient: Sendable {
       do throws(ListingScanner.Malformed) {
         return try ListingScanner.scanVolumes(raw).map(transform)
       } catch {
-        throw FlyAPIError(
-          code: .invalidResponse, status: response.status,
-          message: "\(error.reason) at byte \(error.offset): \(self.excerpt(response.body))",
-          requestID: response.requestID, operation: response.operation)
+        throw self.malformed(error, response)
       }
     }
+  }
+
+  /// A list page the scanner refused, as the client's error.
+  private func malformed(_ error: ListingScanner.Malformed, _ response: Response) -> FlyAPIError {
+    FlyAPIError(
+      code: .invalidResponse, status: response.status,
+      message: "\(error.reason) at byte \(error.offset): \(excerpt(response.body))", requestID: response.requestID,
+      operation: response.operation)
   }
 
   private func readPages<Item: Sendable>(

@@ -217,11 +217,15 @@ struct ListingScanner {
     return volume
   }
 
+  /// Consumes a `null` if one comes next.
+  private mutating func null() throws(Malformed) -> Bool {
+    guard peek() == UInt8(ascii: "n") else { return false }
+    try literal("null")
+    return true
+  }
+
   private mutating func optionalInteger() throws(Malformed) -> Int? {
-    if peek() == UInt8(ascii: "n") {
-      try literal("null")
-      return nil
-    }
+    if try null() { return nil }
     skipSpace()
     let start = index
     try skipValue()
@@ -234,10 +238,8 @@ struct ListingScanner {
   }
 
   private mutating func optionalBool() throws(Malformed) -> Bool? {
+    if try null() { return nil }
     switch peek() {
-    case UInt8(ascii: "n"):
-      try literal("null")
-      return nil
     case UInt8(ascii: "t"):
       try literal("true")
       return true
@@ -287,10 +289,7 @@ struct ListingScanner {
   }
 
   private mutating func optionalString() throws(Malformed) -> String? {
-    if peek() == UInt8(ascii: "n") {
-      try literal("null")
-      return nil
-    }
+    if try null() { return nil }
     return try string()
   }
 

@@ -139,8 +139,10 @@ struct SimulatorModel: Sendable {
   // MARK: Time
 
   /// Applies every transition of one machine that is due by `now`.
-  mutating func advance(machine id: String, now: Double) {
-    guard var machine = machines[id] else { return }
+  /// Returns when the machine's next transition is due (nil: none scheduled).
+  @discardableResult
+  mutating func advance(machine id: String, now: Double) -> Double? {
+    guard var machine = machines[id] else { return nil }
     var changed = false
     while let next = machine.next, next.at <= now {
       changed = true
@@ -155,33 +157,42 @@ struct SimulatorModel: Sendable {
       }
     }
     if changed { machines[id] = machine }
-    if let destroyedAt = machine.destroyedAt, now >= destroyedAt + configuration.destroyedLinger {
-      // Gone from every view but include_deleted; kept so include_deleted still shows it.
-      _ = destroyedAt
-    }
+    return machine.next?.at
   }
 
   /// Applies a volume's due changes: detachment after its machine was destroyed, deletion steps.
-  mutating func advance(volume id: String, now: Double) {
-    guard var volume = volumes[id] else { return }
+  /// Returns when the next one is due (its machine's next transition included; nil: none).
+  @discardableResult
+  mutating func advance(volume id: String, now: Double) -> Double? {
+    guard var volume = volumes[id] else { return nil }
     var changed = false
+    var due = Double.infinity
     if let machineID = volume.attachedMachineID {
-      advance(machine: machineID, now: now)
-      if let machine = machines[machineID], let destroyedAt = machine.destroyedAt,
-        now >= destroyedAt + configuration.volumeDetachDelay
-      {
-        volume.attachedMachineID = nil
-        changed = true
+      let machineDue = advance(machine: machineID, now: now)
+      if let machine = machines[machineID], let destroyedAt = machine.destroyedAt {
+        if now >= destroyedAt + configuration.volumeDetachDelay {
+          volume.attachedMachineID = nil
+          changed = true
+        } else {
+          due = min(due, destroyedAt + configuration.volumeDetachDelay, machineDue ?? .infinity)
+        }
       } else if machines[machineID] == nil {
         volume.attachedMachineID = nil
         changed = true
+      } else {
+        due = min(due, machineDue ?? .infinity)
       }
     }
-    if let deletedAt = volume.deletedAt, volume.state == "pending_destroy", now >= deletedAt + 1 {
-      volume.state = "destroyed"
-      changed = true
+    if let deletedAt = volume.deletedAt, volume.state == "pending_destroy" {
+      if now >= deletedAt + 1 {
+        volume.state = "destroyed"
+        changed = true
+      } else {
+        due = min(due, deletedAt + 1)
+      }
     }
     if changed { volumes[id] = volume }
+    return due == .infinity ? nil : due
   }
 
   private func machineVisible(_ machine: SimMachine, now: Double, includeDeleted: Bool) -> Bool {
@@ -316,9 +327,8 @@ struct SimulatorModel: Sendable {
     // Transitions are applied when a list starts; later pages of the same walk (moments later) reuse
     // them, so a whole paginated list costs O(n), not O(n²/page).
     if cursor == nil && now >= sweeps.machinesUntil {
-      for id in machineOrder { advance(machine: id, now: now) }
       var due = Double.infinity
-      for machine in machines.values { if let next = machine.next { due = min(due, next.at) } }
+      for id in machineOrder { due = min(due, advance(machine: id, now: now) ?? .infinity) }
       sweeps.machinesUntil = due
     }
     return page(
@@ -334,14 +344,8 @@ struct SimulatorModel: Sendable {
 
   mutating func listVolumes(now: Double, limit: Int?, cursor: String?, shortPage: Bool) -> Page {
     if cursor == nil && now >= sweeps.volumesUntil {
-      for id in volumeOrder { advance(volume: id, now: now) }
       var due = Double.infinity
-      for volume in volumes.values {
-        if let deletedAt = volume.deletedAt, volume.state == "pending_destroy" { due = min(due, deletedAt + 1) }
-        guard let id = volume.attachedMachineID, let machine = machines[id] else { continue }
-        if let next = machine.next { due = min(due, next.at) }
-        if let destroyedAt = machine.destroyedAt { due = min(due, destroyedAt + configuration.volumeDetachDelay) }
-      }
+      for id in volumeOrder { due = min(due, advance(volume: id, now: now) ?? .infinity) }
       sweeps.volumesUntil = due
     }
     return page(

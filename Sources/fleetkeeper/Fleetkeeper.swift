@@ -17,15 +17,6 @@ struct Fleetkeeper: AsyncParsableCommand {
   /// ArgumentParser's entry point, after the allocator is tuned (before any thread allocates).
   static func main() async {
     MemoryTuning.apply()
-    do {
-      var command = try parseAsRoot()
-      if var command = command as? any AsyncParsableCommand {
-        try await command.run()
-      } else {
-        try command.run()
-      }
-    } catch {
-      exit(withError: error)
-    }
+    await main(nil)
   }
 }
