@@ -36,15 +36,24 @@ public actor Alerter {
     var all = envReceivers
     if let rows = try? await store.alertReceivers() {
       let env = ProcessInfo.processInfo.environment
+      var refused: Set<Int64> = []
       for row in rows {
-        guard let kind = AlertReceiver.Kind(rawValue: row.kind) else { continue }
-        all.append(
-          AlertReceiver(
-            key: "db:\(row.id ?? 0)", kind: kind, target: row.target, secret: row.secretEnv.flatMap { env[$0] }))
+        do {
+          all.append(try AlertReceiver.fromDatabase(row, environment: env))
+        } catch {
+          refused.insert(row.id ?? 0)
+          if !refusedReceivers.contains(row.id ?? 0) {
+            logger.error("alert receiver refused", metadata: ["error": "\(error)"])
+          }
+        }
       }
+      refusedReceivers = refused
     }
     return all
   }
+
+  /// Database receivers refused at the last look (each is logged once, not on every notice).
+  private var refusedReceivers: Set<Int64> = []
 
   /// The active alerts (pending and firing).
   public func activeAlerts() async throws(StoreError) -> [AlertState] {
@@ -181,6 +190,12 @@ public struct AlertSender: Sendable {
     }
   }
 
+  /// The environment a command receiver runs with: the controller's, less `FLY_*` and `FLEET_*`
+  /// (the Fly token, the database token, webhook secrets).
+  public static func commandEnvironment(_ environment: [String: String]) -> [String: String] {
+    environment.filter { !$0.key.uppercased().hasPrefix("FLY_") && !$0.key.uppercased().hasPrefix("FLEET_") }
+  }
+
   func runCommand(_ path: String, input: String) async -> String? {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
@@ -188,6 +203,8 @@ public struct AlertSender: Sendable {
     process.standardInput = stdin
     process.standardOutput = FileHandle.nullDevice
     process.standardError = FileHandle.nullDevice
+    // Never through a shell, and without the controller's own credentials and settings.
+    process.environment = Self.commandEnvironment(ProcessInfo.processInfo.environment)
     do { try process.run() } catch { return "cannot run \(path)" }
     stdin.fileHandleForWriting.write(Data(input.utf8))
     try? stdin.fileHandleForWriting.close()

@@ -1,4 +1,5 @@
 public import FleetCore
+public import FleetStore
 import Foundation
 
 /// Where alert notices go.
@@ -63,5 +64,60 @@ public struct AlertReceiver: Sendable, Hashable, CustomStringConvertible {
         AlertReceiver(key: "env:\(index)", kind: kind, target: target, secret: kind == .webhook ? secret : nil))
     }
     return receivers
+  }
+
+  /// A receiver kept in the database, checked before use. The database is shared with the
+  /// dashboard, so what it says is not trusted like the controller's own configuration: no
+  /// `command` (a row must never make the controller run anything), only `https` URLs or `http`
+  /// to loopback, and the HMAC secret may not be read from the controller's own credentials
+  /// (`FLY_*`, `FLEET_*`), which a chosen receiver could otherwise be sent signatures of.
+  public static func fromDatabase(
+    _ row: AlertReceiverRow, environment: [String: String]
+  ) throws(FieldError) -> AlertReceiver {
+    let id = row.id ?? 0
+    guard let kind = Kind(rawValue: row.kind), kind != .command else {
+      throw FieldError(
+        field: "alert_receivers[\(id)].kind", value: row.kind,
+        reason: "must be webhook, slack or alertmanager (command receivers come only from FLEET_ALERT_WEBHOOK_URLS)")
+    }
+    guard isAllowedURL(row.target) else {
+      throw FieldError(
+        field: "alert_receivers[\(id)].target", value: Self.redactedURL(row.target),
+        reason: "must be an https URL, or http to loopback (127.0.0.1, ::1, localhost)")
+    }
+    var secret: String?
+    if let name = row.secretEnv {
+      guard isAllowedSecretName(name) else {
+        throw FieldError(
+          field: "alert_receivers[\(id)].secret_env", value: name,
+          reason: "may not name the controller's own settings or credentials (FLY_*, FLEET_*)")
+      }
+      secret = environment[name]
+    }
+    return AlertReceiver(key: "db:\(id)", kind: kind, target: row.target, secret: kind == .webhook ? secret : nil)
+  }
+
+  /// Scheme and host of a URL, never its path or credentials (Slack's secret is in the path).
+  static func redactedURL(_ text: String) -> String {
+    guard let url = URL(string: text), let host = url.host else { return "(not a URL)" }
+    return "\(url.scheme ?? "?")://\(host)/…"
+  }
+
+  /// `https://host…`, or `http://` to a loopback host.
+  public static func isAllowedURL(_ text: String) -> Bool {
+    guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty,
+      url.user == nil, url.password == nil
+    else { return false }
+    if scheme == "https" { return true }
+    guard scheme == "http" else { return false }
+    let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
+    return bare == "localhost" || bare == "::1" || bare.hasPrefix("127.")
+      && bare.split(separator: ".").count == 4 && bare.split(separator: ".").allSatisfy { UInt8($0) != nil }
+  }
+
+  /// A secret's variable name a database row may use.
+  public static func isAllowedSecretName(_ name: String) -> Bool {
+    let upper = name.uppercased()
+    return !name.isEmpty && !upper.hasPrefix("FLY_") && !upper.hasPrefix("FLEET_")
   }
 }

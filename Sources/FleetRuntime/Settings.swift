@@ -24,7 +24,28 @@ public struct ReconcilerSettings: Sendable {
   /// next pass, so volume creates and machine creates pipeline instead of running one after the other.
   public var passWorkSeconds: Double = 5
   /// Secret values by name, for template env values `$NAME` (the controller's own environment).
-  public var secrets: [String: String] = [:]
+  public var secrets = SecretValues()
 
   public init() {}
+}
+
+/// Values a template may name (`$NAME`), resolved when a machine's config is built. Never printed:
+/// its description, debug description and mirror show only how many there are, so a settings
+/// struct logged whole (a service library describing its services at debug level) reveals nothing.
+public struct SecretValues: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable,
+  ExpressibleByDictionaryLiteral
+{
+  private let values: [String: String]
+
+  public init(_ values: [String: String] = [:]) { self.values = values }
+  public init(dictionaryLiteral elements: (String, String)...) {
+    self.values = Dictionary(elements, uniquingKeysWith: { _, last in last })
+  }
+
+  public subscript(name: String) -> String? { values[name] }
+  public var count: Int { values.count }
+
+  public var description: String { "<\(values.count) secret value(s), redacted>" }
+  public var debugDescription: String { description }
+  public var customMirror: Mirror { Mirror(self, children: [], displayStyle: .struct) }
 }

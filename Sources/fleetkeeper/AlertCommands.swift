@@ -77,15 +77,16 @@ struct AlertsCommand: AsyncParsableCommand {
       abstract: "Receivers kept in the database.", subcommands: [Add.self])
     struct Add: AsyncParsableCommand {
       @OptionGroup var db: DatabaseOptions
-      @Argument(help: "webhook, slack, alertmanager or command.") var kind: String
-      @Argument(help: "URL (or executable path for command).") var target: String
+      @Argument(help: "webhook, slack or alertmanager (command receivers: FLEET_ALERT_WEBHOOK_URLS only).") var kind: String
+      @Argument(help: "An https URL, or http to loopback.") var target: String
       @Option(help: "Env variable holding the webhook's HMAC secret.") var secretEnv: String?
       func run() async throws {
         try await runStoreCommand {
-          guard AlertReceiver.Kind(rawValue: kind) != nil else {
-            throw FieldError(field: "kind", value: kind, reason: "must be webhook, slack, alertmanager or command")
-          }
-          try await db.open().addAlertReceiver(AlertReceiverRow(kind: kind, target: target, secretEnv: secretEnv))
+          let row = AlertReceiverRow(kind: kind, target: target, secretEnv: secretEnv)
+          // The same checks as when the controller reads the row back (command receivers come only
+          // from FLEET_ALERT_WEBHOOK_URLS: nothing in the shared database may run a program).
+          _ = try AlertReceiver.fromDatabase(row, environment: [:])
+          try await db.open().addAlertReceiver(row)
           print("receiver added")
         }
       }

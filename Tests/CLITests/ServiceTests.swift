@@ -79,6 +79,34 @@ import Testing
     }
   }
 
+  /// At trace level the service library describes every service, settings included: the Fly
+  /// token, the alert secret and the machines' env values appear in no form.
+  @Test func runAtTraceLevelLogsNoSecret() async throws {
+    let (sim, base) = try await startSim()
+    defer { sim.signal(SIGTERM) }
+    let db = try await database(users: 2)
+    let agentSecret = #"agent/secret"value-123"#
+    let env = [
+      "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok-secret-value-42", "FLEET_DATABASE": db,
+      "FLEET_LISTEN": "127.0.0.1:0", "FLEET_LOG_LEVEL": "trace", "FLEET_INTERVAL": "1",
+      "FLEET_ALERT_WEBHOOK_SECRET": "whsec-very-secret-99", "AGENT_KEY_VALUE": agentSecret,
+    ]
+    try await fleetkeeper(["template", "set", "--env", "KEY=$AGENT_KEY_VALUE", "--database", db])
+    let run = try Background(["run"], env: env)
+    _ = await run.readLine(containing: "create_machine", fromStandardError: true)
+    _ = await run.readLine(containing: "msg=pass", fromStandardError: true)
+    await run.kill(SIGTERM)
+    let log = await run.wholeStandardError()
+    #expect(log.contains("level=debug"), "the verbose levels were on")
+    #expect(log.contains("SecretValues") || log.contains("secret value(s), redacted"), "the settings were described")
+    for form in [
+      "tok-secret-value-42", "whsec-very-secret-99", "agent/secret", #"agent\/secret"#, #"secret\"value"#,
+      "agent%2Fsecret",
+    ] {
+      #expect(!log.contains(form), "\(form) in the log")
+    }
+  }
+
   /// Two controllers on one database never both act; the standby takes over when the active one
   /// dies. On `libsql` the database is behind `fleetkeeper libsql-server` (a separate process), so
   /// the two controllers reach it, and share the lease, only over HTTP, as on Turso.
