@@ -38,6 +38,8 @@ public struct UserMemory: Sendable, Hashable, Codable {
     var lastError: String?
     var volumeReleasedAt: Double?
     var transitionalSince: Double?
+    var omitted: String?
+    var lostVolume: String?
   }
 
   final class Box: Sendable {
@@ -80,6 +82,28 @@ public struct UserMemory: Sendable, Hashable, Codable {
     set { rare.transitionalSince = newValue }
   }
 
+  /// A machine or volume of this user that Fly's list left out while a read by id showed it.
+  public var omitted: String? {
+    get { rare.omitted }
+    set { rare.omitted = newValue }
+  }
+
+  /// The user's volume that a read by id found gone (reported until the user has a volume again).
+  public var lostVolume: String? {
+    get { rare.lostVolume }
+    set { rare.lostVolume = newValue }
+  }
+
+  /// Brings remembered times back from the future: a deadline or start beyond `now` (the wall
+  /// clock stepped back, or a row written by hand) would hold a user for as long as the step.
+  public mutating func clampDeadlines(now: Double, maxBackoff: Double) {
+    guard box != nil else { return }
+    if let until = backoffUntil, !(until <= now + maxBackoff) { backoffUntil = now + maxBackoff }
+    if let pending, !(pending.since <= now) { self.pending?.since = now }
+    if let released = volumeReleasedAt, !(released <= now) { volumeReleasedAt = now }
+    if let since = transitionalSince, !(since <= now) { transitionalSince = now }
+  }
+
   public init() {}
   public var isEmpty: Bool { volumeID == nil && box == nil }
 
@@ -94,7 +118,7 @@ public struct UserMemory: Sendable, Hashable, Codable {
 
   // The stored JSON keeps the flat shape of earlier versions.
   enum CodingKeys: String, CodingKey {
-    case pending, failures, backoffUntil, lastError, volumeID, volumeReleasedAt, transitionalSince
+    case pending, failures, backoffUntil, lastError, volumeID, volumeReleasedAt, transitionalSince, omitted, lostVolume
   }
 
   public init(from decoder: any Decoder) throws {
@@ -107,6 +131,8 @@ public struct UserMemory: Sendable, Hashable, Codable {
     rare.lastError = try container.decodeIfPresent(String.self, forKey: .lastError)
     rare.volumeReleasedAt = try container.decodeIfPresent(Double.self, forKey: .volumeReleasedAt)
     rare.transitionalSince = try container.decodeIfPresent(Double.self, forKey: .transitionalSince)
+    rare.omitted = try container.decodeIfPresent(String.self, forKey: .omitted)
+    rare.lostVolume = try container.decodeIfPresent(String.self, forKey: .lostVolume)
     self.rare = rare
   }
 
@@ -120,6 +146,8 @@ public struct UserMemory: Sendable, Hashable, Codable {
     try container.encodeIfPresent(rare.lastError, forKey: .lastError)
     try container.encodeIfPresent(rare.volumeReleasedAt, forKey: .volumeReleasedAt)
     try container.encodeIfPresent(rare.transitionalSince, forKey: .transitionalSince)
+    try container.encodeIfPresent(rare.omitted, forKey: .omitted)
+    try container.encodeIfPresent(rare.lostVolume, forKey: .lostVolume)
   }
 }
 

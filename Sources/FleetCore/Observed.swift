@@ -38,7 +38,9 @@ public struct ObservedMachine: Sendable, Hashable {
   }
 
   /// `destroying`/`destroyed` machines still show in lists for a while; they count as gone.
-  public var isGone: Bool { state == "destroyed" || state == "destroying" }
+  public var isGone: Bool { Self.goneStates.contains(state) }
+  /// A machine in one of these states is on its way out or gone.
+  public static let goneStates: Set<String> = ["destroyed", "destroying"]
   /// States that settle on their own: wait, do not act.
   public static let transitional: Set<String> = [
     "creating", "starting", "stopping", "restarting", "suspending", "updating", "replacing", "launch_failed",

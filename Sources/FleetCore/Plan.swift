@@ -7,10 +7,16 @@ public struct Action: Sendable, Hashable {
     case stop
     case destroyMachine = "destroy_machine"
     case deleteVolume = "delete_volume"
+    /// A read by id (GET) of a machine or volume the controller made or adopted that the list no
+    /// longer shows: absence from a list is never proof that something is gone.
+    case verifyMachine = "verify_machine"
+    case verifyVolume = "verify_volume"
 
     /// Destroy and delete lose something; they are capped and guarded.
     public var isDestructive: Bool { self == .destroyMachine || self == .deleteVolume }
     public var isCreate: Bool { self == .createVolume || self == .createMachine }
+    /// Reads: change nothing on Fly.
+    public var isRead: Bool { self == .verifyMachine || self == .verifyVolume }
   }
 
   public var kind: Kind
@@ -70,6 +76,10 @@ public struct DriftFinding: Sendable, Hashable {
     case destroyCapReached = "destroy_cap_reached"
     case listSuspect = "list_suspect"
     case invalidDesiredRow = "invalid_desired_row"
+    /// Fly's list leaves out a machine or volume that a read by id shows: nothing replaces it.
+    case listOmits = "list_omits"
+    /// A record of this user (an event, its `machines` row, its memory) could not be written.
+    case recordFailed = "record_failed"
     case desiredUnreadable = "desired_unreadable"
     case flyUnreachable = "fly_unreachable"
   }
@@ -106,6 +116,14 @@ public struct PlannerSettings: Sendable, Hashable {
   public var allowMassDestroy: Bool = false
   /// Failures of one user's actions before `action_failing` is reported.
   public var retryBudget: Int = 5
+  /// At most this many reads by id (of resources a list left out) per pass; the rest wait.
+  public var maxVerifiesPerPass: Int = 10
+  /// The longest backoff a remembered deadline may hold: one from the future (the clock stepped
+  /// back, or a hostile row) is brought back to this.
+  public var maxBackoff: Double = 600
+  /// A volume's retention counts only once this process has watched for this long (or the whole
+  /// retention, if shorter): a wall clock step across a restart never deletes at once.
+  public var retentionFloor: Double = 3600
   public init() {}
 }
 

@@ -17,6 +17,8 @@ public enum Planner {
     public var settings: PlannerSettings
     /// Whether this pass may create or destroy (false when the lists look suspect).
     public var listsTrusted: Bool
+    /// Seconds this process has watched the fleet, by a monotonic clock (retention's floor).
+    public var watching: Double = .infinity
 
     public init(
       desired: DesiredSnapshot, observed: Observation, recorded: [String: RecordedMachine] = [:],
@@ -38,12 +40,13 @@ public enum Planner {
       desired: DesiredSnapshot, observed: Observation,
       recordedBy lookup: @escaping @Sendable (String) -> RecordedMachine?,
       memory: [String: UserMemory], guardMemory: GuardMemory, now: Double, settings: PlannerSettings,
-      listsTrusted: Bool
+      listsTrusted: Bool, watching: Double = .infinity
     ) {
       self.init(
         desired: desired, observed: observed, memory: memory, guardMemory: guardMemory, now: now, settings: settings,
         listsTrusted: listsTrusted)
       self.recorded = lookup
+      self.watching = watching
     }
   }
 
@@ -56,6 +59,7 @@ public enum Planner {
     var memory = input.memory
     input.memory = [:]
     var changedMemory: [String] = []
+    var verifies = 0
     let now = input.now
     let settings = input.settings
 
@@ -95,7 +99,9 @@ public enum Planner {
       if volumeIDs == nil { volumeIDs = Set(allVolumes.lazy.filter { !$0.isGone }.map(\.id)) }
       return volumeIDs!.contains(id)
     }
-    for (index, volume) in allVolumes.enumerated() where !volume.isGone {
+    // Volumes on their way out are grouped too: "listed as destroyed" is what lets a remembered
+    // volume be taken for gone without a read by id.
+    for (index, volume) in allVolumes.enumerated() {
       if let user = FleetNames.directUser(volumeName: volume.name) {
         if known(user) { volumesByUser.add(user, index) }
       } else if let user = userByHashedName[volume.name] {
@@ -108,7 +114,9 @@ public enum Planner {
     var users = input.desired.machines.keys
     for user in machinesByUser.keys where !input.desired.machines.contains(user) { users.append(user) }
     for user in volumesByUser.keys where !input.desired.machines.contains(user) && machinesByUser.first[user] == nil {
-      users.append(user)
+      if volumesByUser.items(user, in: allVolumes).contains(where: { !$0.isGone }) || memory[user] != nil {
+        users.append(user)
+      }
     }
     for (user, state) in memory
     where (state.pending != nil || state.volumeID != nil) && !input.desired.machines.contains(user)
@@ -139,9 +147,12 @@ public enum Planner {
         }
       }
       let desired = input.desired.machines[user]
+      let listedMachines = machinesByUser.items(user, in: machines)
       let live = machinesByUser.items(user, in: machines) { !$0.isGone }
-      let volumes = volumesByUser.items(user, in: allVolumes)
+      let listedVolumes = volumesByUser.items(user, in: allVolumes)
+      let volumes = volumesByUser.items(user, in: allVolumes) { !$0.isGone }
       let recorded = input.recorded(user)
+      state.clampDeadlines(now: now, maxBackoff: settings.maxBackoff)
 
       // Clear a pending create whose resource has shown up (or whose answer said it exists).
       if let pending = state.pending {
@@ -156,12 +167,49 @@ public enum Planner {
         guard let pending = state.pending else { return false }
         return now - pending.since < settings.pendingGrace
       }()
-      let backedOff = (state.backoffUntil ?? 0) > now
+      var backedOff: Bool { (state.backoffUntil ?? 0) > now }
       if state.failures >= settings.retryBudget, let error = state.lastError {
         findings.append(
           DriftFinding(
             kind: .actionFailing, userID: user,
             message: "\(state.failures) consecutive failures; last: \(error)"))
+      }
+
+      // Absence from a list is never proof. A machine or volume the controller made or adopted,
+      // and never saw destroyed, that the list does not show is read by id before anything
+      // replaces it, its row is dropped or a duplicate of it is resolved: until then the user waits.
+      let unlisted = Self.unlisted(
+        recorded: recorded, remembered: state.volumeID ?? recorded?.volumeID, listedMachines: listedMachines,
+        listedVolumes: listedVolumes)
+      if let omitted = state.omitted, omitted != unlisted.machine && omitted != unlisted.volume {
+        // Listed again (or found gone): the wait for the next read by id ends with it.
+        state.omitted = nil
+        if state.failures == 0 { state.backoffUntil = nil }
+      }
+      if unlisted.machine != nil || unlisted.volume != nil {
+        let justMade = now - (state.pending?.since ?? -.infinity) < settings.pendingGrace
+        for (kind, id) in [(Action.Kind.verifyMachine, unlisted.machine), (.verifyVolume, unlisted.volume)] {
+          guard let id else { continue }
+          let noun = kind == .verifyMachine ? "machine" : "volume"
+          if state.omitted == id {
+            findings.append(
+              DriftFinding(
+                kind: .listOmits, userID: user, resourceID: id,
+                message:
+                  "Fly's list leaves out \(noun) \(id), which a read by id shows: nothing is created in its place"))
+          }
+          if justMade && state.pending?.resourceID == id || backedOff || verifies >= settings.maxVerifiesPerPass {
+            continue  // made moments ago (lists lag), or read recently: wait
+          }
+          verifies += 1
+          actions.append(
+            Action(
+              kind: kind, userID: user, machineID: kind == .verifyMachine ? id : nil,
+              volumeID: kind == .verifyVolume ? id : nil,
+              reason: "\(noun) \(id) is not in Fly's list: read it by id before replacing it"))
+        }
+        waiting.append(user)
+        continue
       }
 
       // Which machine and volume are the user's: the recorded one, the attached one, the oldest.
@@ -174,7 +222,11 @@ public enum Planner {
         ?? volumes.first { $0.id == recorded?.volumeID }
         ?? volumes.first { $0.id == state.volumeID }
         ?? volumes.min { ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id) }
-      if let keptVolume { state.volumeID = keptVolume.id }
+      let rememberedVolume = state.volumeID
+      if let keptVolume {
+        state.volumeID = keptVolume.id
+        state.lostVolume = nil
+      }
 
       // Duplicates: report; remove the extra only when provably ours and unattached.
       for extra in live where extra.id != keptMachine?.id {
@@ -190,13 +242,22 @@ public enum Planner {
         }
       }
       for extra in volumes where extra.id != keptVolume?.id {
+        // Deleted only when it cannot hold the user's data: unattached, never the user's remembered
+        // or recorded volume, mounted by none of the user's machines, and younger than the kept
+        // one (what a create whose answer was lost leaves). Otherwise an operator decides.
+        let disposable =
+          extra.attachedMachineID == nil && extra.id != rememberedVolume && extra.id != recorded?.volumeID
+          && !listedMachines.contains(where: { $0.volumeID == extra.id })
+          && (extra.createdAt ?? -.infinity) >= (keptVolume?.createdAt ?? .infinity)
         findings.append(
           DriftFinding(
             kind: .duplicateVolume, userID: user, resourceID: extra.id,
-            message: "second volume \(extra.id) named \(extra.name) (keeping \(keptVolume?.id ?? "-"))"))
-        if extra.attachedMachineID == nil {
+            message:
+              "second volume \(extra.id) named \(extra.name) (keeping \(keptVolume?.id ?? "-"))"
+              + (disposable ? "" : "; it may hold data: left for an operator")))
+        if disposable {
           actions.append(
-            Action(kind: .deleteVolume, userID: user, volumeID: extra.id, reason: "duplicate volume, unattached"))
+            Action(kind: .deleteVolume, userID: user, volumeID: extra.id, reason: "duplicate volume, unattached, never used"))
         }
       }
 
@@ -295,11 +356,11 @@ public enum Planner {
           } else if pendingActive && state.pending?.kind == .volume {
             waiting.append(user)
           } else {
-            if state.volumeID != nil || recorded?.volumeID != nil, state.pending == nil {
+            if let lost = state.volumeID ?? state.lostVolume ?? recorded?.volumeID, state.pending == nil {
               findings.append(
                 DriftFinding(
-                  kind: .volumeMissing, userID: user, resourceID: state.volumeID ?? recorded?.volumeID,
-                  message: "volume \(state.volumeID ?? recorded?.volumeID ?? "") is gone; creating a new, empty one"))
+                  kind: .volumeMissing, userID: user, resourceID: lost,
+                  message: "volume \(lost) is gone; creating a new, empty one"))
             }
             actions.append(
               Action(
@@ -334,7 +395,7 @@ public enum Planner {
           } else if let retention = settings.volumeRetention {
             let released = state.volumeReleasedAt ?? now
             state.volumeReleasedAt = released
-            if now - released >= retention {
+            if now - released >= retention && input.watching >= min(retention, settings.retentionFloor) {
               actions.append(
                 Action(
                   kind: .deleteVolume, userID: user, volumeID: volume.id,
@@ -344,6 +405,7 @@ public enum Planner {
         } else {
           // Nothing left on Fly: forget the user's resources (the history stays in machine_events).
           state.volumeID = nil
+          state.lostVolume = nil
           state.volumeReleasedAt = nil
           state.transitionalSince = nil
         }
@@ -402,12 +464,30 @@ public enum Planner {
 
     // Order: creates first (users waiting for a machine), then starts, stops, destroys last.
     let order: [Action.Kind: Int] = [
-      .createVolume: 0, .createMachine: 1, .start: 2, .stop: 3, .destroyMachine: 4, .deleteVolume: 5,
+      .verifyMachine: 0, .verifyVolume: 0, .createVolume: 1, .createMachine: 2, .start: 3, .stop: 4,
+      .destroyMachine: 5, .deleteVolume: 6,
     ]
     actions.sort { (order[$0.kind]!, $0.userID) < (order[$1.kind]!, $1.userID) }
     return Plan(
       actions: actions, findings: findings, waiting: waiting, memory: memory, guardMemory: guardMemory,
       changedMemory: changedMemory)
+  }
+
+  /// The user's machine (its `machines` row) and volume (remembered, else recorded) when the lists
+  /// show neither it nor its destruction. A row whose status says destroyed was listed so before.
+  static func unlisted(
+    recorded: RecordedMachine?, remembered: String?, listedMachines: Few<ObservedMachine>,
+    listedVolumes: Few<ObservedVolume>
+  ) -> (machine: String?, volume: String?) {
+    var machine: String?
+    if let recorded, !ObservedMachine.goneStates.contains(recorded.status ?? ""),
+      !listedMachines.contains(where: { $0.id == recorded.machineID })
+    {
+      machine = recorded.machineID
+    }
+    var volume: String?
+    if let remembered, !listedVolumes.contains(where: { $0.id == remembered }) { volume = remembered }
+    return (machine, volume)
   }
 
   /// Tracks how long a machine has been transitional, and reports it stuck past the limit.

@@ -8,10 +8,13 @@ public protocol FleetClock: Sendable {
   func sleep(seconds: Double) async throws
 }
 
-/// The wall clock.
+/// Unix seconds that advance with the monotonic clock: the wall clock read once, when the process
+/// started, plus the monotonic time since. A step of the wall clock (NTP, an operator, a VM
+/// resumed) moves neither a backoff nor a retention nor a grace period while the process runs.
 public struct SystemFleetClock: FleetClock {
   public init() {}
-  public func now() -> Double { Date().timeIntervalSince1970 }
+  public func now() -> Double { Self.anchor.now() }
+  static let anchor = MonotonicWallClock()
   public func sleep(seconds: Double) async throws {
     guard seconds > 0 else { return }
     try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
@@ -44,5 +47,31 @@ public struct RetryPolicy: Sendable, Hashable {
 
   public func delay(attempt: Int, jitter: Jitter) -> Double {
     ceiling(attempt: attempt) * jitter.next()
+  }
+}
+
+/// Wall time anchored once and advanced by a monotonic source (both injectable, for tests).
+public struct MonotonicWallClock: Sendable {
+  private let wallAtStart: Double
+  private let monotonicAtStart: Double
+  private let monotonic: @Sendable () -> Double
+
+  public init(
+    wall: @Sendable () -> Double = MonotonicWallClock.wallSeconds,
+    monotonic: @escaping @Sendable () -> Double = MonotonicWallClock.continuousSeconds
+  ) {
+    self.monotonic = monotonic
+    monotonicAtStart = monotonic()
+    wallAtStart = wall()
+  }
+
+  public func now() -> Double { wallAtStart + (monotonic() - monotonicAtStart) }
+
+  /// Seconds on Swift's continuous clock (CLOCK_BOOTTIME on Linux: never steps, counts suspension).
+  public static let wallSeconds: @Sendable () -> Double = { Date().timeIntervalSince1970 }
+  public static let continuousSeconds: @Sendable () -> Double = { seconds(ContinuousClock.now - origin) }
+  private static let origin = ContinuousClock.now
+  static func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
   }
 }

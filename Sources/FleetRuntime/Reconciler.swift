@@ -20,6 +20,10 @@ public struct ActionResult: Sendable, Hashable {
     case failed
     /// Not tried (shutdown, or a secret missing).
     case skipped
+    /// A read by id found the resource gone (404, or destroyed): what the list said is now known.
+    case gone
+    /// A read by id found the resource the list left out: nothing replaces it.
+    case present
   }
   public var action: Action
   public var outcome: Outcome
@@ -93,6 +97,10 @@ public actor Reconciler {
   /// The last pass was quiet (no action, finding, wait, write) and no user has a clock running
   /// (pending create, backoff, retention, transitional state): the same inputs plan the same nothing.
   private var steady = false
+  /// Users whose records (events, `machines` row, memory) could not be written this pass, and why.
+  private var recordFailures: [String: String] = [:]
+  /// When this process started watching, by the monotonic clock (retention's floor).
+  private let watchingSince = ContinuousClock.now
 
   public init(
     client: FlyClient, store: FleetStore, settings: ReconcilerSettings, clock: any FleetClock = SystemFleetClock(),
@@ -116,6 +124,17 @@ public actor Reconciler {
 
   /// Allow actions again (a new pass while holding the writer lease).
   public func resume() { draining = false }
+
+  /// Forgets everything held between passes: the next pass reads memory, rows and the desired
+  /// state from the database and the lists afresh. Called when the writer lease is (re)gained:
+  /// another process may have acted meanwhile.
+  public func invalidate() {
+    loaded = false
+    cachedDesired = nil
+    machinePages = nil
+    volumePages = nil
+    steady = false
+  }
 
   private func loadIfNeeded() async throws(StoreError) {
     guard !loaded else { return }
@@ -257,7 +276,7 @@ public actor Reconciler {
         recordedBy: { user in
           rows[user].map { RecordedMachine(machineID: $0.id, volumeID: $0.volumeID, status: $0.status) }
         }, memory: consume handed, guardMemory: nextGuard,
-        now: started, settings: settings.planner, listsTrusted: !suspect))
+        now: started, settings: settings.planner, listsTrusted: !suspect, watching: watched()))
     if apply {
       memory = plan.memory
       plan.memory = [:]  // not shared with the report: the next change would copy it
@@ -274,9 +293,10 @@ public actor Reconciler {
     // user (a memory and a row each), and holding all of it at once would double the peak memory.
     var writer = ChunkedWriter(store: store)
     var events: [AuditEvent] = []
+    recordFailures = [:]
     do {
       for user in plan.changedMemory {
-        try await writer.add(FleetStore.saveUserMemory(user, memory[user] ?? UserMemory()))
+        try await writer.add(FleetStore.saveUserMemory(user, memory[user] ?? UserMemory()), user: user)
       }
       if plan.guardMemory != guardMemory {
         try await writer.add(FleetStore.saveGuardMemory(plan.guardMemory))
@@ -285,6 +305,12 @@ public actor Reconciler {
       try await syncRows(observation: observation, trusted: !suspect, now: started, into: &writer)
       events = findingEvents(plan.findings, now: started)
       try await writer.finish(events: events)
+      for (user, error) in writer.failed {
+        // One user's bad row (another user's row holding its machine id, say) stops only that
+        // user's record: its memo is dropped so the next pass writes it again (and says so again).
+        self.rows[user] = nil
+        recordFailures[user] = error
+      }
     } catch {
       // Not all of it was written: the next pass reads the memory and rows back from the database.
       // Nothing was acted on, so what this plan changed is planned again from there.
@@ -299,13 +325,33 @@ public actor Reconciler {
       && events.isEmpty
       && memory.values.allSatisfy {
         $0.pending == nil && ($0.backoffUntil ?? 0) <= started && $0.volumeReleasedAt == nil
-          && $0.transitionalSince == nil && $0.failures == 0
+          && $0.transitionalSince == nil && $0.failures == 0 && $0.omitted == nil
       }
     report.results = await execute(
       Self.trim(plan.actions, limits: settings.writeLimits, seconds: settings.passWorkSeconds))
     if report.results.contains(where: { $0.outcome == .failed }) { report.outcome = .actionsFailed }
+    if !recordFailures.isEmpty {
+      // What was done is not all on record: a failed pass, loud, and memory read back next time.
+      report.outcome = .actionsFailed
+      steady = false
+      loaded = false
+      for (user, error) in recordFailures.sorted(by: { $0.key < $1.key }) {
+        let finding = DriftFinding(
+          kind: .recordFailed, userID: user,
+          message: "could not record \(user)'s state (others go on): \(redactor.scrub(error))")
+        report.findings.append(finding)
+        logger.error("record failed", metadata: ["user": "\(user)", "error": "\(finding.message)"])
+      }
+      recordFailures = [:]
+    }
     report.duration = clock.now() - started
     return report
+  }
+
+  /// Seconds since this process started watching, by the monotonic clock.
+  private func watched() -> Double {
+    let elapsed = ContinuousClock.now - watchingSince
+    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
   }
 
   /// The pass stops before acting: what it could not read becomes its finding (and the alert).
@@ -352,25 +398,62 @@ public actor Reconciler {
   }
 
   /// Commits statements a chunk at a time; the last chunk carries the pass's events.
+  ///
+  /// A chunk a constraint refuses is written again one user at a time, so that one user's bad
+  /// row (a hand-written `machines` row holding another user's machine id) fails only that user
+  /// (``failed``), never the pass for everyone. A database that refuses everything still fails it.
   struct ChunkedWriter {
     let store: FleetStore
     var batch: [SQLStatement] = []
+    var users: [String?] = []
     var written = 0
+    /// Users whose statements were refused, with the database's reason.
+    var failed: [String: String] = [:]
     static let chunk = 4000
 
-    mutating func add(_ statement: SQLStatement) async throws(StoreError) {
+    mutating func add(_ statement: SQLStatement, user: String? = nil) async throws(StoreError) {
       batch.append(statement)
-      if batch.count >= Self.chunk {
-        try await store.commit(events: [], statements: batch)
-        written += batch.count
-        batch.removeAll(keepingCapacity: true)
-      }
+      users.append(user)
+      if batch.count >= Self.chunk { try await flush(events: []) }
     }
 
     mutating func finish(events: [AuditEvent]) async throws(StoreError) {
-      try await store.commit(events: events, statements: batch)
-      written += batch.count
-      batch = []
+      try await flush(events: events)
+    }
+
+    private mutating func flush(events: [AuditEvent]) async throws(StoreError) {
+      defer {
+        batch.removeAll(keepingCapacity: true)
+        users.removeAll(keepingCapacity: true)
+      }
+      do {
+        try await store.commit(events: events, statements: batch)
+        written += batch.count
+        return
+      } catch where error.code == .constraint {
+        // Below: one user at a time.
+      }
+      var byUser: [String: [SQLStatement]] = [:]
+      var shared: [SQLStatement] = []
+      var order: [String] = []
+      for (statement, user) in zip(batch, users) {
+        guard let user else {
+          shared.append(statement)
+          continue
+        }
+        if byUser[user] == nil { order.append(user) }
+        byUser[user, default: []].append(statement)
+      }
+      for user in order {
+        do {
+          try await store.commit(events: [], statements: byUser[user]!)
+          written += byUser[user]!.count
+        } catch where error.code == .constraint {
+          failed[user] = error.message
+        }
+      }
+      try await store.commit(events: events, statements: shared)
+      written += shared.count
     }
   }
 
@@ -384,9 +467,28 @@ public actor Reconciler {
     }
     // The first pass over a fleet writes every user's row: the map is allocated once at its size.
     if rows.count < live.keys.count / 2 { rows.reserveCapacity(live.keys.count) }
+    // Rare (a row's machine not among its user's listed ones): every listed machine by id.
+    var listedByID: [String: Int]?
+    func listedGone(_ id: String) -> Bool {
+      if listedByID == nil {
+        var index: [String: Int] = [:]
+        for (position, machine) in observation.machines.enumerated() where index[machine.id] == nil {
+          index[machine.id] = position
+        }
+        listedByID = index
+      }
+      return listedByID![id].map { observation.machines[$0].isGone } ?? false
+    }
     for user in live.keys {
       let machines = live.items(user, in: observation.machines)
       let row = rows[user]
+      if let row, !machines.contains(where: { $0.id == row.id }),
+        !ObservedMachine.goneStates.contains(row.status ?? ""), !listedGone(row.id)
+      {
+        // The row's machine is not listed and not known gone: the row is not switched to another
+        // machine until a read by id says the recorded one is gone.
+        continue
+      }
       guard
         let machine = machines.first(where: { $0.id == row?.id })
           ?? machines.min(by: { ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id) })
@@ -403,8 +505,10 @@ public actor Reconciler {
         ipAddress: machine.privateIP, createdAt: row.map(\.createdAt) ?? Int64(machine.createdAt ?? now),
         updatedAt: Int64(now))
       rows[user] = RowMemo(next)
-      try await writer.add(FleetStore.upsertMachineRow(next))
+      try await writer.add(FleetStore.upsertMachineRow(next), user: user)
     }
+    // A row whose machine the list does not show is never dropped because of the list: the planner
+    // reads that machine by id, and only a 404 (or the list showing it destroyed) removes the row.
     if trusted {
       let orphaned = rows.filter { live.first[$0.key] == nil && memory[$0.key]?.pending?.kind != .machine }
       // Rare (machines gone): index the listed ones only then.
@@ -420,11 +524,12 @@ public actor Reconciler {
           if row.status != gone.state {
             rows[user]?.status = gone.state
             try await writer.add(
-              FleetStore.updateMachineStatus(userID: user, status: gone.state, updatedAt: Int64(now)))
+              FleetStore.updateMachineStatus(userID: user, status: gone.state, updatedAt: Int64(now)), user: user)
           }
-        } else {
+        } else if ObservedMachine.goneStates.contains(row.status ?? "") {
+          // The list showed it destroyed before, and now forgets it: gone.
           rows[user] = nil
-          try await writer.add(FleetStore.deleteMachineRow(userID: user))
+          try await writer.add(FleetStore.deleteMachineRow(userID: user), user: user)
         }
       }
     }
@@ -498,6 +603,9 @@ public actor Reconciler {
     do {
       try await store.commit(events: events, statements: statements + [save])
     } catch {
+      // Acted on Fly, not on record: the pass fails loudly (finding, alert, non-zero exit), and
+      // the next pass reads memory and rows back from the database.
+      recordFailures[user] = error.description
       logger.error(
         "could not record an action", metadata: ["user": "\(user)", "error": "\(redactor.scrub(error.description))"])
     }
@@ -546,6 +654,7 @@ public actor Reconciler {
         ], user: user)
       return ActionResult(action: action, outcome: .skipped, attempts: 0, message: "shutting down")
     }
+    if action.kind.isRead { return await verify(action) }
     if action.lookUpFirst, let adopted = await lookUp(action) { return adopted }
     var state = memory[user] ?? UserMemory()
     if action.kind.isCreate {
@@ -599,7 +708,7 @@ public actor Reconciler {
             state.volumeID = nil
             state.volumeReleasedAt = nil
           }
-        case .start, .stop:
+        case .start, .stop, .verifyMachine, .verifyVolume:
           break
         }
         memory[user] = state
@@ -631,19 +740,35 @@ public actor Reconciler {
     var state = memory[user] ?? UserMemory()
     let message = redactor.scrub(error.description)
 
-    // Already gone: what a destroy or delete wanted.
+    // Already gone: what a destroy or delete wanted (a 404 on the id itself is a read by id).
     if error.code == .notFound && (action.kind == .destroyMachine || action.kind == .deleteVolume) {
+      var statements: [SQLStatement] = []
+      if action.kind == .destroyMachine, rows[user]?.id == action.machineID {
+        rows[user] = nil
+        statements.append(FleetStore.deleteMachineRow(userID: user))
+      }
+      if action.kind == .deleteVolume, state.volumeID == action.volumeID {
+        state.volumeID = nil
+        state.volumeReleasedAt = nil
+        memory[user] = state
+      }
       await record(
         [event(action, outcome: .ok, attempt: attempt, started: started, error: error, message: "already gone")],
-        user: user)
+        user: user, statements: statements)
       return ActionResult(action: action, outcome: .ok, attempts: attempt, message: "already gone")
     }
     // "Not in this state yet": a 412 (or 409) on a start right after create, a start right after a
-    // stop, a destroy while stopping, a volume still bound. Not a failure; try again shortly.
+    // stop, a destroy while stopping, a volume still bound. Not a failure at first: tried again
+    // after a backoff that grows, recorded once per streak (not per attempt), and reported as
+    // `action_failing` once the streak reaches the retry budget.
     if (error.code == .precondition || error.code == .conflict) && !action.kind.isCreate {
-      state.backoffUntil = clock.now() + 1
+      let first = state.failures == 0
+      state.failures += 1
+      state.lastError = message
+      state.backoffUntil = clock.now() + max(1, settings.retry.delay(attempt: state.failures, jitter: jitter))
       memory[user] = state
-      await record([event(action, outcome: .notYet, attempt: attempt, started: started, error: error)], user: user)
+      await record(
+        first ? [event(action, outcome: .notYet, attempt: attempt, started: started, error: error)] : [], user: user)
       return ActionResult(action: action, outcome: .notYet, attempts: attempt, message: message)
     }
     if error.code == .rateLimited { budget.pause(retryAfter: error.retryAfter) }
@@ -686,6 +811,90 @@ public actor Reconciler {
     }
   }
 
+  /// Reads by id a machine or volume the list left out. Gone (404, or destroyed, or a machine now
+  /// tagged for someone else): the row or the remembered volume id goes, and the next pass may
+  /// replace it. There: nothing is replaced; `list_omits` is reported, and it is read again later.
+  private func verify(_ action: Action) async -> ActionResult {
+    let user = action.userID
+    let started = clock.now()
+    let id = action.machineID ?? action.volumeID ?? ""
+    do {
+      try await budget.acquire(action.kind)
+    } catch {
+      return ActionResult(action: action, outcome: .skipped, attempts: 0, message: "cancelled")
+    }
+    var goneBecause: String?
+    var shows = ""
+    do {
+      if action.kind == .verifyMachine {
+        let machine = try await client.getMachine(id)
+        let owner = machine.config?.metadata[FleetNames.userMetadataKey]
+        shows = machine.state ?? "?"
+        if ObservedMachine.goneStates.contains(shows) {
+          goneBecause = "a read by id shows it \(shows)"
+        } else if owner != user {
+          goneBecause = "a read by id shows it tagged for \(owner.map { "user \($0)" } ?? "no user"), not \(user)"
+        }
+      } else {
+        let volume = try await client.getVolume(id)
+        shows = volume.state ?? "?"
+        if ObservedVolume(volume).isGone { goneBecause = "a read by id shows it \(shows)" }
+      }
+    } catch {
+      if error.code == .notFound {
+        goneBecause = "a read by id answers 404"
+      } else {
+        // Could not tell: nothing is replaced; read again after a backoff.
+        var state = memory[user] ?? UserMemory()
+        state.backoffUntil = clock.now() + max(1, settings.retry.delay(attempt: max(1, state.failures + 1), jitter: jitter))
+        memory[user] = state
+        await record(
+          [event(action, outcome: .unknown, attempt: 1, started: started, error: error, message: "read by id failed")],
+          user: user)
+        return ActionResult(action: action, outcome: .unknown, attempts: 1, message: redactor.scrub(error.description))
+      }
+    }
+    var state = memory[user] ?? UserMemory()
+    let noun = action.kind == .verifyMachine ? "machine" : "volume"
+    if let goneBecause {
+      var statements: [SQLStatement] = []
+      if action.kind == .verifyMachine {
+        // The row says destroyed, as when the list shows it so: the planner reports it missing and
+        // replaces it, and the row follows the new machine (or goes, for a removed user).
+        if rows[user]?.id == id {
+          rows[user]?.status = "destroyed"
+          statements.append(
+            FleetStore.updateMachineStatus(userID: user, status: "destroyed", updatedAt: Int64(clock.now())))
+        }
+      } else if state.volumeID == id {
+        state.volumeID = nil
+        state.volumeReleasedAt = nil
+        state.lostVolume = id
+      }
+      if state.omitted == id { state.omitted = nil }
+      memory[user] = state
+      await record(
+        [
+          event(
+            action, outcome: .gone, attempt: 1, started: started,
+            message: "\(noun) \(id) is not in Fly's list and \(goneBecause): gone")
+        ], user: user, statements: statements)
+      return ActionResult(action: action, outcome: .gone, attempts: 1, message: goneBecause)
+    }
+    let first = state.omitted != id
+    state.omitted = id
+    state.backoffUntil = clock.now() + settings.verifyInterval
+    memory[user] = state
+    await record(
+      first
+        ? [
+          event(
+            action, outcome: .present, attempt: 1, started: started,
+            message: "\(noun) \(id) is not in Fly's list, but a read by id shows it \(shows): nothing replaces it")
+        ] : [], user: user)
+    return ActionResult(action: action, outcome: .present, attempts: 1, message: shows)
+  }
+
   /// Before creating again after a create: look for the resource (by the id Fly answered with;
   /// else machines by metadata, volumes by name).
   private func lookUp(_ action: Action) async -> ActionResult? {
@@ -702,7 +911,18 @@ public actor Reconciler {
           candidates = try await client.listMachines(
             ListMachinesQuery(metadata: [FleetNames.userMetadataKey: user]))
         }
-        let found = candidates.filter { !["destroyed", "destroying"].contains($0.state) }
+        // Only what answers the question asked: ours, this user's, where the volume is, on it. A
+        // server that ignores the filter (or a re-tagged machine) must not hand over someone else's.
+        let found = candidates.filter { machine in
+          !ObservedMachine.goneStates.contains(machine.state ?? "")
+            && machine.config?.metadata[FleetNames.userMetadataKey] == user
+            && (action.region == nil || machine.region == nil || machine.region == action.region)
+            && (action.volumeID == nil || machine.config?.mounts.first?.volume == action.volumeID)
+        }
+        if found.count < candidates.count {
+          logger.warning(
+            "look-up returned machines that do not match", metadata: ["user": "\(user)", "ignored": "\(candidates.count - found.count)"])
+        }
         guard let machine = found.first else { return nil }
         var state = memory[user] ?? UserMemory()
         state.pending = PendingCreate(kind: .machine, since: started, resourceID: machine.id)
@@ -728,7 +948,9 @@ public actor Reconciler {
         } else {
           candidates = try await client.listVolumes()
         }
-        let found = candidates.filter { $0.name == name && !ObservedVolume($0).isGone }
+        let found = candidates.filter {
+          $0.name == name && !ObservedVolume($0).isGone && (action.region == nil || $0.region == action.region)
+        }
         guard let volume = found.first else { return nil }
         var state = memory[user] ?? UserMemory()
         state.pending = PendingCreate(kind: .volume, since: started, resourceID: volume.id)
@@ -785,6 +1007,8 @@ public actor Reconciler {
       try await client.destroyMachine(action.machineID ?? "", force: false)
     case .deleteVolume:
       try await client.deleteVolume(action.volumeID ?? "")
+    case .verifyMachine, .verifyVolume:
+      break  // reads: see verify(_:)
     }
     return nil
   }

@@ -20,6 +20,8 @@ public struct ReconcilerSettings: Sendable {
   public var suspectRereadDelay: Double = 1
   /// Consecutive suspect passes with identical counts before the shorter lists are believed.
   public var suspectPassesBeforeTrust = 3
+  /// How long after a read by id showed a resource the list left out it is read again.
+  public var verifyInterval: Double = 15
   /// Seconds of rate-limited work one pass takes on per kind of create: the rest waits for the
   /// next pass, so volume creates and machine creates pipeline instead of running one after the other.
   public var passWorkSeconds: Double = 5

@@ -12,6 +12,9 @@ public final class WriteBudget: Sendable {
     /// Calls per second for start/stop/destroy, which Fly limits per machine (so across machines
     /// they may go faster): a global ceiling for them.
     public var perMachineKindsPerSecond: Double = 10
+    /// Reads by id (GET machine, GET volume) per second and their burst.
+    public var readsPerSecond: Double = 4.5
+    public var readBurst: Double = 10
     /// Pause after a 429 without Retry-After.
     public var defaultRetryAfter: Double = 1
     public init() {}
@@ -21,6 +24,8 @@ public final class WriteBudget: Sendable {
       limits.perSecond = 1e9
       limits.burst = 1e9
       limits.perMachineKindsPerSecond = 1e9
+      limits.readsPerSecond = 1e9
+      limits.readBurst = 1e9
       return limits
     }
   }
@@ -49,6 +54,9 @@ public final class WriteBudget: Sendable {
     case .createVolume, .createMachine, .deleteVolume: (kind.rawValue, limits.perSecond, limits.burst)
     case .start, .stop, .destroyMachine:
       ("per-machine", limits.perMachineKindsPerSecond, limits.perMachineKindsPerSecond)
+    case .verifyMachine, .verifyVolume:
+      // Fly's Get Machine: 5 req/s, bursts of 10.
+      ("get", limits.readsPerSecond, limits.readBurst)
     }
   }
 

@@ -336,6 +336,9 @@ public final class FlySimulator: Sendable {
         if !state.emptyMachineListPending && !state.emptyVolumeListPending { state.faults.emptyListOnce = false }
         return SimAnswer(status: 200, body: "[]", headers: [("x-sim-fault", "empty_list")])
       }
+      if isMachines ? state.faults.emptyMachineLists : state.faults.emptyVolumeLists {
+        return SimAnswer(status: 200, body: "[]", headers: [("x-sim-fault", "empty_list")])
+      }
       let page: SimulatorModel.Page
       if isMachines {
         var metadata: [String: String] = [:]

@@ -89,6 +89,10 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
   public var lostResponseRate: Double = 0
   /// Answer the next machine list (and the next volume list) with `[]`, once.
   public var emptyListOnce: Bool = false
+  /// Answer every machine list (every volume list) with `[]` while set: Fly's lists lying for as
+  /// long as a test wants. GETs by id still answer the truth.
+  public var emptyMachineLists: Bool = false
+  public var emptyVolumeLists: Bool = false
   /// Cut list pages short (even to zero items) while more remain, as Fly may.
   public var shortPageRate: Double = 0
   /// Regions out of capacity: creates there answer `insufficient_capacity`.
@@ -104,6 +108,7 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     case errorRate = "error_rate", errorStatus = "error_status", rateLimitRate = "rate_limit_rate"
     case retryAfterSeconds = "retry_after_seconds", latencyMs = "latency_ms", timeoutRate = "timeout_rate"
     case lostResponseRate = "lost_response_rate", emptyListOnce = "empty_list_once"
+    case emptyMachineLists = "empty_machine_lists", emptyVolumeLists = "empty_volume_lists"
     case shortPageRate = "short_page_rate", capacityExhaustedRegions = "capacity_exhausted_regions"
     case badImages = "bad_images", mutationsOnly = "mutations_only"
   }
@@ -119,6 +124,8 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     timeoutRate = try c.decodeIfPresent(Double.self, forKey: .timeoutRate) ?? d.timeoutRate
     lostResponseRate = try c.decodeIfPresent(Double.self, forKey: .lostResponseRate) ?? d.lostResponseRate
     emptyListOnce = try c.decodeIfPresent(Bool.self, forKey: .emptyListOnce) ?? d.emptyListOnce
+    emptyMachineLists = try c.decodeIfPresent(Bool.self, forKey: .emptyMachineLists) ?? false
+    emptyVolumeLists = try c.decodeIfPresent(Bool.self, forKey: .emptyVolumeLists) ?? false
     shortPageRate = try c.decodeIfPresent(Double.self, forKey: .shortPageRate) ?? d.shortPageRate
     capacityExhaustedRegions = try c.decodeIfPresent([String].self, forKey: .capacityExhaustedRegions) ?? []
     badImages = try c.decodeIfPresent([String].self, forKey: .badImages) ?? []

@@ -198,9 +198,57 @@ struct PlannerTests {
       ], actions: ["create_volume u1"],
       findings: ["action_failing u1"]),
     Case(
-      name: "machine gone behind our back → recreate and report", desired: desired([("u1", .running, "cdg")]),
+      name: "machine not in the list → read by id before anything replaces it",
+      desired: desired([("u1", .running, "cdg")]),
       volumes: [volume("v1", user: "u1")], recorded: ["u1": RecordedMachine(machineID: "m1", volumeID: "v1")],
+      actions: ["verify_machine u1 m1"], findings: []),
+    Case(
+      name: "machine read by id and found destroyed → recreate on its volume and report",
+      desired: desired([("u1", .running, "cdg")]),
+      volumes: [volume("v1", user: "u1")],
+      recorded: ["u1": RecordedMachine(machineID: "m1", volumeID: "v1", status: "destroyed")],
       actions: ["create_machine u1 vol=v1"], findings: ["machine_missing u1"]),
+    Case(
+      name: "machine not in the list, another of the user's is → read by id, no duplicate resolved",
+      desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m2", user: "u1", state: "stopped", volume: "v2")],
+      volumes: [volume("v1", user: "u1"), volume("v2", user: "u1", attached: "m2")],
+      recorded: ["u1": RecordedMachine(machineID: "m1", volumeID: "v1")],
+      memory: ["u1": memory { $0.volumeID = "v1" }],
+      actions: ["verify_machine u1 m1"], findings: []),
+    Case(
+      name: "a read by id showed the machine the list leaves out → wait, report list_omits",
+      desired: desired([("u1", .running, "cdg")]),
+      recorded: ["u1": RecordedMachine(machineID: "m1", volumeID: "v1")],
+      memory: ["u1": memory { $0.volumeID = "v1"; $0.omitted = "m1"; $0.backoffUntil = now + 10 }],
+      actions: [], findings: ["list_omits u1"]),
+    Case(
+      name: "the remembered volume not in the list, a newer one is → read by id, nothing switched or deleted",
+      desired: desired([("u1", .running, "cdg")]),
+      volumes: [volume("v2", user: "u1")],
+      memory: ["u1": memory { $0.volumeID = "v1" }],
+      actions: ["verify_volume u1"], findings: []),
+    Case(
+      name: "a duplicate volume older than the kept one may hold data → reported, not deleted",
+      desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "started", volume: "v2")],
+      volumes: [volume("v1", user: "u1", created: now - 900), volume("v2", user: "u1", attached: "m1", created: now - 60)],
+      memory: ["u1": memory { $0.volumeID = "v2" }],
+      actions: [], findings: ["duplicate_volume u1"]),
+    Case(
+      name: "a duplicate volume the user's machine once mounted (remembered) → reported, not deleted",
+      desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "started", volume: "v2")],
+      volumes: [volume("v1", user: "u1", created: now), volume("v2", user: "u1", attached: "m1", created: now - 60)],
+      memory: ["u1": memory { $0.volumeID = "v1" }],
+      actions: [], findings: ["duplicate_volume u1"]),
+    Case(
+      name: "a remembered deadline from the future (clock stepped back) holds the user at most maxBackoff",
+      desired: desired([("u1", .running, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "stopped")],
+      memory: ["u1": memory { $0.backoffUntil = now + 86_400; $0.failures = 1; $0.lastError = "x" }],
+      settings: { var s = PlannerSettings(); s.maxBackoff = 0; return s }(),
+      actions: ["start u1 m1"], findings: ["stopped_while_desired_running u1"]),
     Case(
       name: "machine destroyed behind our back, volume still bound → wait, and report it missing",
       desired: desired([("u1", .running, "cdg")]),
@@ -209,8 +257,11 @@ struct PlannerTests {
       recorded: ["u1": RecordedMachine(machineID: "m1", volumeID: "v1")],
       actions: [], findings: ["machine_missing u1"]),
     Case(
-      name: "volume gone behind our back → recreate and report", desired: desired([("u1", .running, "cdg")]),
-      memory: ["u1": memory { $0.volumeID = "v1" }], actions: ["create_volume u1"], findings: ["volume_missing u1"]),
+      name: "volume not in the list → read by id before a new one is made", desired: desired([("u1", .running, "cdg")]),
+      memory: ["u1": memory { $0.volumeID = "v1" }], actions: ["verify_volume u1"], findings: []),
+    Case(
+      name: "volume read by id and found gone → recreate and report", desired: desired([("u1", .running, "cdg")]),
+      memory: ["u1": memory { $0.lostVolume = "v1" }], actions: ["create_volume u1"], findings: ["volume_missing u1"]),
     Case(
       name: "region changed under a machine → reported, not moved", desired: desired([("u1", .running, "ams")]),
       machines: [machine("m1", user: "u1", state: "started", region: "cdg")], actions: [],

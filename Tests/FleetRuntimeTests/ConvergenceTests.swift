@@ -134,6 +134,9 @@ import Testing
   @Test func volumeIsDeletedAfterRetention() async throws {
     var settings = Harness.testSettings()
     settings.planner.volumeRetention = 7 * 86_400
+    // The test moves the controller's clock instead of waiting a week: no monotonic floor here
+    // (`aClockStepNeverDeletesAVolume` is the test of that floor).
+    settings.planner.retentionFloor = 0
     let clock = OffsetClock()
     let harness = try await Harness.make(settings: settings, clock: clock)
     defer { Task { await harness.stop() } }
@@ -147,6 +150,24 @@ import Testing
     #expect(harness.fleet().volumesByName[FleetNames.volumeName(forUser: "u1")] == nil)
     let events = try await harness.store.events(user: "u1", limit: 100).map(\.eventType)
     #expect(events.contains("destroy_machine") && events.contains("delete_volume"))
+  }
+
+  /// The wall clock jumps two days ahead under a one-day retention: the volume stays until the
+  /// controller itself has watched for the retention's floor (an hour) by its monotonic clock.
+  @Test func aClockStepNeverDeletesAVolume() async throws {
+    var settings = Harness.testSettings()
+    settings.planner.volumeRetention = 86_400
+    let clock = OffsetClock()
+    let harness = try await Harness.make(settings: settings, clock: clock)
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(2)
+    await harness.converge()
+    try await harness.store.removeUser("u1")
+    await harness.converge()
+    clock.advance(by: 2 * 86_400)
+    await harness.converge()
+    #expect(harness.fleet().volumesByName[FleetNames.volumeName(forUser: "u1")]?.count == 1, "not deleted by a jump")
+    #expect(harness.mutations().filter { $0.endpoint == "DELETE /volumes/{id}" }.isEmpty)
   }
 
   @Test func convergesWithFaultsOnAndNoDuplicates() async throws {

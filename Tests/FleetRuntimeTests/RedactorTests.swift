@@ -57,3 +57,19 @@ import Testing
     #expect(!all.contains("fm2_token-value-1234") && !all.contains(#"p\\/a"#) && !all.contains("p%2Fa"))
   }
 }
+
+@Suite struct ClockTests {
+  /// The wall clock steps a day back and two days ahead: the controller's time does not.
+  @Test func wallClockStepsDoNotMoveTheControllersTime() {
+    let wall = Mutex(1_800_000_000.0)
+    let monotonic = Mutex(500.0)
+    let clock = MonotonicWallClock(wall: { wall.withLock { $0 } }, monotonic: { monotonic.withLock { $0 } })
+    #expect(clock.now() == 1_800_000_000)
+    wall.withLock { $0 -= 86_400 }
+    monotonic.withLock { $0 += 10 }
+    #expect(clock.now() == 1_800_000_010)
+    wall.withLock { $0 += 3 * 86_400 }
+    monotonic.withLock { $0 += 5 }
+    #expect(clock.now() == 1_800_000_015)
+  }
+}

@@ -1,0 +1,91 @@
+import FleetCore
+import FleetRuntime
+import FleetStore
+import FlySimulator
+import Foundation
+import Testing
+
+/// Fly's lists lie (empty for long enough to be believed, then one list back before the other):
+/// no user loses a volume, gets a second one, or loses its `machines` row.
+@Suite(.serialized) struct ListsLieTests {
+  func snapshot(_ harness: Harness) -> (machines: [String: String], volumes: [String: [String]]) {
+    let fleet = harness.fleet()
+    var machines: [String: String] = [:]
+    for (user, list) in fleet.machinesByUser { machines[user] = list.first?["id"] as? String }
+    var volumes: [String: [String]] = [:]
+    for (name, list) in fleet.volumesByName { volumes[name] = list.compactMap { $0["id"] as? String }.sorted() }
+    return (machines, volumes)
+  }
+
+  func passes(_ harness: Harness, _ count: Int) async -> [PassReport] {
+    var reports: [PassReport] = []
+    for _ in 0..<count { reports.append(await harness.reconciler.pass()) }
+    return reports
+  }
+
+  @Test func emptyListsBelievedThenVolumesBackFirstLoseNothing() async throws {
+    var configuration = SimulatorConfiguration.fast(appName: "app", token: "tok")
+    configuration.listLag = 0
+    let harness = try await Harness.make(simulator: configuration)
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(4)
+    await harness.converge()
+    let before = snapshot(harness)
+    #expect(before.machines.count == 4 && before.volumes.count == 4)
+    let rowsBefore = try await harness.store.machineRows()
+    #expect(rowsBefore.count == 4)
+    let mutationsBefore = harness.mutations().count
+
+    // Both lists answer [] for long enough to be believed (more than the suspect passes).
+    var faults = harness.simulator.faults
+    faults.emptyMachineLists = true
+    faults.emptyVolumeLists = true
+    harness.simulator.setFaults(faults)
+    let lying = await passes(harness, 8)
+    #expect(lying.contains { $0.listsTrusted }, "the empty lists came to be believed")
+    #expect(try await harness.store.machineRows().count == 4, "a list never wipes the machines rows")
+    // The volume list comes back first.
+    faults.emptyVolumeLists = false
+    harness.simulator.setFaults(faults)
+    _ = await passes(harness, 6)
+    #expect(try await harness.store.machineRows().count == 4)
+    faults.emptyMachineLists = false
+    harness.simulator.setFaults(faults)
+    await harness.converge()
+
+    let after = snapshot(harness)
+    #expect(after.machines == before.machines, "every user keeps its machine")
+    #expect(after.volumes == before.volumes, "every user keeps its one volume, no second one")
+    let mutations = harness.mutations().dropFirst(mutationsBefore)
+    #expect(mutations.isEmpty, "nothing created, stopped or destroyed: \(mutations.map(\.endpoint))")
+    let rows = try await harness.store.machineRows()
+    for (user, machine) in before.machines { #expect(rows[user]?.id == machine) }
+    // The reads by id said what the lists did not, and the audit log says so once per resource.
+    let events = try await harness.store.events(limit: 500).filter { $0.eventType.hasPrefix("verify_") }
+    #expect(!events.isEmpty)
+    #expect(events.allSatisfy { $0.detailsJSON.contains("\"present\"") })
+  }
+
+  @Test func aMachineReallyGoneIsReplacedAfterAReadByIdSaysSo() async throws {
+    var configuration = SimulatorConfiguration.fast(appName: "app", token: "tok")
+    configuration.listLag = 0
+    configuration.destroyedLinger = 0  // forgotten by lists and GETs at once
+    let harness = try await Harness.make(simulator: configuration)
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(2)
+    await harness.converge()
+    let before = snapshot(harness)
+    let victim = try #require(before.machines["u0"])
+    // Destroyed behind our back, and forgotten by Fly's list at once.
+    let volume = try #require(before.volumes[FleetNames.volumeName(forUser: "u0")]?.first)
+    await harness.drift(#"{"op":"destroy_machine","machine_id":"\#(victim)"}"#)
+    await harness.drift(#"{"op":"detach_volume","volume_id":"\#(volume)"}"#)
+    await harness.converge()
+    let after = snapshot(harness)
+    #expect(after.machines["u0"] != nil && after.machines["u0"] != victim, "replaced")
+    #expect(after.volumes == before.volumes, "on the same volume")
+    let events = try await harness.store.events(user: "u0", limit: 100).map(\.eventType)
+    #expect(events.contains("verify_machine"), "read by id before it was replaced")
+    #expect(events.contains("drift.machine_missing"), "and reported")
+  }
+}
