@@ -342,7 +342,7 @@ public final class FlySimulator: Sendable {
       let page: SimulatorModel.Page
       if isMachines {
         var metadata: [String: String] = [:]
-        for (key, value) in request.query where key.hasPrefix("metadata.") {
+        for (key, value) in request.query where key.hasPrefix("metadata.") && !state.faults.ignoreMetadataFilter {
           metadata[String(key.dropFirst("metadata.".count))] = value
         }
         let states = Set((queryValue(request, "state") ?? "").split(separator: ",").map(String.init))

@@ -93,6 +93,9 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
   /// long as a test wants. GETs by id still answer the truth.
   public var emptyMachineLists: Bool = false
   public var emptyVolumeLists: Bool = false
+  /// Ignore `metadata.*` filters on the machine list (a Fly-compatible server that does not
+  /// implement them): every machine comes back.
+  public var ignoreMetadataFilter: Bool = false
   /// Cut list pages short (even to zero items) while more remain, as Fly may.
   public var shortPageRate: Double = 0
   /// Regions out of capacity: creates there answer `insufficient_capacity`.
@@ -109,6 +112,7 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     case retryAfterSeconds = "retry_after_seconds", latencyMs = "latency_ms", timeoutRate = "timeout_rate"
     case lostResponseRate = "lost_response_rate", emptyListOnce = "empty_list_once"
     case emptyMachineLists = "empty_machine_lists", emptyVolumeLists = "empty_volume_lists"
+    case ignoreMetadataFilter = "ignore_metadata_filter"
     case shortPageRate = "short_page_rate", capacityExhaustedRegions = "capacity_exhausted_regions"
     case badImages = "bad_images", mutationsOnly = "mutations_only"
   }
@@ -126,6 +130,7 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     emptyListOnce = try c.decodeIfPresent(Bool.self, forKey: .emptyListOnce) ?? d.emptyListOnce
     emptyMachineLists = try c.decodeIfPresent(Bool.self, forKey: .emptyMachineLists) ?? false
     emptyVolumeLists = try c.decodeIfPresent(Bool.self, forKey: .emptyVolumeLists) ?? false
+    ignoreMetadataFilter = try c.decodeIfPresent(Bool.self, forKey: .ignoreMetadataFilter) ?? false
     shortPageRate = try c.decodeIfPresent(Double.self, forKey: .shortPageRate) ?? d.shortPageRate
     capacityExhaustedRegions = try c.decodeIfPresent([String].self, forKey: .capacityExhaustedRegions) ?? []
     badImages = try c.decodeIfPresent([String].self, forKey: .badImages) ?? []
