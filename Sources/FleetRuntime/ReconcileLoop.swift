@@ -57,56 +57,80 @@ public struct ReconcileLoop: Service {
   }
 
   public func run() async throws {
+    guard let lease else {
+      try await loop(keeper: nil)
+      logger.info("loop stopped")
+      return
+    }
+    // The lease is renewed for as long as the loop runs, between passes too; losing it stops new
+    // actions at once.
+    let keeper = LeaseKeeper(lease: lease)
+    let reconciler = self.reconciler
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { [clock, logger, onStandby] in
+        var wasHeld = false
+        while !Task.isCancelled {
+          let status = await keeper.renew()
+          if wasHeld && !status.held {
+            logger.error("writer lease lost: no new action until it is held again")
+            await reconciler.drain()
+            await onStandby(true)
+          }
+          wasHeld = status.held
+          do {
+            try await clock.sleep(seconds: keeper.nextAttempt(after: status))
+          } catch {
+            break
+          }
+        }
+      }
+      defer { group.cancelAll() }
+      try await loop(keeper: keeper)
+    }
+    await keeper.release()
+    logger.info("loop stopped")
+  }
+
+  private func loop(keeper: LeaseKeeper?) async throws {
     var version = try? await store.desiredVersion()
     var failedInARow = 0
+    var generation = 0
     while !Task.isCancelled && !Task.isShuttingDownGracefully {
       // One writer: pass only while holding the lease; otherwise stand by and try again.
-      if let lease {
-        let held: Bool
-        do {
-          held = try await lease.acquire(now: clock.now())
-        } catch {
+      if let keeper {
+        var status = keeper.status
+        if !status.held { status = await keeper.renew() }
+        if !status.held, let error = status.error {
           // The database cannot even be asked who writes: nothing is done; say so (alerts, metrics).
           let now = clock.now()
           var report = PassReport(outcome: .couldNotRun, startedAt: now)
-          report.error = error.description
-          report.findings = [DriftFinding(kind: .desiredUnreadable, message: error.description)]
-          logger.error("database unreadable: nothing done", metadata: ["error": "\(error.description)"])
+          report.error = error
+          report.findings = [DriftFinding(kind: .desiredUnreadable, message: error)]
+          logger.error("database unreadable: nothing done", metadata: ["error": "\(error)"])
           await onPass(report)
           failedInARow += 1
           let delay = Self.couldNotRunDelay(failedInARow: failedInARow, settings: settings)
           try? await cancelWhenGracefulShutdown { [clock] in try await clock.sleep(seconds: delay) }
           continue
         }
-        if !held {
+        if !status.held {
           await onStandby(true)
-          try? await cancelWhenGracefulShutdown { [clock] in try await clock.sleep(seconds: 2) }
+          try? await cancelWhenGracefulShutdown { [clock] in try await clock.sleep(seconds: keeper.standbyPoll) }
           continue
         }
         await onStandby(false)
+        if status.generation != generation {
+          // Gained (again): another process may have acted meanwhile. Everything held between
+          // passes is read again from the database and Fly.
+          if generation != 0 { logger.info("writer lease regained: state read again") }
+          await reconciler.invalidate()
+          generation = status.generation
+        }
       }
       let reconciler = self.reconciler
       await reconciler.resume()
       let report = await withGracefulShutdownHandler {
-        await withTaskGroup(of: Void.self) { group in
-          if let lease {
-            // Renew while the pass runs; losing the lease stops new actions at once.
-            group.addTask { [clock, logger] in
-              while !Task.isCancelled {
-                try? await clock.sleep(seconds: lease.ttl / 3)
-                if Task.isCancelled { break }
-                if (try? await lease.acquire(now: clock.now())) != true {
-                  logger.error("writer lease lost during a pass: no new action")
-                  await reconciler.drain()
-                  break
-                }
-              }
-            }
-          }
-          let report = await reconciler.pass()
-          group.cancelAll()
-          return report
-        }
+        await reconciler.pass()
       } onGracefulShutdown: {
         Task { await reconciler.drain() }
       }
@@ -137,7 +161,5 @@ public struct ReconcileLoop: Service {
         break
       }
     }
-    if let lease { try? await lease.release() }
-    logger.info("loop stopped")
   }
 }

@@ -20,6 +20,9 @@ public struct ReconcilerSettings: Sendable {
   public var suspectRereadDelay: Double = 1
   /// Consecutive suspect passes with identical counts before the shorter lists are believed.
   public var suspectPassesBeforeTrust = 3
+  /// How long the writer lease lasts without renewal (`FLEET_LEASE_SECONDS`): renewed every third
+  /// of it; a standby takes over within it (plus a 2 s poll) after the writer dies.
+  public var leaseSeconds: Double = 15
   /// How long after a read by id showed a resource the list left out it is read again.
   public var verifyInterval: Double = 15
   /// Seconds of rate-limited work one pass takes on per kind of create: the rest waits for the

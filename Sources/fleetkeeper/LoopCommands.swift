@@ -65,46 +65,42 @@ struct LoopOptions: ParsableArguments {
   func settings() throws -> ReconcilerSettings {
     let env = ProcessInfo.processInfo.environment
     var settings = ReconcilerSettings()
-    if let text = interval.map({ String($0) }) ?? env["FLEET_INTERVAL"] {
-      guard let value = Double(text), value >= 1 else {
-        throw ValidationError("FLEET_INTERVAL \"\(text)\": seconds, at least 1")
+    do {
+      // A flag's value as its text: a Double flag of `inf` or `nan` is refused like the variable.
+      func text(_ flag: Double?) -> String? { flag.map { $0 == $0.rounded() && abs($0) < 1e15 ? String(Int($0)) : String($0) } }
+      if let value = text(interval) ?? env["FLEET_INTERVAL"] {
+        settings.interval = try SettingParsers.number(value, name: "FLEET_INTERVAL", bounds: 1...3600)
       }
-      settings.interval = value
-    }
-    if let text = maxDestroys.map({ String($0) }) ?? env["FLEET_MAX_DESTROYS"] {
-      guard let value = Int(text), value >= 0 else {
-        throw ValidationError("FLEET_MAX_DESTROYS \"\(text)\": a count, 0 or more")
+      if let value = maxDestroys.map(String.init) ?? env["FLEET_MAX_DESTROYS"] {
+        settings.planner.maxDestroysPerPass = try SettingParsers.integer(
+          value, name: "FLEET_MAX_DESTROYS", bounds: 0...10_000)
       }
-      settings.planner.maxDestroysPerPass = value
-    }
-    if let text = volumeRetention ?? env["FLEET_VOLUME_RETENTION"] {
-      settings.planner.volumeRetention = try Self.duration(text, name: "FLEET_VOLUME_RETENTION")
-    }
-    if let text = writeRate.map({ String($0) }) ?? env["FLEET_WRITE_RATE"] {
-      guard let value = Double(text), value > 0 else {
-        throw ValidationError("FLEET_WRITE_RATE \"\(text)\": calls per second, above 0")
+      if let value = volumeRetention ?? env["FLEET_VOLUME_RETENTION"] {
+        settings.planner.volumeRetention = try SettingParsers.duration(
+          value, name: "FLEET_VOLUME_RETENTION", max: 3650 * 86_400)
       }
-      settings.writeLimits.perSecond = value
-      settings.writeLimits.burst = max(settings.writeLimits.burst, value)
+      if let value = text(writeRate) ?? env["FLEET_WRITE_RATE"] {
+        let rate = try SettingParsers.number(value, name: "FLEET_WRITE_RATE", bounds: 0.01...100, unit: "calls per second")
+        settings.writeLimits.perSecond = rate
+        settings.writeLimits.burst = max(settings.writeLimits.burst, rate)
+      }
+      if let value = text(stuckAfter) {
+        settings.planner.stuckAfter = try SettingParsers.number(value, name: "--stuck-after", bounds: 10...86_400)
+      }
+      if let concurrency {
+        settings.concurrency = try SettingParsers.integer(String(concurrency), name: "--concurrency", bounds: 1...64)
+      }
+      if let value = env["FLEET_LEASE_SECONDS"] {
+        settings.leaseSeconds = try SettingParsers.number(value, name: "FLEET_LEASE_SECONDS", bounds: 3...300)
+      }
+    } catch {
+      throw ValidationError(error.description)
     }
-    if let stuckAfter { settings.planner.stuckAfter = stuckAfter }
-    if let concurrency { settings.concurrency = max(1, concurrency) }
     settings.planner.allowMassDestroy = allowMassDestroy || env["FLEET_ALLOW_MASS_DESTROY"] == "1"
     // Template env values `$NAME` resolve from the controller's environment, except its own
     // credentials and settings: a template must not be able to copy the Fly token into a machine.
     settings.secrets = SecretValues(env.filter { !$0.key.hasPrefix("FLY_") && !$0.key.hasPrefix("FLEET_") })
     return settings
-  }
-
-  /// `never`, seconds, or a number with s, m, h, d.
-  static func duration(_ text: String, name: String) throws -> Double? {
-    if text == "never" { return nil }
-    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
-    if let last = text.last, let unit = units[last], let value = Double(text.dropLast()), value >= 0 {
-      return value * unit
-    }
-    if let value = Double(text), value >= 0 { return value }
-    throw ValidationError("\(name) \"\(text)\": seconds, 30m, 12h, 7d or never")
   }
 }
 
@@ -193,14 +189,46 @@ struct ReconcileCommand: AsyncParsableCommand {
   @OptionGroup var loop: LoopOptions
 
   func run() async throws {
-    let (reconciler, _, _) = try await makeReconciler(
-      db: db, fly: fly, loop: loop, logger: makeLogger(level: .warning),
+    let logger = makeLogger(level: .warning)
+    let (reconciler, store, settings) = try await makeReconciler(
+      db: db, fly: fly, loop: loop, logger: logger,
       onEvent: { event in
         print(
           "\(event.eventType) user=\(event.userID ?? "-") machine=\(event.machineID ?? "-") volume=\(event.volumeID ?? "-") \(event.detailsJSON)"
         )
       })
-    let report = await reconciler.pass()
+    // One writer: a pass beside a running `fleetkeeper run` would race it (two creates for one
+    // user). The lease is taken for the pass, renewed while it runs, and given back after.
+    let keeper = LeaseKeeper(lease: WriterLease(store: store, holder: writerIdentity("reconcile"), ttl: settings.leaseSeconds))
+    let status = await keeper.renew()
+    guard status.held else {
+      if let error = status.error {
+        complain("error: cannot take the writer lease: \(error); nothing was done")
+      } else {
+        let current = try? await keeper.lease.current()
+        complain(
+          "refused: another fleetkeeper (\(current?.holder ?? "unknown")) holds the writer lease until \(current.map { rfc3339($0.expiresAt) } ?? "?"); a second writer would race it. Nothing was done. Stop it first, or see what it will do with `fleetkeeper plan`."
+        )
+      }
+      throw ExitCode(1)
+    }
+    let report = await withTaskGroup(of: Void.self) { group in
+      group.addTask {
+        while !Task.isCancelled {
+          try? await Task.sleep(for: .milliseconds(Int(keeper.nextAttempt(after: keeper.status) * 1000)))
+          if Task.isCancelled { break }
+          if !(await keeper.renew()).held {
+            logger.error("writer lease lost during the pass: no new action")
+            await reconciler.drain()
+            break
+          }
+        }
+      }
+      let report = await reconciler.pass()
+      group.cancelAll()
+      return report
+    }
+    await keeper.release()
     switch report.outcome {
     case .couldNotRun:
       complain("error: \(report.error ?? "pass could not run"); nothing was done")
@@ -234,19 +262,18 @@ struct RunCommand: AsyncParsableCommand {
       env["FLEET_DATABASE_AUTH_TOKEN"] ?? "",
     ])
     let logger = try bootstrapLogging(redactor: redactor)
-    let listenText = listen ?? env["FLEET_LISTEN"] ?? "127.0.0.1:9090"
-    guard let colon = listenText.lastIndex(of: ":"), let port = Int(listenText[listenText.index(after: colon)...])
-    else {
-      throw ValidationError("FLEET_LISTEN \"\(listenText)\": host:port")
-    }
-    let host = String(listenText[..<colon])
-    let drain =
-      try drainSeconds ?? env["FLEET_DRAIN_SECONDS"].map {
-        guard let value = Double($0), value >= 0 else {
-          throw ValidationError("FLEET_DRAIN_SECONDS \"\($0)\": seconds")
-        }
-        return value
+    let host: String
+    let port: Int
+    let drain: Double
+    do {
+      (host, port) = try SettingParsers.listen(listen ?? env["FLEET_LISTEN"] ?? "127.0.0.1:9090", name: "FLEET_LISTEN")
+      let drainText = drainSeconds.map { $0 == $0.rounded() && abs($0) < 1e15 ? String(Int($0)) : String($0) }
+      drain = try (drainText ?? env["FLEET_DRAIN_SECONDS"]).map {
+        try SettingParsers.number($0, name: "FLEET_DRAIN_SECONDS", bounds: 0...600)
       } ?? 20
+    } catch {
+      throw ValidationError("\(error)")
+    }
 
     let metrics = FleetMetrics()
     let settings = try loop.settings()
@@ -268,9 +295,7 @@ struct RunCommand: AsyncParsableCommand {
           metrics.increment("fleetkeeper_alert_deliveries_total", ["outcome": outcome])
         }))
     let readiness = Readiness()
-    let holder =
-      "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
-    let lease = WriterLease(store: store, holder: holder)
+    let lease = WriterLease(store: store, holder: writerIdentity("run"), ttl: settings.leaseSeconds)
     let ages = DriftAges()
     let service = ReconcileLoop(
       reconciler: reconciler, store: store, settings: settings, logger: logger, lease: lease,
@@ -309,6 +334,11 @@ struct RunCommand: AsyncParsableCommand {
     configuration.maximumGracefulShutdownDuration = .milliseconds(Int(drain * 1000))
     try await ServiceGroup(configuration: configuration).run()
   }
+}
+
+/// This process as a lease holder: what it is, host, pid, and a random part (unique per start).
+func writerIdentity(_ command: String) -> String {
+  "\(command)@\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
 }
 
 /// When each current finding was first seen, for `fleetkeeper_oldest_drift_age_seconds`.

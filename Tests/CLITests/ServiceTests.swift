@@ -107,6 +107,90 @@ import Testing
     }
   }
 
+  /// Settings that crashed it or were silently taken are refused before anything starts, with the
+  /// setting and the value named.
+  @Test func garbageSettingsAreRefusedAtStart() async throws {
+    let base = [
+      "FLY_API_BASE_URL": "http://127.0.0.1:1", "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok-secret-value-42",
+      "FLEET_DATABASE": temporaryDirectory().appendingPathComponent("none.sqlite3").path,
+    ]
+    for (name, value) in [
+      ("FLEET_DRAIN_SECONDS", "inf"), ("FLEET_DRAIN_SECONDS", "1e30"), ("FLEET_WRITE_RATE", "1e-300"),
+      ("FLEET_LISTEN", "127.0.0.1:99999"), ("FLEET_INTERVAL", "inf"), ("FLEET_VOLUME_RETENTION", "0x10"),
+      ("FLEET_VOLUME_RETENTION", "1e-300"), ("FLEET_LEASE_SECONDS", "nan"),
+    ] {
+      let result = try await fleetkeeper(["run"], env: base.merging([name: value]) { $1 })
+      #expect(result.status != 0, "\(name)=\(value) was taken")
+      #expect(result.stderr.contains(name) && result.stderr.contains(value), "\(name)=\(value): \(result.stderr)")
+      #expect(!result.stderr.contains("tok-secret-value-42"))
+    }
+    let nan = try await fleetkeeper(["plan", "--stuck-after", "nan"], env: base)
+    #expect(nan.status != 0 && nan.stderr.contains("--stuck-after"), "\(nan.stderr)")
+  }
+
+  /// The writer lease is renewed between passes too: with a 3 s lease and a 30 s interval, a
+  /// second `run` stays standby for three lease lives (before, it took the lease 3 s after each
+  /// pass and both reported holding it); `reconcile` beside a running writer refuses; after the
+  /// writer dies the standby takes over.
+  @Test func oneWriterBetweenPassesTooAndReconcileRefusesBesideIt() async throws {
+    let (sim, base) = try await startSim()
+    defer { sim.signal(SIGTERM) }
+    let db = try await database(users: 2)
+    let env = [
+      "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok-secret-value-42", "FLEET_DATABASE": db,
+      "FLEET_LISTEN": "127.0.0.1:0", "FLEET_INTERVAL": "30", "FLEET_LEASE_SECONDS": "3",
+    ]
+    /// The ops server's address, from what was read of the log so far (the lines come in either
+    /// order with the standby line).
+    func address(_ process: Background) async throws -> String {
+      if !process.readErrors.contains("ops server listening") {
+        _ = await process.readLine(containing: "ops server listening", fromStandardError: true)
+      }
+      let line = try #require(process.readErrors.split(separator: "\n").first { $0.contains("ops server listening") })
+      let field = try #require(line.split(separator: " ").first { $0.hasPrefix("address=") })
+      return "http://" + field.dropFirst("address=".count)
+    }
+    func held(_ address: String) async throws -> Bool {
+      let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: address + "/metrics"), timeout: .seconds(5))
+      let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
+      return text.split(separator: "\n").contains("fleetkeeper_writer_lease_held 1")
+    }
+    let first = try Background(["run"], env: env)
+    defer { first.signal(SIGKILL) }
+    _ = await first.readLine(containing: "msg=pass", fromStandardError: true)
+    let firstAddress = try await address(first)
+    let second = try Background(["run"], env: env)
+    defer { second.signal(SIGTERM) }
+    _ = await second.readLine(containing: "standby", fromStandardError: true)
+    let secondAddress = try await address(second)
+    // Three lease lives with the writer idle between passes: the standby never holds it.
+    let watched = Date()
+    var samples = 0
+    while Date().timeIntervalSince(watched) < 9 {
+      #expect(try await held(firstAddress), "the writer holds it between passes")
+      #expect(try await !held(secondAddress), "the standby never does")
+      samples += 1
+      try await Task.sleep(for: .milliseconds(300))
+    }
+    #expect(samples > 10)
+    let refused = try await fleetkeeper(["reconcile"], env: env)
+    #expect(refused.status == 1)
+    #expect(refused.stderr.contains("holds the writer lease"), "\(refused.stderr)")
+    #expect(refused.stdout.isEmpty, "nothing done")
+    await first.kill(SIGKILL)
+    let killed = Date()
+    var takenOver = false
+    while !takenOver && Date().timeIntervalSince(killed) < 20 {
+      takenOver = try await held(secondAddress)
+      if !takenOver { try await Task.sleep(for: .milliseconds(200)) }
+    }
+    #expect(takenOver, "the standby takes over")
+    #expect(Date().timeIntervalSince(killed) < 3 + 2 + 2, "within the lease's life and a poll")
+    await second.kill(SIGTERM)
+    let alone = try await fleetkeeper(["reconcile"], env: env)
+    #expect(alone.status == 0, "with no writer running, reconcile takes the lease: \(alone.stderr)")
+  }
+
   /// Two controllers on one database never both act; the standby takes over when the active one
   /// dies. On `libsql` the database is behind `fleetkeeper libsql-server` (a separate process), so
   /// the two controllers reach it, and share the lease, only over HTTP, as on Turso.

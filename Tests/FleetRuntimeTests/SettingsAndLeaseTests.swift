@@ -1,0 +1,88 @@
+import FleetCore
+import FleetRuntime
+import FleetStore
+import Foundation
+import Synchronization
+import Testing
+
+@Suite struct SettingParserTests {
+  @Test(arguments: [
+    "inf", "-inf", "nan", "1e30", "1e-300", "0x10", "-5", "", " 30", "30s", "1.2.3", ".5", "5.", "99999999999999999999999",
+  ])
+  func garbageSecondsAreRefusedNamingTheSettingAndTheValue(_ text: String) {
+    do {
+      let value = try SettingParsers.number(text, name: "FLEET_DRAIN_SECONDS", bounds: 0...600)
+      Issue.record("\(text) was taken as \(value)")
+    } catch {
+      #expect(error.field == "FLEET_DRAIN_SECONDS")
+      #expect(error.value == text)
+      #expect(error.description.contains("0 to 600"))
+    }
+  }
+
+  @Test func boundsAreEnforced() throws {
+    #expect(try SettingParsers.number("30", name: "FLEET_INTERVAL", bounds: 1...3600) == 30)
+    #expect(try SettingParsers.number("0.5", name: "FLEET_WRITE_RATE", bounds: 0.01...100) == 0.5)
+    #expect(throws: FieldError.self) { try SettingParsers.number("0", name: "FLEET_INTERVAL", bounds: 1...3600) }
+    #expect(throws: FieldError.self) { try SettingParsers.number("0.001", name: "FLEET_WRITE_RATE", bounds: 0.01...100) }
+    #expect(throws: FieldError.self) { try SettingParsers.integer("-1", name: "FLEET_MAX_DESTROYS", bounds: 0...10_000) }
+    #expect(throws: FieldError.self) { try SettingParsers.integer("1e3", name: "FLEET_MAX_DESTROYS", bounds: 0...10_000) }
+  }
+
+  @Test func durations() throws {
+    #expect(try SettingParsers.duration("7d", name: "R", max: 3650 * 86_400) == 7 * 86_400)
+    #expect(try SettingParsers.duration("90", name: "R", max: 3650 * 86_400) == 90)
+    #expect(try SettingParsers.duration("never", name: "R", max: 1) == nil)
+    for bad in ["0x10", "1e-300", "inf", "nan", "-1d", "10y", "99999d", "d"] {
+      #expect(throws: FieldError.self, "\(bad)") { try SettingParsers.duration(bad, name: "R", max: 3650 * 86_400) }
+    }
+  }
+
+  @Test func listenAddresses() throws {
+    #expect(try SettingParsers.listen("127.0.0.1:9090", name: "FLEET_LISTEN") == ("127.0.0.1", 9090))
+    #expect(try SettingParsers.listen("[::1]:0", name: "FLEET_LISTEN") == ("[::1]", 0))
+    for bad in ["127.0.0.1:99999", "127.0.0.1:-1", "127.0.0.1", ":80", "127.0.0.1:0x50", "h:65536"] {
+      #expect(throws: FieldError.self, "\(bad)") { try SettingParsers.listen(bad, name: "FLEET_LISTEN") }
+    }
+  }
+}
+
+@Suite struct LeaseKeeperTests {
+  func store() async throws -> FleetStore {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("fk-lease-\(UUID().uuidString).sqlite3")
+    let store = try FleetStore.sqlite(path: path.path, create: true)
+    try await store.migrate()
+    return store
+  }
+
+  /// Time moves only when the test says. The writer renews on its schedule; a standby never gets
+  /// the lease while it does; a writer that regains it after losing it gets a new generation.
+  @Test func renewedItIsNeverTakenLostAndRegainedItIsANewGeneration() async throws {
+    let store = try await store()
+    let time = Mutex(1_800_000_000.0)
+    let clock: @Sendable () -> Double = { time.withLock { $0 } }
+    func keeper(_ holder: String) -> LeaseKeeper {
+      LeaseKeeper(lease: WriterLease(store: store, holder: holder, ttl: 3), monotonic: clock, wall: clock)
+    }
+    let a = keeper("a")
+    let b = keeper("b")
+    var status = await a.renew()
+    #expect(status.held && status.generation == 1)
+    for _ in 0..<10 {  // ten renewals, each a third of the lease apart
+      time.withLock { $0 += 1 }
+      #expect(await a.renew().held)
+      #expect(await !b.renew().held)
+    }
+    #expect(a.status.generation == 1, "held without a gap: the same generation")
+    // a stops renewing (a long stall); its lease runs out and b takes it.
+    time.withLock { $0 += 2.5 }
+    #expect(!a.status.held, "a stops acting before the lease can be taken")
+    time.withLock { $0 += 1 }
+    #expect(await b.renew().held)
+    #expect(await !a.renew().held)
+    // b dies; a takes it back: a new generation, so a reads its state again.
+    time.withLock { $0 += 4 }
+    status = await a.renew()
+    #expect(status.held && status.generation == 2)
+  }
+}
