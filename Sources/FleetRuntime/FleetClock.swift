@@ -17,7 +17,8 @@ public struct SystemFleetClock: FleetClock {
   static let anchor = MonotonicWallClock()
   public func sleep(seconds: Double) async throws {
     guard seconds > 0 else { return }
-    try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+    // Bounded (a day): no value, however it was computed, overflows the conversion.
+    try await Task.sleep(for: .milliseconds(Int(min(seconds, 86_400) * 1000)))
   }
 }
 

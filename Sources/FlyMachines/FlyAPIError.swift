@@ -71,8 +71,10 @@ public struct FlyAPIError: Error, Sendable, CustomStringConvertible {
   public var flyStatus: String?
   /// The `fly-request-id` header, when the answer carried one.
   public var requestID: String?
-  /// `Retry-After` on a 429, in seconds, when Fly sent one.
+  /// `Retry-After` on a 429, in seconds, when Fly sent one (at most ``maxRetryAfter``).
   public var retryAfter: Double?
+  /// The longest wait a `Retry-After` can impose: 5 minutes.
+  public static let maxRetryAfter: Double = 300
   /// For ``Code/transport``, which kind.
   public var transportKind: TransportKind?
   /// The call that failed: method and path, e.g. `POST /v1/apps/users/machines`.

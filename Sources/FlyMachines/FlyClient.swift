@@ -36,6 +36,8 @@ public struct FlyClientConfiguration: Sendable {
   public var pageSize: Int
   /// The largest response body accepted.
   public var maxBodyBytes: Int
+  /// The most pages one list read follows (default: enough for 1,000,000 items at the page size).
+  public var maxPages: Int
   /// Strings (environment values of machines) to scrub from any error text, besides the token.
   public var redactions: [String]
   public var userAgent: String
@@ -51,6 +53,7 @@ public struct FlyClientConfiguration: Sendable {
     self.requestTimeout = requestTimeout
     self.pageSize = max(1, min(1000, pageSize))
     self.maxBodyBytes = maxBodyBytes
+    self.maxPages = max(10, 1_000_000 / self.pageSize + 10)
     self.redactions = redactions
     self.userAgent = userAgent
   }
@@ -195,7 +198,9 @@ public final class FlyClient: Sendable {
     var builder = PagedListBuilder(previous: previous.take(), expected: expected)
     var cursor: String?
     var seen: Set<String> = []
+    var pages = 0
     repeat {
+      try countPage(&pages)
       let response = try await fetch(cursor)
       let added: Result<Void, FlyAPIError> = response.body.withUnsafeReadableBytes { raw in
         do throws(FlyAPIError) {
@@ -334,7 +339,9 @@ public final class FlyClient: Sendable {
     var all: [Item] = []
     var cursor: String?
     var seen: Set<String> = []
+    var pages = 0
     repeat {
+      try countPage(&pages)
       let (items, next) = try await page(cursor)
       all.append(contentsOf: items)
       if let next, !seen.insert(next).inserted {
@@ -344,6 +351,17 @@ public final class FlyClient: Sendable {
       cursor = next
     } while cursor != nil
     return all
+  }
+
+  /// A list is read in at most ``FlyClientConfiguration/maxPages`` pages: a server whose
+  /// `fly-next-cursor` changes forever ends the read with an error instead of growing memory forever.
+  private func countPage(_ pages: inout Int) throws(FlyAPIError) {
+    pages += 1
+    guard pages <= configuration.maxPages else {
+      throw FlyAPIError(
+        code: .invalidResponse,
+        message: "list exceeded \(configuration.maxPages) pages (fly-next-cursor never ended)", operation: "list")
+    }
   }
 
   struct Response {
@@ -386,10 +404,14 @@ public final class FlyClient: Sendable {
     let started = ContinuousClock.now
     let deadline = timeout ?? configuration.requestTimeout
     do {
-      let response = try await httpClient.execute(request, deadline: .now() + .nanoseconds(deadline.nanoseconds))
-      let bytes = try await response.body.collect(upTo: configuration.maxBodyBytes)
-      let result = Response(
-        status: Int(response.status.code), headers: response.headers, body: bytes, operation: operation)
+      // One deadline for the whole exchange, the body included: a server that drips its answer
+      // (50 bytes a second) is cut off at the deadline like one that never answers.
+      let (head, bytes) = try await Self.within(deadline) { [httpClient, configuration, request] in
+        let response = try await httpClient.execute(request, deadline: .now() + .nanoseconds(deadline.nanoseconds))
+        let bytes = try await response.body.collect(upTo: configuration.maxBodyBytes)
+        return (Head(status: Int(response.status.code), headers: response.headers), bytes)
+      }
+      let result = Response(status: head.status, headers: head.headers, body: bytes, operation: operation)
       observer?(FlyRequestRecord(endpoint: endpoint, status: result.status, duration: .now - started))
       logger.trace(
         "fly request",
@@ -401,6 +423,33 @@ public final class FlyClient: Sendable {
     } catch {
       observer?(FlyRequestRecord(endpoint: endpoint, status: nil, duration: .now - started))
       throw transportError(error, operation: operation)
+    }
+  }
+
+  struct Head: Sendable {
+    var status: Int
+    var headers: HTTPHeaders
+  }
+
+  /// The deadline passed before `body` finished (it is cancelled).
+  struct DeadlineExceeded: Error, CustomStringConvertible {
+    var description: String { "deadline exceeded (the whole exchange, body included)" }
+  }
+
+  /// Runs `body`, cancelling it and throwing ``DeadlineExceeded`` if it takes longer than `limit`.
+  static func within<T: Sendable>(
+    _ limit: Duration, _ body: @escaping @Sendable () async throws -> T
+  ) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+      group.addTask { try await body() }
+      group.addTask {
+        try await Task.sleep(for: limit)
+        return nil
+      }
+      defer { group.cancelAll() }
+      guard let first = try await group.next() else { throw DeadlineExceeded() }
+      guard let value = first else { throw DeadlineExceeded() }
+      return value
     }
   }
 
@@ -430,6 +479,8 @@ public final class FlyClient: Sendable {
       case .connectTimeout: kind = .connect
       default: kind = text.contains("onnect") && !text.contains("Closed") ? .connect : .reset
       }
+    } else if error is DeadlineExceeded {
+      kind = .deadline
     } else if text.contains("refused") || text.contains("NIOConnectionError") || text.contains("connectTimeout") {
       kind = .connect
     } else if error is CancellationError {
@@ -487,13 +538,24 @@ public final class FlyClient: Sendable {
     return result
   }
 
-  static func parseRetryAfter(_ header: String) -> Double? {
-    if let seconds = Double(header.trimmingCharacters(in: .whitespaces)) { return max(0, seconds) }
-    let formatter = DateFormatter()
-    formatter.locale = Locale(identifier: "en_US_POSIX")
-    formatter.timeZone = TimeZone(identifier: "GMT")
-    formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-    return formatter.date(from: header).map { max(0, $0.timeIntervalSinceNow) }
+  /// `Retry-After` as seconds from now: delta-seconds (digits) or an HTTP-date, clamped to
+  /// 0…``FlyAPIError/maxRetryAfter`` whatever was sent (a date in year 9999 or twenty digits must
+  /// neither pause every writer forever nor overflow an integer); nil when unreadable.
+  static func parseRetryAfter(_ header: String, now: Date = Date()) -> Double? {
+    let text = header.trimmingCharacters(in: .whitespaces)
+    guard !text.isEmpty, text.utf8.count <= 64 else { return nil }
+    var seconds: Double?
+    if text.utf8.allSatisfy({ (0x30...0x39).contains($0) || $0 == UInt8(ascii: ".") }) {
+      seconds = Double(text)
+    } else {
+      let formatter = DateFormatter()
+      formatter.locale = Locale(identifier: "en_US_POSIX")
+      formatter.timeZone = TimeZone(identifier: "GMT")
+      formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+      seconds = formatter.date(from: text).map { $0.timeIntervalSince(now) }
+    }
+    guard let seconds, seconds.isFinite else { return nil }
+    return min(FlyAPIError.maxRetryAfter, max(0, seconds))
   }
 
   static func escape(_ text: String) -> String {

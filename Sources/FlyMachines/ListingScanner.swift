@@ -39,6 +39,10 @@ struct ListingScanner {
 
   private let bytes: UnsafeRawBufferPointer
   private var index = 0
+  /// How deep the value being skipped is nested: bounded, so a hostile page (a million nested
+  /// arrays in a config) is an error, not a stack overflow.
+  private var depth = 0
+  static let maxDepth = 128
   private let ownerKey: [UInt8]
 
   init(bytes: UnsafeRawBufferPointer, ownerKey: String) {
@@ -402,6 +406,11 @@ struct ListingScanner {
   /// Skips any value, checking its shape.
   private mutating func skipValue() throws(Malformed) {
     guard let byte = peek() else { throw fail("missing value") }
+    if byte == UInt8(ascii: "{") || byte == UInt8(ascii: "[") {
+      depth += 1
+      if depth > Self.maxDepth { throw fail("nesting deeper than \(Self.maxDepth)") }
+    }
+    defer { if byte == UInt8(ascii: "{") || byte == UInt8(ascii: "[") { depth -= 1 } }
     switch byte {
     case UInt8(ascii: "\""): try skipString()
     case UInt8(ascii: "{"): try object { (s: inout ListingScanner, _: Key) throws(Malformed) in try s.skipValue() }
