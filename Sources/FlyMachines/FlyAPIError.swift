@@ -90,9 +90,16 @@ public struct FlyAPIError: Error, Sendable, CustomStringConvertible {
     self.message = message
     self.flyStatus = flyStatus
     self.requestID = requestID
-    self.retryAfter = retryAfter
+    self.retryAfter = retryAfter.flatMap(Self.boundedRetryAfter)
     self.transportKind = transportKind
     self.operation = operation
+  }
+
+  /// A `Retry-After` wait within 0…``maxRetryAfter``: nil for NaN, infinity or a negative wait,
+  /// at most ``maxRetryAfter`` for a longer one, so that no answer can pause a writer for ever.
+  static func boundedRetryAfter(_ seconds: Double) -> Double? {
+    guard seconds.isFinite, seconds >= 0 else { return nil }
+    return min(maxRetryAfter, seconds)
   }
 
   /// Whether trying again later may succeed.

@@ -36,8 +36,12 @@ public struct FlyClientConfiguration: Sendable {
   public var pageSize: Int
   /// The largest response body accepted.
   public var maxBodyBytes: Int
-  /// The most pages one list read follows (default: enough for 1,000,000 items at the page size).
+  /// The most pages one list read follows (default: enough for 1,000,000 items at the page size,
+  /// `max(10, 1_000_000 / pageSize + 10)`): a `fly-next-cursor` that changes forever is an error.
   public var maxPages: Int
+  /// The most items one list read holds (default: ``maxPages`` full pages): a server whose pages
+  /// hold more than the `limit` asked for cannot grow a list without end either.
+  public var maxItems: Int
   /// Strings (environment values of machines) to scrub from any error text, besides the token.
   public var redactions: [String]
   public var userAgent: String
@@ -45,7 +49,7 @@ public struct FlyClientConfiguration: Sendable {
   public init(
     baseURL: String = "https://api.machines.dev", appName: String, token: FlyToken,
     requestTimeout: Duration = .seconds(15), pageSize: Int = 1000, maxBodyBytes: Int = 64 << 20,
-    redactions: [String] = [], userAgent: String = "fleetkeeper/0.1"
+    maxPages: Int? = nil, maxItems: Int? = nil, redactions: [String] = [], userAgent: String = "fleetkeeper/0.1"
   ) {
     self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
     self.appName = appName
@@ -53,7 +57,9 @@ public struct FlyClientConfiguration: Sendable {
     self.requestTimeout = requestTimeout
     self.pageSize = max(1, min(1000, pageSize))
     self.maxBodyBytes = maxBodyBytes
-    self.maxPages = max(10, 1_000_000 / self.pageSize + 10)
+    self.maxPages = max(1, maxPages ?? max(10, 1_000_000 / self.pageSize + 10))
+    let pagesWorth = self.maxPages.multipliedReportingOverflow(by: self.pageSize)
+    self.maxItems = max(1, maxItems ?? (pagesWorth.overflow ? Int.max : pagesWorth.partialValue))
     self.redactions = redactions
     self.userAgent = userAgent
   }
@@ -211,6 +217,7 @@ public final class FlyClient: Sendable {
         }
       }
       try added.get()
+      try countItems(builder.count)
       let next = response.nextCursor
       if let next, !seen.insert(next).inserted {
         throw FlyAPIError(
@@ -344,6 +351,7 @@ public final class FlyClient: Sendable {
       try countPage(&pages)
       let (items, next) = try await page(cursor)
       all.append(contentsOf: items)
+      try countItems(all.count)
       if let next, !seen.insert(next).inserted {
         throw FlyAPIError(
           code: .invalidResponse, message: "fly-next-cursor repeated a cursor already followed", operation: "list")
@@ -361,6 +369,15 @@ public final class FlyClient: Sendable {
       throw FlyAPIError(
         code: .invalidResponse,
         message: "list exceeded \(configuration.maxPages) pages (fly-next-cursor never ended)", operation: "list")
+    }
+  }
+
+  /// A list holds at most ``FlyClientConfiguration/maxItems`` items, however many each page holds.
+  private func countItems(_ count: Int) throws(FlyAPIError) {
+    guard count <= configuration.maxItems else {
+      throw FlyAPIError(
+        code: .invalidResponse,
+        message: "list exceeded \(configuration.maxItems) items (pages hold more than their limit)", operation: "list")
     }
   }
 
@@ -402,16 +419,25 @@ public final class FlyClient: Sendable {
       request.body = .bytes(ByteBuffer(data: data))
     }
     let started = ContinuousClock.now
-    let deadline = timeout ?? configuration.requestTimeout
+    let limit = timeout ?? configuration.requestTimeout
+    // One deadline for the whole exchange, fixed before anything is sent. The HTTP client's own
+    // deadline bounds connect and head (and names a refused connection as such); the body read
+    // races what is left of it, so a server that drips its answer (50 bytes a second) is cut off at
+    // the deadline like one that never answers.
+    let deadline = started.advanced(by: limit)
     do {
-      // One deadline for the whole exchange, the body included: a server that drips its answer
-      // (50 bytes a second) is cut off at the deadline like one that never answers.
-      let (head, bytes) = try await Self.within(deadline) { [httpClient, configuration, request] in
-        let response = try await httpClient.execute(request, deadline: .now() + .nanoseconds(deadline.nanoseconds))
-        let bytes = try await response.body.collect(upTo: configuration.maxBodyBytes)
-        return (Head(status: Int(response.status.code), headers: response.headers), bytes)
+      let response = try await httpClient.execute(request, deadline: .now() + .nanoseconds(limit.nanoseconds))
+      let status = Int(response.status.code)
+      let bytes: ByteBuffer
+      do {
+        bytes = try await Self.collect(response.body, upTo: configuration.maxBodyBytes, before: deadline)
+      } catch is NIOTooManyBytesError {
+        observer?(FlyRequestRecord(endpoint: endpoint, status: status, duration: .now - started))
+        throw FlyAPIError(
+          code: .invalidResponse, status: status, message: "body larger than \(configuration.maxBodyBytes) bytes",
+          requestID: response.headers.first(name: "fly-request-id"), operation: operation)
       }
-      let result = Response(status: head.status, headers: head.headers, body: bytes, operation: operation)
+      let result = Response(status: status, headers: response.headers, body: bytes, operation: operation)
       observer?(FlyRequestRecord(endpoint: endpoint, status: result.status, duration: .now - started))
       logger.trace(
         "fly request",
@@ -426,30 +452,25 @@ public final class FlyClient: Sendable {
     }
   }
 
-  struct Head: Sendable {
-    var status: Int
-    var headers: HTTPHeaders
-  }
-
-  /// The deadline passed before `body` finished (it is cancelled).
+  /// The deadline passed before the body was read whole (the read is cancelled).
   struct DeadlineExceeded: Error, CustomStringConvertible {
     var description: String { "deadline exceeded (the whole exchange, body included)" }
   }
 
-  /// Runs `body`, cancelling it and throwing ``DeadlineExceeded`` if it takes longer than `limit`.
-  static func within<T: Sendable>(
-    _ limit: Duration, _ body: @escaping @Sendable () async throws -> T
-  ) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-      group.addTask { try await body() }
+  /// Reads `body` whole (at most `maxBytes`), cancelling the read and throwing
+  /// ``DeadlineExceeded`` when `deadline` passes first.
+  static func collect(
+    _ body: HTTPClientResponse.Body, upTo maxBytes: Int, before deadline: ContinuousClock.Instant
+  ) async throws -> ByteBuffer {
+    try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+      group.addTask { try await body.collect(upTo: maxBytes) }
       group.addTask {
-        try await Task.sleep(for: limit)
+        try await Task.sleep(until: deadline, clock: .continuous)
         return nil
       }
       defer { group.cancelAll() }
-      guard let first = try await group.next() else { throw DeadlineExceeded() }
-      guard let value = first else { throw DeadlineExceeded() }
-      return value
+      guard let first = try await group.next(), let bytes = first else { throw DeadlineExceeded() }
+      return bytes
     }
   }
 
@@ -493,6 +514,7 @@ public final class FlyClient: Sendable {
   }
 
   private func decode<T: Decodable>(_ type: T.Type, _ response: Response) throws(FlyAPIError) -> T {
+    try checkNesting(response)
     do {
       return try JSONDecoder().decode(T.self, from: Data(buffer: response.body, byteTransferStrategy: .noCopy))
     } catch {
@@ -502,10 +524,20 @@ public final class FlyClient: Sendable {
 
   /// Lease answers come as `{"status":"success","data":{…}}` (docs) or flat (spec): accept both.
   private func decodeEnveloped<T: Decodable>(_ type: T.Type, _ response: Response) throws(FlyAPIError) -> T {
+    try checkNesting(response)
     if let envelope = try? JSONDecoder().decode(Envelope<T>.self, from: Data(buffer: response.body)) {
       return envelope.data
     }
     return try decode(T.self, response)
+  }
+
+  /// A body nested deeper than ``JSONValue/maxDepth`` is refused before any parser recurses into it.
+  private func checkNesting(_ response: Response) throws(FlyAPIError) {
+    guard let offset = response.body.withUnsafeReadableBytes({ JSONNesting.tooDeep($0) }) else { return }
+    throw FlyAPIError(
+      code: .invalidResponse, status: response.status,
+      message: "nesting deeper than \(JSONValue.maxDepth) at byte \(offset): \(excerpt(response.body))",
+      requestID: response.requestID, operation: response.operation)
   }
 
   private func invalid(_ response: Response, because error: any Error) -> FlyAPIError {
@@ -515,7 +547,8 @@ public final class FlyClient: Sendable {
       case .keyNotFound(let key, _): reason = "missing field \(key.stringValue)"
       case .typeMismatch(_, let context), .valueNotFound(_, let context):
         reason = "wrong type at \(context.codingPath.map(\.stringValue).joined(separator: "."))"
-      case .dataCorrupted: reason = "not JSON"
+      case .dataCorrupted(let context):
+        reason = context.debugDescription.hasPrefix("nesting deeper than") ? context.debugDescription : "not JSON"
       @unknown default: break
       }
     }
@@ -538,9 +571,11 @@ public final class FlyClient: Sendable {
     return result
   }
 
-  /// `Retry-After` as seconds from now: delta-seconds (digits) or an HTTP-date, clamped to
+  /// `Retry-After` as seconds from now: delta-seconds (digits, read as a `Double`, never an `Int`)
+  /// or an HTTP-date in any of RFC 9110's three formats, relative to `now`, clamped to
   /// 0…``FlyAPIError/maxRetryAfter`` whatever was sent (a date in year 9999 or twenty digits must
-  /// neither pause every writer forever nor overflow an integer); nil when unreadable.
+  /// neither pause every writer forever nor overflow an integer); nil when unreadable (a sign, an
+  /// exponent, hex, `inf`, `nan`).
   static func parseRetryAfter(_ header: String, now: Date = Date()) -> Double? {
     let text = header.trimmingCharacters(in: .whitespaces)
     guard !text.isEmpty, text.utf8.count <= 64 else { return nil }
@@ -548,14 +583,20 @@ public final class FlyClient: Sendable {
     if text.utf8.allSatisfy({ (0x30...0x39).contains($0) || $0 == UInt8(ascii: ".") }) {
       seconds = Double(text)
     } else {
+      // asctime pads a one-digit day with a space: "Sun Nov  6 08:49:37 1994".
+      let single = text.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
       let formatter = DateFormatter()
       formatter.locale = Locale(identifier: "en_US_POSIX")
       formatter.timeZone = TimeZone(identifier: "GMT")
-      formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-      seconds = formatter.date(from: text).map { $0.timeIntervalSince(now) }
+      for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
+        formatter.dateFormat = format
+        if let date = formatter.date(from: single) {
+          seconds = max(0, date.timeIntervalSince(now))  // a date already past: retry now
+          break
+        }
+      }
     }
-    guard let seconds, seconds.isFinite else { return nil }
-    return min(FlyAPIError.maxRetryAfter, max(0, seconds))
+    return seconds.flatMap(FlyAPIError.boundedRetryAfter)
   }
 
   static func escape(_ text: String) -> String {
@@ -568,8 +609,12 @@ public final class FlyClient: Sendable {
 private struct Envelope<T: Decodable>: Decodable { var data: T }
 
 extension Duration {
+  /// The duration in nanoseconds, saturated at `Int64.max` (a timeout of centuries must not trap).
   var nanoseconds: Int64 {
     let (seconds, attoseconds) = components
-    return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+    if overflow { return seconds < 0 ? .min : .max }
+    let (total, overflowAgain) = whole.addingReportingOverflow(attoseconds / 1_000_000_000)
+    return overflowAgain ? (seconds < 0 ? .min : .max) : total
   }
 }

@@ -11,6 +11,13 @@ public enum JSONValue: Sendable, Hashable, Codable {
   case array([JSONValue])
   case object([String: JSONValue])
 
+  /// The deepest nesting of arrays and objects fleetkeeper reads in a Fly answer (real configs nest
+  /// a handful of levels). Deeper input is an error naming this limit, never a stack overflow: a
+  /// machine whose config nests a million arrays must not crash the controller.
+  public static let maxDepth = 128
+
+  /// Decodes any JSON value; arrays and objects nested deeper than ``maxDepth`` (counted by the
+  /// decoder's coding path) throw `DecodingError.dataCorrupted` "nesting deeper than 128".
   public init(from decoder: any Decoder) throws {
     let container = try decoder.singleValueContainer()
     if container.decodeNil() {
@@ -23,8 +30,16 @@ public enum JSONValue: Sendable, Hashable, Codable {
       self = .double(value)
     } else if let value = try? container.decode(String.self) {
       self = .string(value)
-    } else if let value = try? container.decode([JSONValue].self) {
-      self = .array(value)
+    } else if decoder.codingPath.count >= Self.maxDepth {
+      throw DecodingError.dataCorrupted(
+        .init(codingPath: decoder.codingPath, debugDescription: "nesting deeper than \(Self.maxDepth)"))
+    } else if var array = try? decoder.unkeyedContainer() {
+      // Elements are decoded one by one, so an error inside (the depth limit) is reported as is,
+      // not masked as "not an object" by a fallback.
+      var elements: [JSONValue] = []
+      if let count = array.count { elements.reserveCapacity(count) }
+      while !array.isAtEnd { elements.append(try array.decode(JSONValue.self)) }
+      self = .array(elements)
     } else {
       self = .object(try container.decode([String: JSONValue].self))
     }
@@ -78,5 +93,39 @@ public enum JSONValue: Sendable, Hashable, Codable {
   /// A string list (`init.cmd`) as JSON.
   public static func stringList(_ list: [String]) -> JSONValue {
     .array(list.map { .string($0) })
+  }
+}
+
+/// A pre-check of a body's nesting, for the bodies handed to `JSONDecoder`: a linear pass, no
+/// recursion, that finds the first array or object nested deeper than a limit (brackets inside
+/// strings do not count). The rest of the shape is the parser's business.
+enum JSONNesting {
+  /// The byte offset of the first `[` or `{` nested deeper than `limit`, or nil.
+  static func tooDeep(_ raw: UnsafeRawBufferPointer, limit: Int = JSONValue.maxDepth) -> Int? {
+    var depth = 0
+    var inString = false
+    var escaped = false
+    for offset in 0..<raw.count {
+      let byte = raw[offset]
+      if inString {
+        if escaped {
+          escaped = false
+        } else if byte == UInt8(ascii: "\\") {
+          escaped = true
+        } else if byte == UInt8(ascii: "\"") {
+          inString = false
+        }
+        continue
+      }
+      switch byte {
+      case UInt8(ascii: "\""): inString = true
+      case UInt8(ascii: "["), UInt8(ascii: "{"):
+        depth += 1
+        if depth > limit { return offset }
+      case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+      default: break
+      }
+    }
+    return nil
   }
 }

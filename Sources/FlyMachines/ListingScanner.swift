@@ -42,7 +42,7 @@ struct ListingScanner {
   /// How deep the value being skipped is nested: bounded, so a hostile page (a million nested
   /// arrays in a config) is an error, not a stack overflow.
   private var depth = 0
-  static let maxDepth = 128
+  static let maxDepth = JSONValue.maxDepth
   private let ownerKey: [UInt8]
 
   init(bytes: UnsafeRawBufferPointer, ownerKey: String) {

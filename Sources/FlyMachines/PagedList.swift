@@ -116,6 +116,9 @@ struct PagedListBuilder<Item: Sendable> {
     result.pages.append(.init(digest: digest, end: result.items.count))
   }
 
+  /// How many items the pages added so far hold.
+  var count: Int { seen == 0 ? 0 : result.pages[seen - 1].end }
+
   consuming func finish() -> PagedList<Item> {
     if seen < previousPages {
       // Fewer pages than before: the rest is gone.

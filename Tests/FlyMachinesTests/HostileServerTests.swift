@@ -22,6 +22,26 @@ struct HostileServerTests {
         status: .ok, headers: [.contentType: "application/json", HTTPField.Name("fly-next-cursor")!: "\(page + 1)"],
         body: .init(byteBuffer: ByteBuffer(string: "[]")))
     }
+    router.get("/v1/apps/app/volumes") { request, _ in
+      let page = Int(request.uri.queryParameters["cursor"].map(String.init) ?? "0") ?? 0
+      return Response(
+        status: .ok, headers: [.contentType: "application/json", HTTPField.Name("fly-next-cursor")!: "\(page + 1)"],
+        body: .init(byteBuffer: ByteBuffer(string: "[]")))
+    }
+    // Every page holds five machines whatever `limit` asked, and its cursor is new.
+    router.get("/v1/apps/fat/machines") { request, _ in
+      let page = Int(request.uri.queryParameters["cursor"].map(String.init) ?? "0") ?? 0
+      let machines = (0..<5).map { #"{"id":"m\#(page)-\#($0)","state":"started","config":{}}"# }
+      return Response(
+        status: .ok, headers: [.contentType: "application/json", HTTPField.Name("fly-next-cursor")!: "\(page + 1)"],
+        body: .init(byteBuffer: ByteBuffer(string: "[" + machines.joined(separator: ",") + "]")))
+    }
+    // 64 KB where the client accepts less.
+    router.get("/v1/apps/app/machines/huge") { _, _ in
+      Response(
+        status: .ok, headers: [.contentType: "application/json"],
+        body: .init(byteBuffer: ByteBuffer(string: "[" + String(repeating: " ", count: 64 << 10) + "]")))
+    }
     // 3 KB at 50 bytes a second.
     router.get("/v1/apps/app/machines/slow") { _, _ in
       Response(
@@ -45,6 +65,26 @@ struct HostileServerTests {
       let body =
         #"[{"id":"3d8d413b29d089","state":"started","region":"ord","config":{"metadata":{"fleet_user_id":"u1"},"x":"#
         + String(repeating: "[", count: deep) + String(repeating: "]", count: deep) + "}}]"
+      return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+    router.get("/v1/apps/deep/volumes") { _, _ in
+      let body =
+        #"[{"id":"vol_1","name":"data","state":"created","region":"ord","x":"#
+        + String(repeating: "[", count: deep) + String(repeating: "]", count: deep) + "}]"
+      return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+    // Nested 200 deep: within JSONDecoder's own limit (512), beyond fleetkeeper's (128).
+    router.get("/v1/apps/app/machines/deep200") { _, _ in
+      let body =
+        #"{"id":"3d8d413b29d089","state":"started","region":"ord","config":{"x":"#
+        + String(repeating: "[", count: 200) + String(repeating: "]", count: 200) + "}}"
+      return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+    // Nested 100 deep, brackets in strings besides: deep, but within the limit.
+    router.get("/v1/apps/nested/machines") { _, _ in
+      let body =
+        #"[{"id":"3d8d413b29d089","state":"started","region":"ord","config":{"metadata":{"fleet_user_id":"u1"},"#
+        + #""s":"[[[[{{{{\"[[","x":"# + String(repeating: "[", count: 100) + String(repeating: "]", count: 100) + "}}]"
       return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
     }
     router.post("/v1/apps/app/machines/:id/start") { _, context in
@@ -71,22 +111,69 @@ struct HostileServerTests {
     try await body("http://127.0.0.1:\(port)")
   }
 
-  func client(_ base: String, app: String = "app", timeout: Duration = .seconds(5)) -> FlyClient {
+  func client(
+    _ base: String, app: String = "app", timeout: Duration = .seconds(5), pageSize: Int = 1000,
+    maxBodyBytes: Int = 64 << 20, maxPages: Int? = nil, maxItems: Int? = nil
+  ) -> FlyClient {
     FlyClient(
       configuration: FlyClientConfiguration(
-        baseURL: base, appName: app, token: FlyToken("tok-hostile-1234"), requestTimeout: timeout, pageSize: 1000))
+        baseURL: base, appName: app, token: FlyToken("tok-hostile-1234"), requestTimeout: timeout, pageSize: pageSize,
+        maxBodyBytes: maxBodyBytes, maxPages: maxPages, maxItems: maxItems))
+  }
+
+  @Test func theDefaultBoundsHoldAMillionItems() {
+    for pageSize in [1, 7, 100, 1000] {
+      let configuration = FlyClientConfiguration(appName: "app", token: FlyToken("t"), pageSize: pageSize)
+      #expect(configuration.maxPages == max(10, 1_000_000 / pageSize + 10))
+      #expect(configuration.maxItems >= 1_000_000)
+      #expect(configuration.maxPages * configuration.pageSize >= 1_000_000)
+    }
   }
 
   @Test func aCursorThatNeverEndsIsBoundedPages() async throws {
     try await withHostileServer { base in
+      // The default bound (1,010 pages at 1000 a page) ends the read too.
       let client = client(base)
       let error = await flyError {
         _ = try await client.listMachineListings(ownerKey: "fleet_user_id", previous: nil) { $0 }
       }
       #expect(error?.code == .invalidResponse)
-      #expect(error?.message.contains("exceeded \(client.configuration.maxPages) pages") == true, "\(String(describing: error))")
+      #expect(error?.message.contains("list exceeded 1010 pages") == true, "\(String(describing: error))")
+      // Every list read, with a smaller bound to stay quick.
+      let small = self.client(base, maxPages: 25)
+      let reads: [@Sendable () async throws -> Void] = [
+        { _ = try await small.listMachines() },
+        { _ = try await small.listMachineListings(ownerKey: "fleet_user_id") },
+        { _ = try await small.listVolumes() },
+        { _ = try await small.listVolumes(previous: nil) { $0 } },
+      ]
+      for read in reads {
+        let error = await flyError { try await read() }
+        #expect(error?.code == .invalidResponse)
+        #expect(error?.message.contains("list exceeded 25 pages") == true, "\(String(describing: error))")
+      }
+    }
+  }
+
+  @Test func pagesFatterThanTheirLimitAreBoundedItems() async throws {
+    try await withHostileServer { base in
+      // Five machines a page where two were asked: the pages bound alone would allow 5 × 1,000,010.
+      let client = client(base, app: "fat", pageSize: 2, maxItems: 12)
+      let listings = await flyError {
+        _ = try await client.listMachineListings(ownerKey: "fleet_user_id", previous: nil) { $0 }
+      }
+      #expect(listings?.code == .invalidResponse)
+      #expect(listings?.message.contains("list exceeded 12 items") == true, "\(String(describing: listings))")
       let whole = await flyError { _ = try await client.listMachines() }
-      #expect(whole?.code == .invalidResponse)
+      #expect(whole?.message.contains("list exceeded 12 items") == true, "\(String(describing: whole))")
+    }
+  }
+
+  @Test func aBodyLargerThanTheLimitIsInvalid() async throws {
+    try await withHostileServer { base in
+      let error = await flyError { _ = try await client(base, maxBodyBytes: 1024).getMachine("huge") }
+      #expect(error?.code == .invalidResponse && error?.status == 200, "\(String(describing: error))")
+      #expect(error?.message == "body larger than 1024 bytes")
     }
   }
 
@@ -104,6 +191,8 @@ struct HostileServerTests {
   static let retryAfters: [(header: String, expected: Double?)] = [
     ("Fri, 31 Dec 9999 23:59:59 GMT", 300), ("99999999999999999999", 300), ("7", 7), ("-5", nil), ("inf", nil),
     ("nan", nil), ("Wed, 21 Oct 2015 07:28:00 GMT", 0), ("0x10", nil), ("1e9", nil),
+    ("Sunday, 06-Nov-94 08:49:37 GMT", 0), ("Sun Nov  6 08:49:37 1994", 0), ("Fri Dec 31 23:59:59 9999", 300),
+    ("1.5", 1.5), ("1.2.3", nil), (String(repeating: "9", count: 400), nil),
   ]
 
   @Test(arguments: 0..<retryAfters.count)
@@ -116,15 +205,63 @@ struct HostileServerTests {
     }
   }
 
+  @Test func aRetryAfterMadeInCodeIsBoundedToo() {
+    func made(_ seconds: Double) -> Double? {
+      FlyAPIError(code: .rateLimited, message: "", retryAfter: seconds, operation: "POST /x").retryAfter
+    }
+    #expect(made(.infinity) == nil)
+    #expect(made(.nan) == nil)
+    #expect(made(-1) == nil)
+    #expect(made(1e30) == FlyAPIError.maxRetryAfter)
+    #expect(made(2.5) == 2.5)
+  }
+
   @Test func aMillionNestedArraysAreAnErrorNotACrash() async throws {
     try await withHostileServer { base in
-      let listed = await flyError {
-        _ = try await client(base, app: "deep").listMachineListings(ownerKey: "fleet_user_id", previous: nil) { $0 }
+      let deep = client(base, app: "deep")
+      let reads: [@Sendable () async throws -> Void] = [
+        { _ = try await deep.listMachineListings(ownerKey: "fleet_user_id", previous: nil) { $0 } },
+        { _ = try await deep.listMachineListings(ownerKey: "fleet_user_id") },
+        { _ = try await deep.listMachines() },
+        { _ = try await deep.listVolumes(previous: nil) { $0 } },
+        { _ = try await deep.listVolumes() },
+        { _ = try await client(base).getMachine("deep") },
+        { _ = try await client(base).getMachine("deep200") },
+      ]
+      for read in reads {
+        let error = await flyError { try await read() }
+        #expect(error?.code == .invalidResponse)
+        #expect(error?.message.contains("nesting deeper than 128") == true, "\(String(describing: error))")
+        #expect(error?.description.contains("tok-hostile-1234") == false)
       }
-      #expect(listed?.code == .invalidResponse)
-      #expect(listed?.message.contains("nesting deeper than") == true, "\(String(describing: listed))")
-      let read = await flyError { _ = try await client(base).getMachine("deep") }
-      #expect(read?.code == .invalidResponse, "\(String(describing: read))")
     }
+  }
+
+  @Test func nestingWithinTheLimitIsRead() async throws {
+    try await withHostileServer { base in
+      let client = client(base, app: "nested")
+      let listings = try await client.listMachineListings(ownerKey: "fleet_user_id", previous: nil) { $0 }
+      #expect(listings.items.map(\.owner) == ["u1"])
+      let machines = try await client.listMachines()
+      #expect(machines.map(\.id) == ["3d8d413b29d089"])
+    }
+  }
+
+  /// `JSONValue` is a recursive parser of its own (any decoder): it refuses nesting deeper than
+  /// ``JSONValue/maxDepth`` even where the decoder would go on to its own limit (512).
+  @Test func jsonValueRefusesNestingDeeperThanItsLimit() throws {
+    func nested(_ depth: Int) -> Data {
+      Data((String(repeating: "[", count: depth) + "1" + String(repeating: "]", count: depth)).utf8)
+    }
+    #expect(throws: DecodingError.self) { try JSONDecoder().decode(JSONValue.self, from: nested(200)) }
+    do {
+      _ = try JSONDecoder().decode(FlyMachineConfig.self, from: Data(#"{"x":"#.utf8) + nested(200) + Data("}".utf8))
+      Issue.record("decoded 200 levels")
+    } catch DecodingError.dataCorrupted(let context) {
+      #expect(context.debugDescription == "nesting deeper than 128")
+    }
+    var value = try JSONDecoder().decode(JSONValue.self, from: nested(JSONValue.maxDepth))
+    for _ in 1..<JSONValue.maxDepth { value = value.arrayValue?.first ?? .null }
+    #expect(value == .array([.int(1)]))
   }
 }
