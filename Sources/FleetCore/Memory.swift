@@ -40,6 +40,7 @@ public struct UserMemory: Sendable, Hashable, Codable {
     var transitionalSince: Double?
     var omitted: String?
     var lostVolume: String?
+    var goneOnce: String?
   }
 
   final class Box: Sendable {
@@ -94,6 +95,13 @@ public struct UserMemory: Sendable, Hashable, Codable {
     set { rare.lostVolume = newValue }
   }
 
+  /// A machine or volume a read by id answered 404 for once: gone only when a second read, a while
+  /// later, says so again (a 404 can be brief, right after a create or during an incident).
+  public var goneOnce: String? {
+    get { rare.goneOnce }
+    set { rare.goneOnce = newValue }
+  }
+
   /// Brings remembered times back from the future: a deadline or start beyond `now` (the wall
   /// clock stepped back, or a row written by hand) would hold a user for as long as the step.
   public mutating func clampDeadlines(now: Double, maxBackoff: Double) {
@@ -118,7 +126,7 @@ public struct UserMemory: Sendable, Hashable, Codable {
 
   // The stored JSON keeps the flat shape of earlier versions.
   enum CodingKeys: String, CodingKey {
-    case pending, failures, backoffUntil, lastError, volumeID, volumeReleasedAt, transitionalSince, omitted, lostVolume
+    case pending, failures, backoffUntil, lastError, volumeID, volumeReleasedAt, transitionalSince, omitted, lostVolume, goneOnce
   }
 
   public init(from decoder: any Decoder) throws {
@@ -133,6 +141,7 @@ public struct UserMemory: Sendable, Hashable, Codable {
     rare.transitionalSince = try container.decodeIfPresent(Double.self, forKey: .transitionalSince)
     rare.omitted = try container.decodeIfPresent(String.self, forKey: .omitted)
     rare.lostVolume = try container.decodeIfPresent(String.self, forKey: .lostVolume)
+    rare.goneOnce = try container.decodeIfPresent(String.self, forKey: .goneOnce)
     self.rare = rare
   }
 
@@ -148,6 +157,7 @@ public struct UserMemory: Sendable, Hashable, Codable {
     try container.encodeIfPresent(rare.transitionalSince, forKey: .transitionalSince)
     try container.encodeIfPresent(rare.omitted, forKey: .omitted)
     try container.encodeIfPresent(rare.lostVolume, forKey: .lostVolume)
+    try container.encodeIfPresent(rare.goneOnce, forKey: .goneOnce)
   }
 }
 

@@ -80,6 +80,8 @@ public struct DriftFinding: Sendable, Hashable {
     case listOmits = "list_omits"
     /// A record of this user (an event, its `machines` row, its memory) could not be written.
     case recordFailed = "record_failed"
+    /// This process lost the writer lease mid-pass (another may be acting): nothing more done.
+    case leaseLost = "lease_lost"
     case desiredUnreadable = "desired_unreadable"
     case flyUnreachable = "fly_unreachable"
   }

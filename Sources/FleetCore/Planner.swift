@@ -179,12 +179,15 @@ public enum Planner {
       // and never saw destroyed, that the list does not show is read by id before anything
       // replaces it, its row is dropped or a duplicate of it is resolved: until then the user waits.
       let unlisted = Self.unlisted(
-        recorded: recorded, remembered: state.volumeID ?? recorded?.volumeID, listedMachines: listedMachines,
+        recorded: recorded, remembered: state.volumeID, listedMachines: listedMachines,
         listedVolumes: listedVolumes)
       if let omitted = state.omitted, omitted != unlisted.machine && omitted != unlisted.volume {
         // Listed again (or found gone): the wait for the next read by id ends with it.
         state.omitted = nil
         if state.failures == 0 { state.backoffUntil = nil }
+      }
+      if let suspect = state.goneOnce, suspect != unlisted.machine && suspect != unlisted.volume {
+        state.goneOnce = nil  // listed again: a single 404 proved nothing
       }
       if unlisted.machine != nil || unlisted.volume != nil {
         let justMade = now - (state.pending?.since ?? -.infinity) < settings.pendingGrace
@@ -222,7 +225,6 @@ public enum Planner {
         ?? volumes.first { $0.id == recorded?.volumeID }
         ?? volumes.first { $0.id == state.volumeID }
         ?? volumes.min { ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id) }
-      let rememberedVolume = state.volumeID
       if let keptVolume {
         state.volumeID = keptVolume.id
         state.lostVolume = nil
@@ -234,7 +236,9 @@ public enum Planner {
           DriftFinding(
             kind: .duplicateMachine, userID: user, resourceID: extra.id,
             message: "second machine \(extra.id) for \(user) (keeping \(keptMachine?.id ?? "-"))"))
-        if extra.state == "started" || extra.state == "starting" {
+        if backedOff {
+          waiting.append(user)  // a refused stop or destroy waits its backoff like any action
+        } else if extra.state == "started" || extra.state == "starting" {
           actions.append(
             Action(kind: .stop, userID: user, machineID: extra.id, reason: "duplicate machine", forRemoval: true))
         } else if !ObservedMachine.transitional.contains(extra.state) {
@@ -242,23 +246,15 @@ public enum Planner {
         }
       }
       for extra in volumes where extra.id != keptVolume?.id {
-        // Deleted only when it cannot hold the user's data: unattached, never the user's remembered
-        // or recorded volume, mounted by none of the user's machines, and younger than the kept
-        // one (what a create whose answer was lost leaves). Otherwise an operator decides.
-        let disposable =
-          extra.attachedMachineID == nil && extra.id != rememberedVolume && extra.id != recorded?.volumeID
-          && !listedMachines.contains(where: { $0.volumeID == extra.id })
-          && (extra.createdAt ?? -.infinity) >= (keptVolume?.createdAt ?? .infinity)
+        // Never deleted as a side effect: which of two volumes holds the user's data is not
+        // something a list can tell (an older one may be the original, a newer one a restore), so
+        // an operator decides. Reported until then.
         findings.append(
           DriftFinding(
             kind: .duplicateVolume, userID: user, resourceID: extra.id,
             message:
-              "second volume \(extra.id) named \(extra.name) (keeping \(keptVolume?.id ?? "-"))"
-              + (disposable ? "" : "; it may hold data: left for an operator")))
-        if disposable {
-          actions.append(
-            Action(kind: .deleteVolume, userID: user, volumeID: extra.id, reason: "duplicate volume, unattached, never used"))
-        }
+              "second volume \(extra.id) named \(extra.name) (keeping \(keptVolume?.id ?? "-")); it may hold data: left for an operator"
+          ))
       }
 
       let wanted = desired?.state ?? .absent
@@ -372,6 +368,12 @@ public enum Planner {
         }
       case .absent:
         state.pending = nil
+        if backedOff && (keptMachine != nil || keptVolume != nil) {
+          // A refused stop, destroy or delete waits its backoff: it neither hammers Fly nor takes a
+          // place under the destroy cap from another user's.
+          waiting.append(user)
+          break
+        }
         if let machine = keptMachine {
           state.volumeReleasedAt = nil
           switch machine.state {

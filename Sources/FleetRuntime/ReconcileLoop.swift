@@ -66,6 +66,9 @@ public struct ReconcileLoop: Service {
     // actions at once.
     let keeper = LeaseKeeper(lease: lease)
     let reconciler = self.reconciler
+    // Every call that changes Fly, and every write of a pass, first asks whether the lease is
+    // still held: a writer that stalled past it stops before another can have taken it.
+    await reconciler.setWriterCheck { keeper.status.held }
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { [clock, logger, onStandby] in
         var wasHeld = false

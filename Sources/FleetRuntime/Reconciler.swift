@@ -80,6 +80,12 @@ public actor Reconciler {
   private let redactor: Redactor
   private let logger: Logger
   private let onEvent: (@Sendable (AuditEvent) -> Void)?
+  /// Whether this process may still act (holds the writer lease); checked before every call that
+  /// changes Fly and before a pass's writes. Always true without a lease.
+  private var mayWrite: @Sendable () -> Bool = { true }
+  /// Users whose memory could not be written: written again by the next pass (RAM is not thrown
+  /// away for the database's older copy: it may hold the id of something just made).
+  private var dirty: Set<String> = []
 
   private var loaded = false
   private var memory: [String: UserMemory] = [:]
@@ -99,6 +105,8 @@ public actor Reconciler {
   private var steady = false
   /// Users whose records (events, `machines` row, memory) could not be written this pass, and why.
   private var recordFailures: [String: String] = [:]
+  /// Users whose statements a constraint refused this pass (a bad row of someone else's), and why.
+  private var constraintFailures: [String: String] = [:]
   /// When this process started watching, by the monotonic clock (retention's floor).
   private let watchingSince = ContinuousClock.now
 
@@ -118,6 +126,9 @@ public actor Reconciler {
     self.logger = logger
     self.onEvent = onEvent
   }
+
+  /// Sets the check of the writer lease (see ``LeaseKeeper``).
+  public func setWriterCheck(_ check: @escaping @Sendable () -> Bool) { mayWrite = check }
 
   /// Stop starting new actions (graceful shutdown); actions in flight finish.
   public func drain() { draining = true }
@@ -200,6 +211,11 @@ public actor Reconciler {
         cachedDesired = nil  // the old snapshot is not held while the new one is read
         desired = try await store.readDesired()
         cachedDesired = (version, desired)
+        // Every secret the template names is scrubbed from the start, not only once a create has
+        // resolved it (an error echoing a machine's env after a restart must not print it).
+        redactor.add(desired.template.env.values.compactMap { value in
+          value.hasPrefix("$") && value.count > 1 ? settings.secrets[String(value.dropFirst())] : nil
+        })
       }
       try await loadIfNeeded()
     } catch {
@@ -291,11 +307,18 @@ public actor Reconciler {
     // Persist what the plan changed in memory, the rows that must follow reality, new findings.
     // Written in chunks of a few thousand statements: the first pass over a 100k fleet adopts every
     // user (a memory and a row each), and holding all of it at once would double the peak memory.
+    guard mayWrite() else {
+      // The lease went while this pass planned: another process may be acting. Nothing is written.
+      loaded = false
+      return couldNotRun(report, .leaseLost, "the writer lease was lost while planning: nothing done")
+    }
     var writer = ChunkedWriter(store: store)
     var events: [AuditEvent] = []
     recordFailures = [:]
     do {
-      for user in plan.changedMemory {
+      let rewrite = dirty.subtracting(plan.changedMemory)
+      dirty = []
+      for user in plan.changedMemory + rewrite {
         try await writer.add(FleetStore.saveUserMemory(user, memory[user] ?? UserMemory()), user: user)
       }
       if plan.guardMemory != guardMemory {
@@ -308,8 +331,16 @@ public actor Reconciler {
       for (user, error) in writer.failed {
         // One user's bad row (another user's row holding its machine id, say) stops only that
         // user's record: its memo is dropped so the next pass writes it again (and says so again).
+        let wanted = self.rows[user]?.id
         self.rows[user] = nil
-        recordFailures[user] = error
+        dirty.insert(user)
+        var cause = error
+        if error.contains("machines.id"), let wanted,
+          let holder = self.rows.first(where: { $0.value.id == wanted && $0.key != user })?.key
+        {
+          cause += " (the machines row of user \(holder) holds machine \(wanted), which Fly tags for \(user))"
+        }
+        constraintFailures[user] = cause
       }
     } catch {
       // Not all of it was written: the next pass reads the memory and rows back from the database.
@@ -330,12 +361,14 @@ public actor Reconciler {
     report.results = await execute(
       Self.trim(plan.actions, limits: settings.writeLimits, seconds: settings.passWorkSeconds))
     if report.results.contains(where: { $0.outcome == .failed }) { report.outcome = .actionsFailed }
-    if !recordFailures.isEmpty {
-      // What was done is not all on record: a failed pass, loud, and memory read back next time.
+    let failures = recordFailures.merging(constraintFailures) { a, _ in a }
+    constraintFailures = [:]
+    if !failures.isEmpty {
+      // What was done is not all on record: a failed pass, loud; the users' memory is written again
+      // by the next pass from RAM (which knows what was just made).
       report.outcome = .actionsFailed
       steady = false
-      loaded = false
-      for (user, error) in recordFailures.sorted(by: { $0.key < $1.key }) {
+      for (user, error) in failures.sorted(by: { $0.key < $1.key }) {
         let finding = DriftFinding(
           kind: .recordFailed, userID: user,
           message: "could not record \(user)'s state (others go on): \(redactor.scrub(error))")
@@ -598,14 +631,18 @@ public actor Reconciler {
     }
   }
 
-  private func record(_ events: [AuditEvent], user: String, statements: [SQLStatement] = []) async {
+  private func record(
+    _ events: [AuditEvent], user: String, statements: [SQLStatement] = [], saveMemory: Bool = true
+  ) async {
     let save = memory[user].map { FleetStore.saveUserMemory(user, $0) } ?? FleetStore.saveUserMemory(user, UserMemory())
     do {
-      try await store.commit(events: events, statements: statements + [save])
+      try await store.commit(events: events, statements: statements + (saveMemory ? [save] : []))
     } catch {
-      // Acted on Fly, not on record: the pass fails loudly (finding, alert, non-zero exit), and
-      // the next pass reads memory and rows back from the database.
+      // Acted on Fly, not on record: the pass fails loudly (finding, alert, non-zero exit); the
+      // next pass writes the user's memory again from RAM, and its row from the list.
       recordFailures[user] = error.description
+      dirty.insert(user)
+      if !statements.isEmpty { rows[user] = nil }
       logger.error(
         "could not record an action", metadata: ["user": "\(user)", "error": "\(redactor.scrub(error.description))"])
     }
@@ -644,14 +681,15 @@ public actor Reconciler {
 
   private func run(_ action: Action) async -> ActionResult {
     let user = action.userID
-    if draining {
-      // Abandoned, not attempted: recorded so the audit log says what shutdown left undone.
+    if draining || !mayWrite() {
+      // Abandoned, not attempted: the audit log says what shutdown (or a lost lease) left undone.
+      // The user's memory is not written: another process may hold the lease and its own view.
       await record(
         [
           event(
             action, outcome: .skipped, attempt: 0, started: clock.now(),
             message: "abandoned: shutting down or lease lost")
-        ], user: user)
+        ], user: user, saveMemory: false)
       return ActionResult(action: action, outcome: .skipped, attempts: 0, message: "shutting down")
     }
     if action.kind.isRead { return await verify(action) }
@@ -663,6 +701,11 @@ public actor Reconciler {
         kind: action.kind == .createVolume ? .volume : .machine, since: clock.now(), outcomeUnknown: true)
       memory[user] = state
       await record([], user: user)
+      if recordFailures[user] != nil {
+        // The intent is not on disk: a crash now would leave nothing to look up. Not sent.
+        memory[user]?.pending = nil
+        return ActionResult(action: action, outcome: .failed, attempts: 0, message: "intent not recorded")
+      }
     }
     var attempt = 0
     while true {
@@ -824,39 +867,72 @@ public actor Reconciler {
       return ActionResult(action: action, outcome: .skipped, attempts: 0, message: "cancelled")
     }
     var goneBecause: String?
+    var cannotTell: String?
     var shows = ""
+    let noun = action.kind == .verifyMachine ? "machine" : "volume"
     do {
       if action.kind == .verifyMachine {
         let machine = try await client.getMachine(id)
         let owner = machine.config?.metadata[FleetNames.userMetadataKey]
         shows = machine.state ?? "?"
-        if ObservedMachine.goneStates.contains(shows) {
+        if machine.id != id {
+          cannotTell = "a read of \(id) answered machine \(machine.id)"
+        } else if ObservedMachine.goneStates.contains(shows) {
           goneBecause = "a read by id shows it \(shows)"
-        } else if owner != user {
-          goneBecause = "a read by id shows it tagged for \(owner.map { "user \($0)" } ?? "no user"), not \(user)"
+        } else if let owner, owner != user {
+          goneBecause = "a read by id shows it tagged for user \(owner), not \(user)"
+        } else if owner == nil {
+          // No config (a host in trouble answers without one) or no tag: not proof of anything.
+          cannotTell = "a read by id shows it \(shows) without its fleet_user_id"
         }
       } else {
         let volume = try await client.getVolume(id)
         shows = volume.state ?? "?"
-        if ObservedVolume(volume).isGone { goneBecause = "a read by id shows it \(shows)" }
+        if volume.id != id {
+          cannotTell = "a read of \(id) answered volume \(volume.id)"
+        } else if ObservedVolume(volume).isGone {
+          goneBecause = "a read by id shows it \(shows)"
+        } else if volume.name != FleetNames.volumeName(forUser: user) {
+          goneBecause = "a read by id shows it named \(volume.name), not this user's"
+        }
       }
     } catch {
-      if error.code == .notFound {
+      // Only "this machine/volume is not found" is about the resource; "app not found" (a token for
+      // another app, an incident) says nothing about it.
+      if error.code == .notFound && !error.message.lowercased().contains("app") {
         goneBecause = "a read by id answers 404"
       } else {
-        // Could not tell: nothing is replaced; read again after a backoff.
-        var state = memory[user] ?? UserMemory()
-        state.backoffUntil = clock.now() + max(1, settings.retry.delay(attempt: max(1, state.failures + 1), jitter: jitter))
-        memory[user] = state
-        await record(
-          [event(action, outcome: .unknown, attempt: 1, started: started, error: error, message: "read by id failed")],
-          user: user)
-        return ActionResult(action: action, outcome: .unknown, attempts: 1, message: redactor.scrub(error.description))
+        cannotTell = redactor.scrub(error.description)
       }
     }
     var state = memory[user] ?? UserMemory()
-    let noun = action.kind == .verifyMachine ? "machine" : "volume"
+    if let cannotTell {
+      // Nothing is replaced; read again after a backoff that grows (and, repeated, `action_failing`).
+      state.failures += 1
+      state.lastError = "read by id: \(cannotTell)"
+      state.backoffUntil =
+        clock.now() + max(settings.verifyInterval, settings.retry.delay(attempt: state.failures, jitter: jitter))
+      memory[user] = state
+      await record(
+        state.failures == 1
+          ? [event(action, outcome: .unknown, attempt: 1, started: started, message: "\(noun) \(id): \(cannotTell)")]
+          : [], user: user)
+      return ActionResult(action: action, outcome: .unknown, attempts: 1, message: cannotTell)
+    }
+    if let because = goneBecause, because.hasSuffix("404"), state.goneOnce != id {
+      // A first 404: confirmed by a second read a while later before anything is replaced.
+      state.goneOnce = id
+      state.backoffUntil = clock.now() + settings.verifyInterval
+      memory[user] = state
+      await record([], user: user)
+      return ActionResult(action: action, outcome: .unknown, attempts: 1, message: "404 once; read again before believing it")
+    }
+    if state.lastError?.hasPrefix("read by id") == true {
+      state.failures = 0
+      state.lastError = nil
+    }
     if let goneBecause {
+      state.goneOnce = nil
       var statements: [SQLStatement] = []
       if action.kind == .verifyMachine {
         // The row says destroyed, as when the list shows it so: the planner reports it missing and
@@ -869,7 +945,7 @@ public actor Reconciler {
       } else if state.volumeID == id {
         state.volumeID = nil
         state.volumeReleasedAt = nil
-        state.lostVolume = id
+        if !goneBecause.contains("named") { state.lostVolume = id }
       }
       if state.omitted == id { state.omitted = nil }
       memory[user] = state

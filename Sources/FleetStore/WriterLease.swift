@@ -17,7 +17,9 @@ public struct WriterLease: Sendable {
   }
 
   /// Takes the lease if it is free or expired, or renews it if this process holds it. Returns
-  /// whether this process holds it now.
+  /// whether this process holds it now. An expiry further ahead than twice the lease's life (a
+  /// holder's clock far ahead, or a row written by hand) or not a number counts as expired, so
+  /// nothing written in the table can block a takeover for longer than that.
   public func acquire(now: Double) async throws(StoreError) -> Bool {
     let value = "{\"holder\":\(Self.quote(holder)),\"expires_at\":\(now + ttl)}"
     let rows = try await store.database.write([
@@ -25,8 +27,12 @@ public struct WriterLease: Sendable {
         """
         INSERT INTO fleet_controller (key, value, updated_at) VALUES ('writer_lease', ?, unixepoch())
         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
-        WHERE json_extract(fleet_controller.value, '$.holder') = ? OR json_extract(fleet_controller.value, '$.expires_at') < ?
-        """, [.text(value), .text(holder), .real(now)]),
+        WHERE CASE WHEN json_valid(fleet_controller.value) THEN
+          json_extract(fleet_controller.value, '$.holder') = ? OR json_extract(fleet_controller.value, '$.expires_at') < ?
+          OR json_extract(fleet_controller.value, '$.expires_at') > ?
+          OR coalesce(json_type(fleet_controller.value, '$.expires_at'), 'null') NOT IN ('real', 'integer')
+        ELSE 1 END
+        """, [.text(value), .text(holder), .real(now), .real(now + ttl * 2)]),
       SQLStatement("SELECT json_extract(value, '$.holder') FROM fleet_controller WHERE key = 'writer_lease'"),
     ])
     return rows[1].scalar?.string == holder

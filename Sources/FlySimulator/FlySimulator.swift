@@ -290,6 +290,13 @@ public final class FlySimulator: Sendable {
           now: now, state: &state)
       }
     }
+    if state.faults.notFoundGets > 0, endpoint == "GET /machines/{id}" || endpoint == "GET /volumes/{id}" {
+      state.faults.notFoundGets -= 1
+      let noun = endpoint == "GET /machines/{id}" ? "machine" : "volume"
+      return finish(
+        .error(404, "\(noun) not found"), request: request, endpoint: endpoint, fault: "not_found", now: now,
+        state: &state)
+    }
     var unknown: [String] = []
     var answer = route(endpoint: endpoint, id: id, request: request, now: now, state: &state, unknown: &unknown)
     var fault: String?

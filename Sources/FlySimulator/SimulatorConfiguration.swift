@@ -96,6 +96,9 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
   /// Ignore `metadata.*` filters on the machine list (a Fly-compatible server that does not
   /// implement them): every machine comes back.
   public var ignoreMetadataFilter: Bool = false
+  /// The next this many GETs of one machine or volume answer 404 `not found` (a brief 404, as
+  /// right after a create or during an incident), then the truth again.
+  public var notFoundGets: Int = 0
   /// Cut list pages short (even to zero items) while more remain, as Fly may.
   public var shortPageRate: Double = 0
   /// Regions out of capacity: creates there answer `insufficient_capacity`.
@@ -112,7 +115,7 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     case retryAfterSeconds = "retry_after_seconds", latencyMs = "latency_ms", timeoutRate = "timeout_rate"
     case lostResponseRate = "lost_response_rate", emptyListOnce = "empty_list_once"
     case emptyMachineLists = "empty_machine_lists", emptyVolumeLists = "empty_volume_lists"
-    case ignoreMetadataFilter = "ignore_metadata_filter"
+    case ignoreMetadataFilter = "ignore_metadata_filter", notFoundGets = "not_found_gets"
     case shortPageRate = "short_page_rate", capacityExhaustedRegions = "capacity_exhausted_regions"
     case badImages = "bad_images", mutationsOnly = "mutations_only"
   }
@@ -131,6 +134,7 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     emptyMachineLists = try c.decodeIfPresent(Bool.self, forKey: .emptyMachineLists) ?? false
     emptyVolumeLists = try c.decodeIfPresent(Bool.self, forKey: .emptyVolumeLists) ?? false
     ignoreMetadataFilter = try c.decodeIfPresent(Bool.self, forKey: .ignoreMetadataFilter) ?? false
+    notFoundGets = try c.decodeIfPresent(Int.self, forKey: .notFoundGets) ?? 0
     shortPageRate = try c.decodeIfPresent(Double.self, forKey: .shortPageRate) ?? d.shortPageRate
     capacityExhaustedRegions = try c.decodeIfPresent([String].self, forKey: .capacityExhaustedRegions) ?? []
     badImages = try c.decodeIfPresent([String].self, forKey: .badImages) ?? []

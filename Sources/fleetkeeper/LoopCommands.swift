@@ -201,6 +201,7 @@ struct ReconcileCommand: AsyncParsableCommand {
     // user). The lease is taken for the pass, renewed while it runs, and given back after.
     let keeper = LeaseKeeper(lease: WriterLease(store: store, holder: writerIdentity("reconcile"), ttl: settings.leaseSeconds))
     let status = await keeper.renew()
+    await reconciler.setWriterCheck { keeper.status.held }
     guard status.held else {
       if let error = status.error {
         complain("error: cannot take the writer lease: \(error); nothing was done")

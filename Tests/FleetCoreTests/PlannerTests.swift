@@ -151,10 +151,17 @@ struct PlannerTests {
       ],
       actions: ["destroy_machine u1 m2"], findings: ["duplicate_machine u1"]),
     Case(
-      name: "two volumes → delete the unattached extra only", desired: desired([("u1", .running, "cdg")]),
+      name: "two volumes → the extra is reported, never deleted as a side effect",
+      desired: desired([("u1", .running, "cdg")]),
       machines: [machine("m1", user: "u1", state: "started", volume: "v1")],
       volumes: [volume("v1", user: "u1", attached: "m1"), volume("v2", user: "u1")],
-      actions: ["delete_volume u1 vol=v2"], findings: ["duplicate_volume u1"]),
+      actions: [], findings: ["duplicate_volume u1"]),
+    Case(
+      name: "absent, a stop refused (backing off) → waits, takes no place under the destroy cap",
+      desired: desired([("u1", .absent, "cdg")]),
+      machines: [machine("m1", user: "u1", state: "started")],
+      memory: ["u1": memory { $0.backoffUntil = now + 30; $0.failures = 2; $0.lastError = "412" }],
+      actions: []),
     Case(
       name: "an attached extra volume is never deleted", desired: desired([("u1", .running, "cdg")]),
       machines: [machine("m1", user: "u1", state: "started", volume: "v1")],

@@ -26,6 +26,7 @@ struct Harness {
     settings.planner.createdGrace = 1
     settings.suspectRereadDelay = 0.05
     settings.busyInterval = 0.05
+    settings.verifyInterval = 0.3
     settings.secrets = ["AGENT_SECRET": "s3cr3t-agent-value"]
     return settings
   }

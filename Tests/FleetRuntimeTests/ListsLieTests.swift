@@ -66,6 +66,35 @@ import Testing
     #expect(events.allSatisfy { $0.detailsJSON.contains("\"present\"") })
   }
 
+  /// The lists leave everything out and the reads by id answer 404 once each (as right after a
+  /// create, or in an incident): one 404 is not proof; the second read finds everything there.
+  @Test func aBrief404IsNotProof() async throws {
+    var configuration = SimulatorConfiguration.fast(appName: "app", token: "tok")
+    configuration.listLag = 0
+    let harness = try await Harness.make(simulator: configuration)
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(3)
+    await harness.converge()
+    let before = snapshot(harness)
+    let mutationsBefore = harness.mutations().count
+    var faults = harness.simulator.faults
+    faults.emptyMachineLists = true
+    faults.emptyVolumeLists = true
+    faults.notFoundGets = 6  // the first read of each machine and volume
+    harness.simulator.setFaults(faults)
+    let started = ContinuousClock.now
+    while ContinuousClock.now - started < .seconds(3) { _ = await harness.reconciler.pass() }
+    #expect(harness.simulator.faults.notFoundGets == 0, "the 404s were served")
+    #expect(try await harness.store.machineRows().count == 3)
+    faults.emptyMachineLists = false
+    faults.emptyVolumeLists = false
+    faults.notFoundGets = 0
+    harness.simulator.setFaults(faults)
+    await harness.converge()
+    #expect(snapshot(harness).machines == before.machines && snapshot(harness).volumes == before.volumes)
+    #expect(harness.mutations().dropFirst(mutationsBefore).isEmpty, "nothing replaced on one 404")
+  }
+
   @Test func aMachineReallyGoneIsReplacedAfterAReadByIdSaysSo() async throws {
     var configuration = SimulatorConfiguration.fast(appName: "app", token: "tok")
     configuration.listLag = 0

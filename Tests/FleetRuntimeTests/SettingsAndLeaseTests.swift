@@ -134,3 +134,22 @@ import Testing
     #expect(try await harness.store.machineRows()["u0"] != nil)
   }
 }
+
+@Suite struct HostileLeaseRowTests {
+  /// A lease row written by hand (an expiry in year 33658, a non-number, not JSON at all) never
+  /// blocks a writer for longer than twice the lease's life.
+  @Test(arguments: [
+    #"{"holder":"ghost","expires_at":1e12}"#, #"{"holder":"ghost","expires_at":"never"}"#, "not json", #"{"holder":"ghost"}"#,
+  ])
+  func aHandWrittenLeaseRowIsTakenOver(_ value: String) async throws {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("fk-lease-\(UUID().uuidString).sqlite3")
+    let store = try FleetStore.sqlite(path: path.path, create: true)
+    try await store.migrate()
+    _ = try await store.database.write([
+      SQLStatement(
+        "INSERT INTO fleet_controller (key, value, updated_at) VALUES ('writer_lease', ?, unixepoch())", [.text(value)])
+    ])
+    let lease = WriterLease(store: store, holder: "writer-a", ttl: 15)
+    #expect(try await lease.acquire(now: Date().timeIntervalSince1970), "\(value) blocked the takeover")
+  }
+}
