@@ -162,3 +162,9 @@ CREATE TABLE fleet_alert_outbox (
   delivered_at INTEGER
 ) STRICT;
 CREATE INDEX fleet_alert_outbox_due ON fleet_alert_outbox (status, next_attempt_at);
+
+-- Migration 4: outbox authentication
+-- Each queued notice carries an HMAC under a key only the controller's environment holds: a row
+-- written into the outbox by anyone else is never delivered (it could run a command receiver
+-- with chosen input, or get a chosen payload signed).
+ALTER TABLE fleet_alert_outbox ADD COLUMN mac TEXT;

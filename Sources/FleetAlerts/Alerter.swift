@@ -19,11 +19,15 @@ public actor Alerter {
   private var active: [String: AlertState]?
   /// Notices that could not be queued (the database itself unreadable): delivered from memory.
   private var fallback: [(receiver: String, payload: String)] = []
+  /// The key queued notices are authenticated with (see ``mac(receiver:payload:)``); nil queues and
+  /// delivers without (tests, one-off commands without credentials).
+  public nonisolated let outboxKey: [UInt8]?
 
   public init(
     store: FleetStore, app: String, receivers: [AlertReceiver], settings: AlertLifecycle.Settings = .init(),
-    logger: Logger = Logger(label: "fleetkeeper.alerts")
+    logger: Logger = Logger(label: "fleetkeeper.alerts"), outboxKey: [UInt8]? = nil
   ) {
+    self.outboxKey = outboxKey
     self.store = store
     self.app = app
     self.envReceivers = receivers
@@ -55,6 +59,20 @@ public actor Alerter {
   /// Database receivers refused at the last look (each is logged once, not on every notice).
   private var refusedReceivers: Set<Int64> = []
 
+  /// The HMAC of a queued notice: receiver and payload under the outbox key.
+  public nonisolated func mac(receiver: String, payload: String) -> String? {
+    guard let outboxKey else { return nil }
+    return SHA256.hex(SHA256.hmac(key: outboxKey, message: Array((receiver + "\n" + payload).utf8)))
+  }
+
+  /// The outbox key from the controller's own secrets (never from the database): stable across
+  /// restarts, so notices queued before one are still delivered after it.
+  public static func outboxKey(fromSecrets secrets: [String]) -> [UInt8]? {
+    let material = secrets.filter { !$0.isEmpty }
+    guard !material.isEmpty else { return nil }
+    return SHA256.hash(Array(("fleetkeeper outbox\n" + material.joined(separator: "\n")).utf8))
+  }
+
   /// The active alerts (pending and firing).
   public func activeAlerts() async throws(StoreError) -> [AlertState] {
     if active == nil { active = try await store.loadAlerts() }
@@ -81,7 +99,8 @@ public actor Alerter {
         ])
     }
     do {
-      try await store.saveAlerts(next, previous: previous, deliveries: deliveries, now: now)
+      try await store.saveAlerts(
+        next, previous: previous, deliveries: deliveries, now: now, mac: { [self] in self.mac(receiver: $0, payload: $1) })
     } catch {
       fallback += deliveries
     }
@@ -97,7 +116,9 @@ public actor Alerter {
     let notice = AlertNotice(items: [.init(state: state, status: "firing")], createdAt: now, isTest: true)
     let receivers = await receivers()
     let deliveries = receivers.map { ($0.key, AlertPayloads.payload(for: $0.kind, notice, app: app)) }
-    try await store.saveAlerts(active ?? [:], previous: active ?? [:], deliveries: deliveries, now: now)
+    try await store.saveAlerts(
+      active ?? [:], previous: active ?? [:], deliveries: deliveries, now: now,
+      mac: { [self] in self.mac(receiver: $0, payload: $1) })
     return receivers.count
   }
 
@@ -121,7 +142,7 @@ public struct AlertSender: Sendable {
   private let metrics: (@Sendable (String) -> Void)?
 
   public init(
-    alerter: Alerter, store: FleetStore, httpClient: HTTPClient = .shared,
+    alerter: Alerter, store: FleetStore, httpClient: HTTPClient = AlertSender.noRedirects,
     logger: Logger = Logger(label: "fleetkeeper.alerts"),
     metrics: (@Sendable (String) -> Void)? = nil
   ) {
@@ -132,6 +153,11 @@ public struct AlertSender: Sendable {
     self.logger = logger
   }
 
+  /// An HTTP client that never follows a redirect: a receiver checked as https (or loopback) must not
+  /// hand the notice, and its signature, on to somewhere else.
+  public static let noRedirects = HTTPClient(
+    eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: HTTPClient.Configuration(redirectConfiguration: .disallow))
+
   /// One sweep of the outbox; returns how many deliveries were attempted.
   @discardableResult
   public func sweep(now: Double) async -> Int {
@@ -141,6 +167,14 @@ public struct AlertSender: Sendable {
     }
     guard let due = try? await store.dueDeliveries(now: now) else { return 0 }
     for item in due {
+      if alerter.outboxKey != nil, item.mac == nil || item.mac != alerter.mac(receiver: item.receiver, payload: item.payload) {
+        // Not queued by this controller: written into the shared database by something else.
+        try? await store.recordDelivery(
+          id: item.id, delivered: false, giveUp: true, error: "not queued by this controller: not delivered",
+          nextAttemptAt: now)
+        logger.error("alert outbox row not queued by this controller: not delivered", metadata: ["id": "\(item.id)"])
+        continue
+      }
       guard let receiver = receivers[item.receiver] else {
         try? await store.recordDelivery(
           id: item.id, delivered: false, giveUp: true, error: "receiver \(item.receiver) is gone", nextAttemptAt: now)

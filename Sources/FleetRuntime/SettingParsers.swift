@@ -26,8 +26,8 @@ public enum SettingParsers {
     return value
   }
 
-  /// `never` (nil), or seconds, or a number with `s`, `m`, `h` or `d`, at most `max` seconds.
-  public static func duration(_ text: String, name: String, max: Double) throws(FieldError) -> Double? {
+  /// `never` (nil), or seconds, or a number with `s`, `m`, `h` or `d`, within `bounds` seconds.
+  public static func duration(_ text: String, name: String, bounds: ClosedRange<Double>) throws(FieldError) -> Double? {
     if text == "never" { return nil }
     let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
     var value: Double?
@@ -36,11 +36,36 @@ public enum SettingParsers {
     } else {
       value = decimal(text)
     }
-    guard let value, value <= max else {
+    guard let value, bounds.contains(value) else {
       throw FieldError(
-        field: name, value: text, reason: "seconds, or 30m, 12h, 7d (at most \(Int(max / 86_400)) d), or never")
+        field: name, value: text,
+        reason: "seconds, or 30m, 12h, 7d (from \(show(bounds.lowerBound)) s to \(Int(bounds.upperBound / 86_400)) d), or never")
     }
     return value
+  }
+
+  /// The Machines API's address: `https://…`, or `http://` only to loopback or Fly's private
+  /// network (`.internal`), where the token does not cross the internet in clear.
+  public static func apiBaseURL(_ text: String, name: String) throws(FieldError) {
+    let lower = text.lowercased()
+    if lower.hasPrefix("https://") && lower.count > "https://".count { return }
+    if lower.hasPrefix("http://") {
+      var host = String(lower.dropFirst("http://".count).prefix { $0 != "/" })
+      if host.hasPrefix("["), let close = host.firstIndex(of: "]") {
+        host = String(host[host.index(after: host.startIndex)..<close])
+      } else if let colon = host.lastIndex(of: ":") {
+        host = String(host[..<colon])
+      }
+      let loopbackIPv4 =
+        host.hasPrefix("127.") && host.split(separator: ".", omittingEmptySubsequences: false).count == 4
+        && host.split(separator: ".").allSatisfy { UInt8($0) != nil }
+      if host == "localhost" || host == "::1" || loopbackIPv4 || (host.hasSuffix(".internal") && host.count > 9) {
+        return
+      }
+    }
+    throw FieldError(
+      field: name, value: text,
+      reason: "an https URL (or http to loopback or a .internal host): the token must not travel in clear")
   }
 
   /// `host:port`, the port 0 to 65535 (0 picks one).

@@ -18,6 +18,8 @@ public struct AlertReceiverRow: Sendable, Hashable {
 /// One queued delivery.
 public struct OutboxItem: Sendable, Hashable {
   public var id: Int64
+  /// The HMAC the controller queued the notice with (nil for rows written by anything else).
+  public var mac: String?
   /// The receiver's description (`webhook https://…`); its target is looked up again at send time.
   public var receiver: String
   public var payload: String
@@ -60,7 +62,7 @@ extension FleetStore {
   /// Saves the active alerts and queues one delivery per receiver, in one transaction.
   public func saveAlerts(
     _ active: [String: AlertState], previous: [String: AlertState], deliveries: [(receiver: String, payload: String)],
-    now: Double
+    now: Double, mac: @Sendable (String, String) -> String? = { _, _ in nil }
   ) async throws(StoreError) {
     var statements: [SQLStatement] = []
     let encoder = JSONEncoder()
@@ -78,8 +80,11 @@ extension FleetStore {
     for delivery in deliveries {
       statements.append(
         SQLStatement(
-          "INSERT INTO fleet_alert_outbox (receiver, payload, next_attempt_at) VALUES (?, ?, ?)",
-          [.text(delivery.receiver), .text(delivery.payload), .real(now)]))
+          "INSERT INTO fleet_alert_outbox (receiver, payload, next_attempt_at, mac) VALUES (?, ?, ?, ?)",
+          [
+            .text(delivery.receiver), .text(delivery.payload), .real(now),
+            SQLValue(mac(delivery.receiver, delivery.payload)),
+          ]))
     }
     guard !statements.isEmpty else { return }
     _ = try await database.write(statements)
@@ -89,12 +94,12 @@ extension FleetStore {
   public func dueDeliveries(now: Double, limit: Int = 50) async throws(StoreError) -> [OutboxItem] {
     try await database.read([
       SQLStatement(
-        "SELECT id, receiver, payload, attempts, status, last_error FROM fleet_alert_outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+        "SELECT id, receiver, payload, attempts, status, last_error, mac FROM fleet_alert_outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
         [.real(now), .integer(Int64(limit))])
     ])[0].rows.map {
       OutboxItem(
-        id: $0[0].int ?? 0, receiver: $0[1].string ?? "", payload: $0[2].string ?? "", attempts: Int($0[3].int ?? 0),
-        status: $0[4].string ?? "", lastError: $0[5].string)
+        id: $0[0].int ?? 0, mac: $0[6].string, receiver: $0[1].string ?? "", payload: $0[2].string ?? "",
+        attempts: Int($0[3].int ?? 0), status: $0[4].string ?? "", lastError: $0[5].string)
     }
   }
 
@@ -117,8 +122,8 @@ extension FleetStore {
         [.integer(Int64(limit))])
     ])[0].rows.map {
       OutboxItem(
-        id: $0[0].int ?? 0, receiver: $0[1].string ?? "", payload: $0[2].string ?? "", attempts: Int($0[3].int ?? 0),
-        status: $0[4].string ?? "", lastError: $0[5].string)
+        id: $0[0].int ?? 0, mac: nil, receiver: $0[1].string ?? "", payload: $0[2].string ?? "",
+        attempts: Int($0[3].int ?? 0), status: $0[4].string ?? "", lastError: $0[5].string)
     }
   }
 }

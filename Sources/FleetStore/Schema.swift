@@ -15,6 +15,7 @@ public enum Schema {
     Migration(version: 1, name: "dashboard tables and desired state", sql: v1),
     Migration(version: 2, name: "controller memory", sql: v2),
     Migration(version: 3, name: "alerts", sql: v3),
+    Migration(version: 4, name: "outbox authentication", sql: v4),
   ]
 
   /// The whole schema, as `desired-state/schema.sql` holds it.
@@ -195,6 +196,14 @@ public enum Schema {
       delivered_at INTEGER
     ) STRICT;
     CREATE INDEX fleet_alert_outbox_due ON fleet_alert_outbox (status, next_attempt_at);
+
+    """
+
+  static let v4 = """
+    -- Each queued notice carries an HMAC under a key only the controller's environment holds: a row
+    -- written into the outbox by anyone else is never delivered (it could run a command receiver
+    -- with chosen input, or get a chosen payload signed).
+    ALTER TABLE fleet_alert_outbox ADD COLUMN mac TEXT;
 
     """
 }

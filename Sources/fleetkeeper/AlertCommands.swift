@@ -5,6 +5,12 @@ import FleetStore
 import Foundation
 
 /// `FLEET_ALERT_WEBHOOK_URLS` and `FLEET_ALERT_WEBHOOK_SECRET`.
+/// The outbox key, from the controller's own secrets (the Fly token, the webhook secret).
+func outboxKey() -> [UInt8]? {
+  let env = ProcessInfo.processInfo.environment
+  return Alerter.outboxKey(fromSecrets: [env["FLY_API_TOKEN"] ?? "", env["FLEET_ALERT_WEBHOOK_SECRET"] ?? ""])
+}
+
 func envReceivers() throws -> [AlertReceiver] {
   let env = ProcessInfo.processInfo.environment
   do {
@@ -54,7 +60,7 @@ struct AlertsCommand: AsyncParsableCommand {
         let store = try await db.open()
         let alerter = Alerter(
           store: store, app: app ?? ProcessInfo.processInfo.environment["FLY_APP_NAME"] ?? "",
-          receivers: try envReceivers())
+          receivers: try envReceivers(), outboxKey: outboxKey())
         let count = try await alerter.queueTest(now: Date().timeIntervalSince1970)
         if count == 0 {
           complain("no receivers: set FLEET_ALERT_WEBHOOK_URLS or add one with `fleetkeeper alerts receivers add`")

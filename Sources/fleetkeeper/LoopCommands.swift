@@ -34,16 +34,22 @@ struct FlyOptions: ParsableArguments {
       throw ValidationError(
         "no Fly token: set FLY_API_TOKEN (for the built-in simulator, any token it was started with)")
     }
+    let base = baseURL ?? env["FLY_API_BASE_URL"] ?? "https://api.machines.dev"
+    do {
+      try SettingParsers.apiBaseURL(base, name: "FLY_API_BASE_URL")
+    } catch {
+      throw ValidationError("\(error)")
+    }
     return FlyClient(
       configuration: FlyClientConfiguration(
-        baseURL: baseURL ?? env["FLY_API_BASE_URL"] ?? "https://api.machines.dev", appName: app, token: FlyToken(token),
+        baseURL: base, appName: app, token: FlyToken(token),
         redactions: redactions), observer: observer)
   }
 }
 
 /// The loop's knobs: flags, else environment, else defaults.
 struct LoopOptions: ParsableArguments {
-  @Option(help: "Seconds between full passes (env FLEET_INTERVAL; default 30).") var interval: Double?
+  @Option(help: "Seconds between full passes, 1 to 3600 (env FLEET_INTERVAL; default 30).") var interval: String?
   @Option(help: "At most this many destroys and volume deletes per pass (env FLEET_MAX_DESTROYS; default 10).")
   var maxDestroys: Int?
   @Option(
@@ -51,8 +57,8 @@ struct LoopOptions: ParsableArguments {
       "How long a removed user's volume is kept: seconds, or 30m, 12h, 7d, or never (env FLEET_VOLUME_RETENTION; default 7d)."
   )
   var volumeRetention: String?
-  @Option(help: "Seconds in a transitional state before a machine is reported stuck (default 300).") var stuckAfter:
-    Double?
+  @Option(help: "Seconds in a transitional state before a machine is reported stuck, 10 to 86400 (default 300).")
+  var stuckAfter: String?
   @Option(help: "Fly calls in flight at once (default 8).") var concurrency: Int?
   @Flag(help: "Allow this run to destroy even though the desired set shrank by more than half.") var allowMassDestroy =
     false
@@ -60,15 +66,14 @@ struct LoopOptions: ParsableArguments {
     help:
       "Creates and volume deletes per second, shared by every writer (env FLEET_WRITE_RATE; default 0.95, under Fly's 1/s)."
   )
-  var writeRate: Double?
+  var writeRate: String?
 
   func settings() throws -> ReconcilerSettings {
     let env = ProcessInfo.processInfo.environment
     var settings = ReconcilerSettings()
     do {
-      // A flag's value as its text: a Double flag of `inf` or `nan` is refused like the variable.
-      func text(_ flag: Double?) -> String? { flag.map { $0 == $0.rounded() && abs($0) < 1e15 ? String(Int($0)) : String($0) } }
-      if let value = text(interval) ?? env["FLEET_INTERVAL"] {
+      // Flags are read as text by the same strict parsers as the variables (`--interval 0x10` too).
+      if let value = interval ?? env["FLEET_INTERVAL"] {
         settings.interval = try SettingParsers.number(value, name: "FLEET_INTERVAL", bounds: 1...3600)
       }
       if let value = maxDestroys.map(String.init) ?? env["FLEET_MAX_DESTROYS"] {
@@ -77,21 +82,22 @@ struct LoopOptions: ParsableArguments {
       }
       if let value = volumeRetention ?? env["FLEET_VOLUME_RETENTION"] {
         settings.planner.volumeRetention = try SettingParsers.duration(
-          value, name: "FLEET_VOLUME_RETENTION", max: 3650 * 86_400)
+          value, name: "FLEET_VOLUME_RETENTION", bounds: 60...(3650 * 86_400))
       }
-      if let value = text(writeRate) ?? env["FLEET_WRITE_RATE"] {
+      if let value = writeRate ?? env["FLEET_WRITE_RATE"] {
         let rate = try SettingParsers.number(value, name: "FLEET_WRITE_RATE", bounds: 0.01...100, unit: "calls per second")
         settings.writeLimits.perSecond = rate
         settings.writeLimits.burst = max(settings.writeLimits.burst, rate)
       }
-      if let value = text(stuckAfter) {
+      if let value = stuckAfter {
         settings.planner.stuckAfter = try SettingParsers.number(value, name: "--stuck-after", bounds: 10...86_400)
       }
       if let concurrency {
         settings.concurrency = try SettingParsers.integer(String(concurrency), name: "--concurrency", bounds: 1...64)
       }
       if let value = env["FLEET_LEASE_SECONDS"] {
-        settings.leaseSeconds = try SettingParsers.number(value, name: "FLEET_LEASE_SECONDS", bounds: 3...300)
+        // At most 25 s: a standby takes over within the lease's life plus its 2 s poll, under 30 s.
+        settings.leaseSeconds = try SettingParsers.number(value, name: "FLEET_LEASE_SECONDS", bounds: 3...25)
       }
     } catch {
       throw ValidationError(error.description)
@@ -254,7 +260,7 @@ struct RunCommand: AsyncParsableCommand {
   @Option(help: "Address of /healthz, /readyz, /metrics (env FLEET_LISTEN; default 127.0.0.1:9090; port 0 picks one).")
   var listen: String?
   @Option(help: "Seconds in-flight actions get to finish after SIGTERM (env FLEET_DRAIN_SECONDS; default 20).")
-  var drainSeconds: Double?
+  var drainSeconds: String?
 
   func run() async throws {
     let env = ProcessInfo.processInfo.environment
@@ -268,8 +274,7 @@ struct RunCommand: AsyncParsableCommand {
     let drain: Double
     do {
       (host, port) = try SettingParsers.listen(listen ?? env["FLEET_LISTEN"] ?? "127.0.0.1:9090", name: "FLEET_LISTEN")
-      let drainText = drainSeconds.map { $0 == $0.rounded() && abs($0) < 1e15 ? String(Int($0)) : String($0) }
-      drain = try (drainText ?? env["FLEET_DRAIN_SECONDS"]).map {
+      drain = try (drainSeconds ?? env["FLEET_DRAIN_SECONDS"]).map {
         try SettingParsers.number($0, name: "FLEET_DRAIN_SECONDS", bounds: 0...600)
       } ?? 20
     } catch {
@@ -288,7 +293,8 @@ struct RunCommand: AsyncParsableCommand {
     let store = try await db.open()
     let reconciler = Reconciler(client: client, store: store, settings: settings, redactor: redactor, logger: logger)
     let alerter = Alerter(
-      store: store, app: client.configuration.appName, receivers: try envReceivers(), logger: logger)
+      store: store, app: client.configuration.appName, receivers: try envReceivers(), logger: logger,
+      outboxKey: outboxKey())
     let sender = AlertSenderService(
       sender: AlertSender(
         alerter: alerter, store: store, logger: logger,

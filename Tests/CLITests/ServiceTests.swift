@@ -126,6 +126,10 @@ import Testing
     }
     let nan = try await fleetkeeper(["plan", "--stuck-after", "nan"], env: base)
     #expect(nan.status != 0 && nan.stderr.contains("--stuck-after"), "\(nan.stderr)")
+    let hex = try await fleetkeeper(["plan", "--interval", "0x10"], env: base)
+    #expect(hex.status != 0 && hex.stderr.contains("0x10"), "\(hex.stderr)")
+    let clear = try await fleetkeeper(["plan"], env: base.merging(["FLY_API_BASE_URL": "http://api.machines.dev"]) { $1 })
+    #expect(clear.status != 0 && clear.stderr.contains("FLY_API_BASE_URL"), "\(clear.stderr)")
   }
 
   /// The writer lease is renewed between passes too: with a 3 s lease and a 30 s interval, a

@@ -75,6 +75,35 @@ import Testing
     }
   }
 
+  /// A row written straight into the outbox (naming the operator's command receiver, or a signed
+  /// webhook) is never delivered: only notices the controller queued carry its key's HMAC.
+  @Test func aForgedOutboxRowIsNeverDelivered() async throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fk-forge-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let out = dir.appendingPathComponent("got.json")
+    let script = dir.appendingPathComponent("page.sh")
+    try "#!/bin/sh\ncat >> \(out.path)\n".write(to: script, atomically: true, encoding: .utf8)
+    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+    let store = try await freshStore()
+    let alerter = Alerter(
+      store: store, app: "a", receivers: [AlertReceiver(key: "env:0", kind: .command, target: script.path)],
+      outboxKey: Alerter.outboxKey(fromSecrets: ["fm2_token-value"]))
+    _ = try await store.database.write([
+      SQLStatement(
+        "INSERT INTO fleet_alert_outbox (receiver, payload, next_attempt_at) VALUES ('env:0', '{\"forged\":true}', 0)"),
+      SQLStatement(
+        "INSERT INTO fleet_alert_outbox (receiver, payload, next_attempt_at, mac) VALUES ('env:0', '{\"forged\":2}', 0, 'abc')"),
+    ])
+    _ = try await alerter.queueTest(now: 1)
+    await AlertSender(alerter: alerter, store: store).sweep(now: 2)
+    let got = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
+    #expect(got.contains("fleetkeeper test notice"), "the controller's own notice is delivered")
+    #expect(!got.contains("forged"), "a forged row is not")
+    let outbox = try await store.outbox()
+    #expect(outbox.filter { $0.status == "failed" }.count == 2)
+    #expect(outbox.filter { $0.status == "delivered" }.count == 1)
+  }
+
   @Test func commandsRunWithoutTheControllersCredentials() {
     let env = AlertSender.commandEnvironment([
       "PATH": "/usr/bin", "FLY_API_TOKEN": "fm2_x", "FLEET_DATABASE_AUTH_TOKEN": "t", "fly_api_token": "y",

@@ -30,11 +30,23 @@ import Testing
   }
 
   @Test func durations() throws {
-    #expect(try SettingParsers.duration("7d", name: "R", max: 3650 * 86_400) == 7 * 86_400)
-    #expect(try SettingParsers.duration("90", name: "R", max: 3650 * 86_400) == 90)
-    #expect(try SettingParsers.duration("never", name: "R", max: 1) == nil)
-    for bad in ["0x10", "1e-300", "inf", "nan", "-1d", "10y", "99999d", "d"] {
-      #expect(throws: FieldError.self, "\(bad)") { try SettingParsers.duration(bad, name: "R", max: 3650 * 86_400) }
+    let bounds = 60.0...(3650 * 86_400)
+    #expect(try SettingParsers.duration("7d", name: "R", bounds: bounds) == 7 * 86_400)
+    #expect(try SettingParsers.duration("90", name: "R", bounds: bounds) == 90)
+    #expect(try SettingParsers.duration("never", name: "R", bounds: bounds) == nil)
+    for bad in ["0x10", "1e-300", "inf", "nan", "-1d", "10y", "99999d", "d", "0", "7"] {
+      #expect(throws: FieldError.self, "\(bad)") { try SettingParsers.duration(bad, name: "R", bounds: bounds) }
+    }
+  }
+
+  @Test func theTokenNeverTravelsInClear() throws {
+    for good in ["https://api.machines.dev", "http://127.0.0.1:4280", "http://localhost:1", "http://[::1]:80/x",
+      "http://sim.internal:4280"]
+    {
+      try SettingParsers.apiBaseURL(good, name: "FLY_API_BASE_URL")
+    }
+    for bad in ["http://api.machines.dev", "http://127.0.0.1.evil.example", "ftp://x", "https://", "api.machines.dev"] {
+      #expect(throws: FieldError.self, "\(bad)") { try SettingParsers.apiBaseURL(bad, name: "FLY_API_BASE_URL") }
     }
   }
 
