@@ -44,6 +44,9 @@ public struct FlyClientConfiguration: Sendable {
   public var maxItems: Int
   /// Strings (environment values of machines) to scrub from any error text, besides the token.
   public var redactions: [String]
+  /// A scrubber that learns secrets as they are met (the controller's redactor): applied to a
+  /// whole answer before it is cut to an excerpt, so no secret is ever printed in part.
+  public var scrub: (@Sendable (String) -> String)?
   public var userAgent: String
 
   public init(
@@ -61,6 +64,7 @@ public struct FlyClientConfiguration: Sendable {
     let pagesWorth = self.maxPages.multipliedReportingOverflow(by: self.pageSize)
     self.maxItems = max(1, maxItems ?? (pagesWorth.overflow ? Int.max : pagesWorth.partialValue))
     self.redactions = redactions
+    self.scrub = nil
     self.userAgent = userAgent
   }
 }
@@ -510,7 +514,7 @@ public final class FlyClient: Sendable {
       kind = .reset
     }
     return FlyAPIError(
-      code: .transport, message: redact(String(text.prefix(200))), transportKind: kind, operation: operation)
+      code: .transport, message: String(redact(text).prefix(200)), transportKind: kind, operation: operation)
   }
 
   private func decode<T: Decodable>(_ type: T.Type, _ response: Response) throws(FlyAPIError) -> T {
@@ -558,9 +562,12 @@ public final class FlyClient: Sendable {
   }
 
   fileprivate func excerpt(_ body: ByteBuffer) -> String {
-    let text = String(decoding: body.readableBytesView.prefix(160), as: UTF8.self)
-    let cleaned = String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
-    return redact(body.readableBytes > 160 ? cleaned + "…" : cleaned)
+    // Scrubbed whole (a first part of the body, generously), then cut: a secret straddling the cut
+    // is never printed in part.
+    let text = redact(String(decoding: body.readableBytesView.prefix(64 << 10), as: UTF8.self))
+    let cleaned = String(
+      text.unicodeScalars.prefix(160).map { $0.properties.generalCategory == .control ? " " : Character($0) })
+    return text.unicodeScalars.count > 160 || body.readableBytes > 64 << 10 ? cleaned + "…" : cleaned
   }
 
   private func redact(_ text: String) -> String {
@@ -568,7 +575,7 @@ public final class FlyClient: Sendable {
     for secret in [configuration.token.value] + configuration.redactions where secret.count >= 4 {
       result = result.replacingOccurrences(of: secret, with: "<redacted>")
     }
-    return result
+    return configuration.scrub?(result) ?? result
   }
 
   /// `Retry-After` as seconds from now: delta-seconds (digits, read as a `Double`, never an `Int`)

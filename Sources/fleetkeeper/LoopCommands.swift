@@ -25,7 +25,9 @@ struct FlyOptions: ParsableArguments {
     name: .customLong("fly-api-token"), help: "Fly token (prefer env FLY_API_TOKEN: flags show in process lists).")
   var token: String?
 
-  func client(redactions: [String] = [], observer: (@Sendable (FlyRequestRecord) -> Void)? = nil) throws -> FlyClient {
+  func client(
+    redactions: [String] = [], redactor: Redactor? = nil, observer: (@Sendable (FlyRequestRecord) -> Void)? = nil
+  ) throws -> FlyClient {
     let env = ProcessInfo.processInfo.environment
     guard let app = app ?? env["FLEET_FLY_APP"] ?? env["FLY_APP_NAME"], !app.isEmpty else {
       throw ValidationError("no Fly app: set FLEET_FLY_APP (or FLY_APP_NAME off Fly) or --fly-app")
@@ -40,10 +42,10 @@ struct FlyOptions: ParsableArguments {
     } catch {
       throw ValidationError("\(error)")
     }
-    return FlyClient(
-      configuration: FlyClientConfiguration(
-        baseURL: base, appName: app, token: FlyToken(token),
-        redactions: redactions), observer: observer)
+    var configuration = FlyClientConfiguration(
+      baseURL: base, appName: app, token: FlyToken(token), redactions: redactions)
+    if let redactor { configuration.scrub = { redactor.scrub($0) } }
+    return FlyClient(configuration: configuration, observer: observer)
   }
 }
 
@@ -122,10 +124,13 @@ func makeReconciler(
   onEvent: (@Sendable (AuditEvent) -> Void)? = nil
 ) async throws -> (Reconciler, FleetStore, ReconcilerSettings) {
   let settings = try loop.settings()
-  let client = try fly.client()
+  let redactor = Redactor()
+  let client = try fly.client(redactor: redactor)
   let store = try await db.open()
   return (
-    Reconciler(client: client, store: store, settings: settings, logger: logger, onEvent: onEvent), store, settings
+    Reconciler(
+      client: client, store: store, settings: settings, redactor: redactor, logger: logger, onEvent: onEvent),
+    store, settings
   )
 }
 
@@ -283,7 +288,7 @@ struct RunCommand: AsyncParsableCommand {
 
     let metrics = FleetMetrics()
     let settings = try loop.settings()
-    let client = try fly.client(observer: { record in
+    let client = try fly.client(redactor: redactor, observer: { record in
       let status = record.status.map(String.init) ?? "error"
       metrics.increment("fleetkeeper_api_requests_total", ["endpoint": record.endpoint, "status": status])
       metrics.observe(
