@@ -82,6 +82,9 @@ public struct DriftFinding: Sendable, Hashable {
     case recordFailed = "record_failed"
     /// This process lost the writer lease mid-pass (another may be acting): nothing more done.
     case leaseLost = "lease_lost"
+    /// The controller's clock disagrees with Fly's (its `Date` header) by more than the bound:
+    /// retention deletes are held, since they would count from a wrong now.
+    case clockSkew = "clock_skew"
     case desiredUnreadable = "desired_unreadable"
     case flyUnreachable = "fly_unreachable"
   }

@@ -281,6 +281,17 @@ public actor Reconciler {
     report.observedMachines = observation.machines.count
     report.observedVolumes = observation.volumes.count
 
+    // A clock wrong from the start (a VM booted before NTP) would count retention from a wrong now:
+    // checked against Fly's own clock, and retention deletes held while they disagree.
+    var watching = watched()
+    var skewFinding: DriftFinding?
+    if let server = client.serverNow(), abs(started - server) > settings.maxClockSkew {
+      watching = -.infinity  // below any floor, 0 included
+      skewFinding = DriftFinding(
+        kind: .clockSkew,
+        message:
+          "the controller's clock is \(Int(started - server)) s off Fly's: volume deletes after retention are held until they agree")
+    }
     let rows = self.rows
     // Applying, the memory map is handed to the planner, which updates it in place (at 100k users
     // a copy is 10 MB and milliseconds); planning only, the planner gets a shared copy.
@@ -292,7 +303,8 @@ public actor Reconciler {
         recordedBy: { user in
           rows[user].map { RecordedMachine(machineID: $0.id, volumeID: $0.volumeID, status: $0.status) }
         }, memory: consume handed, guardMemory: nextGuard,
-        now: started, settings: settings.planner, listsTrusted: !suspect, watching: watched()))
+        now: started, settings: settings.planner, listsTrusted: !suspect, watching: watching))
+    if let skewFinding { plan.findings.append(skewFinding) }
     if apply {
       memory = plan.memory
       plan.memory = [:]  // not shared with the report: the next change would copy it

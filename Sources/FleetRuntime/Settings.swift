@@ -23,6 +23,9 @@ public struct ReconcilerSettings: Sendable {
   /// How long the writer lease lasts without renewal (`FLEET_LEASE_SECONDS`): renewed every third
   /// of it; a standby takes over within it (plus a 2 s poll) after the writer dies.
   public var leaseSeconds: Double = 15
+  /// The largest disagreement between the controller's clock and Fly's `Date` header before
+  /// retention deletes are held (`clock_skew`).
+  public var maxClockSkew: Double = 300
   /// How long after a read by id showed a resource the list left out it is read again.
   public var verifyInterval: Double = 15
   /// Seconds of rate-limited work one pass takes on per kind of create: the rest waits for the

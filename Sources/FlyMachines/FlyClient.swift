@@ -4,6 +4,7 @@ public import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import Synchronization
 
 /// A Fly API token. Its description is redacted so that it cannot reach a log line by accident.
 public struct FlyToken: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
@@ -44,6 +45,8 @@ public struct FlyClientConfiguration: Sendable {
   public var maxItems: Int
   /// Strings (environment values of machines) to scrub from any error text, besides the token.
   public var redactions: [String]
+  /// The longest one whole list read (every page) may take.
+  public var listTimeout: Duration = .seconds(300)
   /// A scrubber that learns secrets as they are met (the controller's redactor): applied to a
   /// whole answer before it is cut to an excerpt, so no secret is ever printed in part.
   public var scrub: (@Sendable (String) -> String)?
@@ -88,6 +91,8 @@ public final class FlyClient: Sendable {
   private let httpClient: HTTPClient
   private let logger: Logger
   private let observer: (@Sendable (FlyRequestRecord) -> Void)?
+  /// The last `Date` header Fly sent (Unix seconds) and when it came (monotonic).
+  private let serverDate = Mutex<(header: String, date: Double, at: ContinuousClock.Instant)?>(nil)
 
   public init(
     configuration: FlyClientConfiguration, httpClient: HTTPClient = .shared, logger: Logger = Logger(label: "fly"),
@@ -209,8 +214,9 @@ public final class FlyClient: Sendable {
     var cursor: String?
     var seen: Set<String> = []
     var pages = 0
+    let listStarted = ContinuousClock.now
     repeat {
-      try countPage(&pages)
+      try countPage(&pages, since: listStarted)
       let response = try await fetch(cursor)
       let added: Result<Void, FlyAPIError> = response.body.withUnsafeReadableBytes { raw in
         do throws(FlyAPIError) {
@@ -351,8 +357,9 @@ public final class FlyClient: Sendable {
     var cursor: String?
     var seen: Set<String> = []
     var pages = 0
+    let listStarted = ContinuousClock.now
     repeat {
-      try countPage(&pages)
+      try countPage(&pages, since: listStarted)
       let (items, next) = try await page(cursor)
       all.append(contentsOf: items)
       try countItems(all.count)
@@ -367,8 +374,14 @@ public final class FlyClient: Sendable {
 
   /// A list is read in at most ``FlyClientConfiguration/maxPages`` pages: a server whose
   /// `fly-next-cursor` changes forever ends the read with an error instead of growing memory forever.
-  private func countPage(_ pages: inout Int) throws(FlyAPIError) {
+  private func countPage(_ pages: inout Int, since started: ContinuousClock.Instant) throws(FlyAPIError) {
     pages += 1
+    // And in time: pages each answered just inside the request deadline must not hold a pass for hours.
+    guard ContinuousClock.now - started <= configuration.listTimeout else {
+      throw FlyAPIError(
+        code: .transport, message: "list read exceeded \(configuration.listTimeout) in all", transportKind: .deadline,
+        operation: "list")
+    }
     guard pages <= configuration.maxPages else {
       throw FlyAPIError(
         code: .invalidResponse,
@@ -442,6 +455,12 @@ public final class FlyClient: Sendable {
           requestID: response.headers.first(name: "fly-request-id"), operation: operation)
       }
       let result = Response(status: status, headers: response.headers, body: bytes, operation: operation)
+      if let header = response.headers.first(name: "Date"), header != serverDate.withLock({ $0?.header }),
+        let date = Self.httpDate(header)
+      {
+        // Parsed once per distinct header (once a second at most), not once per page.
+        serverDate.withLock { $0 = (header, date, .now) }
+      }
       observer?(FlyRequestRecord(endpoint: endpoint, status: result.status, duration: .now - started))
       logger.trace(
         "fly request",
@@ -576,6 +595,22 @@ public final class FlyClient: Sendable {
       result = result.replacingOccurrences(of: secret, with: "<redacted>")
     }
     return configuration.scrub?(result) ?? result
+  }
+
+  /// Fly's clock now, as its last `Date` header said (advanced by the time since), when one came:
+  /// a check of the controller's own clock, which retention deletes depend on.
+  public func serverNow() -> Double? {
+    serverDate.withLock { value in
+      value.map { $0.date + Double((ContinuousClock.now - $0.at).components.seconds) }
+    }
+  }
+
+  static func httpDate(_ text: String) -> Double? {
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.timeZone = TimeZone(identifier: "GMT")
+    formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+    return formatter.date(from: text)?.timeIntervalSince1970
   }
 
   /// `Retry-After` as seconds from now: delta-seconds (digits, read as a `Double`, never an `Int`)

@@ -134,9 +134,10 @@ import Testing
   @Test func volumeIsDeletedAfterRetention() async throws {
     var settings = Harness.testSettings()
     settings.planner.volumeRetention = 7 * 86_400
-    // The test moves the controller's clock instead of waiting a week: no monotonic floor here
-    // (`aClockStepNeverDeletesAVolume` is the test of that floor).
+    // The test moves the controller's clock instead of waiting a week: no monotonic floor and no
+    // check against Fly's clock here (`aClockStepNeverDeletesAVolume` tests those).
     settings.planner.retentionFloor = 0
+    settings.maxClockSkew = .infinity
     let clock = OffsetClock()
     let harness = try await Harness.make(settings: settings, clock: clock)
     defer { Task { await harness.stop() } }
@@ -168,6 +169,27 @@ import Testing
     await harness.converge()
     #expect(harness.fleet().volumesByName[FleetNames.volumeName(forUser: "u1")]?.count == 1, "not deleted by a jump")
     #expect(harness.mutations().filter { $0.endpoint == "DELETE /volumes/{id}" }.isEmpty)
+  }
+
+  /// The controller's clock is ten days fast from the start (a VM booted before NTP), and a user's
+  /// volume was released a day ago under a 7-day retention: with no floor at all, the check against
+  /// Fly's `Date` header alone holds the delete, and says why.
+  @Test func aClockWrongFromTheStartNeverDeletesAVolume() async throws {
+    var settings = Harness.testSettings()
+    settings.planner.volumeRetention = 7 * 86_400
+    settings.planner.retentionFloor = 0
+    let clock = OffsetClock()
+    let harness = try await Harness.make(settings: settings, clock: clock)
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(2)
+    await harness.converge()
+    try await harness.store.removeUser("u1")
+    await harness.converge()
+    clock.advance(by: 10 * 86_400)
+    let reports = await harness.converge()
+    #expect(harness.fleet().volumesByName[FleetNames.volumeName(forUser: "u1")]?.count == 1, "held")
+    #expect(harness.mutations().filter { $0.endpoint == "DELETE /volumes/{id}" }.isEmpty)
+    #expect(reports.last?.findings.contains { $0.kind == .clockSkew } == true, "and said so")
   }
 
   @Test func convergesWithFaultsOnAndNoDuplicates() async throws {

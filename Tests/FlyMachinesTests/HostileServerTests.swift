@@ -177,6 +177,22 @@ struct HostileServerTests {
     }
   }
 
+  /// Pages that each come quickly but never end are bounded in time too, not only in count.
+  @Test func aListIsBoundedInTimeInAll() async throws {
+    try await withHostileServer { base in
+      var configuration = FlyClientConfiguration(
+        baseURL: base, appName: "app", token: FlyToken("tok-hostile-1234"), maxPages: 10_000_000,
+        maxItems: 10_000_000)
+      configuration.listTimeout = .milliseconds(300)
+      let client = FlyClient(configuration: configuration)
+      let started = ContinuousClock.now
+      let error = await flyError { _ = try await client.listMachines() }
+      #expect(error?.code == .transport && error?.transportKind == .deadline, "\(String(describing: error))")
+      #expect(error?.message.contains("in all") == true)
+      #expect(ContinuousClock.now - started < .seconds(5))
+    }
+  }
+
   @Test func aBodyDrippedSlowlyEndsAtTheDeadline() async throws {
     try await withHostileServer { base in
       let started = ContinuousClock.now
