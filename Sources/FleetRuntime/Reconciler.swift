@@ -105,8 +105,6 @@ public actor Reconciler {
   private var steady = false
   /// Users whose records (events, `machines` row, memory) could not be written this pass, and why.
   private var recordFailures: [String: String] = [:]
-  /// Users whose statements a constraint refused this pass (a bad row of someone else's), and why.
-  private var constraintFailures: [String: String] = [:]
   /// When this process started watching, by the monotonic clock (retention's floor).
   private let watchingSince = ContinuousClock.now
 
@@ -352,7 +350,7 @@ public actor Reconciler {
         {
           cause += " (the machines row of user \(holder) holds machine \(wanted), which Fly tags for \(user))"
         }
-        constraintFailures[user] = cause
+        recordFailures[user] = cause
       }
     } catch {
       // Not all of it was written: the next pass reads the memory and rows back from the database.
@@ -373,14 +371,12 @@ public actor Reconciler {
     report.results = await execute(
       Self.trim(plan.actions, limits: settings.writeLimits, seconds: settings.passWorkSeconds))
     if report.results.contains(where: { $0.outcome == .failed }) { report.outcome = .actionsFailed }
-    let failures = recordFailures.merging(constraintFailures) { a, _ in a }
-    constraintFailures = [:]
-    if !failures.isEmpty {
+    if !recordFailures.isEmpty {
       // What was done is not all on record: a failed pass, loud; the users' memory is written again
       // by the next pass from RAM (which knows what was just made).
       report.outcome = .actionsFailed
       steady = false
-      for (user, error) in failures.sorted(by: { $0.key < $1.key }) {
+      for (user, error) in recordFailures.sorted(by: { $0.key < $1.key }) {
         let finding = DriftFinding(
           kind: .recordFailed, userID: user,
           message: "could not record \(user)'s state (others go on): \(redactor.scrub(error))")
@@ -512,9 +508,10 @@ public actor Reconciler {
     }
     // The first pass over a fleet writes every user's row: the map is allocated once at its size.
     if rows.count < live.keys.count / 2 { rows.reserveCapacity(live.keys.count) }
-    // Rare (a row's machine not among its user's listed ones): every listed machine by id.
+    // Rare (a row's machine not among its user's listed ones, or machines gone): every listed
+    // machine by id, built only then, once.
     var listedByID: [String: Int]?
-    func listedGone(_ id: String) -> Bool {
+    func listed(_ id: String) -> ObservedMachine? {
       if listedByID == nil {
         var index: [String: Int] = [:]
         for (position, machine) in observation.machines.enumerated() where index[machine.id] == nil {
@@ -522,13 +519,13 @@ public actor Reconciler {
         }
         listedByID = index
       }
-      return listedByID![id].map { observation.machines[$0].isGone } ?? false
+      return listedByID![id].map { observation.machines[$0] }
     }
     for user in live.keys {
       let machines = live.items(user, in: observation.machines)
       let row = rows[user]
       if let row, !machines.contains(where: { $0.id == row.id }),
-        !ObservedMachine.goneStates.contains(row.status ?? ""), !listedGone(row.id)
+        !ObservedMachine.goneStates.contains(row.status ?? ""), listed(row.id)?.isGone != true
       {
         // The row's machine is not listed and not known gone: the row is not switched to another
         // machine until a read by id says the recorded one is gone.
@@ -556,15 +553,8 @@ public actor Reconciler {
     // reads that machine by id, and only a 404 (or the list showing it destroyed) removes the row.
     if trusted {
       let orphaned = rows.filter { live.first[$0.key] == nil && memory[$0.key]?.pending?.kind != .machine }
-      // Rare (machines gone): index the listed ones only then.
-      var byID: [String: Int] = [:]
-      if !orphaned.isEmpty {
-        for (index, machine) in observation.machines.enumerated() where byID[machine.id] == nil {
-          byID[machine.id] = index
-        }
-      }
       for (user, row) in orphaned {
-        if let index = byID[row.id], case let gone = observation.machines[index], gone.isGone {
+        if let gone = listed(row.id), gone.isGone {
           // Still listed as destroying/destroyed: the row says so until Fly forgets the machine.
           if row.status != gone.state {
             rows[user]?.status = gone.state
@@ -643,15 +633,19 @@ public actor Reconciler {
     }
   }
 
+  /// Commits the events, statements and the user's memory; false when the database refused them.
+  @discardableResult
   private func record(
     _ events: [AuditEvent], user: String, statements: [SQLStatement] = [], saveMemory: Bool = true
-  ) async {
+  ) async -> Bool {
     let save = memory[user].map { FleetStore.saveUserMemory(user, $0) } ?? FleetStore.saveUserMemory(user, UserMemory())
+    var recorded = true
     do {
       try await store.commit(events: events, statements: statements + (saveMemory ? [save] : []))
     } catch {
       // Acted on Fly, not on record: the pass fails loudly (finding, alert, non-zero exit); the
       // next pass writes the user's memory again from RAM, and its row from the list.
+      recorded = false
       recordFailures[user] = error.description
       dirty.insert(user)
       if !statements.isEmpty { rows[user] = nil }
@@ -668,7 +662,9 @@ public actor Reconciler {
           "outcome": "\(event.details["outcome"].map { if case .string(let s) = $0 { s } else { "" } } ?? "")",
         ])
     }
+    return recorded
   }
+
 
   private func event(
     _ action: Action, outcome: ActionResult.Outcome, attempt: Int, started: Double, machineID: String? = nil,
@@ -712,8 +708,7 @@ public actor Reconciler {
       state.pending = PendingCreate(
         kind: action.kind == .createVolume ? .volume : .machine, since: clock.now(), outcomeUnknown: true)
       memory[user] = state
-      await record([], user: user)
-      if recordFailures[user] != nil {
+      guard await record([], user: user) else {
         // The intent is not on disk: a crash now would leave nothing to look up. Not sent.
         memory[user]?.pending = nil
         return ActionResult(action: action, outcome: .failed, attempts: 0, message: "intent not recorded")
@@ -878,72 +873,98 @@ public actor Reconciler {
     } catch {
       return ActionResult(action: action, outcome: .skipped, attempts: 0, message: "cancelled")
     }
-    var goneBecause: String?
-    var cannotTell: String?
-    var shows = ""
+    /// What one read by id says.
+    enum Answer {
+      /// Gone for this user (destroyed, or now someone else's): definitive. `lost`: the user's
+      /// data went with it (not so for a volume that is simply another user's).
+      case gone(String, lost: Bool)
+      /// 404: definitive only when a second read, a while later, says so again.
+      case notFound
+      /// There: the list lies.
+      case present(state: String)
+      /// Says nothing (an error, another id, no tag).
+      case cannotTell(String)
+    }
     let noun = action.kind == .verifyMachine ? "machine" : "volume"
+    var answer: Answer
     do {
       if action.kind == .verifyMachine {
         let machine = try await client.getMachine(id)
-        let owner = machine.config?.metadata[FleetNames.userMetadataKey]
-        shows = machine.state ?? "?"
-        if machine.id != id {
-          cannotTell = "a read of \(id) answered machine \(machine.id)"
-        } else if ObservedMachine.goneStates.contains(shows) {
-          goneBecause = "a read by id shows it \(shows)"
-        } else if let owner, owner != user {
-          goneBecause = "a read by id shows it tagged for user \(owner), not \(user)"
-        } else if owner == nil {
-          // No config (a host in trouble answers without one) or no tag: not proof of anything.
-          cannotTell = "a read by id shows it \(shows) without its fleet_user_id"
+        let shows = machine.state ?? "?"
+        switch machine.config?.metadata[FleetNames.userMetadataKey] {
+        case _ where machine.id != id: answer = .cannotTell("a read of \(id) answered machine \(machine.id)")
+        case _ where ObservedMachine.goneStates.contains(shows): answer = .gone("a read by id shows it \(shows)", lost: true)
+        // No config (a host in trouble answers without one) or no tag: not proof of anything.
+        case nil: answer = .cannotTell("a read by id shows it \(shows) without its fleet_user_id")
+        case let owner? where owner != user: answer = .gone("a read by id shows it tagged for user \(owner), not \(user)", lost: true)
+        default: answer = .present(state: shows)
         }
       } else {
         let volume = try await client.getVolume(id)
-        shows = volume.state ?? "?"
+        let shows = volume.state ?? "?"
         if volume.id != id {
-          cannotTell = "a read of \(id) answered volume \(volume.id)"
+          answer = .cannotTell("a read of \(id) answered volume \(volume.id)")
         } else if ObservedVolume(volume).isGone {
-          goneBecause = "a read by id shows it \(shows)"
+          answer = .gone("a read by id shows it \(shows)", lost: true)
         } else if volume.name != FleetNames.volumeName(forUser: user) {
-          goneBecause = "a read by id shows it named \(volume.name), not this user's"
+          answer = .gone("a read by id shows it named \(volume.name), not this user's", lost: false)
+        } else {
+          answer = .present(state: shows)
         }
       }
     } catch {
       // Only "this machine/volume is not found" is about the resource; "app not found" (a token for
       // another app, an incident) says nothing about it.
-      if error.code == .notFound && !error.message.lowercased().contains("app") {
-        goneBecause = "a read by id answers 404"
-      } else {
-        cannotTell = redactor.scrub(error.description)
-      }
+      answer =
+        error.code == .notFound && !error.message.lowercased().contains("app")
+        ? .notFound : .cannotTell(redactor.scrub(error.description))
     }
     var state = memory[user] ?? UserMemory()
-    if let cannotTell {
+    var answered: Bool {
+      if case .cannotTell = answer { return false }
+      return true
+    }
+    if answered, state.lastError?.hasPrefix("read by id") == true {
+      state.failures = 0  // this read answered: the streak of reads that could not tell ends
+      state.lastError = nil
+    }
+    switch answer {
+    case .cannotTell(let why):
       // Nothing is replaced; read again after a backoff that grows (and, repeated, `action_failing`).
       state.failures += 1
-      state.lastError = "read by id: \(cannotTell)"
+      state.lastError = "read by id: \(why)"
       state.backoffUntil =
         clock.now() + max(settings.verifyInterval, settings.retry.delay(attempt: state.failures, jitter: jitter))
       memory[user] = state
       await record(
         state.failures == 1
-          ? [event(action, outcome: .unknown, attempt: 1, started: started, message: "\(noun) \(id): \(cannotTell)")]
+          ? [event(action, outcome: .unknown, attempt: 1, started: started, message: "\(noun) \(id): \(why)")]
           : [], user: user)
-      return ActionResult(action: action, outcome: .unknown, attempts: 1, message: cannotTell)
-    }
-    if let because = goneBecause, because.hasSuffix("404"), state.goneOnce != id {
+      return ActionResult(action: action, outcome: .unknown, attempts: 1, message: why)
+    case .notFound where state.goneOnce != id:
       // A first 404: confirmed by a second read a while later before anything is replaced.
       state.goneOnce = id
       state.backoffUntil = clock.now() + settings.verifyInterval
       memory[user] = state
       await record([], user: user)
       return ActionResult(action: action, outcome: .unknown, attempts: 1, message: "404 once; read again before believing it")
-    }
-    if state.lastError?.hasPrefix("read by id") == true {
-      state.failures = 0
-      state.lastError = nil
-    }
-    if let goneBecause {
+    case .present(let shows):
+      let first = state.omitted != id
+      state.omitted = id
+      state.backoffUntil = clock.now() + settings.verifyInterval
+      memory[user] = state
+      await record(
+        first
+          ? [
+            event(
+              action, outcome: .present, attempt: 1, started: started,
+              message: "\(noun) \(id) is not in Fly's list, but a read by id shows it \(shows): nothing replaces it")
+          ] : [], user: user)
+      return ActionResult(action: action, outcome: .present, attempts: 1, message: shows)
+    case .gone, .notFound:
+      var because = "a read by id answers 404, twice"
+      var lost = true
+      if case .gone(let why, let dataLost) = answer { (because, lost) = (why, dataLost) }
       state.goneOnce = nil
       var statements: [SQLStatement] = []
       if action.kind == .verifyMachine {
@@ -957,7 +978,7 @@ public actor Reconciler {
       } else if state.volumeID == id {
         state.volumeID = nil
         state.volumeReleasedAt = nil
-        if !goneBecause.contains("named") { state.lostVolume = id }
+        if lost { state.lostVolume = id }  // reported `volume_missing` until the user has one again
       }
       if state.omitted == id { state.omitted = nil }
       memory[user] = state
@@ -965,22 +986,10 @@ public actor Reconciler {
         [
           event(
             action, outcome: .gone, attempt: 1, started: started,
-            message: "\(noun) \(id) is not in Fly's list and \(goneBecause): gone")
+            message: "\(noun) \(id) is not in Fly's list and \(because): gone")
         ], user: user, statements: statements)
-      return ActionResult(action: action, outcome: .gone, attempts: 1, message: goneBecause)
+      return ActionResult(action: action, outcome: .gone, attempts: 1, message: because)
     }
-    let first = state.omitted != id
-    state.omitted = id
-    state.backoffUntil = clock.now() + settings.verifyInterval
-    memory[user] = state
-    await record(
-      first
-        ? [
-          event(
-            action, outcome: .present, attempt: 1, started: started,
-            message: "\(noun) \(id) is not in Fly's list, but a read by id shows it \(shows): nothing replaces it")
-        ] : [], user: user)
-    return ActionResult(action: action, outcome: .present, attempts: 1, message: shows)
   }
 
   /// Before creating again after a create: look for the resource (by the id Fly answered with;
