@@ -78,6 +78,20 @@ public final class LeaseKeeper: Sendable {
     status.held ? lease.ttl / 3 : min(standbyPoll, lease.ttl / 3)
   }
 
+  /// Renews the lease on its schedule until cancelled; `onLost` runs each time it goes from held to
+  /// not held (the caller stops starting actions).
+  public func keepRenewing(
+    sleep: @Sendable (Double) async throws -> Void, onLost: @Sendable () async -> Void
+  ) async {
+    var wasHeld = status.held
+    while !Task.isCancelled {
+      let status = await renew()
+      if wasHeld && !status.held { await onLost() }
+      wasHeld = status.held
+      do { try await sleep(nextAttempt(after: status)) } catch { return }
+    }
+  }
+
   /// Gives the lease up (on shutdown), so a standby takes over at once.
   public func release() async {
     state.withLock { $0.validUntil = -.infinity }

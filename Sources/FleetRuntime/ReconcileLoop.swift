@@ -71,20 +71,10 @@ public struct ReconcileLoop: Service {
     await reconciler.setWriterCheck { keeper.status.held }
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { [clock, logger, onStandby] in
-        var wasHeld = false
-        while !Task.isCancelled {
-          let status = await keeper.renew()
-          if wasHeld && !status.held {
-            logger.error("writer lease lost: no new action until it is held again")
-            await reconciler.drain()
-            await onStandby(true)
-          }
-          wasHeld = status.held
-          do {
-            try await clock.sleep(seconds: keeper.nextAttempt(after: status))
-          } catch {
-            break
-          }
+        await keeper.keepRenewing(sleep: { try await clock.sleep(seconds: $0) }) {
+          logger.error("writer lease lost: no new action until it is held again")
+          await reconciler.drain()
+          await onStandby(true)
         }
       }
       defer { group.cancelAll() }

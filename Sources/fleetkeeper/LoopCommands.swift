@@ -226,14 +226,9 @@ struct ReconcileCommand: AsyncParsableCommand {
     }
     let report = await withTaskGroup(of: Void.self) { group in
       group.addTask {
-        while !Task.isCancelled {
-          try? await Task.sleep(for: .milliseconds(Int(keeper.nextAttempt(after: keeper.status) * 1000)))
-          if Task.isCancelled { break }
-          if !(await keeper.renew()).held {
-            logger.error("writer lease lost during the pass: no new action")
-            await reconciler.drain()
-            break
-          }
+        await keeper.keepRenewing(sleep: { try await SystemFleetClock().sleep(seconds: $0) }) {
+          logger.error("writer lease lost during the pass: no new action")
+          await reconciler.drain()
         }
       }
       let report = await reconciler.pass()
