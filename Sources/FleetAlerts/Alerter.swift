@@ -227,7 +227,7 @@ public struct AlertSender: Sendable {
   /// The environment a command receiver runs with: the controller's, less `FLY_*` and `FLEET_*`
   /// (the Fly token, the database token, webhook secrets).
   public static func commandEnvironment(_ environment: [String: String]) -> [String: String] {
-    environment.filter { !$0.key.uppercased().hasPrefix("FLY_") && !$0.key.uppercased().hasPrefix("FLEET_") }
+    environment.filter { !FleetNames.isControllerVariable($0.key) }
   }
 
   func runCommand(_ path: String, input: String) async -> String? {

@@ -109,15 +109,11 @@ public struct AlertReceiver: Sendable, Hashable, CustomStringConvertible {
       url.user == nil, url.password == nil
     else { return false }
     if scheme == "https" { return true }
-    guard scheme == "http" else { return false }
-    let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
-    return bare == "localhost" || bare == "::1" || bare.hasPrefix("127.")
-      && bare.split(separator: ".").count == 4 && bare.split(separator: ".").allSatisfy { UInt8($0) != nil }
+    return scheme == "http" && FleetNames.isLoopback(host: host)
   }
 
   /// A secret's variable name a database row may use.
   public static func isAllowedSecretName(_ name: String) -> Bool {
-    let upper = name.uppercased()
-    return !name.isEmpty && !upper.hasPrefix("FLY_") && !upper.hasPrefix("FLEET_")
+    !name.isEmpty && !FleetNames.isControllerVariable(name)
   }
 }

@@ -65,3 +65,22 @@ public enum FleetNames {
     name.hasPrefix("fk_") || name.hasPrefix("fkh_")
   }
 }
+
+extension FleetNames {
+  /// Whether an environment variable is the controller's own credential or setting (`FLY_*`,
+  /// `FLEET_*`, in any case): never resolvable by a template, a receiver's secret, or passed on to a
+  /// command.
+  public static func isControllerVariable(_ name: String) -> Bool {
+    let upper = name.uppercased()
+    return upper.hasPrefix("FLY_") || upper.hasPrefix("FLEET_")
+  }
+
+  /// Whether a URL's host is this machine: `localhost`, `::1` (brackets or not) or `127.a.b.c`.
+  public static func isLoopback(host: String) -> Bool {
+    var bare = host.lowercased()
+    if bare.hasPrefix("["), bare.hasSuffix("]") { bare = String(bare.dropFirst().dropLast()) }
+    if bare == "localhost" || bare == "::1" { return true }
+    let parts = bare.split(separator: ".", omittingEmptySubsequences: false)
+    return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+  }
+}

@@ -1,4 +1,5 @@
 public import FleetCore
+import Foundation
 
 /// Strict readers of settings given as text (flags and environment variables): plain decimal
 /// numbers within documented bounds, nothing else. `inf`, `nan`, `1e30`, `0x10` and values out of
@@ -47,21 +48,12 @@ public enum SettingParsers {
   /// The Machines API's address: `https://…`, or `http://` only to loopback or Fly's private
   /// network (`.internal`), where the token does not cross the internet in clear.
   public static func apiBaseURL(_ text: String, name: String) throws(FieldError) {
-    let lower = text.lowercased()
-    if lower.hasPrefix("https://") && lower.count > "https://".count { return }
-    if lower.hasPrefix("http://") {
-      var host = String(lower.dropFirst("http://".count).prefix { $0 != "/" })
-      if host.hasPrefix("["), let close = host.firstIndex(of: "]") {
-        host = String(host[host.index(after: host.startIndex)..<close])
-      } else if let colon = host.lastIndex(of: ":") {
-        host = String(host[..<colon])
-      }
-      let loopbackIPv4 =
-        host.hasPrefix("127.") && host.split(separator: ".", omittingEmptySubsequences: false).count == 4
-        && host.split(separator: ".").allSatisfy { UInt8($0) != nil }
-      if host == "localhost" || host == "::1" || loopbackIPv4 || (host.hasSuffix(".internal") && host.count > 9) {
-        return
-      }
+    if let url = URL(string: text), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased(),
+      !host.isEmpty
+    {
+      if scheme == "https" { return }
+      let privateNetwork = host.hasSuffix(".internal") && host.count > ".internal".count
+      if scheme == "http" && (FleetNames.isLoopback(host: host) || privateNetwork) { return }
     }
     throw FieldError(
       field: name, value: text,

@@ -107,7 +107,7 @@ struct LoopOptions: ParsableArguments {
     settings.planner.allowMassDestroy = allowMassDestroy || env["FLEET_ALLOW_MASS_DESTROY"] == "1"
     // Template env values `$NAME` resolve from the controller's environment, except its own
     // credentials and settings: a template must not be able to copy the Fly token into a machine.
-    settings.secrets = SecretValues(env.filter { !$0.key.hasPrefix("FLY_") && !$0.key.hasPrefix("FLEET_") })
+    settings.secrets = SecretValues(env.filter { !FleetNames.isControllerVariable($0.key) })
     return settings
   }
 }
