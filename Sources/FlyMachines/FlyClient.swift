@@ -605,12 +605,18 @@ public final class FlyClient: Sendable {
     }
   }
 
+  /// An HTTP-date in any of its three forms (RFC 9110 §5.6.7), as Unix seconds.
   static func httpDate(_ text: String) -> Double? {
+    // asctime pads a one-digit day with a space: "Sun Nov  6 08:49:37 1994".
+    let single = text.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
     let formatter = DateFormatter()
     formatter.locale = Locale(identifier: "en_US_POSIX")
     formatter.timeZone = TimeZone(identifier: "GMT")
-    formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-    return formatter.date(from: text)?.timeIntervalSince1970
+    for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
+      formatter.dateFormat = format
+      if let date = formatter.date(from: single) { return date.timeIntervalSince1970 }
+    }
+    return nil
   }
 
   /// `Retry-After` as seconds from now: delta-seconds (digits, read as a `Double`, never an `Int`)
@@ -625,18 +631,8 @@ public final class FlyClient: Sendable {
     if text.utf8.allSatisfy({ (0x30...0x39).contains($0) || $0 == UInt8(ascii: ".") }) {
       seconds = Double(text)
     } else {
-      // asctime pads a one-digit day with a space: "Sun Nov  6 08:49:37 1994".
-      let single = text.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
-      let formatter = DateFormatter()
-      formatter.locale = Locale(identifier: "en_US_POSIX")
-      formatter.timeZone = TimeZone(identifier: "GMT")
-      for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
-        formatter.dateFormat = format
-        if let date = formatter.date(from: single) {
-          seconds = max(0, date.timeIntervalSince(now))  // a date already past: retry now
-          break
-        }
-      }
+      // A date already past: retry now.
+      seconds = httpDate(text).map { max(0, $0 - now.timeIntervalSince1970) }
     }
     return seconds.flatMap(FlyAPIError.boundedRetryAfter)
   }
