@@ -91,16 +91,10 @@ public final class WriteBudget: Sendable {
 
   /// Fly said 429: every writer waits `retryAfter` (or the default) from now.
   public func pause(retryAfter: Double?) {
-    // Bounded whatever Fly (or something claiming to be Fly) said: NaN, negative or a date in
-    // year 9999 must not pause every writer forever.
-    var wait = retryAfter ?? limits.defaultRetryAfter
-    if !wait.isFinite || wait < 0 { wait = limits.defaultRetryAfter }
-    let until = clock.now() + min(wait, Self.maxPause)
+    // `retryAfter` comes bounded from FlyAPIError (0 to 300 s, whatever was sent).
+    let until = clock.now() + (retryAfter ?? limits.defaultRetryAfter)
     state.withLock { $0.pausedUntil = max($0.pausedUntil, until) }
   }
-
-  /// The longest pause one 429 can impose (seconds).
-  public static let maxPause: Double = 300
 
   /// How many times a writer had to wait for a token.
   public var throttledCount: Int { state.withLock { $0.throttled } }
