@@ -68,11 +68,14 @@ public struct MonotonicWallClock: Sendable {
 
   public func now() -> Double { wallAtStart + (monotonic() - monotonicAtStart) }
 
-  /// Seconds on Swift's continuous clock (CLOCK_BOOTTIME on Linux: never steps, counts suspension).
+  /// Unix seconds by the wall clock.
   public static let wallSeconds: @Sendable () -> Double = { Date().timeIntervalSince1970 }
-  public static let continuousSeconds: @Sendable () -> Double = { seconds(ContinuousClock.now - origin) }
+  /// Seconds on Swift's continuous clock (CLOCK_BOOTTIME on Linux: never steps, counts suspension).
+  public static let continuousSeconds: @Sendable () -> Double = { (ContinuousClock.now - origin).seconds }
   private static let origin = ContinuousClock.now
-  static func seconds(_ duration: Duration) -> Double {
-    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-  }
+}
+
+extension Duration {
+  /// The duration in seconds, as a `Double`.
+  public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -106,7 +106,7 @@ public actor Reconciler {
   /// Users whose records (events, `machines` row, memory) could not be written this pass, and why.
   private var recordFailures: [String: String] = [:]
   /// When this process started watching, by the monotonic clock (retention's floor).
-  private let watchingSince = ContinuousClock.now
+  private let watchingSince = MonotonicWallClock.continuousSeconds()
 
   public init(
     client: FlyClient, store: FleetStore, settings: ReconcilerSettings, clock: any FleetClock = SystemFleetClock(),
@@ -281,7 +281,7 @@ public actor Reconciler {
 
     // A clock wrong from the start (a VM booted before NTP) would count retention from a wrong now:
     // checked against Fly's own clock, and retention deletes held while they disagree.
-    var watching = watched()
+    var watching = MonotonicWallClock.continuousSeconds() - watchingSince
     var skewFinding: DriftFinding?
     if let server = client.serverNow(), abs(started - server) > settings.maxClockSkew {
       watching = -.infinity  // below any floor, 0 included
@@ -387,12 +387,6 @@ public actor Reconciler {
     }
     report.duration = clock.now() - started
     return report
-  }
-
-  /// Seconds since this process started watching, by the monotonic clock.
-  private func watched() -> Double {
-    let elapsed = ContinuousClock.now - watchingSince
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
   }
 
   /// The pass stops before acting: what it could not read becomes its finding (and the alert).

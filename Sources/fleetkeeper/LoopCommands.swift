@@ -361,9 +361,6 @@ final class DriftAges: Sendable {
   }
 }
 
-extension Duration {
-  var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
 
 /// Logs as logfmt (default) or JSON lines (`FLEET_LOG_FORMAT`), at `FLEET_LOG_LEVEL` (info), redacted.
 func bootstrapLogging(redactor: Redactor) throws -> Logger {
