@@ -159,12 +159,8 @@ import Testing
     var settings = Harness.testSettings()
     settings.planner.volumeRetention = 86_400
     let clock = OffsetClock()
-    let harness = try await Harness.make(settings: settings, clock: clock)
+    let harness = try await Harness.withARemovedUser(settings: settings, clock: clock)
     defer { Task { await harness.stop() } }
-    try await harness.addUsers(2)
-    await harness.converge()
-    try await harness.store.removeUser("u1")
-    await harness.converge()
     clock.advance(by: 2 * 86_400)
     await harness.converge()
     #expect(harness.fleet().volumesByName[FleetNames.volumeName(forUser: "u1")]?.count == 1, "not deleted by a jump")
@@ -179,12 +175,8 @@ import Testing
     settings.planner.volumeRetention = 7 * 86_400
     settings.planner.retentionFloor = 0
     let clock = OffsetClock()
-    let harness = try await Harness.make(settings: settings, clock: clock)
+    let harness = try await Harness.withARemovedUser(settings: settings, clock: clock)
     defer { Task { await harness.stop() } }
-    try await harness.addUsers(2)
-    await harness.converge()
-    try await harness.store.removeUser("u1")
-    await harness.converge()
     clock.advance(by: 10 * 86_400)
     let reports = await harness.converge()
     #expect(harness.fleet().volumesByName[FleetNames.volumeName(forUser: "u1")]?.count == 1, "held")

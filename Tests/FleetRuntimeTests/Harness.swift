@@ -60,6 +60,28 @@ struct Harness {
       simulator: simulator, running: running, store: store, client: client, reconciler: reconciler, databasePath: path)
   }
 
+  /// Fly's timings at zero and no list lag: for tests about what the controller decides.
+  static let instant = SimulatorConfiguration.fast(appName: "app", token: "tok")
+
+  /// A new reconciler on the same database and Fly (a restart: it reads its state back).
+  func restarted(
+    settings: ReconcilerSettings = testSettings(), clock: any FleetClock = SystemFleetClock(), jitter: Jitter = Jitter()
+  ) -> Reconciler {
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    return Reconciler(client: client, store: store, settings: settings, clock: clock, jitter: jitter, logger: logger)
+  }
+
+  /// Two users converged, then `u1` removed: its machine gone, its volume under retention.
+  static func withARemovedUser(settings: ReconcilerSettings, clock: any FleetClock) async throws -> Harness {
+    let harness = try await make(settings: settings, clock: clock)
+    try await harness.addUsers(2)
+    await harness.converge()
+    try await harness.store.removeUser("u1")
+    await harness.converge()
+    return harness
+  }
+
   func addUsers(
     _ count: Int, prefix: String = "u", state: String = "running", regions: [String] = ["cdg", "ams", "ord"]
   ) async throws {

@@ -10,17 +10,11 @@ import Testing
 /// One user's bad state (a hostile row, a refused start, a lying look-up) never stops the others,
 /// is reported by user and cause, and never floods the audit log.
 @Suite(.serialized) struct OneUserNeverStopsTheOthersTests {
-  static func fastSimulator() -> SimulatorConfiguration {
-    var configuration = SimulatorConfiguration.fast(appName: "app", token: "tok")
-    configuration.listLag = 0
-    return configuration
-  }
-
   /// A `machines` row written by hand holds a live machine's id under another user: the user whose
   /// row cannot be written is reported (`record_failed`), everyone else is reconciled, a new user
   /// included.
   @Test func aHostileMachinesRowFailsOnlyItsUser() async throws {
-    let harness = try await Harness.make(simulator: Self.fastSimulator())
+    let harness = try await Harness.make(simulator: Harness.instant)
     defer { Task { await harness.stop() } }
     try await harness.addUsers(3)
     await harness.converge()
@@ -32,10 +26,7 @@ import Testing
     ])
     try await harness.store.importUsers([UserInput(userID: "late", state: "running", region: "cdg")])
     // A restart reads the rows back.
-    var logger = Logger(label: "test")
-    logger.logLevel = .critical
-    let restarted = Reconciler(
-      client: harness.client, store: harness.store, settings: Harness.testSettings(), logger: logger)
+    let restarted = harness.restarted()
     var reports: [PassReport] = []
     for _ in 0..<20 {
       let report = await restarted.pass()
@@ -52,7 +43,7 @@ import Testing
   /// Fly refuses a start with 412 for good: one `not_yet` event for the streak, growing backoff,
   /// then `action_failing` (the alert), not a row every two seconds forever.
   @Test func aStartRefusedForeverBacksOffEscalatesAndRecordsOnce() async throws {
-    var configuration = Self.fastSimulator()
+    var configuration = Harness.instant
     configuration.stillActiveAfterStop = 1e9  // every start after a stop: 412, forever
     var settings = Harness.testSettings()
     settings.retry = RetryPolicy()  // Fly's real backoff: 1 s doubling
@@ -63,11 +54,7 @@ import Testing
     await harness.converge()
     let machine = try #require(try await harness.store.machineRows()["u0"]?.id)
     _ = try await harness.client.stopMachine(machine)  // stopped through the API: "still active" from now on
-    var logger = Logger(label: "test")
-    logger.logLevel = .critical
-    let reconciler = Reconciler(
-      client: harness.client, store: harness.store, settings: settings, clock: clock, jitter: Jitter({ 0.99 }),
-      logger: logger)
+    let reconciler = harness.restarted(settings: settings, clock: clock, jitter: Jitter({ 0.99 }))
     var findings: [DriftFinding] = []
     for _ in 0..<60 {
       let report = await reconciler.pass()
@@ -86,7 +73,7 @@ import Testing
   /// After a create whose answer was lost, the look-up asks for this user's machines; a server
   /// that ignores the filter answers every machine. None of them is adopted: a new machine is made.
   @Test func aLookUpThatIgnoresItsFilterNeverAdoptsAnotherUsersMachine() async throws {
-    let harness = try await Harness.make(simulator: Self.fastSimulator())
+    let harness = try await Harness.make(simulator: Harness.instant)
     defer { Task { await harness.stop() } }
     try await harness.addUsers(2)
     await harness.converge()
@@ -101,10 +88,7 @@ import Testing
     var faults = harness.simulator.faults
     faults.ignoreMetadataFilter = true
     harness.simulator.setFaults(faults)
-    var logger = Logger(label: "test")
-    logger.logLevel = .critical
-    let restarted = Reconciler(
-      client: harness.client, store: harness.store, settings: Harness.testSettings(), logger: logger)
+    let restarted = harness.restarted()
     var reports: [PassReport] = []
     for _ in 0..<10 {
       let report = await restarted.pass()
