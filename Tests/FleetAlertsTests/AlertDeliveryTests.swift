@@ -64,6 +64,17 @@ func freshStore() async throws -> FleetStore {
   return store
 }
 
+/// An executable command receiver that appends what it reads on standard input to `out`.
+func recordingCommand() throws -> (script: URL, out: URL) {
+  let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fk-cmd-\(UUID().uuidString)")
+  try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+  let out = dir.appendingPathComponent("got.json")
+  let script = dir.appendingPathComponent("notify.sh")
+  try "#!/bin/sh\ncat >> \(out.path)\n".write(to: script, atomically: true, encoding: .utf8)
+  try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+  return (script, out)
+}
+
 func statuses(_ body: String) -> [String] {
   let json = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
   return (json?["alerts"] as? [[String: Any]] ?? []).compactMap { $0["status"] as? String }
@@ -152,12 +163,7 @@ func statuses(_ body: String) -> [String] {
   }
 
   @Test func commandReceiverGetsTheJSONOnStandardInput() async throws {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fk-cmd-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    let out = dir.appendingPathComponent("got.json")
-    let script = dir.appendingPathComponent("notify.sh")
-    try "#!/bin/sh\ncat > \(out.path)\n".write(to: script, atomically: true, encoding: .utf8)
-    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+    let (script, out) = try recordingCommand()
     let store = try await freshStore()
     let alerter = Alerter(
       store: store, app: "a", receivers: [AlertReceiver(key: "env:0", kind: .command, target: script.path)])

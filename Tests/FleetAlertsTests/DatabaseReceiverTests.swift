@@ -78,12 +78,7 @@ import Testing
   /// A row written straight into the outbox (naming the operator's command receiver, or a signed
   /// webhook) is never delivered: only notices the controller queued carry its key's HMAC.
   @Test func aForgedOutboxRowIsNeverDelivered() async throws {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fk-forge-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    let out = dir.appendingPathComponent("got.json")
-    let script = dir.appendingPathComponent("page.sh")
-    try "#!/bin/sh\ncat >> \(out.path)\n".write(to: script, atomically: true, encoding: .utf8)
-    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+    let (script, out) = try recordingCommand()
     let store = try await freshStore()
     let alerter = Alerter(
       store: store, app: "a", receivers: [AlertReceiver(key: "env:0", kind: .command, target: script.path)],
