@@ -230,7 +230,7 @@ public enum Planner {
         state.lostVolume = nil
       }
 
-      // Duplicates: report; remove the extra only when provably ours and unattached.
+      // Duplicates: report; an extra machine is stopped and destroyed, an extra volume never deleted.
       for extra in live where extra.id != keptMachine?.id {
         findings.append(
           DriftFinding(
@@ -475,8 +475,8 @@ public enum Planner {
       changedMemory: changedMemory)
   }
 
-  /// The user's machine (its `machines` row) and volume (remembered, else recorded) when the lists
-  /// show neither it nor its destruction. A row whose status says destroyed was listed so before.
+  /// The user's machine (its `machines` row) and remembered volume when the lists show neither it
+  /// nor its destruction. A row whose status says destroyed was listed so before.
   static func unlisted(
     recorded: RecordedMachine?, remembered: String?, listedMachines: Few<ObservedMachine>,
     listedVolumes: Few<ObservedVolume>

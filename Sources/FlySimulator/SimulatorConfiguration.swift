@@ -96,8 +96,8 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
   /// Ignore `metadata.*` filters on the machine list (a Fly-compatible server that does not
   /// implement them): every machine comes back.
   public var ignoreMetadataFilter: Bool = false
-  /// The next this many GETs of one machine or volume answer 404 `not found` (a brief 404, as
-  /// right after a create or during an incident), then the truth again.
+  /// The next this many GETs by id (of any machine or volume) answer 404 `not found` (a brief 404,
+  /// as right after a create or during an incident), then the truth again.
   public var notFoundGets: Int = 0
   /// Cut list pages short (even to zero items) while more remain, as Fly may.
   public var shortPageRate: Double = 0
