@@ -38,9 +38,8 @@ public struct UserMemory: Sendable, Hashable, Codable {
     var lastError: String?
     var volumeReleasedAt: Double?
     var transitionalSince: Double?
-    var omitted: String?
     var lostVolume: String?
-    var goneOnce: String?
+    var reads: [ReadByID] = []
   }
 
   final class Box: Sendable {
@@ -83,23 +82,23 @@ public struct UserMemory: Sendable, Hashable, Codable {
     set { rare.transitionalSince = newValue }
   }
 
-  /// A machine or volume of this user that Fly's list left out while a read by id showed it.
-  public var omitted: String? {
-    get { rare.omitted }
-    set { rare.omitted = newValue }
-  }
-
   /// The user's volume that a read by id found gone (reported until the user has a volume again).
   public var lostVolume: String? {
     get { rare.lostVolume }
     set { rare.lostVolume = newValue }
   }
 
-  /// A machine or volume a read by id answered 404 for once: gone only when a second read, a while
-  /// later, says so again (a 404 can be brief, right after a create or during an incident).
-  public var goneOnce: String? {
-    get { rare.goneOnce }
-    set { rare.goneOnce = newValue }
+  /// What the last read by id said of each of this user's machine and volume that Fly's lists leave
+  /// out (at most one entry per id): `found` — the list lies (`list_omits`); not found — a first 404,
+  /// believed only when a second read, a while later, says so again.
+  public var reads: [ReadByID] {
+    get { rare.reads }
+    set { rare.reads = newValue }
+  }
+
+  /// Records what a read by id said of `id`, replacing what an earlier read said of it.
+  public mutating func noteRead(_ id: String, found: Bool) {
+    reads = reads.filter { $0.id != id } + [ReadByID(id: id, found: found)]
   }
 
   /// Brings remembered times back from the future: a deadline or start beyond `now` (the wall
@@ -126,7 +125,7 @@ public struct UserMemory: Sendable, Hashable, Codable {
 
   // The stored JSON keeps the flat shape of earlier versions.
   enum CodingKeys: String, CodingKey {
-    case pending, failures, backoffUntil, lastError, volumeID, volumeReleasedAt, transitionalSince, omitted, lostVolume, goneOnce
+    case pending, failures, backoffUntil, lastError, volumeID, volumeReleasedAt, transitionalSince, lostVolume, reads
   }
 
   public init(from decoder: any Decoder) throws {
@@ -139,9 +138,8 @@ public struct UserMemory: Sendable, Hashable, Codable {
     rare.lastError = try container.decodeIfPresent(String.self, forKey: .lastError)
     rare.volumeReleasedAt = try container.decodeIfPresent(Double.self, forKey: .volumeReleasedAt)
     rare.transitionalSince = try container.decodeIfPresent(Double.self, forKey: .transitionalSince)
-    rare.omitted = try container.decodeIfPresent(String.self, forKey: .omitted)
     rare.lostVolume = try container.decodeIfPresent(String.self, forKey: .lostVolume)
-    rare.goneOnce = try container.decodeIfPresent(String.self, forKey: .goneOnce)
+    rare.reads = try container.decodeIfPresent([ReadByID].self, forKey: .reads) ?? []
     self.rare = rare
   }
 
@@ -155,9 +153,19 @@ public struct UserMemory: Sendable, Hashable, Codable {
     try container.encodeIfPresent(rare.lastError, forKey: .lastError)
     try container.encodeIfPresent(rare.volumeReleasedAt, forKey: .volumeReleasedAt)
     try container.encodeIfPresent(rare.transitionalSince, forKey: .transitionalSince)
-    try container.encodeIfPresent(rare.omitted, forKey: .omitted)
     try container.encodeIfPresent(rare.lostVolume, forKey: .lostVolume)
-    try container.encodeIfPresent(rare.goneOnce, forKey: .goneOnce)
+    if !rare.reads.isEmpty { try container.encode(rare.reads, forKey: .reads) }
+  }
+}
+
+/// What one read by id said of a machine or volume the lists leave out.
+public struct ReadByID: Sendable, Hashable, Codable {
+  public var id: String
+  /// The read found it (else: 404).
+  public var found: Bool
+  public init(id: String, found: Bool) {
+    self.id = id
+    self.found = found
   }
 }
 

@@ -181,20 +181,18 @@ public enum Planner {
       let unlisted = Self.unlisted(
         recorded: recorded, remembered: state.volumeID, listedMachines: listedMachines,
         listedVolumes: listedVolumes)
-      if let omitted = state.omitted, omitted != unlisted.machine && omitted != unlisted.volume {
-        // Listed again (or found gone): the wait for the next read by id ends with it.
-        state.omitted = nil
+      if state.reads.contains(where: { $0.id != unlisted.machine && $0.id != unlisted.volume }) {
+        // Listed again (or found gone): what a read said of it is over (a single 404 proved
+        // nothing), and the wait for the next read with it.
+        state.reads.removeAll { $0.id != unlisted.machine && $0.id != unlisted.volume }
         if state.failures == 0 { state.backoffUntil = nil }
-      }
-      if let suspect = state.goneOnce, suspect != unlisted.machine && suspect != unlisted.volume {
-        state.goneOnce = nil  // listed again: a single 404 proved nothing
       }
       if unlisted.machine != nil || unlisted.volume != nil {
         let justMade = now - (state.pending?.since ?? -.infinity) < settings.pendingGrace
         for (kind, id) in [(Action.Kind.verifyMachine, unlisted.machine), (.verifyVolume, unlisted.volume)] {
           guard let id else { continue }
           let noun = kind == .verifyMachine ? "machine" : "volume"
-          if state.omitted == id {
+          if state.reads.contains(ReadByID(id: id, found: true)) {
             findings.append(
               DriftFinding(
                 kind: .listOmits, userID: user, resourceID: id,

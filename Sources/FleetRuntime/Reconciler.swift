@@ -366,7 +366,7 @@ public actor Reconciler {
       && events.isEmpty
       && memory.values.allSatisfy {
         $0.pending == nil && ($0.backoffUntil ?? 0) <= started && $0.volumeReleasedAt == nil
-          && $0.transitionalSince == nil && $0.failures == 0 && $0.omitted == nil
+          && $0.transitionalSince == nil && $0.failures == 0 && $0.reads.isEmpty
       }
     report.results = await execute(
       Self.trim(plan.actions, limits: settings.writeLimits, seconds: settings.passWorkSeconds))
@@ -935,16 +935,16 @@ public actor Reconciler {
           ? [event(action, outcome: .unknown, attempt: 1, started: started, message: "\(noun) \(id): \(why)")]
           : [], user: user)
       return ActionResult(action: action, outcome: .unknown, attempts: 1, message: why)
-    case .notFound where state.goneOnce != id:
+    case .notFound where !state.reads.contains(ReadByID(id: id, found: false)):
       // A first 404: confirmed by a second read a while later before anything is replaced.
-      state.goneOnce = id
+      state.noteRead(id, found: false)
       state.backoffUntil = clock.now() + settings.verifyInterval
       memory[user] = state
       await record([], user: user)
       return ActionResult(action: action, outcome: .unknown, attempts: 1, message: "404 once; read again before believing it")
     case .present(let shows):
-      let first = state.omitted != id
-      state.omitted = id
+      let first = !state.reads.contains(ReadByID(id: id, found: true))
+      state.noteRead(id, found: true)
       state.backoffUntil = clock.now() + settings.verifyInterval
       memory[user] = state
       await record(
@@ -959,7 +959,7 @@ public actor Reconciler {
       var because = "a read by id answers 404, twice"
       var lost = true
       if case .gone(let why, let dataLost) = answer { (because, lost) = (why, dataLost) }
-      state.goneOnce = nil
+      state.reads.removeAll { $0.id == id }
       var statements: [SQLStatement] = []
       if action.kind == .verifyMachine {
         // The row says destroyed, as when the list shows it so: the planner reports it missing and
@@ -974,7 +974,6 @@ public actor Reconciler {
         state.volumeReleasedAt = nil
         if lost { state.lostVolume = id }  // reported `volume_missing` until the user has one again
       }
-      if state.omitted == id { state.omitted = nil }
       memory[user] = state
       await record(
         [

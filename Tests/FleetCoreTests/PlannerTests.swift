@@ -227,7 +227,7 @@ struct PlannerTests {
       name: "a read by id showed the machine the list leaves out → wait, report list_omits",
       desired: desired([("u1", .running, "cdg")]),
       recorded: ["u1": RecordedMachine(machineID: "m1", volumeID: "v1")],
-      memory: ["u1": memory { $0.volumeID = "v1"; $0.omitted = "m1"; $0.backoffUntil = now + 10 }],
+      memory: ["u1": memory { $0.volumeID = "v1"; $0.noteRead("m1", found: true); $0.backoffUntil = now + 10 }],
       actions: [], findings: ["list_omits u1"]),
     Case(
       name: "the remembered volume not in the list, a newer one is → read by id, nothing switched or deleted",

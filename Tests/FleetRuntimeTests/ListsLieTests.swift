@@ -64,6 +64,30 @@ import Testing
     #expect(events.allSatisfy { $0.detailsJSON.contains("\"present\"") })
   }
 
+  /// Both the machine and the volume of a user are left out, read by id and found, over and
+  /// over: each is reported (`list_omits`) and recorded once, not once per read.
+  @Test func aMachineAndAVolumeLeftOutAreEachReportedAndRecordedOnce() async throws {
+    let clock = OffsetClock()
+    let harness = try await Harness.make(simulator: Harness.instant, clock: clock)
+    defer { Task { await harness.stop() } }
+    try await harness.addUsers(1)
+    await harness.converge()
+    var faults = harness.simulator.faults
+    faults.emptyMachineLists = true
+    faults.emptyVolumeLists = true
+    harness.simulator.setFaults(faults)
+    var last: PassReport?
+    for _ in 0..<8 {
+      last = await harness.reconciler.pass()
+      clock.advance(by: 20)  // past the 15 s wait: every pass reads both again
+    }
+    let omitted = (last?.findings ?? []).filter { $0.kind == .listOmits }.compactMap(\.resourceID)
+    #expect(omitted.count == 2 && Set(omitted).count == 2, "the machine and the volume: \(omitted)")
+    let reads = try await harness.store.events(user: "u0", limit: 500).filter { $0.eventType.hasPrefix("verify_") }
+    #expect(reads.count == 2, "one event per resource, not per read: \(reads.count)")
+    #expect(harness.mutations().filter { $0.endpoint.hasPrefix("POST") }.count == 2, "only the first create pair")
+  }
+
   /// The lists leave everything out and the reads by id answer 404 once each (as right after a
   /// create, or in an incident): one 404 is not proof; the second read finds everything there.
   @Test func aBrief404IsNotProof() async throws {
