@@ -13,19 +13,21 @@ public struct AuditEvent: Sendable, Hashable {
   public var machineID: String?
   public var userID: String?
   public var volumeID: String?
-  /// What happened: `create_volume`, `create_machine.failed`, `drift.machine_stopped`, …
-  public var eventType: String
+  /// What happened; stored as its text (``EventType/rawValue``).
+  public var type: EventType
+  /// The `event_type` column: `create_volume`, `adopt_machine`, `drift.machine_missing`, …
+  public var eventType: String { type.rawValue }
   /// The details, stored as a JSON object: attempt, duration_ms, http_status, fly_request_id, error…
   public var details: [String: AuditField]
   /// Unix seconds.
   public var createdAt: Int64
 
   public init(
-    id: Int64? = nil, eventType: String, userID: String? = nil, machineID: String? = nil, volumeID: String? = nil,
+    id: Int64? = nil, type: EventType, userID: String? = nil, machineID: String? = nil, volumeID: String? = nil,
     details: [String: AuditField] = [:], createdAt: Int64
   ) {
     self.id = id
-    self.eventType = eventType
+    self.type = type
     self.userID = userID
     self.machineID = machineID
     self.volumeID = volumeID
@@ -48,6 +50,51 @@ public struct AuditEvent: Sendable, Hashable {
     }
     return out + "}"
   }
+}
+
+/// Every `event_type` the controller writes to `machine_events`: an action attempted (its outcome
+/// in `details.outcome`), a resource adopted after a lost create's answer, a finding raised or
+/// cleared.
+public enum EventType: Sendable, Hashable, CustomStringConvertible {
+  /// `create_volume`, `create_machine`, `start`, `stop`, `destroy_machine`, `delete_volume`,
+  /// `verify_machine`, `verify_volume`.
+  case action(Action.Kind)
+  /// `adopt_volume`, `adopt_machine`: a look-up after a lost answer found what the create made.
+  case adopted(PendingCreate.Kind)
+  /// `drift.<finding kind>`: a finding appeared.
+  case drift(DriftFinding.Kind)
+  /// `drift_resolved.<finding kind>`: it cleared.
+  case driftResolved(DriftFinding.Kind)
+
+  public var rawValue: String {
+    switch self {
+    case .action(let kind): kind.rawValue
+    case .adopted(.machine): "adopt_machine"
+    case .adopted(.volume): "adopt_volume"
+    case .drift(let kind): "drift.\(kind.rawValue)"
+    case .driftResolved(let kind): "drift_resolved.\(kind.rawValue)"
+    }
+  }
+
+  public init?(rawValue: String) {
+    if let kind = Action.Kind(rawValue: rawValue) {
+      self = .action(kind)
+    } else if rawValue == "adopt_machine" {
+      self = .adopted(.machine)
+    } else if rawValue == "adopt_volume" {
+      self = .adopted(.volume)
+    } else if rawValue.hasPrefix("drift."), let kind = DriftFinding.Kind(rawValue: String(rawValue.dropFirst(6))) {
+      self = .drift(kind)
+    } else if rawValue.hasPrefix("drift_resolved."),
+      let kind = DriftFinding.Kind(rawValue: String(rawValue.dropFirst(15)))
+    {
+      self = .driftResolved(kind)
+    } else {
+      return nil
+    }
+  }
+
+  public var description: String { rawValue }
 }
 
 /// Minimal JSON text helpers for the core (which imports nothing).

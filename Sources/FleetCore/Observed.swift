@@ -2,7 +2,7 @@
 public struct ObservedMachine: Sendable, Hashable {
   public var id: String
   public var name: String?
-  public var state: String
+  public var state: MachineState
   public var region: String
   /// `config.metadata.fleet_user_id`: nil for a machine fleetkeeper did not make (foreign).
   public var userID: String?
@@ -23,7 +23,7 @@ public struct ObservedMachine: Sendable, Hashable {
   private var updated: Double
 
   public init(
-    id: String, name: String? = nil, state: String, region: String, userID: String?, volumeID: String? = nil,
+    id: String, name: String? = nil, state: MachineState, region: String, userID: String?, volumeID: String? = nil,
     privateIP: String? = nil, createdAt: Double? = nil, updatedAt: Double? = nil
   ) {
     self.id = id
@@ -38,27 +38,21 @@ public struct ObservedMachine: Sendable, Hashable {
   }
 
   /// `destroying`/`destroyed` machines still show in lists for a while; they count as gone.
-  public var isGone: Bool { Self.goneStates.contains(state) }
-  /// A machine in one of these states is on its way out or gone.
-  public static let goneStates: Set<String> = ["destroyed", "destroying"]
-  /// States that settle on their own: wait, do not act.
-  public static let transitional: Set<String> = [
-    "creating", "starting", "stopping", "restarting", "suspending", "updating", "replacing", "launch_failed",
-  ]
+  public var isGone: Bool { state.isGone }
 }
 
 /// A volume as the last list showed it.
 public struct ObservedVolume: Sendable, Hashable {
   public var id: String
   public var name: String
-  public var state: String
+  public var state: VolumeState
   public var region: String
   public var attachedMachineID: String?
   public var sizeGB: Int?
   public var createdAt: Double?
 
   public init(
-    id: String, name: String, state: String, region: String, attachedMachineID: String? = nil, sizeGB: Int? = nil,
+    id: String, name: String, state: VolumeState, region: String, attachedMachineID: String? = nil, sizeGB: Int? = nil,
     createdAt: Double? = nil
   ) {
     self.id = id
@@ -72,11 +66,7 @@ public struct ObservedVolume: Sendable, Hashable {
 
   /// Fly lists volumes on their way out (`scheduling_destroy`, `pending_destroy`, `destroying`,
   /// `destroyed`, …) for a while; only a volume in another state is usable.
-  public var isGone: Bool { Self.goneStates.contains(state) }
-
-  static let goneStates: Set<String> = [
-    "scheduling_destroy", "pending_destroy", "destroying", "destroyed", "waiting_for_detach", "fork_cleanup",
-  ]
+  public var isGone: Bool { state.isGone }
 }
 
 /// Both of Fly's lists, read whole.
@@ -100,3 +90,29 @@ public struct RecordedMachine: Sendable, Hashable {
     self.status = status
   }
 }
+/// A row of the dashboard's `machines` table.
+public struct MachineRow: Sendable, Hashable {
+  public var id: String
+  public var userID: String
+  public var region: String
+  public var volumeID: String?
+  public var status: String?
+  public var ipAddress: String?
+  public var createdAt: Int64?
+  public var updatedAt: Int64?
+  public init(
+    id: String, userID: String, region: String, volumeID: String? = nil, status: String? = nil,
+    ipAddress: String? = nil,
+    createdAt: Int64? = nil, updatedAt: Int64? = nil
+  ) {
+    self.id = id
+    self.userID = userID
+    self.region = region
+    self.volumeID = volumeID
+    self.status = status
+    self.ipAddress = ipAddress
+    self.createdAt = createdAt
+    self.updatedAt = updatedAt
+  }
+}
+

@@ -1,5 +1,34 @@
-/// One call the executor makes to Fly.
+/// One call the executor makes to Fly, for one user, and why.
 public struct Action: Sendable, Hashable {
+  /// The call and exactly what it needs: a stop names its machine, a create its region and spec.
+  public enum Call: Sendable, Hashable {
+    case createVolume(region: String, spec: MachineTemplate, guard: CreateGuard)
+    case createMachine(region: String, volumeID: String, spec: MachineTemplate, guard: CreateGuard)
+    case start(machineID: String)
+    /// `forRemoval`: on the way to a destroy (the user is absent, or a duplicate): guarded and
+    /// capped like a destroy, since a mass stop is an outage even though it loses no data.
+    case stop(machineID: String, forRemoval: Bool)
+    case destroyMachine(machineID: String, volumeID: String?)
+    case deleteVolume(volumeID: String)
+    /// A read by id (GET) of a machine or volume the controller made or adopted that the list no
+    /// longer shows: absence from a list is never proof that something is gone.
+    case verifyMachine(machineID: String)
+    case verifyVolume(volumeID: String)
+  }
+
+  /// How a create avoids making its resource twice (see ``UserLifecycle``).
+  public struct CreateGuard: Sendable, Hashable {
+    /// An earlier create's answer was lost: look the resource up before creating.
+    public var lookUpFirst: Bool
+    /// The id Fly answered an earlier create with: read by GET (no replica lag) before creating again.
+    public var knownResourceID: String?
+    public init(lookUpFirst: Bool = false, knownResourceID: String? = nil) {
+      self.lookUpFirst = lookUpFirst
+      self.knownResourceID = knownResourceID
+    }
+  }
+
+  /// The call's name: event types, metrics, budgets, ordering.
   public enum Kind: String, Sendable, Hashable, CaseIterable {
     case createVolume = "create_volume"
     case createMachine = "create_machine"
@@ -7,8 +36,6 @@ public struct Action: Sendable, Hashable {
     case stop
     case destroyMachine = "destroy_machine"
     case deleteVolume = "delete_volume"
-    /// A read by id (GET) of a machine or volume the controller made or adopted that the list no
-    /// longer shows: absence from a list is never proof that something is gone.
     case verifyMachine = "verify_machine"
     case verifyVolume = "verify_volume"
 
@@ -19,43 +46,82 @@ public struct Action: Sendable, Hashable {
     public var isRead: Bool { self == .verifyMachine || self == .verifyVolume }
   }
 
-  public var kind: Kind
   public var userID: String
-  public var machineID: String?
-  public var volumeID: String?
-  public var region: String?
-  /// For creates: the resolved machine spec (template with overrides).
-  public var spec: MachineTemplate?
-  /// For creates after an outcome-unknown failure: look the resource up before creating.
-  public var lookUpFirst: Bool
-  /// The id Fly answered an earlier create of this kind with: looked up by GET (no replica lag)
-  /// before creating again.
-  public var knownResourceID: String?
+  public var call: Call
   /// Why, for plan output and events.
   public var reason: String
-  /// A stop on the way to a destroy (the user is absent): guarded and capped like a destroy, since
-  /// a mass stop is an outage even though it loses no data.
-  public var forRemoval: Bool
+
+  public init(userID: String, call: Call, reason: String) {
+    self.userID = userID
+    self.call = call
+    self.reason = reason
+  }
+
+  public var kind: Kind {
+    switch call {
+    case .createVolume: .createVolume
+    case .createMachine: .createMachine
+    case .start: .start
+    case .stop: .stop
+    case .destroyMachine: .destroyMachine
+    case .deleteVolume: .deleteVolume
+    case .verifyMachine: .verifyMachine
+    case .verifyVolume: .verifyVolume
+    }
+  }
+
+  /// The machine the call is about, if any.
+  public var machineID: String? {
+    switch call {
+    case .start(let id), .stop(let id, _), .destroyMachine(let id, _), .verifyMachine(let id): id
+    default: nil
+    }
+  }
+
+  /// The volume the call is about (a machine's create: the volume it mounts), if any.
+  public var volumeID: String? {
+    switch call {
+    case .createMachine(_, let id, _, _), .deleteVolume(let id), .verifyVolume(let id): id
+    case .destroyMachine(_, let id): id
+    default: nil
+    }
+  }
+
+  /// Where a create makes its resource.
+  public var region: String? {
+    switch call {
+    case .createVolume(let region, _, _), .createMachine(let region, _, _, _): region
+    default: nil
+    }
+  }
+
+  /// A create's resolved spec (template with overrides).
+  public var spec: MachineTemplate? {
+    switch call {
+    case .createVolume(_, let spec, _), .createMachine(_, _, let spec, _): spec
+    default: nil
+    }
+  }
+
+  /// A create's guard against making twice.
+  public var createGuard: CreateGuard? {
+    switch call {
+    case .createVolume(_, _, let g), .createMachine(_, _, _, let g): g
+    default: nil
+    }
+  }
+
+  public var lookUpFirst: Bool { createGuard?.lookUpFirst ?? false }
+  public var knownResourceID: String? { createGuard?.knownResourceID }
+
+  /// A stop on the way to a destroy.
+  public var forRemoval: Bool {
+    if case .stop(_, true) = call { return true }
+    return false
+  }
 
   /// Guarded and capped: destroys, volume deletes, and stops on the way to a destroy.
   public var isDestructive: Bool { kind.isDestructive || forRemoval }
-
-  public init(
-    kind: Kind, userID: String, machineID: String? = nil, volumeID: String? = nil, region: String? = nil,
-    spec: MachineTemplate? = nil, lookUpFirst: Bool = false, knownResourceID: String? = nil, reason: String,
-    forRemoval: Bool = false
-  ) {
-    self.knownResourceID = knownResourceID
-    self.forRemoval = forRemoval
-    self.kind = kind
-    self.userID = userID
-    self.machineID = machineID
-    self.volumeID = volumeID
-    self.region = region
-    self.spec = spec
-    self.lookUpFirst = lookUpFirst
-    self.reason = reason
-  }
 }
 
 /// Something that differs from what should be, for operators and alerts.

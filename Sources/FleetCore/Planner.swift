@@ -205,8 +205,7 @@ public enum Planner {
           verifies += 1
           actions.append(
             Action(
-              kind: kind, userID: user, machineID: kind == .verifyMachine ? id : nil,
-              volumeID: kind == .verifyVolume ? id : nil,
+              userID: user, call: kind == .verifyMachine ? .verifyMachine(machineID: id) : .verifyVolume(volumeID: id),
               reason: "\(noun) \(id) is not in Fly's list: read it by id before replacing it"))
         }
         waiting.append(user)
@@ -236,11 +235,12 @@ public enum Planner {
             message: "second machine \(extra.id) for \(user) (keeping \(keptMachine?.id ?? "-"))"))
         if backedOff {
           waiting.append(user)  // a refused stop or destroy waits its backoff like any action
-        } else if extra.state == "started" || extra.state == "starting" {
+        } else if extra.state.isUp {
           actions.append(
-            Action(kind: .stop, userID: user, machineID: extra.id, reason: "duplicate machine", forRemoval: true))
-        } else if !ObservedMachine.transitional.contains(extra.state) {
-          actions.append(Action(kind: .destroyMachine, userID: user, machineID: extra.id, reason: "duplicate machine"))
+            Action(userID: user, call: .stop(machineID: extra.id, forRemoval: true), reason: "duplicate machine"))
+        } else if !extra.state.isTransitional {
+          actions.append(
+            Action(userID: user, call: .destroyMachine(machineID: extra.id, volumeID: nil), reason: "duplicate machine"))
         }
       }
       for extra in volumes where extra.id != keptVolume?.id {
@@ -293,8 +293,8 @@ public enum Planner {
           track(
             machine, user: user, state: &state, findings: &findings, waiting: &waiting, now: now, settings: settings)
           switch (wanted, machine.state) {
-          case (.running, "stopped"), (.running, "suspended"), (.running, "failed"):
-            if machine.state == "failed" {
+          case (.running, .stopped), (.running, .suspended), (.running, .failed):
+            if machine.state == .failed {
               findings.append(
                 DriftFinding(
                   kind: .machineFailed, userID: user, resourceID: machine.id, message: "machine \(machine.id) failed"))
@@ -306,16 +306,17 @@ public enum Planner {
             }
             actions.append(
               Action(
-                kind: .start, userID: user, machineID: machine.id, reason: "desired running, machine \(machine.state)"))
-          case (.running, "created"):
+                userID: user, call: .start(machineID: machine.id), reason: "desired running, machine \(machine.state)"))
+          case (.running, .created):
             if now - (machine.createdAt ?? now) >= settings.createdGrace {
               actions.append(
-                Action(kind: .start, userID: user, machineID: machine.id, reason: "desired running, machine created"))
+                Action(userID: user, call: .start(machineID: machine.id), reason: "desired running, machine created"))
             } else {
               waiting.append(user)
             }
-          case (.stopped, "started"):
-            actions.append(Action(kind: .stop, userID: user, machineID: machine.id, reason: "desired stopped"))
+          case (.stopped, .started):
+            actions.append(
+              Action(userID: user, call: .stop(machineID: machine.id, forRemoval: false), reason: "desired stopped"))
           default:
             break
           }
@@ -342,9 +343,9 @@ public enum Planner {
             } else {
               actions.append(
                 Action(
-                  kind: .createMachine, userID: user, volumeID: volume.id, region: volume.region, spec: spec,
-                  lookUpFirst: state.pending?.kind == .machine,
-                  knownResourceID: state.pending?.kind == .machine ? state.pending?.resourceID : nil,
+                  userID: user,
+                  call: .createMachine(
+                    region: volume.region, volumeID: volume.id, spec: spec, guard: UserLifecycle.createGuard(.machine, state)),
                   reason: "desired running, no machine"))
             }
           } else if pendingActive && state.pending?.kind == .volume {
@@ -358,9 +359,8 @@ public enum Planner {
             }
             actions.append(
               Action(
-                kind: .createVolume, userID: user, region: desired!.region, spec: spec,
-                lookUpFirst: state.pending?.kind == .volume,
-                knownResourceID: state.pending?.kind == .volume ? state.pending?.resourceID : nil,
+                userID: user,
+                call: .createVolume(region: desired!.region, spec: spec, guard: UserLifecycle.createGuard(.volume, state)),
                 reason: "desired running, no volume"))
           }
         }
@@ -375,18 +375,18 @@ public enum Planner {
         if let machine = keptMachine {
           state.volumeReleasedAt = nil
           switch machine.state {
-          case "started", "starting":
+          case .started, .starting:
             actions.append(
               Action(
-                kind: .stop, userID: user, machineID: machine.id, reason: "desired absent: stop before destroy",
-                forRemoval: true))
-          case _ where ObservedMachine.transitional.contains(machine.state):
+                userID: user, call: .stop(machineID: machine.id, forRemoval: true),
+                reason: "desired absent: stop before destroy"))
+          case _ where machine.state.isTransitional:
             track(
               machine, user: user, state: &state, findings: &findings, waiting: &waiting, now: now, settings: settings)
           default:
             actions.append(
               Action(
-                kind: .destroyMachine, userID: user, machineID: machine.id, volumeID: machine.volumeID,
+                userID: user, call: .destroyMachine(machineID: machine.id, volumeID: machine.volumeID),
                 reason: desired == nil ? "no desired row" : "desired absent"))
           }
         } else if let volume = keptVolume {
@@ -398,8 +398,7 @@ public enum Planner {
             if now - released >= retention && input.watching >= min(retention, settings.retentionFloor) {
               actions.append(
                 Action(
-                  kind: .deleteVolume, userID: user, volumeID: volume.id,
-                  reason: "retention of \(Int(retention)) s passed"))
+                  userID: user, call: .deleteVolume(volumeID: volume.id), reason: "retention of \(Int(retention)) s passed"))
             }
           }
         } else {
@@ -480,7 +479,7 @@ public enum Planner {
     listedVolumes: Few<ObservedVolume>
   ) -> (machine: String?, volume: String?) {
     var machine: String?
-    if let recorded, !ObservedMachine.goneStates.contains(recorded.status ?? ""),
+    if let recorded, !MachineState(recorded.status ?? "").isGone,
       !listedMachines.contains(where: { $0.id == recorded.machineID })
     {
       machine = recorded.machineID
@@ -495,7 +494,7 @@ public enum Planner {
     _ machine: ObservedMachine, user: String, state: inout UserMemory, findings: inout [DriftFinding],
     waiting: inout [String], now: Double, settings: PlannerSettings
   ) {
-    guard ObservedMachine.transitional.contains(machine.state) else {
+    guard machine.state.isTransitional else {
       state.transitionalSince = nil
       return
     }

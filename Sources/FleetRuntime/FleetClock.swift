@@ -1,3 +1,4 @@
+public import FleetCore
 import Foundation
 import Synchronization
 
@@ -30,25 +31,9 @@ public struct Jitter: Sendable {
   public func next() -> Double { draw() }
 }
 
-/// Exponential backoff with full jitter (AWS's "full jitter"): a delay drawn uniformly from zero
-/// to `min(cap, base × 2^(attempt−1))`. One place decides the retry policy.
-public struct RetryPolicy: Sendable, Hashable {
-  public var base: Double = 1
-  public var cap: Double = 300
-  /// Attempts of one action within one pass (retryable errors only).
-  public var attemptsPerPass: Int = 3
-  /// The longest in-pass wait before giving the action back to the next pass.
-  public var maxInPassDelay: Double = 5
-  public init() {}
-
-  /// The ceiling of the `attempt`th retry's delay (attempt ≥ 1).
-  public func ceiling(attempt: Int) -> Double {
-    min(cap, base * pow(2, Double(max(0, attempt - 1))))
-  }
-
-  public func delay(attempt: Int, jitter: Jitter) -> Double {
-    ceiling(attempt: attempt) * jitter.next()
-  }
+extension RetryPolicy {
+  /// A delay with a draw from `jitter`.
+  public func delay(attempt: Int, jitter: Jitter) -> Double { delay(attempt: attempt, draw: jitter.next()) }
 }
 
 /// Wall time anchored once and advanced by a monotonic source (both injectable, for tests).

@@ -5,7 +5,7 @@ extension ObservedMachine {
   /// A machine from Fly's list, as the planner sees it.
   public init(_ machine: FlyMachine) {
     self.init(
-      id: machine.id, name: machine.name, state: machine.state, region: machine.region ?? "",
+      id: machine.id, name: machine.name, state: MachineState(machine.state), region: machine.region ?? "",
       userID: machine.config?.metadata[FleetNames.userMetadataKey], volumeID: machine.config?.mounts.first?.volume,
       privateIP: machine.privateIP,
       createdAt: machine.createdAt.flatMap(parseFlyTimestamp), updatedAt: machine.updatedAt.flatMap(parseFlyTimestamp))
@@ -16,7 +16,7 @@ extension ObservedMachine {
   /// A machine from a list scanned for listings (the quiet pass's fast path).
   public init(_ listing: FlyMachineListing) {
     self.init(
-      id: listing.id, name: listing.name, state: listing.state, region: listing.region ?? "", userID: listing.owner,
+      id: listing.id, name: listing.name, state: MachineState(listing.state), region: listing.region ?? "", userID: listing.owner,
       volumeID: listing.volumeID, privateIP: listing.privateIP, createdAt: listing.createdAt.flatMap(parseFlyTimestamp),
       updatedAt: listing.updatedAt.flatMap(parseFlyTimestamp))
   }
@@ -25,7 +25,7 @@ extension ObservedMachine {
 extension ObservedVolume {
   public init(_ volume: FlyVolume) {
     self.init(
-      id: volume.id, name: volume.name, state: volume.state, region: volume.region,
+      id: volume.id, name: volume.name, state: VolumeState(volume.state), region: volume.region,
       attachedMachineID: volume.attachedMachineID.flatMap { $0.isEmpty ? nil : $0 }, sizeGB: volume.sizeGB,
       createdAt: volume.createdAt.flatMap(parseFlyTimestamp))
   }

@@ -5,33 +5,6 @@ import Foundation
 public import Logging
 import Synchronization
 
-/// What one action came to.
-public struct ActionResult: Sendable, Hashable {
-  public enum Outcome: String, Sendable, Hashable {
-    /// Done.
-    case ok
-    /// Fly said "not in this state yet" (412 after a create or stop, a bound volume): try next pass.
-    case notYet = "not_yet"
-    /// The answer was lost: the next pass looks before acting again.
-    case unknown
-    /// A lookup found the resource: adopted instead of created.
-    case adopted
-    /// Failed; the user backs off.
-    case failed
-    /// Not tried (shutdown, or a secret missing).
-    case skipped
-    /// A read by id found the resource gone (404, or destroyed): what the list said is now known.
-    case gone
-    /// A read by id found the resource the list left out: nothing replaces it.
-    case present
-  }
-  public var action: Action
-  public var outcome: Outcome
-  public var attempts: Int
-  /// The error, redacted; or the id of what was made.
-  public var message: String
-}
-
 /// One pass: what it saw, planned and did.
 public struct PassReport: Sendable {
   public enum Outcome: String, Sendable {
@@ -519,7 +492,7 @@ public actor Reconciler {
       let machines = live.items(user, in: observation.machines)
       let row = rows[user]
       if let row, !machines.contains(where: { $0.id == row.id }),
-        !ObservedMachine.goneStates.contains(row.status ?? ""), listed(row.id)?.isGone != true
+        !MachineState(row.status ?? "").isGone, listed(row.id)?.isGone != true
       {
         // The row's machine is not listed and not known gone: the row is not switched to another
         // machine until a read by id says the recorded one is gone.
@@ -530,14 +503,14 @@ public actor Reconciler {
           ?? machines.min(by: { ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id) })
       else { continue }
       let digest = RowMemo.digest(
-        region: machine.region, volumeID: machine.volumeID, status: machine.state, ipAddress: machine.privateIP)
+        region: machine.region, volumeID: machine.volumeID, status: machine.state.rawValue, ipAddress: machine.privateIP)
       if let row, row.id == machine.id, row.digest == digest {
         // Unchanged. Share the observation's string storage instead of a copy read from the database.
         if row.volumeID != nil && row.volumeID == machine.volumeID { rows[user]?.volumeID = machine.volumeID }
         continue
       }
       let next = MachineRow(
-        id: machine.id, userID: user, region: machine.region, volumeID: machine.volumeID, status: machine.state,
+        id: machine.id, userID: user, region: machine.region, volumeID: machine.volumeID, status: machine.state.rawValue,
         ipAddress: machine.privateIP, createdAt: row.map(\.createdAt) ?? Int64(machine.createdAt ?? now),
         updatedAt: Int64(now))
       rows[user] = RowMemo(next)
@@ -550,12 +523,12 @@ public actor Reconciler {
       for (user, row) in orphaned {
         if let gone = listed(row.id), gone.isGone {
           // Still listed as destroying/destroyed: the row says so until Fly forgets the machine.
-          if row.status != gone.state {
-            rows[user]?.status = gone.state
+          if row.status != gone.state.rawValue {
+            rows[user]?.status = gone.state.rawValue
             try await writer.add(
-              FleetStore.updateMachineStatus(userID: user, status: gone.state, updatedAt: Int64(now)), user: user)
+              FleetStore.updateMachineStatus(userID: user, status: gone.state.rawValue, updatedAt: Int64(now)), user: user)
           }
-        } else if ObservedMachine.goneStates.contains(row.status ?? "") {
+        } else if MachineState(row.status ?? "").isGone {
           // The list showed it destroyed before, and now forgets it: gone.
           rows[user] = nil
           try await writer.add(FleetStore.deleteMachineRow(userID: user), user: user)
@@ -577,7 +550,7 @@ public actor Reconciler {
         ])
       events.append(
         AuditEvent(
-          eventType: "drift.\(finding.kind.rawValue)", userID: finding.userID,
+          type: .drift(finding.kind), userID: finding.userID,
           machineID: finding.resourceID.flatMap { $0.hasPrefix("vol_") ? nil : $0 },
           volumeID: finding.resourceID.flatMap { $0.hasPrefix("vol_") ? $0 : nil },
           details: ["message": .string(redactor.scrub(finding.message))], createdAt: Int64(now)))
@@ -585,7 +558,7 @@ public actor Reconciler {
     for (key, finding) in activeFindings where current[key] == nil {
       events.append(
         AuditEvent(
-          eventType: "drift_resolved.\(finding.kind.rawValue)", userID: finding.userID,
+          type: .driftResolved(finding.kind), userID: finding.userID,
           machineID: finding.resourceID.flatMap { $0.hasPrefix("vol_") ? nil : $0 },
           volumeID: finding.resourceID.flatMap { $0.hasPrefix("vol_") ? $0 : nil }, createdAt: Int64(now)))
     }
@@ -659,52 +632,76 @@ public actor Reconciler {
     return recorded
   }
 
-
-  private func event(
-    _ action: Action, outcome: ActionResult.Outcome, attempt: Int, started: Double, machineID: String? = nil,
-    volumeID: String? = nil, error: FlyAPIError? = nil, message: String? = nil
-  ) -> AuditEvent {
-    var details: [String: AuditField] = [
-      "outcome": .string(outcome.rawValue), "attempt": .int(Int64(attempt)),
-      "duration_ms": .int(Int64(((clock.now() - started) * 1000).rounded())), "reason": .string(action.reason),
-    ]
-    if let region = action.region { details["region"] = .string(region) }
-    if let error {
-      if let status = error.status { details["http_status"] = .int(Int64(status)) }
-      if let id = error.requestID { details["fly_request_id"] = .string(id) }
-      details["error_code"] = .string(error.code.description)
-      details["error"] = .string(redactor.scrub(error.description))
+  /// Applies what the lifecycle decided: the user's state in RAM, its row, the events (scrubbed),
+  /// all committed together.
+  @discardableResult
+  private func apply(_ step: UserLifecycle.Step, for action: Action, attempts: Int) async -> ActionResult {
+    let user = action.userID
+    if let warning = step.warning { logger.warning("\(warning)", metadata: ["user": "\(user)"]) }
+    if step.saveState { memory[user] = step.state }
+    var statements: [SQLStatement] = []
+    let now = Int64(clock.now())
+    switch step.row {
+    case .upsert(let row):
+      rows[user] = RowMemo(row)
+      statements.append(FleetStore.upsertMachineRow(row))
+    case .delete:
+      rows[user] = nil
+      statements.append(FleetStore.deleteMachineRow(userID: user))
+    case .status(let status):
+      rows[user]?.status = status.rawValue
+      statements.append(FleetStore.updateMachineStatus(userID: user, status: status.rawValue, updatedAt: now))
+    case nil:
+      break
     }
-    if let message { details["message"] = .string(redactor.scrub(message)) }
-    return AuditEvent(
-      eventType: action.kind.rawValue, userID: action.userID, machineID: machineID ?? action.machineID,
-      volumeID: volumeID ?? action.volumeID, details: details, createdAt: Int64(clock.now()))
+    let events = step.events.map(redactor.scrub)
+    if step.saveState || !events.isEmpty || !statements.isEmpty {
+      await record(events, user: user, statements: statements, saveMemory: step.saveState)
+    }
+    return ActionResult(action: action, outcome: step.outcome, attempts: attempts, message: step.message)
   }
 
+  private func context(started: Double, attempt: Int, user: String) -> UserLifecycle.Context {
+    UserLifecycle.Context(
+      started: started, now: clock.now(), attempt: attempt, draw: jitter.next(), mayRetry: !draining,
+      recorded: rows[user].map { RecordedMachine(machineID: $0.id, volumeID: $0.volumeID, status: $0.status) })
+  }
+
+  private var policy: UserLifecycle.Policy {
+    UserLifecycle.Policy(retry: settings.retry, verifyInterval: settings.verifyInterval)
+  }
+
+  /// Performs one action and applies its outcome: observe → plan → **perform → apply**.
   private func run(_ action: Action) async -> ActionResult {
     let user = action.userID
-    if draining || !mayWrite() {
-      // Abandoned, not attempted: the audit log says what shutdown (or a lost lease) left undone.
-      // The user's memory is not written: another process may hold the lease and its own view.
-      await record(
-        [
-          event(
-            action, outcome: .skipped, attempt: 0, started: clock.now(),
-            message: "abandoned: shutting down or lease lost")
-        ], user: user, saveMemory: false)
-      return ActionResult(action: action, outcome: .skipped, attempts: 0, message: "shutting down")
+    func after(_ outcome: UserLifecycle.Outcome, started: Double, attempt: Int) async -> (UserLifecycle.Step, ActionResult) {
+      let step = UserLifecycle.after(
+        action, outcome, memory[user] ?? UserMemory(), context(started: started, attempt: attempt, user: user),
+        policy: policy)
+      return (step, await apply(step, for: action, attempts: attempt))
     }
-    if action.kind.isRead { return await verify(action) }
-    if action.lookUpFirst, let adopted = await lookUp(action) { return adopted }
-    var state = memory[user] ?? UserMemory()
+    if draining || !mayWrite() { return await after(.abandoned, started: clock.now(), attempt: 0).1 }
+    if action.kind.isRead {
+      let started = clock.now()
+      do {
+        try await budget.acquire(action.kind)
+      } catch {
+        return ActionResult(action: action, outcome: .skipped, attempts: 0, message: "cancelled")
+      }
+      return await after(await read(action), started: started, attempt: 1).1
+    }
+    if action.lookUpFirst {
+      let started = clock.now()
+      let (step, result) = await after(await lookUp(action), started: started, attempt: 0)
+      if step.next != .create { return result }
+    }
     if action.kind.isCreate {
       // The intent is on disk before the call: a crash leaves something to look up, not a blind re-create.
-      state.pending = PendingCreate(
-        kind: action.kind == .createVolume ? .volume : .machine, since: clock.now(), outcomeUnknown: true)
-      memory[user] = state
+      let before = memory[user]
+      memory[user] = UserLifecycle.intent(action, before ?? UserMemory(), now: clock.now())
       guard await record([], user: user) else {
         // The intent is not on disk: a crash now would leave nothing to look up. Not sent.
-        memory[user]?.pending = nil
+        memory[user] = before
         return ActionResult(action: action, outcome: .failed, attempts: 0, message: "intent not recorded")
       }
     }
@@ -717,132 +714,66 @@ public actor Reconciler {
       } catch {
         return ActionResult(action: action, outcome: .skipped, attempts: attempt - 1, message: "cancelled")
       }
-      do {
-        let made = try await perform(action)
-        var state = memory[user] ?? UserMemory()
-        state.failures = 0
-        state.backoffUntil = nil
-        state.lastError = nil
-        var statements: [SQLStatement] = []
-        var machineID: String? = nil
-        var volumeID: String? = nil
-        switch action.kind {
-        case .createVolume:
-          volumeID = made?.id
-          state.volumeID = made?.id
-          // The grace for replica lag counts from the answer, not from the intent.
-          state.pending = PendingCreate(kind: .volume, since: clock.now(), resourceID: made?.id)
-        case .createMachine:
-          machineID = made?.id
-          state.pending = PendingCreate(kind: .machine, since: clock.now(), resourceID: made?.id)
-          if let made {
-            let row = MachineRow(
-              id: made.id, userID: user, region: action.region ?? "", volumeID: action.volumeID, status: made.state,
-              ipAddress: made.privateIP, createdAt: Int64(started), updatedAt: Int64(clock.now()))
-            rows[user] = RowMemo(row)
-            statements.append(FleetStore.upsertMachineRow(row))
-          }
-        case .destroyMachine:
-          if rows[user]?.id == action.machineID {
-            rows[user] = nil
-            statements.append(FleetStore.deleteMachineRow(userID: user))
-          }
-        case .deleteVolume:
-          if state.volumeID == action.volumeID {
-            state.volumeID = nil
-            state.volumeReleasedAt = nil
-          }
-        case .start, .stop, .verifyMachine, .verifyVolume:
-          break
-        }
-        memory[user] = state
-        await record(
-          [event(action, outcome: .ok, attempt: attempt, started: started, machineID: machineID, volumeID: volumeID)],
-          user: user,
-          statements: statements)
-        return ActionResult(action: action, outcome: .ok, attempts: attempt, message: made?.id ?? "")
-      } catch let error as FlyAPIError {
-        if let result = await handle(error, action: action, attempt: attempt, started: started) { return result }
-      } catch {
-        // Only a missing secret lands here: not retryable, nothing sent.
-        var state = memory[user] ?? UserMemory()
-        state.pending = nil
-        state.failures += 1
-        state.backoffUntil = clock.now() + settings.retry.delay(attempt: state.failures, jitter: jitter)
-        state.lastError = redactor.scrub("\(error)")
-        memory[user] = state
-        await record(
-          [event(action, outcome: .failed, attempt: attempt, started: started, message: "\(error)")], user: user)
-        return ActionResult(action: action, outcome: .failed, attempts: attempt, message: state.lastError ?? "")
-      }
+      let outcome = await perform(action)
+      let (step, result) = await after(outcome, started: started, attempt: attempt)
+      guard case .retry(let delay) = step.next else { return result }
+      try? await clock.sleep(seconds: delay)
     }
   }
 
-  /// Decides what a failed call means. Returns nil to try again within this pass.
-  private func handle(_ error: FlyAPIError, action: Action, attempt: Int, started: Double) async -> ActionResult? {
-    let user = action.userID
-    var state = memory[user] ?? UserMemory()
-    let message = redactor.scrub(error.description)
-
-    // Already gone: what a destroy or delete wanted (a 404 on the id itself is a read by id).
-    if error.code == .notFound && (action.kind == .destroyMachine || action.kind == .deleteVolume) {
-      var statements: [SQLStatement] = []
-      if action.kind == .destroyMachine, rows[user]?.id == action.machineID {
-        rows[user] = nil
-        statements.append(FleetStore.deleteMachineRow(userID: user))
-      }
-      if action.kind == .deleteVolume, state.volumeID == action.volumeID {
-        state.volumeID = nil
-        state.volumeReleasedAt = nil
-        memory[user] = state
-      }
-      await record(
-        [event(action, outcome: .ok, attempt: attempt, started: started, error: error, message: "already gone")],
-        user: user, statements: statements)
-      return ActionResult(action: action, outcome: .ok, attempts: attempt, message: "already gone")
-    }
-    // "Not in this state yet": a 412 (or 409) on a start right after create, a start right after a
-    // stop, a destroy while stopping, a volume still bound. Not a failure at first: tried again
-    // after a backoff that grows, recorded once per streak (not per attempt), and reported as
-    // `action_failing` once the streak reaches the retry budget.
-    if (error.code == .precondition || error.code == .conflict) && !action.kind.isCreate {
-      let first = state.failures == 0
-      state.failures += 1
-      state.lastError = message
-      state.backoffUntil = clock.now() + max(1, settings.retry.delay(attempt: state.failures, jitter: jitter))
-      memory[user] = state
-      await record(
-        first ? [event(action, outcome: .notYet, attempt: attempt, started: started, error: error)] : [], user: user)
-      return ActionResult(action: action, outcome: .notYet, attempts: attempt, message: message)
-    }
+  /// The client's error in the lifecycle's terms, redacted; a 429 pauses the write budget.
+  private func callError(_ error: FlyAPIError) -> UserLifecycle.CallError {
     if error.code == .rateLimited { budget.pause(retryAfter: error.retryAfter) }
-
-    // A create whose answer was lost may have made the resource: never retry it blindly.
-    let unknown = error.outcomeUnknown
-    let retryHere =
-      error.isRetryable && !(unknown && action.kind.isCreate) && attempt < settings.retry.attemptsPerPass && !draining
-    let outcome: ActionResult.Outcome = unknown ? .unknown : .failed
-    if retryHere {
-      await record([event(action, outcome: outcome, attempt: attempt, started: started, error: error)], user: user)
-      let delay =
-        error.code == .rateLimited
-        ? 0 : min(settings.retry.maxInPassDelay, settings.retry.delay(attempt: attempt, jitter: jitter))
-      try? await clock.sleep(seconds: delay)
-      return nil
-    }
-    if action.kind.isCreate {
-      if unknown {
-        state.pending?.outcomeUnknown = true
-      } else {
-        state.pending = nil
+    let kind: UserLifecycle.CallError.Kind =
+      switch error.code {
+      case .notFound: .notFound
+      case .precondition, .conflict: .notYet
+      case .rateLimited: .rateLimited
+      default: .other
       }
+    return UserLifecycle.CallError(
+      kind: kind, retryable: error.isRetryable, outcomeUnknown: error.outcomeUnknown,
+      aboutApp: error.code == .notFound && error.message.lowercased().contains("app"), status: error.status,
+      requestID: error.requestID, code: error.code.description, message: redactor.scrub(error.description))
+  }
+
+  /// A read by id of a machine or volume the list left out.
+  private func read(_ action: Action) async -> UserLifecycle.Outcome {
+    do {
+      switch action.call {
+      case .verifyMachine(let id): return .readMachine(Self.found(try await client.getMachine(id)))
+      case .verifyVolume(let id): return .readVolume(Self.found(try await client.getVolume(id)))
+      default: return .refused("not a read")
+      }
+    } catch {
+      return .readFailed(callError(error))
     }
-    if error.code != .rateLimited { state.failures += 1 }
-    state.backoffUntil = clock.now() + settings.retry.delay(attempt: max(1, state.failures), jitter: jitter)
-    state.lastError = message
-    memory[user] = state
-    await record([event(action, outcome: outcome, attempt: attempt, started: started, error: error)], user: user)
-    return ActionResult(action: action, outcome: outcome, attempts: attempt, message: message)
+  }
+
+  /// Before creating again after a create: look for the resource (by the id Fly answered with;
+  /// else machines by metadata, volumes by name). What may be adopted is the lifecycle's to say.
+  private func lookUp(_ action: Action) async -> UserLifecycle.Outcome {
+    do {
+      switch action.call {
+      case .createMachine:
+        if let id = action.knownResourceID {
+          // Fly answered an earlier create with this id: a GET sees it even while lists lag.
+          return .lookedUpMachines(try await ifPresent { () async throws(FlyAPIError) in try await client.getMachine(id) }.map(Self.found))
+        }
+        return .lookedUpMachines(
+          try await client.listMachines(ListMachinesQuery(metadata: [FleetNames.userMetadataKey: action.userID]))
+            .map(Self.found))
+      case .createVolume:
+        if let id = action.knownResourceID {
+          return .lookedUpVolumes(try await ifPresent { () async throws(FlyAPIError) in try await client.getVolume(id) }.map(Self.found))
+        }
+        return .lookedUpVolumes(try await client.listVolumes().map(Self.found))
+      default:
+        return .lookedUpMachines([])
+      }
+    } catch {
+      return .lookUpFailed(callError(error))
+    }
   }
 
   /// A GET by id as a list of zero or one: a 404 means gone, any other error is thrown.
@@ -855,252 +786,52 @@ public actor Reconciler {
     }
   }
 
-  /// Reads by id a machine or volume the list left out. Gone (404, or destroyed, or a machine now
-  /// tagged for someone else): the row or the remembered volume id goes, and the next pass may
-  /// replace it. There: nothing is replaced; `list_omits` is reported, and it is read again later.
-  private func verify(_ action: Action) async -> ActionResult {
-    let user = action.userID
-    let started = clock.now()
-    let id = action.machineID ?? action.volumeID ?? ""
-    do {
-      try await budget.acquire(action.kind)
-    } catch {
-      return ActionResult(action: action, outcome: .skipped, attempts: 0, message: "cancelled")
-    }
-    /// What one read by id says.
-    enum Answer {
-      /// Gone for this user (destroyed, or now someone else's): definitive. `lost`: the user's
-      /// data went with it (not so for a volume that is simply another user's).
-      case gone(String, lost: Bool)
-      /// 404: definitive only when a second read, a while later, says so again.
-      case notFound
-      /// There: the list lies.
-      case present(state: String)
-      /// Says nothing (an error, another id, no tag).
-      case cannotTell(String)
-    }
-    let noun = action.kind == .verifyMachine ? "machine" : "volume"
-    var answer: Answer
-    do {
-      if action.kind == .verifyMachine {
-        let machine = try await client.getMachine(id)
-        let shows = machine.state ?? "?"
-        switch machine.config?.metadata[FleetNames.userMetadataKey] {
-        case _ where machine.id != id: answer = .cannotTell("a read of \(id) answered machine \(machine.id)")
-        case _ where ObservedMachine.goneStates.contains(shows): answer = .gone("a read by id shows it \(shows)", lost: true)
-        // No config (a host in trouble answers without one) or no tag: not proof of anything.
-        case nil: answer = .cannotTell("a read by id shows it \(shows) without its fleet_user_id")
-        case let owner? where owner != user: answer = .gone("a read by id shows it tagged for user \(owner), not \(user)", lost: true)
-        default: answer = .present(state: shows)
-        }
-      } else {
-        let volume = try await client.getVolume(id)
-        let shows = volume.state ?? "?"
-        if volume.id != id {
-          answer = .cannotTell("a read of \(id) answered volume \(volume.id)")
-        } else if ObservedVolume(volume).isGone {
-          answer = .gone("a read by id shows it \(shows)", lost: true)
-        } else if volume.name != FleetNames.volumeName(forUser: user) {
-          answer = .gone("a read by id shows it named \(volume.name), not this user's", lost: false)
-        } else {
-          answer = .present(state: shows)
-        }
-      }
-    } catch {
-      // Only "this machine/volume is not found" is about the resource; "app not found" (a token for
-      // another app, an incident) says nothing about it.
-      answer =
-        error.code == .notFound && !error.message.lowercased().contains("app")
-        ? .notFound : .cannotTell(redactor.scrub(error.description))
-    }
-    var state = memory[user] ?? UserMemory()
-    var answered: Bool {
-      if case .cannotTell = answer { return false }
-      return true
-    }
-    if answered, state.lastError?.hasPrefix("read by id") == true {
-      state.failures = 0  // this read answered: the streak of reads that could not tell ends
-      state.lastError = nil
-    }
-    switch answer {
-    case .cannotTell(let why):
-      // Nothing is replaced; read again after a backoff that grows (and, repeated, `action_failing`).
-      state.failures += 1
-      state.lastError = "read by id: \(why)"
-      state.backoffUntil =
-        clock.now() + max(settings.verifyInterval, settings.retry.delay(attempt: state.failures, jitter: jitter))
-      memory[user] = state
-      await record(
-        state.failures == 1
-          ? [event(action, outcome: .unknown, attempt: 1, started: started, message: "\(noun) \(id): \(why)")]
-          : [], user: user)
-      return ActionResult(action: action, outcome: .unknown, attempts: 1, message: why)
-    case .notFound where !state.reads.contains(ReadByID(id: id, found: false)):
-      // A first 404: confirmed by a second read a while later before anything is replaced.
-      state.noteRead(id, found: false)
-      state.backoffUntil = clock.now() + settings.verifyInterval
-      memory[user] = state
-      await record([], user: user)
-      return ActionResult(action: action, outcome: .unknown, attempts: 1, message: "404 once; read again before believing it")
-    case .present(let shows):
-      let first = !state.reads.contains(ReadByID(id: id, found: true))
-      state.noteRead(id, found: true)
-      state.backoffUntil = clock.now() + settings.verifyInterval
-      memory[user] = state
-      await record(
-        first
-          ? [
-            event(
-              action, outcome: .present, attempt: 1, started: started,
-              message: "\(noun) \(id) is not in Fly's list, but a read by id shows it \(shows): nothing replaces it")
-          ] : [], user: user)
-      return ActionResult(action: action, outcome: .present, attempts: 1, message: shows)
-    case .gone, .notFound:
-      var because = "a read by id answers 404, twice"
-      var lost = true
-      if case .gone(let why, let dataLost) = answer { (because, lost) = (why, dataLost) }
-      state.reads.removeAll { $0.id == id }
-      var statements: [SQLStatement] = []
-      if action.kind == .verifyMachine {
-        // The row says destroyed, as when the list shows it so: the planner reports it missing and
-        // replaces it, and the row follows the new machine (or goes, for a removed user).
-        if rows[user]?.id == id {
-          rows[user]?.status = "destroyed"
-          statements.append(
-            FleetStore.updateMachineStatus(userID: user, status: "destroyed", updatedAt: Int64(clock.now())))
-        }
-      } else if state.volumeID == id {
-        state.volumeID = nil
-        state.volumeReleasedAt = nil
-        if lost { state.lostVolume = id }  // reported `volume_missing` until the user has one again
-      }
-      memory[user] = state
-      await record(
-        [
-          event(
-            action, outcome: .gone, attempt: 1, started: started,
-            message: "\(noun) \(id) is not in Fly's list and \(because): gone")
-        ], user: user, statements: statements)
-      return ActionResult(action: action, outcome: .gone, attempts: 1, message: because)
-    }
+  static func found(_ machine: FlyMachine) -> UserLifecycle.FoundMachine {
+    UserLifecycle.FoundMachine(
+      id: machine.id, state: MachineState(machine.state), owner: machine.config?.metadata[FleetNames.userMetadataKey],
+      region: machine.region, volumeID: machine.config?.mounts.first?.volume, privateIP: machine.privateIP)
   }
 
-  /// Before creating again after a create: look for the resource (by the id Fly answered with;
-  /// else machines by metadata, volumes by name).
-  private func lookUp(_ action: Action) async -> ActionResult? {
-    let user = action.userID
-    let started = clock.now()
+  static func found(_ volume: FlyVolume) -> UserLifecycle.FoundVolume {
+    UserLifecycle.FoundVolume(id: volume.id, name: volume.name, state: VolumeState(volume.state), region: volume.region)
+  }
+
+  /// Makes the call.
+  private func perform(_ action: Action) async -> UserLifecycle.Outcome {
     do {
-      switch action.kind {
-      case .createMachine:
-        // Fly answered an earlier create with this id: a GET sees it even while lists lag.
-        let candidates: [FlyMachine]
-        if let id = action.knownResourceID {
-          candidates = try await ifPresent { () async throws(FlyAPIError) in try await client.getMachine(id) }
-        } else {
-          candidates = try await client.listMachines(
-            ListMachinesQuery(metadata: [FleetNames.userMetadataKey: user]))
+      switch action.call {
+      case .createVolume(let region, let spec, _):
+        let volume = try await client.createVolume(
+          CreateVolumeRequest(
+            name: FleetNames.volumeName(forUser: action.userID), region: region, sizeGB: spec.volumeSizeGB,
+            encrypted: spec.encrypted))
+        return .done(UserLifecycle.Made(id: volume.id))
+      case .createMachine(let region, _, _, _):
+        let config: FlyMachineConfig
+        do {
+          config = try machineConfig(action)
+        } catch {
+          return .refused("\(error)")
         }
-        // Only what answers the question asked: ours, this user's, where the volume is, on it. A
-        // server that ignores the filter (or a re-tagged machine) must not hand over someone else's.
-        let found = candidates.filter { machine in
-          !ObservedMachine.goneStates.contains(machine.state ?? "")
-            && machine.config?.metadata[FleetNames.userMetadataKey] == user
-            && (action.region == nil || machine.region == nil || machine.region == action.region)
-            && (action.volumeID == nil || machine.config?.mounts.first?.volume == action.volumeID)
-        }
-        if found.count < candidates.count {
-          logger.warning(
-            "look-up returned machines that do not match", metadata: ["user": "\(user)", "ignored": "\(candidates.count - found.count)"])
-        }
-        guard let machine = found.first else { return nil }
-        var state = memory[user] ?? UserMemory()
-        state.pending = PendingCreate(kind: .machine, since: started, resourceID: machine.id)
-        memory[user] = state
-        let row = MachineRow(
-          id: machine.id, userID: user, region: machine.region ?? action.region ?? "",
-          volumeID: machine.config?.mounts.first?.volume,
-          status: machine.state, ipAddress: machine.privateIP, createdAt: Int64(started), updatedAt: Int64(started))
-        rows[user] = RowMemo(row)
-        var adopt = Action(
-          kind: .createMachine, userID: user, machineID: machine.id, volumeID: row.volumeID,
-          reason: "adopt after a lost create")
-        adopt.region = action.region
-        var e = event(adopt, outcome: .adopted, attempt: 0, started: started)
-        e.eventType = "adopt_machine"
-        await record([e], user: user, statements: [FleetStore.upsertMachineRow(row)])
-        return ActionResult(action: action, outcome: .adopted, attempts: 0, message: machine.id)
-      case .createVolume:
-        let name = FleetNames.volumeName(forUser: user)
-        let candidates: [FlyVolume]
-        if let id = action.knownResourceID {
-          candidates = try await ifPresent { () async throws(FlyAPIError) in try await client.getVolume(id) }
-        } else {
-          candidates = try await client.listVolumes()
-        }
-        let found = candidates.filter {
-          $0.name == name && !ObservedVolume($0).isGone && (action.region == nil || $0.region == action.region)
-        }
-        guard let volume = found.first else { return nil }
-        var state = memory[user] ?? UserMemory()
-        state.pending = PendingCreate(kind: .volume, since: started, resourceID: volume.id)
-        state.volumeID = volume.id
-        memory[user] = state
-        var e = event(action, outcome: .adopted, attempt: 0, started: started, volumeID: volume.id)
-        e.eventType = "adopt_volume"
-        await record([e], user: user)
-        return ActionResult(action: action, outcome: .adopted, attempts: 0, message: volume.id)
-      default:
-        return nil
+        let machine = try await client.createMachine(
+          CreateMachineRequest(name: FleetNames.machineName(forUser: action.userID), region: region, config: config))
+        return .done(
+          UserLifecycle.Made(id: machine.id, state: MachineState(machine.state), privateIP: machine.privateIP))
+      case .start(let id):
+        try await client.startMachine(id)
+      case .stop(let id, _):
+        try await client.stopMachine(id)
+      case .destroyMachine(let id, _):
+        try await client.destroyMachine(id, force: false)
+      case .deleteVolume(let id):
+        try await client.deleteVolume(id)
+      case .verifyMachine, .verifyVolume:
+        return await read(action)
       }
+      return .done(nil)
     } catch {
-      // The lookup itself failed: do not create blind; the next pass tries again.
-      var state = memory[user] ?? UserMemory()
-      state.backoffUntil = clock.now() + settings.retry.delay(attempt: max(1, state.failures + 1), jitter: jitter)
-      memory[user] = state
-      await record(
-        [
-          event(
-            action, outcome: .unknown, attempt: 0, started: started, error: error,
-            message: "lookup before create failed")
-        ], user: user)
-      return ActionResult(action: action, outcome: .unknown, attempts: 0, message: redactor.scrub(error.description))
+      return .failed(callError(error))
     }
-  }
-
-  private struct Made {
-    var id: String
-    var state: String?
-    var privateIP: String?
-  }
-
-  private func perform(_ action: Action) async throws -> Made? {
-    switch action.kind {
-    case .createVolume:
-      let spec = action.spec ?? MachineTemplate()
-      let volume = try await client.createVolume(
-        CreateVolumeRequest(
-          name: FleetNames.volumeName(forUser: action.userID), region: action.region ?? "", sizeGB: spec.volumeSizeGB,
-          encrypted: spec.encrypted))
-      return Made(id: volume.id)
-    case .createMachine:
-      let config = try machineConfig(action)
-      let machine = try await client.createMachine(
-        CreateMachineRequest(
-          name: FleetNames.machineName(forUser: action.userID), region: action.region, config: config))
-      return Made(id: machine.id, state: machine.state, privateIP: machine.privateIP)
-    case .start:
-      try await client.startMachine(action.machineID ?? "")
-    case .stop:
-      try await client.stopMachine(action.machineID ?? "")
-    case .destroyMachine:
-      try await client.destroyMachine(action.machineID ?? "", force: false)
-    case .deleteVolume:
-      try await client.deleteVolume(action.volumeID ?? "")
-    case .verifyMachine, .verifyVolume:
-      break  // reads: see verify(_:)
-    }
-    return nil
   }
 
   /// A missing secret named by the template.

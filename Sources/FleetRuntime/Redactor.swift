@@ -1,3 +1,4 @@
+public import FleetCore
 import Foundation
 import Synchronization
 
@@ -68,6 +69,15 @@ public final class Redactor: Sendable {
     }
     if let query = value.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) { forms.insert(query) }
     return forms.filter { $0.count >= 4 }
+  }
+
+  /// The event with every string detail scrubbed.
+  public func scrub(_ event: AuditEvent) -> AuditEvent {
+    var event = event
+    for (key, value) in event.details {
+      if case .string(let text) = value { event.details[key] = .string(scrub(text)) }
+    }
+    return event
   }
 
   public func scrub(_ text: String) -> String {

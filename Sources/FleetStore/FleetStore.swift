@@ -49,32 +49,6 @@ public struct TemplatePatch: Sendable, Hashable {
   public init() {}
 }
 
-/// A row of the dashboard's `machines` table.
-public struct MachineRow: Sendable, Hashable {
-  public var id: String
-  public var userID: String
-  public var region: String
-  public var volumeID: String?
-  public var status: String?
-  public var ipAddress: String?
-  public var createdAt: Int64?
-  public var updatedAt: Int64?
-  public init(
-    id: String, userID: String, region: String, volumeID: String? = nil, status: String? = nil,
-    ipAddress: String? = nil,
-    createdAt: Int64? = nil, updatedAt: Int64? = nil
-  ) {
-    self.id = id
-    self.userID = userID
-    self.region = region
-    self.volumeID = volumeID
-    self.status = status
-    self.ipAddress = ipAddress
-    self.createdAt = createdAt
-    self.updatedAt = updatedAt
-  }
-}
-
 /// Refusals of an operator command: every bad field at once, the database unchanged.
 public struct InputError: Error, Sendable, CustomStringConvertible {
   public var errors: [FieldError]
@@ -515,23 +489,6 @@ public final class FleetStore: Sendable {
   }
 
   // MARK: Audit log
-
-  /// Appends events in one transaction.
-  public func append(_ events: [AuditEvent]) async throws(StoreError) {
-    guard !events.isEmpty else { return }
-    try await database.writeMany(
-      [
-        "INSERT INTO machine_events (machine_id, event_type, details, created_at, user_id, volume_id) VALUES (?, ?, ?, ?, ?, ?)"
-      ],
-      arguments: [
-        events.map {
-          [
-            SQLValue($0.machineID), .text($0.eventType), .text($0.detailsJSON), .integer($0.createdAt),
-            SQLValue($0.userID), SQLValue($0.volumeID),
-          ]
-        }
-      ])
-  }
 
   /// A row of `machine_events` as read back.
   public struct StoredEvent: Sendable, Hashable {

@@ -408,13 +408,14 @@ struct StatusCommand: AsyncParsableCommand {
       let volume = volumes[FleetNames.volumeName(forUser: user)]?.first
       if json {
         print(
-          "{\"user_id\":\(JSONText.quote(user)),\"desired\":\(want.map { JSONText.quote($0.state.rawValue) } ?? "null"),\"observed\":\(have.map { JSONText.quote($0.state) } ?? "null"),\"region\":\(JSONText.quote(have?.region ?? want?.region ?? "")),\"machine_id\":\(have.map { JSONText.quote($0.id) } ?? "null"),\"volume_id\":\(volume.map { JSONText.quote($0.id) } ?? "null")}"
+          "{\"user_id\":\(JSONText.quote(user)),\"desired\":\(want.map { JSONText.quote($0.state.rawValue) } ?? "null"),\"observed\":\(have.map { JSONText.quote($0.state.rawValue) } ?? "null"),\"region\":\(JSONText.quote(have?.region ?? want?.region ?? "")),\"machine_id\":\(have.map { JSONText.quote($0.id) } ?? "null"),\"volume_id\":\(volume.map { JSONText.quote($0.id) } ?? "null")}"
         )
       } else {
+        let observed: String = have?.state.rawValue ?? "-"
         print(
           user.padding(toLength: 28, withPad: " ", startingAt: 0)
             + (want?.state.rawValue ?? "-").padding(toLength: 9, withPad: " ", startingAt: 0)
-            + (have?.state ?? "-").padding(toLength: 11, withPad: " ", startingAt: 0)
+            + observed.padding(toLength: 11, withPad: " ", startingAt: 0)
             + (have?.region ?? want?.region ?? "-").padding(toLength: 7, withPad: " ", startingAt: 0)
             + (have?.id ?? "-").padding(toLength: 16, withPad: " ", startingAt: 0) + (volume?.id ?? "-"))
       }

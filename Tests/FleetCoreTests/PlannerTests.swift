@@ -15,7 +15,7 @@ struct PlannerTests {
         }))
   }
   static func machine(
-    _ id: String, user: String?, state: String, region: String = "cdg", volume: String? = nil,
+    _ id: String, user: String?, state: MachineState, region: String = "cdg", volume: String? = nil,
     created: Double = now - 3600,
     updated: Double = now - 60
   ) -> ObservedMachine {
@@ -23,7 +23,7 @@ struct PlannerTests {
       id: id, state: state, region: region, userID: user, volumeID: volume, createdAt: created, updatedAt: updated)
   }
   static func volume(
-    _ id: String, user: String, region: String = "cdg", attached: String? = nil, state: String = "created",
+    _ id: String, user: String, region: String = "cdg", attached: String? = nil, state: VolumeState = .created,
     created: Double = now - 7200
   ) -> ObservedVolume {
     ObservedVolume(

@@ -181,13 +181,14 @@ struct UserCommandTests {
 
   @Test(arguments: Backend.allCases) func auditEventsRoundTrip(backend: Backend) async throws {
     let (store, _) = try await freshStore(backend)
-    try await store.append([
+    try await store.commit(events: [
       AuditEvent(
-        eventType: "create_volume", userID: "u1", volumeID: "vol_1", details: ["attempt": .int(1)], createdAt: 10),
+        type: .action(.createVolume), userID: "u1", volumeID: "vol_1", details: ["attempt": .int(1)], createdAt: 10),
       AuditEvent(
-        eventType: "create_machine", userID: "u1", machineID: "m1", details: ["error": .string("x\"y")], createdAt: 11),
-      AuditEvent(eventType: "start", userID: "u2", machineID: "m2", createdAt: 12),
-    ])
+        type: .action(.createMachine), userID: "u1", machineID: "m1", details: ["error": .string("x\"y")],
+        createdAt: 11),
+      AuditEvent(type: .action(.start), userID: "u2", machineID: "m2", createdAt: 12),
+    ], statements: [])
     let all = try await store.events()
     #expect(all.map(\.eventType) == ["create_volume", "create_machine", "start"])
     #expect(all[1].detailsJSON == #"{"error":"x\"y"}"#)

@@ -1,0 +1,564 @@
+/// What one action's outcome does to its user: the state the controller keeps (pending create,
+/// backoff, failures, volume id, reads by id), the dashboard's `machines` row, and the audit events.
+///
+/// Pure, like the planner: the runtime performs the call, says what Fly answered (``Outcome``),
+/// and applies the ``Step`` this returns. No clock (``Context/now``), no randomness
+/// (``Context/draw``), no I/O. "Never create twice" lives here: the intent before a create
+/// (``intent(_:_:now:)``), the guard the planner puts on a create (``createGuard(_:_:)``), what a
+/// look-up may adopt (``after(_:_:_:_:)`` with ``Outcome/lookedUpMachines(_:)``), and the rule that a
+/// create whose answer was lost is never sent again blind.
+public enum UserLifecycle {
+  /// The knobs the lifecycle reads.
+  public struct Policy: Sendable, Hashable {
+    public var retry: RetryPolicy
+    /// How long after a read by id it is read again.
+    public var verifyInterval: Double
+    public init(retry: RetryPolicy = RetryPolicy(), verifyInterval: Double = 15) {
+      self.retry = retry
+      self.verifyInterval = verifyInterval
+    }
+  }
+
+  /// When and how the outcome came.
+  public struct Context: Sendable, Hashable {
+    /// When the attempt started and when it answered (Unix seconds).
+    public var started: Double
+    public var now: Double
+    /// The attempt within this pass (1 for the first call; 0 for what was not attempted).
+    public var attempt: Int
+    /// A uniform draw in 0..<1 for the backoff's jitter.
+    public var draw: Double
+    /// False while shutting down: a retryable error is not retried within the pass.
+    public var mayRetry: Bool
+    /// The user's `machines` row as the controller last wrote or read it.
+    public var recorded: RecordedMachine?
+
+    public init(
+      started: Double, now: Double, attempt: Int = 1, draw: Double = 0.5, mayRetry: Bool = true,
+      recorded: RecordedMachine? = nil
+    ) {
+      self.started = started
+      self.now = now
+      self.attempt = attempt
+      self.draw = draw
+      self.mayRetry = mayRetry
+      self.recorded = recorded
+    }
+  }
+
+  /// A failed call in the core's terms: the runtime maps the client's error to it (redacted).
+  public struct CallError: Sendable, Hashable {
+    public enum Kind: Sendable, Hashable {
+      /// 404.
+      case notFound
+      /// 412 or 409: "not in this state yet" (a start right after a create, a volume still bound).
+      case notYet
+      /// 429: the runtime has paused the budget for its Retry-After.
+      case rateLimited
+      case other
+    }
+    public var kind: Kind
+    public var retryable: Bool
+    /// The request may have been carried out (5xx, 408, transport): the answer is lost.
+    public var outcomeUnknown: Bool
+    /// A 404 that names the app, not the resource (a token for another app, an incident).
+    public var aboutApp: Bool
+    public var status: Int?
+    public var requestID: String?
+    /// The error's code, for `details.error_code`.
+    public var code: String
+    /// The error, redacted.
+    public var message: String
+
+    public init(
+      kind: Kind, retryable: Bool = false, outcomeUnknown: Bool = false, aboutApp: Bool = false, status: Int? = nil,
+      requestID: String? = nil, code: String, message: String
+    ) {
+      self.kind = kind
+      self.retryable = retryable
+      self.outcomeUnknown = outcomeUnknown
+      self.aboutApp = aboutApp
+      self.status = status
+      self.requestID = requestID
+      self.code = code
+      self.message = message
+    }
+  }
+
+  /// What a create made, as Fly answered it.
+  public struct Made: Sendable, Hashable {
+    public var id: String
+    public var state: MachineState?
+    public var privateIP: String?
+    public init(id: String, state: MachineState? = nil, privateIP: String? = nil) {
+      self.id = id
+      self.state = state
+      self.privateIP = privateIP
+    }
+  }
+
+  /// A machine as a read by id or a look-up answered.
+  public struct FoundMachine: Sendable, Hashable {
+    public var id: String
+    public var state: MachineState
+    /// Its `fleet_user_id` tag; nil without one (or without a config).
+    public var owner: String?
+    public var region: String?
+    /// The volume of its first mount.
+    public var volumeID: String?
+    public var privateIP: String?
+    public init(
+      id: String, state: MachineState, owner: String?, region: String? = nil, volumeID: String? = nil,
+      privateIP: String? = nil
+    ) {
+      self.id = id
+      self.state = state
+      self.owner = owner
+      self.region = region
+      self.volumeID = volumeID
+      self.privateIP = privateIP
+    }
+  }
+
+  /// A volume as a read by id or a look-up answered.
+  public struct FoundVolume: Sendable, Hashable {
+    public var id: String
+    public var name: String
+    public var state: VolumeState
+    public var region: String
+    public init(id: String, name: String, state: VolumeState, region: String) {
+      self.id = id
+      self.name = name
+      self.state = state
+      self.region = region
+    }
+  }
+
+  /// What happened when the runtime tried the action.
+  public enum Outcome: Sendable, Hashable {
+    /// Not tried: shutting down, or the writer lease lost.
+    case abandoned
+    /// Fly did it; a create answers what it made.
+    case done(Made?)
+    /// Fly refused, or the answer was lost.
+    case failed(CallError)
+    /// Not sent: the request could not be built (a secret the template names is missing).
+    case refused(String)
+    /// A read by id answered.
+    case readMachine(FoundMachine)
+    case readVolume(FoundVolume)
+    case readFailed(CallError)
+    /// A look-up before a create answered (by id, or by tag or name).
+    case lookedUpMachines([FoundMachine])
+    case lookedUpVolumes([FoundVolume])
+    case lookUpFailed(CallError)
+  }
+
+  /// What the `machines` row does.
+  public enum RowChange: Sendable, Hashable {
+    case upsert(MachineRow)
+    case delete
+    /// The row's machine is known destroyed (the planner replaces it; the row follows).
+    case status(MachineState)
+  }
+
+  /// The result of one outcome.
+  public struct Step: Sendable, Hashable {
+    public var state: UserMemory
+    /// Whether the state is written (not when the lease may be another's).
+    public var saveState = true
+    public var events: [AuditEvent] = []
+    public var row: RowChange?
+    public var outcome: ActionResult.Outcome
+    /// The error, the id made, or why.
+    public var message: String
+    public var next: Next = .done
+    /// Something the operator should see in the log (not an event).
+    public var warning: String?
+
+    public enum Next: Sendable, Hashable {
+      /// The action is over for this pass.
+      case done
+      /// Try the call again within this pass after this many seconds.
+      case retry(after: Double)
+      /// A look-up found nothing: create.
+      case create
+    }
+  }
+
+  // MARK: Never create twice
+
+  /// The guard the planner puts on a create: look up first when an earlier create of this kind may
+  /// have made the resource, by the id Fly answered when it answered.
+  public static func createGuard(_ kind: PendingCreate.Kind, _ state: UserMemory) -> Action.CreateGuard {
+    guard let pending = state.pending, pending.kind == kind else { return Action.CreateGuard() }
+    return Action.CreateGuard(lookUpFirst: true, knownResourceID: pending.resourceID)
+  }
+
+  /// The state to put on disk before a create is sent: a crash after it leaves something to look
+  /// up, not a blind create again. If it cannot be written, the create is not sent.
+  public static func intent(_ action: Action, _ state: UserMemory, now: Double) -> UserMemory {
+    var state = state
+    state.pending = PendingCreate(kind: action.kind == .createVolume ? .volume : .machine, since: now, outcomeUnknown: true)
+    return state
+  }
+
+  /// What a look-up may adopt for a create: ours, this user's, in the create's region, on its volume.
+  /// A server that ignores the filter (or a re-tagged machine) must not hand over someone else's.
+  public static func adoptable(_ machine: FoundMachine, for action: Action) -> Bool {
+    !machine.state.isGone && machine.owner == action.userID
+      && (action.region == nil || machine.region == nil || machine.region == action.region)
+      && (action.volumeID == nil || machine.volumeID == action.volumeID)
+  }
+
+  public static func adoptable(_ volume: FoundVolume, for action: Action) -> Bool {
+    volume.name == FleetNames.volumeName(forUser: action.userID) && !volume.state.isGone
+      && (action.region == nil || volume.region == action.region)
+  }
+
+  // MARK: After an outcome
+
+  /// What `outcome` of `action` does to the user's `state`.
+  public static func after(
+    _ action: Action, _ outcome: Outcome, _ state: UserMemory, _ context: Context, policy: Policy
+  ) -> Step {
+    switch outcome {
+    case .abandoned:
+      // Abandoned, not attempted: the audit log says what shutdown (or a lost lease) left undone.
+      // The state is not written: another process may hold the lease and its own view.
+      return Step(
+        state: state, saveState: false,
+        events: [
+          event(action, .skipped, context, attempt: 0, message: "abandoned: shutting down or lease lost")
+        ],
+        outcome: .skipped, message: "shutting down")
+    case .done(let made):
+      return done(action, made, state, context)
+    case .failed(let error):
+      return failed(action, error, state, context, policy)
+    case .refused(let why):
+      // Not retryable, nothing sent.
+      var state = state
+      state.pending = nil
+      state.failures += 1
+      state.backoffUntil = context.now + policy.retry.delay(attempt: state.failures, draw: context.draw)
+      state.lastError = why
+      return Step(
+        state: state, events: [event(action, .failed, context, message: why)], outcome: .failed, message: why)
+    case .readMachine, .readVolume, .readFailed:
+      return read(action, outcome, state, context, policy)
+    case .lookedUpMachines(let candidates):
+      return lookedUp(action, candidates, state, context)
+    case .lookedUpVolumes(let candidates):
+      return lookedUp(action, candidates, state, context)
+    case .lookUpFailed(let error):
+      // The look-up itself failed: never create blind; the next pass looks again.
+      var state = state
+      state.backoffUntil = context.now + policy.retry.delay(attempt: max(1, state.failures + 1), draw: context.draw)
+      return Step(
+        state: state,
+        events: [event(action, .unknown, context, attempt: 0, error: error, message: "lookup before create failed")],
+        outcome: .unknown, message: error.message)
+    }
+  }
+
+  private static func done(_ action: Action, _ made: Made?, _ state: UserMemory, _ context: Context) -> Step {
+    var state = state
+    state.failures = 0
+    state.backoffUntil = nil
+    state.lastError = nil
+    var row: RowChange?
+    var machineID: String?
+    var volumeID: String?
+    switch action.call {
+    case .createVolume:
+      volumeID = made?.id
+      state.volumeID = made?.id
+      // The grace for replica lag counts from the answer, not from the intent.
+      state.pending = PendingCreate(kind: .volume, since: context.now, resourceID: made?.id)
+    case .createMachine(let region, let volume, _, _):
+      machineID = made?.id
+      state.pending = PendingCreate(kind: .machine, since: context.now, resourceID: made?.id)
+      if let made {
+        row = .upsert(
+          MachineRow(
+            id: made.id, userID: action.userID, region: region, volumeID: volume, status: made.state?.rawValue,
+            ipAddress: made.privateIP, createdAt: Int64(context.started), updatedAt: Int64(context.now)))
+      }
+    case .destroyMachine(let id, _):
+      if context.recorded?.machineID == id { row = .delete }
+    case .deleteVolume(let id):
+      if state.volumeID == id {
+        state.volumeID = nil
+        state.volumeReleasedAt = nil
+      }
+    case .start, .stop, .verifyMachine, .verifyVolume:
+      break
+    }
+    return Step(
+      state: state, events: [event(action, .ok, context, machineID: machineID, volumeID: volumeID)], row: row,
+      outcome: .ok, message: made?.id ?? "")
+  }
+
+  private static func failed(
+    _ action: Action, _ error: CallError, _ state: UserMemory, _ context: Context, _ policy: Policy
+  ) -> Step {
+    var state = state
+    // Already gone: what a destroy or delete wanted.
+    if error.kind == .notFound, action.kind == .destroyMachine || action.kind == .deleteVolume {
+      var row: RowChange?
+      if case .destroyMachine(let id, _) = action.call, context.recorded?.machineID == id { row = .delete }
+      if case .deleteVolume(let id) = action.call, state.volumeID == id {
+        state.volumeID = nil
+        state.volumeReleasedAt = nil
+      }
+      return Step(
+        state: state, events: [event(action, .ok, context, error: error, message: "already gone")], row: row,
+        outcome: .ok, message: "already gone")
+    }
+    // "Not in this state yet": not a failure at first. Tried again after a backoff that grows,
+    // recorded once per streak (not per attempt), `action_failing` once the streak reaches the budget.
+    if error.kind == .notYet && !action.kind.isCreate {
+      let first = state.failures == 0
+      state.failures += 1
+      state.lastError = error.message
+      state.backoffUntil = context.now + max(1, policy.retry.delay(attempt: state.failures, draw: context.draw))
+      return Step(
+        state: state, events: first ? [event(action, .notYet, context, error: error)] : [], outcome: .notYet,
+        message: error.message)
+    }
+    // A create whose answer was lost may have made the resource: never sent again blind.
+    let unknown = error.outcomeUnknown
+    let outcome: ActionResult.Outcome = unknown ? .unknown : .failed
+    let retryHere =
+      error.retryable && !(unknown && action.kind.isCreate) && context.attempt < policy.retry.attemptsPerPass
+      && context.mayRetry
+    if retryHere {
+      // A 429's wait is the budget's (paused for its Retry-After), not a second one here.
+      let delay =
+        error.kind == .rateLimited
+        ? 0 : min(policy.retry.maxInPassDelay, policy.retry.delay(attempt: context.attempt, draw: context.draw))
+      return Step(
+        state: state, events: [event(action, outcome, context, error: error)], outcome: outcome,
+        message: error.message, next: .retry(after: delay))
+    }
+    if action.kind.isCreate {
+      if unknown {
+        state.pending?.outcomeUnknown = true
+      } else {
+        state.pending = nil
+      }
+    }
+    if error.kind != .rateLimited { state.failures += 1 }
+    state.backoffUntil = context.now + policy.retry.delay(attempt: max(1, state.failures), draw: context.draw)
+    state.lastError = error.message
+    return Step(
+      state: state, events: [event(action, outcome, context, error: error)], outcome: outcome, message: error.message)
+  }
+
+  // MARK: Reads by id
+
+  /// What one read by id says.
+  enum Answer {
+    /// Gone for this user (destroyed, or now someone else's): definitive. `lost`: the user's data
+    /// went with it (not so for a volume that is simply another user's).
+    case gone(String, lost: Bool)
+    /// 404: definitive only when a second read, a while later, says so again.
+    case notFound
+    /// There: the list lies.
+    case present(String)
+    /// Says nothing (an error, another id, no tag).
+    case cannotTell(String)
+  }
+
+  static func answer(_ action: Action, _ outcome: Outcome) -> Answer {
+    let user = action.userID
+    switch outcome {
+    case .readMachine(let machine):
+      let id = action.machineID ?? ""
+      let shows = machine.state.rawValue
+      if machine.id != id { return .cannotTell("a read of \(id) answered machine \(machine.id)") }
+      if machine.state.isGone { return .gone("a read by id shows it \(shows)", lost: true) }
+      // No config (a host in trouble answers without one) or no tag: not proof of anything.
+      guard let owner = machine.owner else {
+        return .cannotTell("a read by id shows it \(shows) without its fleet_user_id")
+      }
+      if owner != user { return .gone("a read by id shows it tagged for user \(owner), not \(user)", lost: true) }
+      return .present(shows)
+    case .readVolume(let volume):
+      let id = action.volumeID ?? ""
+      let shows = volume.state.rawValue
+      if volume.id != id { return .cannotTell("a read of \(id) answered volume \(volume.id)") }
+      if volume.state.isGone { return .gone("a read by id shows it \(shows)", lost: true) }
+      if volume.name != FleetNames.volumeName(forUser: user) {
+        return .gone("a read by id shows it named \(volume.name), not this user's", lost: false)
+      }
+      return .present(shows)
+    case .readFailed(let error):
+      // Only "this machine/volume is not found" is about the resource; "app not found" says nothing.
+      return error.kind == .notFound && !error.aboutApp ? .notFound : .cannotTell(error.message)
+    default:
+      return .cannotTell("not a read")
+    }
+  }
+
+  /// A read by id of a machine or volume the list left out. Gone (twice 404, destroyed, or now
+  /// someone else's): the row says destroyed or the remembered volume id goes, and the next pass
+  /// may replace it. There: nothing is replaced; `list_omits` is reported, and it is read again later.
+  private static func read(
+    _ action: Action, _ outcome: Outcome, _ state: UserMemory, _ context: Context, _ policy: Policy
+  ) -> Step {
+    var state = state
+    let isMachine = action.kind == .verifyMachine
+    let noun = isMachine ? "machine" : "volume"
+    let id = (isMachine ? action.machineID : action.volumeID) ?? ""
+    let answer = answer(action, outcome)
+    if case .cannotTell = answer {
+    } else if state.lastError?.hasPrefix("read by id") == true {
+      state.failures = 0  // this read answered: the streak of reads that could not tell ends
+      state.lastError = nil
+    }
+    switch answer {
+    case .cannotTell(let why):
+      // Nothing is replaced; read again after a backoff that grows (and, repeated, `action_failing`).
+      state.failures += 1
+      state.lastError = "read by id: \(why)"
+      state.backoffUntil =
+        context.now + max(policy.verifyInterval, policy.retry.delay(attempt: state.failures, draw: context.draw))
+      return Step(
+        state: state,
+        events: state.failures == 1 ? [event(action, .unknown, context, message: "\(noun) \(id): \(why)")] : [],
+        outcome: .unknown, message: why)
+    case .notFound where !state.reads.contains(ReadByID(id: id, found: false)):
+      // A first 404: confirmed by a second read a while later before anything is replaced.
+      state.noteRead(id, found: false)
+      state.backoffUntil = context.now + policy.verifyInterval
+      return Step(state: state, outcome: .unknown, message: "404 once; read again before believing it")
+    case .present(let shows):
+      let first = !state.reads.contains(ReadByID(id: id, found: true))
+      state.noteRead(id, found: true)
+      state.backoffUntil = context.now + policy.verifyInterval
+      let message = "\(noun) \(id) is not in Fly's list, but a read by id shows it \(shows): nothing replaces it"
+      return Step(
+        state: state, events: first ? [event(action, .present, context, message: message)] : [], outcome: .present,
+        message: shows)
+    case .gone, .notFound:
+      var because = "a read by id answers 404, twice"
+      var lost = true
+      if case .gone(let why, let dataLost) = answer { (because, lost) = (why, dataLost) }
+      state.reads.removeAll { $0.id == id }
+      var row: RowChange?
+      if isMachine {
+        // The row says destroyed, as when the list shows it so: the planner reports it missing and
+        // replaces it, and the row follows the new machine (or goes, for a removed user).
+        if context.recorded?.machineID == id { row = .status(.destroyed) }
+      } else if state.volumeID == id {
+        state.volumeID = nil
+        state.volumeReleasedAt = nil
+        if lost { state.lostVolume = id }  // reported `volume_missing` until the user has one again
+      }
+      return Step(
+        state: state,
+        events: [event(action, .gone, context, message: "\(noun) \(id) is not in Fly's list and \(because): gone")],
+        row: row, outcome: .gone, message: because)
+    }
+  }
+
+  // MARK: Look-ups
+
+  private static func lookedUp(
+    _ action: Action, _ candidates: [FoundMachine], _ state: UserMemory, _ context: Context
+  ) -> Step {
+    let found = candidates.filter { adoptable($0, for: action) }
+    let warning =
+      found.count < candidates.count ? "look-up returned \(candidates.count - found.count) machine(s) that do not match" : nil
+    guard let machine = found.first else {
+      return Step(state: state, saveState: false, outcome: .skipped, message: "", next: .create, warning: warning)
+    }
+    var state = state
+    state.pending = PendingCreate(kind: .machine, since: context.started, resourceID: machine.id)
+    let row = MachineRow(
+      id: machine.id, userID: action.userID, region: machine.region ?? action.region ?? "", volumeID: machine.volumeID,
+      status: machine.state.rawValue, ipAddress: machine.privateIP, createdAt: Int64(context.started),
+      updatedAt: Int64(context.started))
+    var adoption = event(
+      action, .adopted, context, attempt: 0, machineID: machine.id, volumeID: machine.volumeID)
+    adoption.type = .adopted(.machine)
+    adoption.details["reason"] = .string("adopt after a lost create")
+    return Step(
+      state: state, events: [adoption], row: .upsert(row), outcome: .adopted, message: machine.id, warning: warning)
+  }
+
+  private static func lookedUp(
+    _ action: Action, _ candidates: [FoundVolume], _ state: UserMemory, _ context: Context
+  ) -> Step {
+    guard let volume = candidates.first(where: { adoptable($0, for: action) }) else {
+      return Step(state: state, saveState: false, outcome: .skipped, message: "", next: .create)
+    }
+    var state = state
+    state.pending = PendingCreate(kind: .volume, since: context.started, resourceID: volume.id)
+    state.volumeID = volume.id
+    var adoption = event(action, .adopted, context, attempt: 0, volumeID: volume.id)
+    adoption.type = .adopted(.volume)
+    return Step(state: state, events: [adoption], outcome: .adopted, message: volume.id)
+  }
+
+  // MARK: Events
+
+  /// The audit event of one attempt: outcome, attempt, duration, reason, region, the error's code,
+  /// HTTP status and Fly request id. The runtime scrubs its strings before it is written.
+  static func event(
+    _ action: Action, _ outcome: ActionResult.Outcome, _ context: Context, attempt: Int? = nil,
+    machineID: String? = nil, volumeID: String? = nil, error: CallError? = nil, message: String? = nil
+  ) -> AuditEvent {
+    var details: [String: AuditField] = [
+      "outcome": .string(outcome.rawValue), "attempt": .int(Int64(attempt ?? context.attempt)),
+      "duration_ms": .int(Int64(((context.now - context.started) * 1000).rounded())), "reason": .string(action.reason),
+    ]
+    if let region = action.region { details["region"] = .string(region) }
+    if let error {
+      if let status = error.status { details["http_status"] = .int(Int64(status)) }
+      if let id = error.requestID { details["fly_request_id"] = .string(id) }
+      details["error_code"] = .string(error.code)
+      details["error"] = .string(error.message)
+    }
+    if let message { details["message"] = .string(message) }
+    return AuditEvent(
+      type: .action(action.kind), userID: action.userID, machineID: machineID ?? action.machineID,
+      volumeID: volumeID ?? action.volumeID, details: details, createdAt: Int64(context.now))
+  }
+}
+
+/// What one action came to.
+public struct ActionResult: Sendable, Hashable {
+  public enum Outcome: String, Sendable, Hashable {
+    /// Done.
+    case ok
+    /// Fly said "not in this state yet" (412 after a create or stop, a bound volume): try next pass.
+    case notYet = "not_yet"
+    /// The answer was lost: the next pass looks before acting again.
+    case unknown
+    /// A lookup found the resource: adopted instead of created.
+    case adopted
+    /// Failed; the user backs off.
+    case failed
+    /// Not tried (shutdown, or a secret missing).
+    case skipped
+    /// A read by id found the resource gone (404, or destroyed): what the list said is now known.
+    case gone
+    /// A read by id found the resource the list left out: nothing replaces it.
+    case present
+  }
+  public var action: Action
+  public var outcome: Outcome
+  public var attempts: Int
+  /// The error, redacted; or the id of what was made.
+  public var message: String
+
+  public init(action: Action, outcome: Outcome, attempts: Int, message: String) {
+    self.action = action
+    self.outcome = outcome
+    self.attempts = attempts
+    self.message = message
+  }
+}
