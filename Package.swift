@@ -18,6 +18,7 @@ let package = Package(
     .library(name: "FleetStore", targets: ["FleetStore"]),
     .library(name: "FleetAlerts", targets: ["FleetAlerts"]),
     .library(name: "FleetRuntime", targets: ["FleetRuntime"]),
+    .library(name: "FleetDevTools", targets: ["FleetDevTools"]),
     .library(name: "HranaServer", targets: ["HranaServer"]),
   ],
   dependencies: [
@@ -28,6 +29,7 @@ let package = Package(
     .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
     .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
+    .package(url: "https://github.com/apple/swift-http-types", exact: "1.8.0"),
   ],
   targets: [
     // The domain and the reconcile decision: pure values, no I/O.
@@ -36,7 +38,6 @@ let package = Package(
     .target(
       name: "FlyMachines",
       dependencies: [
-        "FleetCore",
         .product(name: "AsyncHTTPClient", package: "async-http-client"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
@@ -50,6 +51,7 @@ let package = Package(
       name: "FlySimulator",
       dependencies: [
         .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "HTTPTypes", package: "swift-http-types"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOFoundationCompat", package: "swift-nio"),
@@ -77,6 +79,7 @@ let package = Package(
       dependencies: [
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "HTTPTypes", package: "swift-http-types"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOFoundationCompat", package: "swift-nio"),
@@ -97,11 +100,11 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
-    // The loop: observe, plan, act, record.
+    // The loop: observe, plan, act, record; the ops server.
     .target(
       name: "FleetRuntime",
       dependencies: [
-        "FleetCore", "FlyMachines", "FleetStore", "FlySimulator", "FleetAlerts",
+        "FleetCore", "FlyMachines", "FleetStore",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "NIOCore", package: "swift-nio"),
@@ -109,10 +112,24 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
+    // What runs the product against a simulated Fly: demo, benchmarks, the in-process Fly
+    // transport and the virtual clock the tests share. Not linked by the product's libraries.
+    .target(
+      name: "FleetDevTools",
+      dependencies: [
+        "FleetCore", "FlyMachines", "FlySimulator", "FleetStore", "FleetRuntime",
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ],
+      swiftSettings: strict
+    ),
     .executableTarget(
       name: "fleetkeeper",
       dependencies: [
-        "FleetCore", "FlyMachines", "FlySimulator", "FleetStore", "FleetRuntime", "FleetAlerts", "HranaServer",
+        "FleetCore", "FlyMachines", "FlySimulator", "FleetStore", "FleetRuntime", "FleetAlerts", "FleetDevTools",
+        "HranaServer",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -124,8 +141,9 @@ let package = Package(
     .testTarget(
       name: "FlyMachinesTests",
       dependencies: [
-        "FlyMachines", "FlySimulator", "FleetCore",
+        "FlyMachines", "FlySimulator",
         .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "HTTPTypes", package: "swift-http-types"),
         .product(name: "AsyncHTTPClient", package: "async-http-client"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
@@ -147,6 +165,7 @@ let package = Package(
       dependencies: [
         "FleetAlerts", "FleetCore", "FleetStore",
         .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "HTTPTypes", package: "swift-http-types"),
         .product(name: "AsyncHTTPClient", package: "async-http-client"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetDevTools
 import FleetRuntime
 import Foundation
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetAlerts
 import FleetCore
+import FleetDevTools
 import FleetRuntime
 import FleetStore
 import FlyMachines

@@ -1,8 +1,9 @@
-public import AsyncHTTPClient
+import AsyncHTTPClient
 import FleetCore
 import FleetStore
 import FlyMachines
 import FlySimulator
+import FleetRuntime
 import Foundation
 import Logging
 

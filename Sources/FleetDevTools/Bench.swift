@@ -2,6 +2,7 @@ import FleetCore
 import FleetStore
 import FlyMachines
 import FlySimulator
+import FleetRuntime
 import Foundation
 import Logging
 

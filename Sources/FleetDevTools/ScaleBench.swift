@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import FleetCore
 import FleetStore
 import FlyMachines
+import FleetRuntime
 import Foundation
 import Logging
 import NIOCore
