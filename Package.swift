@@ -181,7 +181,7 @@ let package = Package(
       name: "FleetRuntimeTests",
       dependencies: [
         "HranaServer", "FleetAlerts",
-        "FleetRuntime", "FleetStore", "FlyMachines", "FlySimulator", "FleetCore",
+        "FleetRuntime", "FleetDevTools", "FleetStore", "FlyMachines", "FlySimulator", "FleetCore",
         .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: strict

@@ -44,7 +44,7 @@ public struct PassReport: Sendable {
 /// Holds the controller's memory in RAM after the first pass (write-through to the store), so a
 /// pass with nothing to do costs the two list reads and nothing else.
 public actor Reconciler {
-  public nonisolated let client: FlyClient
+  private nonisolated let client: any FlyMachinesAPI
   public nonisolated let store: FleetStore
   public let settings: ReconcilerSettings
   private let clock: any FleetClock
@@ -82,7 +82,7 @@ public actor Reconciler {
   private let watchingSince = MonotonicWallClock.continuousSeconds()
 
   public init(
-    client: FlyClient, store: FleetStore, settings: ReconcilerSettings, clock: any FleetClock = SystemFleetClock(),
+    client: any FlyMachinesAPI, store: FleetStore, settings: ReconcilerSettings, clock: any FleetClock = SystemFleetClock(),
     jitter: Jitter = Jitter(), redactor: Redactor = Redactor(), logger: Logger = Logger(label: "fleetkeeper"),
     onEvent: (@Sendable (AuditEvent) -> Void)? = nil
   ) {
@@ -93,7 +93,7 @@ public actor Reconciler {
     self.jitter = jitter
     self.budget = WriteBudget(limits: settings.writeLimits, clock: clock)
     self.redactor = redactor
-    redactor.add([client.configuration.token.value])
+    redactor.add(client.credentials)
     self.logger = logger
     self.onEvent = onEvent
   }
@@ -142,7 +142,8 @@ public actor Reconciler {
     // About one machine and one volume per desired user: the lists are allocated once at that size.
     let expected = cachedDesired?.snapshot.machines.count ?? 0
     async let machines = client.listMachineListings(
-      ownerKey: FleetNames.userMetadataKey, previous: previousMachines.take(), expected: expected,
+      ownerKey: FleetNames.userMetadataKey, includeDeleted: false, previous: previousMachines.take(),
+      expected: expected,
       { ObservedMachine($0) })
     async let volumes = client.listVolumes(previous: previousVolumes.take(), expected: expected, { ObservedVolume($0) })
     do {
@@ -767,7 +768,7 @@ public actor Reconciler {
         if let id = action.knownResourceID {
           return .lookedUpVolumes(try await ifPresent { () async throws(FlyAPIError) in try await client.getVolume(id) }.map(Self.found))
         }
-        return .lookedUpVolumes(try await client.listVolumes().map(Self.found))
+        return .lookedUpVolumes(try await client.listVolumes(summary: true).map(Self.found))
       default:
         return .lookedUpMachines([])
       }
@@ -818,13 +819,13 @@ public actor Reconciler {
         return .done(
           UserLifecycle.Made(id: machine.id, state: MachineState(machine.state), privateIP: machine.privateIP))
       case .start(let id):
-        try await client.startMachine(id)
+        _ = try await client.startMachine(id, leaseNonce: nil)
       case .stop(let id, _):
-        try await client.stopMachine(id)
+        try await client.stopMachine(id, nil, leaseNonce: nil)
       case .destroyMachine(let id, _):
-        try await client.destroyMachine(id, force: false)
+        try await client.destroyMachine(id, force: false, leaseNonce: nil)
       case .deleteVolume(let id):
-        try await client.deleteVolume(id)
+        _ = try await client.deleteVolume(id)
       case .verifyMachine, .verifyVolume:
         return await read(action)
       }

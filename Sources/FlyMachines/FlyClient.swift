@@ -86,23 +86,35 @@ public struct FlyRequestRecord: Sendable {
 /// Every call has a deadline, throws only ``FlyAPIError``, and reads lists whole by following
 /// `fly-next-cursor`. The client never retries: retry policy belongs to the caller, which knows
 /// whether a call is safe to repeat.
-public final class FlyClient: Sendable {
+public final class FlyClient: FlyMachinesAPI {
   public let configuration: FlyClientConfiguration
-  private let httpClient: HTTPClient
+  private let transport: any FlyTransport
   private let logger: Logger
   private let observer: (@Sendable (FlyRequestRecord) -> Void)?
   /// The last `Date` header Fly sent (Unix seconds) and when it came (monotonic).
   private let serverDate = Mutex<(header: String, date: Double, at: ContinuousClock.Instant)?>(nil)
 
-  public init(
+  /// A client over HTTP.
+  public convenience init(
     configuration: FlyClientConfiguration, httpClient: HTTPClient = .shared, logger: Logger = Logger(label: "fly"),
     observer: (@Sendable (FlyRequestRecord) -> Void)? = nil
   ) {
+    self.init(
+      configuration: configuration, transport: HTTPClientTransport(httpClient), logger: logger, observer: observer)
+  }
+
+  /// A client over any transport (in-process, for tests and benchmarks).
+  public init(
+    configuration: FlyClientConfiguration, transport: any FlyTransport, logger: Logger = Logger(label: "fly"),
+    observer: (@Sendable (FlyRequestRecord) -> Void)? = nil
+  ) {
     self.configuration = configuration
-    self.httpClient = httpClient
+    self.transport = transport
     self.logger = logger
     self.observer = observer
   }
+
+  public var credentials: [String] { [configuration.token.value] }
 
   private var appPath: String { "/v1/apps/\(Self.escape(configuration.appName))" }
 
@@ -421,40 +433,26 @@ public final class FlyClient: Sendable {
     if !query.isEmpty {
       url += "?" + query.map { "\(Self.escape($0.0))=\(Self.escape($0.1))" }.joined(separator: "&")
     }
-    var request = HTTPClientRequest(url: url)
-    request.method = method
-    request.headers.add(name: "Authorization", value: configuration.token.authorization)
-    request.headers.add(name: "User-Agent", value: configuration.userAgent)
-    request.headers.add(name: "Accept", value: "application/json")
-    if let nonce { request.headers.add(name: "fly-machine-lease-nonce", value: nonce) }
+    var headers = [
+      ("Authorization", configuration.token.authorization), ("User-Agent", configuration.userAgent),
+      ("Accept", "application/json"),
+    ]
+    if let nonce { headers.append(("fly-machine-lease-nonce", nonce)) }
+    var data: Data?
     if let body {
-      let data: Data
       do { data = try JSONEncoder().encode(body) } catch {
         throw FlyAPIError(code: .badRequest, message: "could not encode the request body", operation: operation)
       }
-      request.headers.add(name: "Content-Type", value: "application/json")
-      request.body = .bytes(ByteBuffer(data: data))
+      headers.append(("Content-Type", "application/json"))
     }
+    let request = FlyHTTPRequest(method: method.rawValue, url: url, headers: headers, body: data)
     let started = ContinuousClock.now
-    let limit = timeout ?? configuration.requestTimeout
-    // One deadline for the whole exchange, fixed before anything is sent. The HTTP client's own
-    // deadline bounds connect and head (and names a refused connection as such); the body read
-    // races what is left of it, so a server that drips its answer (50 bytes a second) is cut off at
-    // the deadline like one that never answers.
-    let deadline = started.advanced(by: limit)
+    // One deadline for the whole exchange, fixed before anything is sent: a server that drips its
+    // answer (50 bytes a second) is cut off at the deadline like one that never answers.
+    let deadline = started.advanced(by: timeout ?? configuration.requestTimeout)
     do {
-      let response = try await httpClient.execute(request, deadline: .now() + .nanoseconds(limit.nanoseconds))
-      let status = Int(response.status.code)
-      let bytes: ByteBuffer
-      do {
-        bytes = try await Self.collect(response.body, upTo: configuration.maxBodyBytes, before: deadline)
-      } catch is NIOTooManyBytesError {
-        observer?(FlyRequestRecord(endpoint: endpoint, status: status, duration: .now - started))
-        throw FlyAPIError(
-          code: .invalidResponse, status: status, message: "body larger than \(configuration.maxBodyBytes) bytes",
-          requestID: response.headers.first(name: "fly-request-id"), operation: operation)
-      }
-      let result = Response(status: status, headers: response.headers, body: bytes, operation: operation)
+      let response = try await transport.exchange(request, maxBytes: configuration.maxBodyBytes, deadline: deadline)
+      let result = Response(status: response.status, headers: response.headers, body: response.body, operation: operation)
       if let header = response.headers.first(name: "Date"), header != serverDate.withLock({ $0?.header }),
         let date = Self.httpDate(header)
       {
@@ -469,31 +467,14 @@ public final class FlyClient: Sendable {
       return result
     } catch let error as FlyAPIError {
       throw error
+    } catch let error as FlyBodyTooLarge {
+      observer?(FlyRequestRecord(endpoint: endpoint, status: error.status, duration: .now - started))
+      throw FlyAPIError(
+        code: .invalidResponse, status: error.status, message: "body larger than \(configuration.maxBodyBytes) bytes",
+        requestID: error.requestID, operation: operation)
     } catch {
       observer?(FlyRequestRecord(endpoint: endpoint, status: nil, duration: .now - started))
       throw transportError(error, operation: operation)
-    }
-  }
-
-  /// The deadline passed before the body was read whole (the read is cancelled).
-  struct DeadlineExceeded: Error, CustomStringConvertible {
-    var description: String { "deadline exceeded (the whole exchange, body included)" }
-  }
-
-  /// Reads `body` whole (at most `maxBytes`), cancelling the read and throwing
-  /// ``DeadlineExceeded`` when `deadline` passes first.
-  static func collect(
-    _ body: HTTPClientResponse.Body, upTo maxBytes: Int, before deadline: ContinuousClock.Instant
-  ) async throws -> ByteBuffer {
-    try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
-      group.addTask { try await body.collect(upTo: maxBytes) }
-      group.addTask {
-        try await Task.sleep(until: deadline, clock: .continuous)
-        return nil
-      }
-      defer { group.cancelAll() }
-      guard let first = try await group.next(), let bytes = first else { throw DeadlineExceeded() }
-      return bytes
     }
   }
 
@@ -523,7 +504,7 @@ public final class FlyClient: Sendable {
       case .connectTimeout: kind = .connect
       default: kind = text.contains("onnect") && !text.contains("Closed") ? .connect : .reset
       }
-    } else if error is DeadlineExceeded {
+    } else if error is FlyDeadlineExceeded {
       kind = .deadline
     } else if text.contains("refused") || text.contains("NIOConnectionError") || text.contains("connectTimeout") {
       kind = .connect

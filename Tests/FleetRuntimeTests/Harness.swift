@@ -1,20 +1,32 @@
 import FleetCore
+import FleetDevTools
 import FleetRuntime
 import FleetStore
 import FlyMachines
 import FlySimulator
 import Foundation
 import Logging
-import Synchronization
 
-/// A simulator on loopback, a fresh SQLite store, a client and a reconciler: one per test.
+/// A simulated Fly, a fresh SQLite store, a client and a reconciler: one per test, torn down when
+/// the test's body returns (``withHarness(simulator:faults:settings:databasePath:store:loopback:_:)``).
+///
+/// In process by default: the client's requests go straight to the simulator's handler
+/// (``SimulatorTransport``), and Fly and the controller share one ``VirtualClock``, so a pass that
+/// waits (list lag, backoff, retention) costs no real time and runs the same way every time.
+/// `loopback: true` serves the simulator over HTTP on 127.0.0.1 with the wall clock instead, for
+/// the tests of what only a socket shows (the loop service, the ops server, the HTTP client).
 struct Harness {
   let simulator: FlySimulator
-  let running: SimulatorServer.Running
   let store: FleetStore
   let client: FlyClient
   let reconciler: Reconciler
   let databasePath: String
+  /// Fly's clock: virtual in process, the wall clock over loopback.
+  let time: any FleetClock
+  /// The controller's clock: Fly's plus an offset a test may jump (``OffsetClock/jump(by:)``).
+  let controllerClock: OffsetClock
+  let settings: ReconcilerSettings
+  fileprivate let server: SimulatorServer.Running?
 
   static func testSettings() -> ReconcilerSettings {
     var settings = ReconcilerSettings()
@@ -31,55 +43,33 @@ struct Harness {
     return settings
   }
 
-  static func make(
-    simulator configuration: SimulatorConfiguration = {
-      var c = SimulatorConfiguration.fast(appName: "app", token: "tok"); c.listLag = 0.2; return c
-    }(),
-    faults: SimulatorFaults = .init(), settings: ReconcilerSettings = testSettings(), databasePath: String? = nil,
-    clock: any FleetClock = SystemFleetClock(), store given: FleetStore? = nil
-  ) async throws -> Harness {
-    let simulator = FlySimulator(configuration: configuration, faults: faults)
-    let running = try await SimulatorServer.start(simulator)
-    let path =
-      databasePath
-      ?? FileManager.default.temporaryDirectory.appendingPathComponent("fk-e2e-\(UUID().uuidString).sqlite3").path
-    let store = try given ?? FleetStore.sqlite(path: path, create: true)
-    try await store.migrate()
-    var template = TemplatePatch()
-    template.image = "registry.fly.io/agent:1"
-    template.env = ["AGENT_KEY": "$AGENT_SECRET"]
-    try await store.setTemplate(template)
-    let client = FlyClient(
-      configuration: FlyClientConfiguration(
-        baseURL: running.baseURL, appName: configuration.appName, token: FlyToken(configuration.token),
-        requestTimeout: .seconds(3)))
-    var logger = Logger(label: "test")
-    logger.logLevel = .critical
-    let reconciler = Reconciler(client: client, store: store, settings: settings, clock: clock, logger: logger)
-    return Harness(
-      simulator: simulator, running: running, store: store, client: client, reconciler: reconciler, databasePath: path)
-  }
+  /// Fly's timings of `.fast` with a 0.2 s list lag: creates are not listed at once.
+  static let lagging: SimulatorConfiguration = {
+    var c = SimulatorConfiguration.fast(appName: "app", token: "tok")
+    c.listLag = 0.2
+    return c
+  }()
 
   /// Fly's timings at zero and no list lag: for tests about what the controller decides.
   static let instant = SimulatorConfiguration.fast(appName: "app", token: "tok")
 
   /// A new reconciler on the same database and Fly (a restart: it reads its state back).
-  func restarted(
-    settings: ReconcilerSettings = testSettings(), clock: any FleetClock = SystemFleetClock(), jitter: Jitter = Jitter()
-  ) -> Reconciler {
+  func restarted(settings: ReconcilerSettings? = nil, clock: (any FleetClock)? = nil, jitter: Jitter? = nil)
+    -> Reconciler
+  {
     var logger = Logger(label: "test")
     logger.logLevel = .critical
-    return Reconciler(client: client, store: store, settings: settings, clock: clock, jitter: jitter, logger: logger)
+    return Reconciler(
+      client: client, store: store, settings: settings ?? self.settings, clock: clock ?? controllerClock,
+      jitter: jitter ?? Jitter({ 0.5 }), logger: logger)
   }
 
   /// Two users converged, then `u1` removed: its machine gone, its volume under retention.
-  static func withARemovedUser(settings: ReconcilerSettings, clock: any FleetClock) async throws -> Harness {
-    let harness = try await make(settings: settings, clock: clock)
-    try await harness.addUsers(2)
-    await harness.converge()
-    try await harness.store.removeUser("u1")
-    await harness.converge()
-    return harness
+  func removeAUser() async throws {
+    try await addUsers(2)
+    await converge()
+    try await store.removeUser("u1")
+    await converge()
   }
 
   func addUsers(
@@ -89,48 +79,66 @@ struct Harness {
       (0..<count).map { UserInput(userID: "\(prefix)\($0)", state: state, region: regions[$0 % regions.count]) })
   }
 
-  /// Passes until one has nothing to do and nothing waiting (or the deadline), returns the passes.
+  /// Lets `seconds` pass for Fly and the controller alike (in process: at once; over loopback: sleeps).
+  func advance(by seconds: Double) async {
+    if let virtual = time as? VirtualClock {
+      virtual.advance(by: seconds)
+    } else {
+      try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+    }
+  }
+
+  /// Passes until one has nothing to do and nothing waiting (at most `maxPasses`, the loop's busy
+  /// interval apart), returns the passes.
   @discardableResult
-  func converge(timeout: Double = 60) async -> [PassReport] {
+  func converge(maxPasses: Int = 400, using reconciler: Reconciler? = nil) async -> [PassReport] {
     var reports: [PassReport] = []
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-      let report = await reconciler.pass()
+    for _ in 0..<maxPasses {
+      let report = await (reconciler ?? self.reconciler).pass()
       reports.append(report)
       if report.outcome == .ok, report.plan?.actions.isEmpty == true, report.plan?.waiting.isEmpty == true,
         report.listsTrusted
       {
         return reports
       }
-      try? await Task.sleep(for: .milliseconds(50))
+      await advance(by: server == nil ? max(0.25, settings.busyInterval) : settings.busyInterval)
     }
     return reports
   }
 
+  /// What the simulator holds, typed: machines by their `fleet_user_id`, volumes by name.
   struct FleetState {
-    var machinesByUser: [String: [[String: Any]]] = [:]
-    var volumesByName: [String: [[String: Any]]] = [:]
+    var machinesByUser: [String: [FlyMachine]] = [:]
+    var volumesByName: [String: [FlyVolume]] = [:]
+    /// Machines without a `fleet_user_id`.
     var foreign = 0
+
+    /// The user's only machine (nil when it has none or several).
+    func machine(_ user: String) -> FlyMachine? {
+      guard let machines = machinesByUser[user], machines.count == 1 else { return nil }
+      return machines[0]
+    }
   }
 
   /// The simulator's whole state (destroyed machines and deleted volumes excluded).
   func fleet() -> FleetState {
-    let json = (try? JSONSerialization.jsonObject(with: simulator.stateJSON())) as? [String: Any] ?? [:]
+    struct Snapshot: Decodable {
+      var machines: [FlyMachine]
+      var volumes: [FlyVolume]
+    }
+    guard let snapshot = try? JSONDecoder().decode(Snapshot.self, from: simulator.stateJSON()) else {
+      return FleetState(foreign: -1)  // never equal to what a test expects
+    }
     var state = FleetState()
-    for machine in json["machines"] as? [[String: Any]] ?? [] {
-      let machineState = machine["state"] as? String ?? ""
-      if machineState == "destroyed" || machineState == "destroying" { continue }
-      let metadata = (machine["config"] as? [String: Any])?["metadata"] as? [String: Any]
-      if let user = metadata?["fleet_user_id"] as? String {
+    for machine in snapshot.machines where !MachineState(machine.state).isGone {
+      if let user = machine.config?.metadata[FleetNames.userMetadataKey] {
         state.machinesByUser[user, default: []].append(machine)
       } else {
         state.foreign += 1
       }
     }
-    for volume in json["volumes"] as? [[String: Any]] ?? [] {
-      let volumeState = volume["state"] as? String ?? ""
-      if volumeState == "pending_destroy" || volumeState == "destroyed" { continue }
-      state.volumesByName[volume["name"] as? String ?? "", default: []].append(volume)
+    for volume in snapshot.volumes where volume.state != "pending_destroy" && volume.state != "destroyed" {
+      state.volumesByName[volume.name, default: []].append(volume)
     }
     return state
   }
@@ -142,16 +150,62 @@ struct Harness {
   func drift(_ body: String) async {
     _ = await simulator.handle(SimulatorRequest(method: "POST", path: "/_sim/drift", body: Data(body.utf8)))
   }
-
-  func stop() async { await running.stop() }
 }
 
-/// The wall clock plus an offset a test moves forward: the controller's notion of time jumps
-/// (retention, backoff) while the simulator keeps real time.
-final class OffsetClock: FleetClock {
-  private let offset = Mutex(0.0)
-  func advance(by seconds: Double) { offset.withLock { $0 += seconds } }
-  func now() -> Double { Date().timeIntervalSince1970 + offset.withLock { $0 } }
+/// Runs `body` with a fresh ``Harness`` and tears it down when `body` returns or throws: the
+/// loopback server stopped, the database file removed (unless the test named it).
+func withHarness<T>(
+  simulator configuration: SimulatorConfiguration = Harness.lagging, faults: SimulatorFaults = .init(),
+  settings: ReconcilerSettings = Harness.testSettings(), databasePath: String? = nil, store given: FleetStore? = nil,
+  loopback: Bool = false, _ body: (Harness) async throws -> T
+) async throws -> T {
+  let time: any FleetClock & SimulatorClock = loopback ? WallClock() : VirtualClock()
+  let simulator = FlySimulator(configuration: configuration, faults: faults, clock: time)
+  let server = loopback ? try await SimulatorServer.start(simulator) : nil
+  let path =
+    databasePath
+    ?? FileManager.default.temporaryDirectory.appendingPathComponent("fk-e2e-\(UUID().uuidString).sqlite3").path
+  let client =
+    server.map { running in
+      FlyClient(
+        configuration: FlyClientConfiguration(
+          baseURL: running.baseURL, appName: configuration.appName, token: FlyToken(configuration.token),
+          requestTimeout: .seconds(3)))
+    } ?? FlyClient.inProcess(simulator)
+  do {
+    let store = try given ?? FleetStore.sqlite(path: path, create: true)
+    try await store.migrate()
+    var template = TemplatePatch()
+    template.image = "registry.fly.io/agent:1"
+    template.env = ["AGENT_KEY": "$AGENT_SECRET"]
+    try await store.setTemplate(template)
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    let controllerClock = OffsetClock(base: time)
+    let reconciler = Reconciler(
+      client: client, store: store, settings: settings, clock: controllerClock, jitter: Jitter({ 0.5 }), logger: logger)
+    let harness = Harness(
+      simulator: simulator, store: store, client: client, reconciler: reconciler, databasePath: path, time: time,
+      controllerClock: controllerClock, settings: settings, server: server)
+    let result = try await body(harness)
+    await teardown(server, path: databasePath == nil ? path : nil)
+    return result
+  } catch {
+    await teardown(server, path: databasePath == nil ? path : nil)
+    throw error
+  }
+}
+
+private func teardown(_ server: SimulatorServer.Running?, path: String?) async {
+  await server?.stop()
+  if let path {
+    for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+  }
+}
+
+/// The wall clock, for Fly and the controller alike (loopback tests).
+struct WallClock: FleetClock, SimulatorClock {
+  func now() -> Double { Date().timeIntervalSince1970 }
   func sleep(seconds: Double) async throws { try await SystemFleetClock().sleep(seconds: seconds) }
 }
 

@@ -1,5 +1,7 @@
 import FleetCore
+import FleetDevTools
 import FleetRuntime
+import FlyMachines
 import FleetStore
 import FlySimulator
 import Foundation
@@ -11,9 +13,9 @@ import Testing
   func snapshot(_ harness: Harness) -> (machines: [String: String], volumes: [String: [String]]) {
     let fleet = harness.fleet()
     var machines: [String: String] = [:]
-    for (user, list) in fleet.machinesByUser { machines[user] = list.first?["id"] as? String }
+    for (user, list) in fleet.machinesByUser { machines[user] = list.first?.id }
     var volumes: [String: [String]] = [:]
-    for (name, list) in fleet.volumesByName { volumes[name] = list.compactMap { $0["id"] as? String }.sorted() }
+    for (name, list) in fleet.volumesByName { volumes[name] = list.map(\.id).sorted() }
     return (machines, volumes)
   }
 
@@ -24,121 +26,119 @@ import Testing
   }
 
   @Test func emptyListsBelievedThenVolumesBackFirstLoseNothing() async throws {
-    let harness = try await Harness.make(simulator: Harness.instant)
-    defer { Task { await harness.stop() } }
-    try await harness.addUsers(4)
-    await harness.converge()
-    let before = snapshot(harness)
-    #expect(before.machines.count == 4 && before.volumes.count == 4)
-    let rowsBefore = try await harness.store.machineRows()
-    #expect(rowsBefore.count == 4)
-    let mutationsBefore = harness.mutations().count
+    try await withHarness(simulator: Harness.instant) { harness in
+      try await harness.addUsers(4)
+      await harness.converge()
+      let before = snapshot(harness)
+      #expect(before.machines.count == 4 && before.volumes.count == 4)
+      let rowsBefore = try await harness.store.machineRows()
+      #expect(rowsBefore.count == 4)
+      let mutationsBefore = harness.mutations().count
 
-    // Both lists answer [] for long enough to be believed (more than the suspect passes).
-    var faults = harness.simulator.faults
-    faults.emptyMachineLists = true
-    faults.emptyVolumeLists = true
-    harness.simulator.setFaults(faults)
-    let lying = await passes(harness, 8)
-    #expect(lying.contains { $0.listsTrusted }, "the empty lists came to be believed")
-    #expect(try await harness.store.machineRows().count == 4, "a list never wipes the machines rows")
-    // The volume list comes back first.
-    faults.emptyVolumeLists = false
-    harness.simulator.setFaults(faults)
-    _ = await passes(harness, 6)
-    #expect(try await harness.store.machineRows().count == 4)
-    faults.emptyMachineLists = false
-    harness.simulator.setFaults(faults)
-    await harness.converge()
+      // Both lists answer [] for long enough to be believed (more than the suspect passes).
+      var faults = harness.simulator.faults
+      faults.emptyMachineLists = true
+      faults.emptyVolumeLists = true
+      harness.simulator.setFaults(faults)
+      let lying = await passes(harness, 8)
+      #expect(lying.contains { $0.listsTrusted }, "the empty lists came to be believed")
+      #expect(try await harness.store.machineRows().count == 4, "a list never wipes the machines rows")
+      // The volume list comes back first.
+      faults.emptyVolumeLists = false
+      harness.simulator.setFaults(faults)
+      _ = await passes(harness, 6)
+      #expect(try await harness.store.machineRows().count == 4)
+      faults.emptyMachineLists = false
+      harness.simulator.setFaults(faults)
+      await harness.converge()
 
-    let after = snapshot(harness)
-    #expect(after.machines == before.machines, "every user keeps its machine")
-    #expect(after.volumes == before.volumes, "every user keeps its one volume, no second one")
-    let mutations = harness.mutations().dropFirst(mutationsBefore)
-    #expect(mutations.isEmpty, "nothing created, stopped or destroyed: \(mutations.map(\.endpoint))")
-    let rows = try await harness.store.machineRows()
-    for (user, machine) in before.machines { #expect(rows[user]?.id == machine) }
-    // The reads by id said what the lists did not, and the audit log says so once per resource.
-    let events = try await harness.store.events(limit: 500).filter { $0.eventType.hasPrefix("verify_") }
-    #expect(!events.isEmpty)
-    #expect(events.allSatisfy { $0.detailsJSON.contains("\"present\"") })
+      let after = snapshot(harness)
+      #expect(after.machines == before.machines, "every user keeps its machine")
+      #expect(after.volumes == before.volumes, "every user keeps its one volume, no second one")
+      let mutations = harness.mutations().dropFirst(mutationsBefore)
+      #expect(mutations.isEmpty, "nothing created, stopped or destroyed: \(mutations.map(\.endpoint))")
+      let rows = try await harness.store.machineRows()
+      for (user, machine) in before.machines { #expect(rows[user]?.id == machine) }
+      // The reads by id said what the lists did not, and the audit log says so once per resource.
+      let events = try await harness.store.events(limit: 500).filter { $0.eventType.hasPrefix("verify_") }
+      #expect(!events.isEmpty)
+      #expect(events.allSatisfy { $0.detailsJSON.contains("\"present\"") })
+    }
   }
 
   /// Both the machine and the volume of a user are left out, read by id and found, over and
   /// over: each is reported (`list_omits`) and recorded once, not once per read.
   @Test func aMachineAndAVolumeLeftOutAreEachReportedAndRecordedOnce() async throws {
-    let clock = OffsetClock()
-    let harness = try await Harness.make(simulator: Harness.instant, clock: clock)
-    defer { Task { await harness.stop() } }
-    try await harness.addUsers(1)
-    await harness.converge()
-    var faults = harness.simulator.faults
-    faults.emptyMachineLists = true
-    faults.emptyVolumeLists = true
-    harness.simulator.setFaults(faults)
-    var last: PassReport?
-    for _ in 0..<8 {
-      last = await harness.reconciler.pass()
-      clock.advance(by: 20)  // past the 15 s wait: every pass reads both again
+    try await withHarness(simulator: Harness.instant) { harness in
+      try await harness.addUsers(1)
+      await harness.converge()
+      var faults = harness.simulator.faults
+      faults.emptyMachineLists = true
+      faults.emptyVolumeLists = true
+      harness.simulator.setFaults(faults)
+      var last: PassReport?
+      for _ in 0..<8 {
+        last = await harness.reconciler.pass()
+        harness.controllerClock.jump(by: 20)  // past the 15 s wait: every pass reads both again
+      }
+      let omitted = (last?.findings ?? []).filter { $0.kind == .listOmits }.compactMap(\.resourceID)
+      #expect(omitted.count == 2 && Set(omitted).count == 2, "the machine and the volume: \(omitted)")
+      let reads = try await harness.store.events(user: "u0", limit: 500).filter { $0.eventType.hasPrefix("verify_") }
+      #expect(reads.count == 2, "one event per resource, not per read: \(reads.count)")
+      #expect(harness.mutations().filter { $0.endpoint.hasPrefix("POST") }.count == 2, "only the first create pair")
     }
-    let omitted = (last?.findings ?? []).filter { $0.kind == .listOmits }.compactMap(\.resourceID)
-    #expect(omitted.count == 2 && Set(omitted).count == 2, "the machine and the volume: \(omitted)")
-    let reads = try await harness.store.events(user: "u0", limit: 500).filter { $0.eventType.hasPrefix("verify_") }
-    #expect(reads.count == 2, "one event per resource, not per read: \(reads.count)")
-    #expect(harness.mutations().filter { $0.endpoint.hasPrefix("POST") }.count == 2, "only the first create pair")
   }
 
   /// The lists leave everything out and the reads by id answer 404 once each (as right after a
   /// create, or in an incident): one 404 is not proof; the second read finds everything there.
   @Test func aBrief404IsNotProof() async throws {
-    let clock = OffsetClock()
-    let harness = try await Harness.make(simulator: Harness.instant, clock: clock)
-    defer { Task { await harness.stop() } }
-    try await harness.addUsers(3)
-    await harness.converge()
-    let before = snapshot(harness)
-    let mutationsBefore = harness.mutations().count
-    var faults = harness.simulator.faults
-    faults.emptyMachineLists = true
-    faults.emptyVolumeLists = true
-    faults.notFoundGets = 6  // the first read of each machine and volume
-    harness.simulator.setFaults(faults)
-    // Ten passes a second apart by the controller's clock: every read by id is made, then made
-    // again after the 0.3 s wait.
-    for _ in 0..<10 {
-      _ = await harness.reconciler.pass()
-      clock.advance(by: 1)
+    try await withHarness(simulator: Harness.instant) { harness in
+      try await harness.addUsers(3)
+      await harness.converge()
+      let before = snapshot(harness)
+      let mutationsBefore = harness.mutations().count
+      var faults = harness.simulator.faults
+      faults.emptyMachineLists = true
+      faults.emptyVolumeLists = true
+      faults.notFoundGets = 6  // the first read of each machine and volume
+      harness.simulator.setFaults(faults)
+      // Ten passes a second apart by the controller's clock: every read by id is made, then made
+      // again after the 0.3 s wait.
+      for _ in 0..<10 {
+        _ = await harness.reconciler.pass()
+        harness.controllerClock.jump(by: 1)
+      }
+      #expect(harness.simulator.faults.notFoundGets == 0, "the 404s were served")
+      #expect(try await harness.store.machineRows().count == 3)
+      faults.emptyMachineLists = false
+      faults.emptyVolumeLists = false
+      faults.notFoundGets = 0
+      harness.simulator.setFaults(faults)
+      await harness.converge()
+      #expect(snapshot(harness).machines == before.machines && snapshot(harness).volumes == before.volumes)
+      #expect(harness.mutations().dropFirst(mutationsBefore).isEmpty, "nothing replaced on one 404")
     }
-    #expect(harness.simulator.faults.notFoundGets == 0, "the 404s were served")
-    #expect(try await harness.store.machineRows().count == 3)
-    faults.emptyMachineLists = false
-    faults.emptyVolumeLists = false
-    faults.notFoundGets = 0
-    harness.simulator.setFaults(faults)
-    await harness.converge()
-    #expect(snapshot(harness).machines == before.machines && snapshot(harness).volumes == before.volumes)
-    #expect(harness.mutations().dropFirst(mutationsBefore).isEmpty, "nothing replaced on one 404")
   }
 
   @Test func aMachineReallyGoneIsReplacedAfterAReadByIdSaysSo() async throws {
     var configuration = Harness.instant
     configuration.destroyedLinger = 0  // forgotten by lists and GETs at once
-    let harness = try await Harness.make(simulator: configuration)
-    defer { Task { await harness.stop() } }
-    try await harness.addUsers(2)
-    await harness.converge()
-    let before = snapshot(harness)
-    let victim = try #require(before.machines["u0"])
-    // Destroyed behind our back, and forgotten by Fly's list at once.
-    let volume = try #require(before.volumes[FleetNames.volumeName(forUser: "u0")]?.first)
-    await harness.drift(#"{"op":"destroy_machine","machine_id":"\#(victim)"}"#)
-    await harness.drift(#"{"op":"detach_volume","volume_id":"\#(volume)"}"#)
-    await harness.converge()
-    let after = snapshot(harness)
-    #expect(after.machines["u0"] != nil && after.machines["u0"] != victim, "replaced")
-    #expect(after.volumes == before.volumes, "on the same volume")
-    let events = try await harness.store.events(user: "u0", limit: 100).map(\.eventType)
-    #expect(events.contains("verify_machine"), "read by id before it was replaced")
-    #expect(events.contains("drift.machine_missing"), "and reported")
+    try await withHarness(simulator: configuration) { harness in
+      try await harness.addUsers(2)
+      await harness.converge()
+      let before = snapshot(harness)
+      let victim = try #require(before.machines["u0"])
+      // Destroyed behind our back, and forgotten by Fly's list at once.
+      let volume = try #require(before.volumes[FleetNames.volumeName(forUser: "u0")]?.first)
+      await harness.drift(#"{"op":"destroy_machine","machine_id":"\#(victim)"}"#)
+      await harness.drift(#"{"op":"detach_volume","volume_id":"\#(volume)"}"#)
+      await harness.converge()
+      let after = snapshot(harness)
+      #expect(after.machines["u0"] != nil && after.machines["u0"] != victim, "replaced")
+      #expect(after.volumes == before.volumes, "on the same volume")
+      let events = try await harness.store.events(user: "u0", limit: 100).map(\.eventType)
+      #expect(events.contains("verify_machine"), "read by id before it was replaced")
+      #expect(events.contains("drift.machine_missing"), "and reported")
+    }
   }
 }

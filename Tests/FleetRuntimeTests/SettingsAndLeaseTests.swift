@@ -107,43 +107,43 @@ import Testing
     var settings = Harness.testSettings()
     settings.interval = 0.5
     settings.busyInterval = 0.5
-    let harness = try await Harness.make(settings: settings)
-    defer { Task { await harness.stop() } }
-    try await harness.addUsers(2)
-    await harness.converge()
-    let lease = WriterLease(store: harness.store, holder: "writer-a", ttl: 3)
-    let passes = Mutex(0)
-    let standby = Mutex(false)
-    let loop = ReconcileLoop(
-      reconciler: harness.reconciler, store: harness.store, settings: settings, lease: lease,
-      onStandby: { value in standby.withLock { $0 = value } },
-      onPass: { _ in passes.withLock { $0 += 1 } })
-    let task = Task { try await loop.run() }
-    defer { task.cancel() }
-    func waitFor(_ what: String, _ condition: () async throws -> Bool) async throws {
-      let started = ContinuousClock.now
-      while try await !condition() {
-        guard ContinuousClock.now - started < .seconds(20) else {
-          Issue.record("timed out waiting for \(what)")
-          return
+    try await withHarness(settings: settings, loopback: true) { harness in
+      try await harness.addUsers(2)
+      await harness.converge()
+      let lease = WriterLease(store: harness.store, holder: "writer-a", ttl: 3)
+      let passes = Mutex(0)
+      let standby = Mutex(false)
+      let loop = ReconcileLoop(
+        reconciler: harness.reconciler, store: harness.store, settings: settings, lease: lease,
+        onStandby: { value in standby.withLock { $0 = value } },
+        onPass: { _ in passes.withLock { $0 += 1 } })
+      let task = Task { try await loop.run() }
+      defer { task.cancel() }
+      func waitFor(_ what: String, _ condition: () async throws -> Bool) async throws {
+        let started = ContinuousClock.now
+        while try await !condition() {
+          guard ContinuousClock.now - started < .seconds(20) else {
+            Issue.record("timed out waiting for \(what)")
+            return
+          }
+          try await Task.sleep(for: .milliseconds(50))
         }
-        try await Task.sleep(for: .milliseconds(50))
       }
+      try await waitFor("a pass") { passes.withLock { $0 } > 0 }
+      // Another writer takes the lease and, while holding it, drops u0's row.
+      let other = WriterLease(store: harness.store, holder: "writer-b", ttl: 3)
+      _ = try await harness.store.database.write([
+        SQLStatement(
+          "UPDATE fleet_controller SET value = json_object('holder', 'writer-b', 'expires_at', ?) WHERE key = 'writer_lease'",
+          [.real(Date().timeIntervalSince1970 + 3)])
+      ])
+      try await waitFor("standby") { standby.withLock { $0 } }
+      _ = try await harness.store.database.write([SQLStatement("DELETE FROM machines WHERE user_id = 'u0'")])
+      try await other.release()
+      // The first writer takes it back and writes the row again.
+      try await waitFor("the row back") { try await harness.store.machineRows()["u0"] != nil }
+      #expect(try await harness.store.machineRows()["u0"] != nil)
     }
-    try await waitFor("a pass") { passes.withLock { $0 } > 0 }
-    // Another writer takes the lease and, while holding it, drops u0's row.
-    let other = WriterLease(store: harness.store, holder: "writer-b", ttl: 3)
-    _ = try await harness.store.database.write([
-      SQLStatement(
-        "UPDATE fleet_controller SET value = json_object('holder', 'writer-b', 'expires_at', ?) WHERE key = 'writer_lease'",
-        [.real(Date().timeIntervalSince1970 + 3)])
-    ])
-    try await waitFor("standby") { standby.withLock { $0 } }
-    _ = try await harness.store.database.write([SQLStatement("DELETE FROM machines WHERE user_id = 'u0'")])
-    try await other.release()
-    // The first writer takes it back and writes the row again.
-    try await waitFor("the row back") { try await harness.store.machineRows()["u0"] != nil }
-    #expect(try await harness.store.machineRows()["u0"] != nil)
   }
 }
 

@@ -19,49 +19,49 @@ import Testing
     let database = try HranaDatabase(url: served.url, token: "turso-test-token")
     let store = FleetStore(database: database)
     try await store.migrate()
-    let harness = try await Harness.make(store: store)
-    defer { Task { await harness.stop() } }
-    try await harness.addUsers(4)
-    await harness.converge()
-    #expect(harness.fleet().machinesByUser.count == 4)
+    try await withHarness(store: store) { harness in
+      try await harness.addUsers(4)
+      await harness.converge()
+      #expect(harness.fleet().machinesByUser.count == 4)
 
-    try await store.removeUser("u0")
-    try await store.removeUser("u1")
-    let mutationsBefore = harness.mutations().count
-    // The pass reads the version, checks the schema and reads the snapshot (three requests), then
-    // Turso stops answering: the pass has planned the removals and cannot record them.
-    served.server.setFault(.unavailableAfter(3))
-    let report = await harness.reconciler.pass()
-    #expect(report.outcome == .couldNotRun)
-    #expect(
-      report.plan?.actions.contains { $0.isDestructive } == true, "the plan wanted to remove u0 and u1")
-    #expect(harness.mutations().count == mutationsBefore, "nothing sent to Fly while the database is down")
-    #expect(report.findings.contains { $0.kind == .desiredUnreadable })
+      try await store.removeUser("u0")
+      try await store.removeUser("u1")
+      let mutationsBefore = harness.mutations().count
+      // The pass reads the version, checks the schema and reads the snapshot (three requests), then
+      // Turso stops answering: the pass has planned the removals and cannot record them.
+      served.server.setFault(.unavailableAfter(3))
+      let report = await harness.reconciler.pass()
+      #expect(report.outcome == .couldNotRun)
+      #expect(
+        report.plan?.actions.contains { $0.isDestructive } == true, "the plan wanted to remove u0 and u1")
+      #expect(harness.mutations().count == mutationsBefore, "nothing sent to Fly while the database is down")
+      #expect(report.findings.contains { $0.kind == .desiredUnreadable })
 
-    // The alert fires at once, and reaches a receiver although the outbox (in Turso) is down.
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fk-turso-alert-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    let script = folder.appendingPathComponent("page.sh")
-    let received = folder.appendingPathComponent("received.json")
-    try "#!/bin/sh\ncat > \(received.path)\n".write(to: script, atomically: true, encoding: .utf8)
-    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
-    let alerter = Alerter(
-      store: store, app: "users-app", receivers: [AlertReceiver(key: "env:0", kind: .command, target: script.path)])
-    let notice = await alerter.process(report.findings, now: Date().timeIntervalSince1970)
-    #expect(notice?.items.contains { $0.state.kind == "desired_unreadable" && $0.status == "firing" } == true)
-    _ = await AlertSender(alerter: alerter, store: store).sweep(now: Date().timeIntervalSince1970)
-    let payload = (try? String(contentsOf: received, encoding: .utf8)) ?? ""
-    #expect(payload.contains("desired_unreadable"), "delivered: \(payload)")
-    #expect(!payload.contains("turso-test-token"))
+      // The alert fires at once, and reaches a receiver although the outbox (in Turso) is down.
+      let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fk-turso-alert-\(UUID().uuidString)")
+      try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+      let script = folder.appendingPathComponent("page.sh")
+      let received = folder.appendingPathComponent("received.json")
+      try "#!/bin/sh\ncat > \(received.path)\n".write(to: script, atomically: true, encoding: .utf8)
+      try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+      let alerter = Alerter(
+        store: store, app: "users-app", receivers: [AlertReceiver(key: "env:0", kind: .command, target: script.path)])
+      let notice = await alerter.process(report.findings, now: Date().timeIntervalSince1970)
+      #expect(notice?.items.contains { $0.state.kind == "desired_unreadable" && $0.status == "firing" } == true)
+      _ = await AlertSender(alerter: alerter, store: store).sweep(now: Date().timeIntervalSince1970)
+      let payload = (try? String(contentsOf: received, encoding: .utf8)) ?? ""
+      #expect(payload.contains("desired_unreadable"), "delivered: \(payload)")
+      #expect(!payload.contains("turso-test-token"))
 
-    // Still down: still nothing. Then Turso is back: the removal proceeds.
-    #expect(await harness.reconciler.pass().outcome == .couldNotRun)
-    #expect(harness.mutations().count == mutationsBefore)
-    served.server.setFault(.none)
-    await harness.converge()
-    let fleet = harness.fleet()
-    #expect(fleet.machinesByUser.keys.sorted() == ["u2", "u3"])
-    #expect(fleet.volumesByName.count == 4, "removed users keep their volumes (retention)")
+      // Still down: still nothing. Then Turso is back: the removal proceeds.
+      #expect(await harness.reconciler.pass().outcome == .couldNotRun)
+      #expect(harness.mutations().count == mutationsBefore)
+      served.server.setFault(.none)
+      await harness.converge()
+      let fleet = harness.fleet()
+      #expect(fleet.machinesByUser.keys.sorted() == ["u2", "u3"])
+      #expect(fleet.volumesByName.count == 4, "removed users keep their volumes (retention)")
+    }
   }
 
   /// An outage is retried soon, then backed off to the full interval; one good pass resets it.
