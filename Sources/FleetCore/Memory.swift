@@ -114,6 +114,14 @@ public struct UserMemory: Sendable, Hashable, Codable {
   public init() {}
   public var isEmpty: Bool { volumeID == nil && box == nil }
 
+  /// Nothing waits on a clock: no pending create, backoff, retention, transitional state, failure
+  /// streak or read by id. A fleet of quiet users with unchanged inputs plans the same nothing.
+  public func isQuiet(now: Double) -> Bool {
+    guard box != nil else { return true }
+    return pending == nil && (backoffUntil ?? 0) <= now && volumeReleasedAt == nil && transitionalSince == nil
+      && failures == 0 && reads.isEmpty
+  }
+
   public static func == (a: UserMemory, b: UserMemory) -> Bool {
     a.volumeID == b.volumeID && (a.box === b.box || a.rare == b.rare)
   }

@@ -53,7 +53,7 @@ public enum Bench {
     while Date().timeIntervalSince(started) < timeout {
       let report = await reconciler.pass()
       passes += 1
-      if report.outcome == .ok && report.plan?.actions.isEmpty == true && report.plan?.waiting.isEmpty == true {
+      if report.converged {
         converged = true
         break
       }

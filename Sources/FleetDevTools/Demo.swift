@@ -72,9 +72,7 @@ public enum Demo {
       let deadline = Date().addingTimeInterval(limit)
       while Date() < deadline {
         let report = await reconciler.pass()
-        if report.outcome == .ok && (report.plan?.actions.isEmpty ?? false) && (report.plan?.waiting.isEmpty ?? false)
-          && report.listsTrusted
-        {
+        if report.converged {
           say(
             "\(stamp())   converged: nothing to do (\(report.observedMachines) machines, \(report.observedVolumes) volumes listed)"
           )

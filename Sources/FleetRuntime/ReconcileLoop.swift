@@ -41,10 +41,7 @@ public struct ReconcileLoop: Service {
     if report.outcome == .couldNotRun {
       return couldNotRunDelay(failedInARow: failedInARow, settings: settings)
     }
-    let busy =
-      report.outcome != .ok || !report.results.isEmpty || !(report.plan?.waiting.isEmpty ?? true)
-      || !(report.plan?.actions.isEmpty ?? true)
-    return busy ? settings.busyInterval : settings.interval
+    return report.busy ? settings.busyInterval : settings.interval
   }
 
   /// The database or Fly could not be read: try again soon, then back off (doubling from the busy

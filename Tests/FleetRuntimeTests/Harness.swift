@@ -96,11 +96,7 @@ struct Harness {
     for _ in 0..<maxPasses {
       let report = await (reconciler ?? self.reconciler).pass()
       reports.append(report)
-      if report.outcome == .ok, report.plan?.actions.isEmpty == true, report.plan?.waiting.isEmpty == true,
-        report.listsTrusted
-      {
-        return reports
-      }
+      if report.converged { return reports }
       await advance(by: server == nil ? max(0.25, settings.busyInterval) : settings.busyInterval)
     }
     return reports

@@ -1,0 +1,163 @@
+public import FleetCore
+public import FlyMachines
+import Foundation
+
+/// The calls one action makes to Fly, and what Fly answered, in the lifecycle's terms
+/// (``UserLifecycle/Outcome``): the I/O half of acting. No state: the reconciler decides when,
+/// the lifecycle what the answer means.
+struct FlyCalls: Sendable {
+  let client: any FlyMachinesAPI
+  let budget: WriteBudget
+  let redactor: Redactor
+  let secrets: SecretValues
+
+  /// The client's error in the lifecycle's terms, redacted; a 429 pauses the write budget.
+  func callError(_ error: FlyAPIError) -> UserLifecycle.CallError {
+    if error.code == .rateLimited { budget.pause(retryAfter: error.retryAfter) }
+    let kind: UserLifecycle.CallError.Kind =
+      switch error.code {
+      case .notFound: .notFound
+      case .precondition, .conflict: .notYet
+      case .rateLimited: .rateLimited
+      default: .other
+      }
+    return UserLifecycle.CallError(
+      kind: kind, retryable: error.isRetryable, outcomeUnknown: error.outcomeUnknown,
+      aboutApp: error.code == .notFound && error.message.lowercased().contains("app"), status: error.status,
+      requestID: error.requestID, code: error.code.description, message: redactor.scrub(error.description))
+  }
+
+  /// A read by id of a machine or volume the list left out.
+  func read(_ action: Action) async -> UserLifecycle.Outcome {
+    do {
+      switch action.call {
+      case .verifyMachine(let id): return .readMachine(Self.found(try await client.getMachine(id)))
+      case .verifyVolume(let id): return .readVolume(Self.found(try await client.getVolume(id)))
+      default: return .refused("not a read")
+      }
+    } catch {
+      return .readFailed(callError(error))
+    }
+  }
+
+  /// Before creating again after a create: look for the resource (by the id Fly answered with;
+  /// else machines by metadata, volumes by name). What may be adopted is the lifecycle's to say.
+  func lookUp(_ action: Action) async -> UserLifecycle.Outcome {
+    do {
+      switch action.call {
+      case .createMachine:
+        if let id = action.knownResourceID {
+          // Fly answered an earlier create with this id: a GET sees it even while lists lag.
+          return .lookedUpMachines(try await ifPresent { () async throws(FlyAPIError) in try await client.getMachine(id) }.map(Self.found))
+        }
+        return .lookedUpMachines(
+          try await client.listMachines(ListMachinesQuery(metadata: [FleetNames.userMetadataKey: action.userID]))
+            .map(Self.found))
+      case .createVolume:
+        if let id = action.knownResourceID {
+          return .lookedUpVolumes(try await ifPresent { () async throws(FlyAPIError) in try await client.getVolume(id) }.map(Self.found))
+        }
+        return .lookedUpVolumes(try await client.listVolumes(summary: true).map(Self.found))
+      default:
+        return .lookedUpMachines([])
+      }
+    } catch {
+      return .lookUpFailed(callError(error))
+    }
+  }
+
+  /// A GET by id as a list of zero or one: a 404 means gone, any other error is thrown.
+  func ifPresent<T>(_ get: () async throws(FlyAPIError) -> T) async throws(FlyAPIError) -> [T] {
+    do {
+      return [try await get()]
+    } catch {
+      if error.code == .notFound { return [] }
+      throw error
+    }
+  }
+
+  static func found(_ machine: FlyMachine) -> UserLifecycle.FoundMachine {
+    UserLifecycle.FoundMachine(
+      id: machine.id, state: MachineState(machine.state), owner: machine.config?.metadata[FleetNames.userMetadataKey],
+      region: machine.region, volumeID: machine.config?.mounts.first?.volume, privateIP: machine.privateIP)
+  }
+
+  static func found(_ volume: FlyVolume) -> UserLifecycle.FoundVolume {
+    UserLifecycle.FoundVolume(id: volume.id, name: volume.name, state: VolumeState(volume.state), region: volume.region)
+  }
+
+  /// Makes the call.
+  func perform(_ action: Action) async -> UserLifecycle.Outcome {
+    do {
+      switch action.call {
+      case .createVolume(let region, let spec, _):
+        let volume = try await client.createVolume(
+          CreateVolumeRequest(
+            name: FleetNames.volumeName(forUser: action.userID), region: region, sizeGB: spec.volumeSizeGB,
+            encrypted: spec.encrypted))
+        return .done(UserLifecycle.Made(id: volume.id))
+      case .createMachine(let region, _, _, _):
+        let config: FlyMachineConfig
+        do {
+          config = try machineConfig(action)
+        } catch {
+          return .refused("\(error)")
+        }
+        let machine = try await client.createMachine(
+          CreateMachineRequest(name: FleetNames.machineName(forUser: action.userID), region: region, config: config))
+        return .done(
+          UserLifecycle.Made(id: machine.id, state: MachineState(machine.state), privateIP: machine.privateIP))
+      case .start(let id):
+        _ = try await client.startMachine(id, leaseNonce: nil)
+      case .stop(let id, _):
+        try await client.stopMachine(id, nil, leaseNonce: nil)
+      case .destroyMachine(let id, _):
+        try await client.destroyMachine(id, force: false, leaseNonce: nil)
+      case .deleteVolume(let id):
+        _ = try await client.deleteVolume(id)
+      case .verifyMachine, .verifyVolume:
+        return await read(action)
+      }
+      return .done(nil)
+    } catch {
+      return .failed(callError(error))
+    }
+  }
+
+  /// A missing secret named by the template.
+  struct MissingSecret: Error, CustomStringConvertible {
+    var variable: String
+    var secret: String
+    var description: String { "env \(variable) names secret $\(secret), which the controller does not hold" }
+  }
+
+  /// The config of a user's machine: the template with overrides, secrets resolved, tagged ours.
+  func machineConfig(_ action: Action) throws -> FlyMachineConfig {
+    let spec = action.spec ?? MachineTemplate()
+    var config = FlyMachineConfig()
+    config.image = spec.image
+    config.guest = FlyGuest(cpuKind: spec.cpuKind, cpus: spec.cpus, memoryMB: spec.memoryMB)
+    var env: [String: String] = [:]
+    for (name, value) in spec.env {
+      if value.hasPrefix("$"), value.count > 1 {
+        let secret = String(value.dropFirst())
+        guard let resolved = secrets[secret] else { throw MissingSecret(variable: name, secret: secret) }
+        redactor.add([resolved])
+        env[name] = resolved
+      } else {
+        env[name] = value
+      }
+    }
+    config.env = env
+    config.initCommand = spec.initCommand
+    if let services = spec.servicesJSON,
+      let value = try? JSONDecoder().decode(JSONValue.self, from: Data(services.utf8))
+    {
+      config.services = value
+    }
+    if let volume = action.volumeID { config.mounts = [FlyMount(volume: volume, path: spec.mountPath)] }
+    config.metadata = [FleetNames.userMetadataKey: action.userID, "fleet_managed_by": "fleetkeeper"]
+    config.restartPolicy = spec.restartPolicy
+    return config
+  }
+}

@@ -1,0 +1,45 @@
+public import FleetCore
+
+/// One pass: what it saw, planned and did.
+public struct PassReport: Sendable {
+  public enum Outcome: String, Sendable {
+    case ok
+    /// Some action failed (retried on later passes).
+    case actionsFailed = "actions_failed"
+    /// The pass could not run: desired state unreadable, or Fly unreachable. Nothing was done.
+    case couldNotRun = "could_not_run"
+  }
+  public var outcome: Outcome
+  public var plan: Plan?
+  public var results: [ActionResult] = []
+  public var findings: [DriftFinding] = []
+  public var desiredUsers = 0
+  public var observedMachines = 0
+  public var observedVolumes = 0
+  public var listsTrusted = true
+  public var startedAt: Double
+  public var duration: Double = 0
+  public var error: String?
+  /// The observation, for `status`.
+  public var observation: Observation?
+  public var desired: DesiredSnapshot?
+  /// The desired version, the list pages and the states were all as after the previous pass, which
+  /// found nothing to do and nothing waiting on a clock: its empty plan stands, not computed again.
+  public var steady = false
+
+  public init(outcome: Outcome, startedAt: Double) {
+    self.outcome = outcome
+    self.startedAt = startedAt
+  }
+
+  /// The fleet is as desired, as far as this pass saw: it ran, its lists were trusted, and it had
+  /// nothing to do and nothing waiting.
+  public var converged: Bool {
+    outcome == .ok && listsTrusted && plan?.actions.isEmpty == true && plan?.waiting.isEmpty == true
+  }
+
+  /// Something is under way or failing: the loop comes back after the busy interval, not the full one.
+  public var busy: Bool {
+    outcome != .ok || !results.isEmpty || !(plan?.waiting.isEmpty ?? true) || !(plan?.actions.isEmpty ?? true)
+  }
+}
