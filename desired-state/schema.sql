@@ -168,3 +168,15 @@ CREATE INDEX fleet_alert_outbox_due ON fleet_alert_outbox (status, next_attempt_
 -- written into the outbox by anyone else is never delivered (it could run a command receiver
 -- with chosen input, or get a chosen payload signed).
 ALTER TABLE fleet_alert_outbox ADD COLUMN mac TEXT;
+
+-- Migration 5: controller state
+-- The per-user column is the user's state ("memory" also meant RAM): the table is rebuilt with
+-- the column and its constraint renamed, rows kept.
+CREATE TABLE fleet_user_state_v5 (
+  user_id TEXT PRIMARY KEY,
+  state TEXT NOT NULL CONSTRAINT state CHECK (json_valid(state)),
+  updated_at INTEGER NOT NULL DEFAULT (unixepoch())
+) STRICT;
+INSERT INTO fleet_user_state_v5 (user_id, state, updated_at) SELECT user_id, memory, updated_at FROM fleet_user_state;
+DROP TABLE fleet_user_state;
+ALTER TABLE fleet_user_state_v5 RENAME TO fleet_user_state;

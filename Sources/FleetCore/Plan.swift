@@ -144,7 +144,7 @@ public struct DriftFinding: Sendable, Hashable {
     case invalidDesiredRow = "invalid_desired_row"
     /// Fly's list leaves out a machine or volume that a read by id shows: nothing replaces it.
     case listOmits = "list_omits"
-    /// A record of this user (an event, its `machines` row, its memory) could not be written.
+    /// A record of this user (an event, its `machines` row, its states) could not be written.
     case recordFailed = "record_failed"
     /// This process lost the writer lease mid-pass (another may be acting): nothing more done.
     case leaseLost = "lease_lost"
@@ -205,25 +205,25 @@ public struct Plan: Sendable, Hashable {
   /// Users with something under way (a create settling, a transitional state): the loop comes
   /// back soon rather than after the full interval.
   public var waiting: [String]
-  /// The users' memory after this plan (pending creates cleared when their resource shows up,
+  /// The users' states after this plan (pending creates cleared when their resource shows up,
   /// retention clocks started or stopped, transitional clocks).
-  public var memory: [String: UserMemory]
-  /// The guard memory after this plan.
-  public var guardMemory: GuardMemory
-  /// The users whose memory this plan set, changed or removed (what must be written).
-  public var changedMemory: [String]
+  public var states: [String: UserState]
+  /// The guard states after this plan.
+  public var guardState: GuardState
+  /// The users whose states this plan set, changed or removed (what must be written).
+  public var changedStates: [String]
 
   public var isEmpty: Bool { actions.isEmpty }
 
   public init(
-    actions: [Action], findings: [DriftFinding], waiting: [String], memory: [String: UserMemory],
-    guardMemory: GuardMemory, changedMemory: [String] = []
+    actions: [Action], findings: [DriftFinding], waiting: [String], states: [String: UserState],
+    guardState: GuardState, changedStates: [String] = []
   ) {
     self.actions = actions
     self.findings = findings
     self.waiting = waiting
-    self.memory = memory
-    self.guardMemory = guardMemory
-    self.changedMemory = changedMemory
+    self.states = states
+    self.guardState = guardState
+    self.changedStates = changedStates
   }
 }

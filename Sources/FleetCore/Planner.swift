@@ -10,8 +10,8 @@ public enum Planner {
     /// The dashboard's `machines` rows, by user (a lookup, so a caller need not build a map of
     /// 100k values for one pass).
     public var recorded: @Sendable (String) -> RecordedMachine?
-    public var memory: [String: UserMemory]
-    public var guardMemory: GuardMemory
+    public var states: [String: UserState]
+    public var guardState: GuardState
     /// Unix seconds.
     public var now: Double
     public var settings: PlannerSettings
@@ -22,14 +22,14 @@ public enum Planner {
 
     public init(
       desired: DesiredSnapshot, observed: Observation, recorded: [String: RecordedMachine] = [:],
-      memory: [String: UserMemory] = [:], guardMemory: GuardMemory = .init(), now: Double,
+      states: [String: UserState] = [:], guardState: GuardState = .init(), now: Double,
       settings: PlannerSettings = .init(), listsTrusted: Bool = true
     ) {
       self.desired = desired
       self.observed = observed
       self.recorded = { recorded[$0] }
-      self.memory = memory
-      self.guardMemory = guardMemory
+      self.states = states
+      self.guardState = guardState
       self.now = now
       self.settings = settings
       self.listsTrusted = listsTrusted
@@ -39,26 +39,26 @@ public enum Planner {
     public init(
       desired: DesiredSnapshot, observed: Observation,
       recordedBy lookup: @escaping @Sendable (String) -> RecordedMachine?,
-      memory: [String: UserMemory], guardMemory: GuardMemory, now: Double, settings: PlannerSettings,
+      states: [String: UserState], guardState: GuardState, now: Double, settings: PlannerSettings,
       listsTrusted: Bool, watching: Double = .infinity
     ) {
       self.init(
-        desired: desired, observed: observed, memory: memory, guardMemory: guardMemory, now: now, settings: settings,
+        desired: desired, observed: observed, states: states, guardState: guardState, now: now, settings: settings,
         listsTrusted: listsTrusted)
       self.recorded = lookup
       self.watching = watching
     }
   }
 
-  /// Plans a pass. The memory map is updated in place when the caller hands it over (moves the
+  /// Plans a pass. The states map is updated in place when the caller hands it over (moves the
   /// input in, keeping no other reference); otherwise it is copied on the first change.
   public static func plan(_ input: consuming Input) -> Plan {
     var actions: [Action] = []
     var findings: [DriftFinding] = []
     var waiting: [String] = []
-    var memory = input.memory
-    input.memory = [:]
-    var changedMemory: [String] = []
+    var states = input.states
+    input.states = [:]
+    var changedStates: [String] = []
     var verifies = 0
     let now = input.now
     let settings = input.settings
@@ -83,7 +83,7 @@ public enum Planner {
     // A volume belongs to a known user (desired, tagged on a machine, or remembered) by its name.
     // Direct names (`fk_<id>`, nearly all) are read back; only hashed ones need a map.
     func known(_ user: String) -> Bool {
-      input.desired.machines.contains(user) || machinesByUser.first[user] != nil || memory[user] != nil
+      input.desired.machines.contains(user) || machinesByUser.first[user] != nil || states[user] != nil
     }
     var userByHashedName: [String: String] = [:]
     func addHashed(_ user: String) {
@@ -91,7 +91,7 @@ public enum Planner {
     }
     input.desired.machines.keys.forEach(addHashed)
     machinesByUser.keys.forEach(addHashed)
-    memory.keys.forEach(addHashed)
+    states.keys.forEach(addHashed)
     var volumesByUser = IndexGroups(capacity: input.desired.machines.count)
     // Every listed volume's id, built only if a machine mounts a volume that is not its user's.
     var volumeIDs: Set<String>?
@@ -114,11 +114,11 @@ public enum Planner {
     var users = input.desired.machines.keys
     for user in machinesByUser.keys where !input.desired.machines.contains(user) { users.append(user) }
     for user in volumesByUser.keys where !input.desired.machines.contains(user) && machinesByUser.first[user] == nil {
-      if volumesByUser.items(user, in: allVolumes).contains(where: { !$0.isGone }) || memory[user] != nil {
+      if volumesByUser.items(user, in: allVolumes).contains(where: { !$0.isGone }) || states[user] != nil {
         users.append(user)
       }
     }
-    for (user, state) in memory
+    for (user, state) in states
     where (state.pending != nil || state.volumeID != nil) && !input.desired.machines.contains(user)
       && machinesByUser.first[user] == nil && volumesByUser.first[user] == nil
     {
@@ -127,7 +127,7 @@ public enum Planner {
 
     // The first pass over a fleet remembers every user: the map is allocated once at its size
     // (growing it by doubling would hold the old and the new tables at once).
-    if memory.count < users.count / 2 { memory.reserveCapacity(users.count) }
+    if states.count < users.count / 2 { states.reserveCapacity(users.count) }
 
     for (user, reason) in input.desired.invalidRows {
       // Never acted on, never taken for absent.
@@ -136,14 +136,14 @@ public enum Planner {
     }
 
     for user in users where input.desired.invalidRows[user] == nil {
-      let original = memory[user]
-      var state = original ?? UserMemory()
+      let original = states[user]
+      var state = original ?? UserState()
       defer {
-        // Written only when changed: a quiet pass never copies the memory map.
+        // Written only when changed: a quiet pass never copies the states map.
         let next = state.isEmpty ? nil : state
         if next != original {
-          memory[user] = next
-          changedMemory.append(user)
+          states[user] = next
+          changedStates.append(user)
         }
       }
       let desired = input.desired.machines[user]
@@ -412,7 +412,7 @@ public enum Planner {
     }
 
     // Guards.
-    var guardMemory = input.guardMemory
+    var guardState = input.guardState
     var desiredActive = 0
     for machine in input.desired.machines.values where machine.state != .absent { desiredActive += 1 }
     var managed = 0
@@ -429,7 +429,7 @@ public enum Planner {
       actions.removeAll { $0.kind.isCreate || $0.isDestructive }
       destructiveAllowed = false
     }
-    if let baseline = guardMemory.desiredBaseline, !settings.allowMassDestroy {
+    if let baseline = guardState.desiredBaseline, !settings.allowMassDestroy {
       let shrink = baseline - desiredActive
       if shrink >= 2 && Double(shrink) > Double(max(managed, baseline)) / 2 {
         let held = actions.filter { $0.isDestructive }.count
@@ -444,7 +444,7 @@ public enum Planner {
       }
     }
     if destructiveAllowed {
-      guardMemory.desiredBaseline = desiredActive
+      guardState.desiredBaseline = desiredActive
       let destructive = actions.filter { $0.isDestructive }
       if destructive.count > settings.maxDestroysPerPass {
         var kept = 0
@@ -468,8 +468,8 @@ public enum Planner {
     ]
     actions.sort { (order[$0.kind]!, $0.userID) < (order[$1.kind]!, $1.userID) }
     return Plan(
-      actions: actions, findings: findings, waiting: waiting, memory: memory, guardMemory: guardMemory,
-      changedMemory: changedMemory)
+      actions: actions, findings: findings, waiting: waiting, states: states, guardState: guardState,
+      changedStates: changedStates)
   }
 
   /// The user's machine (its `machines` row) and remembered volume when the lists show neither it
@@ -491,7 +491,7 @@ public enum Planner {
 
   /// Tracks how long a machine has been transitional, and reports it stuck past the limit.
   private static func track(
-    _ machine: ObservedMachine, user: String, state: inout UserMemory, findings: inout [DriftFinding],
+    _ machine: ObservedMachine, user: String, state: inout UserState, findings: inout [DriftFinding],
     waiting: inout [String], now: Double, settings: PlannerSettings
   ) {
     guard machine.state.isTransitional else {

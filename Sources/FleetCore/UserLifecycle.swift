@@ -164,7 +164,7 @@ public enum UserLifecycle {
 
   /// The result of one outcome.
   public struct Step: Sendable, Hashable {
-    public var state: UserMemory
+    public var state: UserState
     /// Whether the state is written (not when the lease may be another's).
     public var saveState = true
     public var events: [AuditEvent] = []
@@ -190,14 +190,14 @@ public enum UserLifecycle {
 
   /// The guard the planner puts on a create: look up first when an earlier create of this kind may
   /// have made the resource, by the id Fly answered when it answered.
-  public static func createGuard(_ kind: PendingCreate.Kind, _ state: UserMemory) -> Action.CreateGuard {
+  public static func createGuard(_ kind: PendingCreate.Kind, _ state: UserState) -> Action.CreateGuard {
     guard let pending = state.pending, pending.kind == kind else { return Action.CreateGuard() }
     return Action.CreateGuard(lookUpFirst: true, knownResourceID: pending.resourceID)
   }
 
   /// The state to put on disk before a create is sent: a crash after it leaves something to look
   /// up, not a blind create again. If it cannot be written, the create is not sent.
-  public static func intent(_ action: Action, _ state: UserMemory, now: Double) -> UserMemory {
+  public static func intent(_ action: Action, _ state: UserState, now: Double) -> UserState {
     var state = state
     state.pending = PendingCreate(kind: action.kind == .createVolume ? .volume : .machine, since: now, outcomeUnknown: true)
     return state
@@ -220,7 +220,7 @@ public enum UserLifecycle {
 
   /// What `outcome` of `action` does to the user's `state`.
   public static func after(
-    _ action: Action, _ outcome: Outcome, _ state: UserMemory, _ context: Context, policy: Policy
+    _ action: Action, _ outcome: Outcome, _ state: UserState, _ context: Context, policy: Policy
   ) -> Step {
     switch outcome {
     case .abandoned:
@@ -262,7 +262,7 @@ public enum UserLifecycle {
     }
   }
 
-  private static func done(_ action: Action, _ made: Made?, _ state: UserMemory, _ context: Context) -> Step {
+  private static func done(_ action: Action, _ made: Made?, _ state: UserState, _ context: Context) -> Step {
     var state = state
     state.failures = 0
     state.backoffUntil = nil
@@ -301,7 +301,7 @@ public enum UserLifecycle {
   }
 
   private static func failed(
-    _ action: Action, _ error: CallError, _ state: UserMemory, _ context: Context, _ policy: Policy
+    _ action: Action, _ error: CallError, _ state: UserState, _ context: Context, _ policy: Policy
   ) -> Step {
     var state = state
     // Already gone: what a destroy or delete wanted.
@@ -406,7 +406,7 @@ public enum UserLifecycle {
   /// someone else's): the row says destroyed or the remembered volume id goes, and the next pass
   /// may replace it. There: nothing is replaced; `list_omits` is reported, and it is read again later.
   private static func read(
-    _ action: Action, _ outcome: Outcome, _ state: UserMemory, _ context: Context, _ policy: Policy
+    _ action: Action, _ outcome: Outcome, _ state: UserState, _ context: Context, _ policy: Policy
   ) -> Step {
     var state = state
     let isMachine = action.kind == .verifyMachine
@@ -467,7 +467,7 @@ public enum UserLifecycle {
   // MARK: Look-ups
 
   private static func lookedUp(
-    _ action: Action, _ candidates: [FoundMachine], _ state: UserMemory, _ context: Context
+    _ action: Action, _ candidates: [FoundMachine], _ state: UserState, _ context: Context
   ) -> Step {
     let found = candidates.filter { adoptable($0, for: action) }
     let warning =
@@ -490,7 +490,7 @@ public enum UserLifecycle {
   }
 
   private static func lookedUp(
-    _ action: Action, _ candidates: [FoundVolume], _ state: UserMemory, _ context: Context
+    _ action: Action, _ candidates: [FoundVolume], _ state: UserState, _ context: Context
   ) -> Step {
     guard let volume = candidates.first(where: { adoptable($0, for: action) }) else {
       return Step(state: state, saveState: false, outcome: .skipped, message: "", next: .create)

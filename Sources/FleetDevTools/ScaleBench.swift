@@ -287,7 +287,7 @@ public enum PlannerBench {
     var desired: [String: DesiredMachine] = [:]
     var machines: [ObservedMachine] = []
     var volumes: [ObservedVolume] = []
-    var memory: [String: UserMemory] = [:]
+    var memory: [String: UserState] = [:]
     machines.reserveCapacity(users)
     volumes.reserveCapacity(users)
     for index in 0..<users {
@@ -303,15 +303,15 @@ public enum PlannerBench {
         ObservedVolume(
           id: volumeID, name: FleetNames.volumeName(forUser: user), state: "created", region: "ord",
           attachedMachineID: machineID, sizeGB: 1, createdAt: 1_700_000_000))
-      var state = UserMemory()
+      var state = UserState()
       state.volumeID = volumeID
       memory[user] = state
     }
-    var guardMemory = GuardMemory()
-    guardMemory.desiredBaseline = users
+    var guardState = GuardState()
+    guardState.desiredBaseline = users
     return Planner.Input(
       desired: DesiredSnapshot(template: MachineTemplate(image: "registry.fly.io/agent:1"), machines: desired),
-      observed: Observation(machines: machines, volumes: volumes), memory: memory, guardMemory: guardMemory,
+      observed: Observation(machines: machines, volumes: volumes), states: memory, guardState: guardState,
       now: 1_800_000_000)
   }
 

@@ -58,12 +58,12 @@ actor Observer {
     /// False while the lists look short: no create or destroy is planned on them.
     var trusted: Bool
     /// The guard's state after this pass.
-    var guardState: GuardMemory
+    var guardState: GuardState
   }
 
   /// Reads again (a few times, a moment apart) lists that look short against the last trusted
   /// ones; the same short lists pass after pass are believed.
-  func guarded(_ first: Observation, guardState: GuardMemory, expected: Int) async -> Guarded {
+  func guarded(_ first: Observation, guardState: GuardState, expected: Int) async -> Guarded {
     var observation = first
     var counts = Self.counts(observation)
     func suspect() -> Bool {

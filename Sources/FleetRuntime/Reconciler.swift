@@ -121,7 +121,7 @@ public actor Reconciler {
       // Nothing changed since a pass that had nothing to do: the same empty plan, without planning.
       steady = true
       report.steady = true
-      report.plan = Plan(actions: [], findings: [], waiting: [], memory: [:], guardMemory: users.guardState)
+      report.plan = Plan(actions: [], findings: [], waiting: [], states: [:], guardState: users.guardState)
       report.duration = clock.now() - started
       return report
     }
@@ -214,13 +214,13 @@ public actor Reconciler {
     if apply { users.states = [:] }
     var plan = Planner.plan(
       Planner.Input(
-        desired: desired, observed: observation, recordedBy: { UserStates.recorded(rows[$0]) }, memory: consume handed,
-        guardMemory: guarded.guardState, now: started, settings: settings.planner, listsTrusted: guarded.trusted,
+        desired: desired, observed: observation, recordedBy: { UserStates.recorded(rows[$0]) }, states: consume handed,
+        guardState: guarded.guardState, now: started, settings: settings.planner, listsTrusted: guarded.trusted,
         watching: watching))
     if let skew { plan.findings.append(skew) }
     if apply {
-      users.states = plan.memory
-      plan.memory = [:]  // not shared with the report: the next change would copy it
+      users.states = plan.states
+      plan.states = [:]  // not shared with the report: the next change would copy it
     }
     return plan
   }
@@ -289,7 +289,7 @@ public actor Reconciler {
     if action.kind.isCreate {
       // The intent is on disk before the call: a crash leaves something to look up, not a blind create.
       let before = users.states[user]
-      users.states[user] = UserLifecycle.intent(action, before ?? UserMemory(), now: clock.now())
+      users.states[user] = UserLifecycle.intent(action, before ?? UserState(), now: clock.now())
       guard await users.writeState(of: user) else {
         users.states[user] = before  // not on disk: a crash now would leave nothing to look up. Not sent.
         return ActionResult(action: action, outcome: .failed, attempts: 0, message: "intent not recorded")
@@ -315,7 +315,7 @@ public actor Reconciler {
       started: started, now: clock.now(), attempt: attempt, draw: jitter.next(), mayRetry: !draining,
       recorded: users.recorded(user))
     let step = UserLifecycle.after(
-      action, outcome, users.states[user] ?? UserMemory(), context,
+      action, outcome, users.states[user] ?? UserState(), context,
       policy: UserLifecycle.Policy(retry: settings.retry, verifyInterval: settings.verifyInterval))
     if let warning = step.warning { logger.warning("\(warning)", metadata: ["user": "\(user)"]) }
     await users.apply(step, for: user, now: context.now)

@@ -16,10 +16,10 @@ final class UserStates {
 
   private var loaded = false
   /// Every user's state; handed to the planner (which updates it in place) and taken back.
-  var states: [String: UserMemory] = [:]
+  var states: [String: UserState] = [:]
   /// What the `machines` rows hold, as much as planning and change detection need.
   private(set) var rows = UserMap<RowMemo>()
-  private(set) var guardState = GuardMemory()
+  private(set) var guardState = GuardState()
   /// Users whose state could not be written: written again by the next pass.
   private var dirty: Set<String> = []
   /// Users whose records (events, row, state) could not be written this pass, and why.
@@ -37,7 +37,7 @@ final class UserStates {
 
   func loadIfNeeded(isolation: isolated (any Actor)? = #isolation) async throws(StoreError) {
     guard !loaded else { return }
-    let states = try await store.loadUserMemory()
+    let states = try await store.loadUserStates()
     self.states = states
     // A user's volume id is read from both tables: one string kept, not two.
     rows = try await store.machineRows { row in
@@ -45,7 +45,7 @@ final class UserStates {
       if let shared = states[row.userID]?.volumeID, shared == memo.volumeID { memo.volumeID = shared }
       return memo
     }
-    guardState = try await store.loadGuardMemory()
+    guardState = try await store.loadGuardState()
     loaded = true
   }
 
@@ -98,7 +98,7 @@ final class UserStates {
     _ events: [AuditEvent], user: String, statements: [SQLStatement] = [], saveState: Bool = true,
     isolation: isolated (any Actor)? = #isolation
   ) async -> Bool {
-    let save = FleetStore.saveUserMemory(user, states[user] ?? UserMemory())
+    let save = FleetStore.saveUserState(user, states[user] ?? UserState())
     var recorded = true
     do {
       try await store.commit(events: events, statements: statements + (saveState ? [save] : []))
@@ -138,14 +138,14 @@ final class UserStates {
     var writer = ChunkedWriter(store: store)
     recordFailures = [:]
     do {
-      let rewrite = dirty.subtracting(plan.changedMemory)
+      let rewrite = dirty.subtracting(plan.changedStates)
       dirty = []
-      for user in plan.changedMemory + rewrite {
-        try await writer.add(FleetStore.saveUserMemory(user, states[user] ?? UserMemory()), user: user)
+      for user in plan.changedStates + rewrite {
+        try await writer.add(FleetStore.saveUserState(user, states[user] ?? UserState()), user: user)
       }
-      if plan.guardMemory != guardState {
-        try await writer.add(FleetStore.saveGuardMemory(plan.guardMemory))
-        guardState = plan.guardMemory
+      if plan.guardState != guardState {
+        try await writer.add(FleetStore.saveGuardState(plan.guardState))
+        guardState = plan.guardState
       }
       try await syncRows(observation: observation, trusted: trusted, now: now, into: &writer)
       try await writer.finish(events: events)

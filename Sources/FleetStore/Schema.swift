@@ -16,6 +16,7 @@ public enum Schema {
     Migration(version: 2, name: "controller memory", sql: v2),
     Migration(version: 3, name: "alerts", sql: v3),
     Migration(version: 4, name: "outbox authentication", sql: v4),
+    Migration(version: 5, name: "controller state", sql: v5),
   ]
 
   /// The whole schema, as `desired-state/schema.sql` holds it.
@@ -204,6 +205,20 @@ public enum Schema {
     -- written into the outbox by anyone else is never delivered (it could run a command receiver
     -- with chosen input, or get a chosen payload signed).
     ALTER TABLE fleet_alert_outbox ADD COLUMN mac TEXT;
+
+    """
+
+  static let v5 = """
+    -- The per-user column is the user's state ("memory" also meant RAM): the table is rebuilt with
+    -- the column and its constraint renamed, rows kept.
+    CREATE TABLE fleet_user_state_v5 (
+      user_id TEXT PRIMARY KEY,
+      state TEXT NOT NULL CONSTRAINT state CHECK (json_valid(state)),
+      updated_at INTEGER NOT NULL DEFAULT (unixepoch())
+    ) STRICT;
+    INSERT INTO fleet_user_state_v5 (user_id, state, updated_at) SELECT user_id, memory, updated_at FROM fleet_user_state;
+    DROP TABLE fleet_user_state;
+    ALTER TABLE fleet_user_state_v5 RENAME TO fleet_user_state;
 
     """
 }

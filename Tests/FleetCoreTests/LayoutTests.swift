@@ -8,6 +8,6 @@ struct LayoutTests {
     #expect(MemoryLayout<ObservedMachine>.stride <= 128)
     #expect(MemoryLayout<ObservedVolume>.stride <= 112)
     #expect(MemoryLayout<DesiredMachine>.stride <= 72)
-    #expect(MemoryLayout<UserMemory>.stride <= 24)
+    #expect(MemoryLayout<UserState>.stride <= 24)
   }
 }

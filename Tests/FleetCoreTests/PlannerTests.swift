@@ -1,7 +1,7 @@
 import FleetCore
 import Testing
 
-/// The planner's rules, one row each: (desired, observed, memory) → actions and findings.
+/// The planner's rules, one row each: (desired, observed, states) → actions and findings.
 struct PlannerTests {
   static let now = 1_800_000_000.0
   static let template = MachineTemplate(image: "registry.fly.io/agent:1")
@@ -37,8 +37,8 @@ struct PlannerTests {
     var machines: [ObservedMachine] = []
     var volumes: [ObservedVolume] = []
     var recorded: [String: RecordedMachine] = [:]
-    var memory: [String: UserMemory] = [:]
-    var guardMemory = GuardMemory()
+    var states: [String: UserState] = [:]
+    var guardState = GuardState()
     var settings = PlannerSettings()
     var trusted = true
     var actions: [String]
@@ -46,8 +46,8 @@ struct PlannerTests {
     var testDescription: String { name }
   }
 
-  static func memory(_ body: (inout UserMemory) -> Void) -> UserMemory {
-    var state = UserMemory()
+  static func state(_ body: (inout UserState) -> Void) -> UserState {
+    var state = UserState()
     body(&state)
     return state
   }
@@ -88,7 +88,7 @@ struct PlannerTests {
     Case(
       name: "running, starting for too long → stuck", desired: desired([("u1", .running, "cdg")]),
       machines: [machine("m1", user: "u1", state: "starting")],
-      memory: ["u1": memory { $0.transitionalSince = now - 301 }], actions: [], findings: ["stuck u1"]),
+      states: ["u1": state { $0.transitionalSince = now - 301 }], actions: [], findings: ["stuck u1"]),
     Case(
       name: "running, created a moment ago → wait for it to boot", desired: desired([("u1", .running, "cdg")]),
       machines: [machine("m1", user: "u1", state: "created", created: now - 5)], actions: []),
@@ -121,14 +121,14 @@ struct PlannerTests {
       actions: []),
     Case(
       name: "absent, volume free, retention running → keep it", desired: desired([("u1", .absent, "cdg")]),
-      volumes: [volume("v1", user: "u1")], memory: ["u1": memory { $0.volumeReleasedAt = now - 3600 }], actions: []),
+      volumes: [volume("v1", user: "u1")], states: ["u1": state { $0.volumeReleasedAt = now - 3600 }], actions: []),
     Case(
       name: "absent, volume free, retention passed → delete it", desired: desired([("u1", .absent, "cdg")]),
-      volumes: [volume("v1", user: "u1")], memory: ["u1": memory { $0.volumeReleasedAt = now - 8 * 86_400 }],
+      volumes: [volume("v1", user: "u1")], states: ["u1": state { $0.volumeReleasedAt = now - 8 * 86_400 }],
       actions: ["delete_volume u1 vol=v1"]),
     Case(
       name: "absent, retention never → keep it forever", desired: desired([("u1", .absent, "cdg")]),
-      volumes: [volume("v1", user: "u1")], memory: ["u1": memory { $0.volumeReleasedAt = now - 800 * 86_400 }],
+      volumes: [volume("v1", user: "u1")], states: ["u1": state { $0.volumeReleasedAt = now - 800 * 86_400 }],
       settings: {
         var s = PlannerSettings(); s.volumeRetention = nil; return s
       }(), actions: []),
@@ -160,7 +160,7 @@ struct PlannerTests {
       name: "absent, a stop refused (backing off) → waits, takes no place under the destroy cap",
       desired: desired([("u1", .absent, "cdg")]),
       machines: [machine("m1", user: "u1", state: "started")],
-      memory: ["u1": memory { $0.backoffUntil = now + 30; $0.failures = 2; $0.lastError = "412" }],
+      states: ["u1": state { $0.backoffUntil = now + 30; $0.failures = 2; $0.lastError = "412" }],
       actions: []),
     Case(
       name: "an attached extra volume is never deleted", desired: desired([("u1", .running, "cdg")]),
@@ -170,20 +170,20 @@ struct PlannerTests {
     Case(
       name: "a volume create in flight, not listed yet → wait (no duplicate)",
       desired: desired([("u1", .running, "cdg")]),
-      memory: ["u1": memory { $0.pending = PendingCreate(kind: .volume, since: now - 2, resourceID: "v1") }],
+      states: ["u1": state { $0.pending = PendingCreate(kind: .volume, since: now - 2, resourceID: "v1") }],
       actions: []),
     Case(
       name: "a lost volume create, grace passed → look up before creating", desired: desired([("u1", .running, "cdg")]),
-      memory: ["u1": memory { $0.pending = PendingCreate(kind: .volume, since: now - 60, outcomeUnknown: true) }],
+      states: ["u1": state { $0.pending = PendingCreate(kind: .volume, since: now - 60, outcomeUnknown: true) }],
       actions: ["create_volume u1 lookup"]),
     Case(
       name: "a machine create in flight, not listed yet → wait", desired: desired([("u1", .running, "cdg")]),
       volumes: [volume("v1", user: "u1")],
-      memory: ["u1": memory { $0.pending = PendingCreate(kind: .machine, since: now - 2) }], actions: []),
+      states: ["u1": state { $0.pending = PendingCreate(kind: .machine, since: now - 2) }], actions: []),
     Case(
       name: "an answered machine create still unlisted after the grace → GET it by id before creating again",
       desired: desired([("u1", .running, "cdg")]), volumes: [volume("v1", user: "u1")],
-      memory: ["u1": memory { $0.pending = PendingCreate(kind: .machine, since: now - 60, resourceID: "m9") }],
+      states: ["u1": state { $0.pending = PendingCreate(kind: .machine, since: now - 60, resourceID: "m9") }],
       actions: ["create_machine u1 vol=v1 lookup known=m9"]),
     Case(
       name: "a just-created machine holds the volume before it is listed → wait",
@@ -191,15 +191,15 @@ struct PlannerTests {
       volumes: [volume("v1", user: "u1", attached: "m-new")], actions: []),
     Case(
       name: "backing off → no action", desired: desired([("u1", .running, "cdg")]),
-      memory: [
-        "u1": memory {
+      states: [
+        "u1": state {
           $0.backoffUntil = now + 30; $0.failures = 2
         }
       ], actions: []),
     Case(
       name: "failing beyond the budget → reported", desired: desired([("u1", .running, "cdg")]),
-      memory: [
-        "u1": memory {
+      states: [
+        "u1": state {
           $0.failures = 6; $0.lastError = "fly capacity"
         }
       ], actions: ["create_volume u1"],
@@ -221,39 +221,39 @@ struct PlannerTests {
       machines: [machine("m2", user: "u1", state: "stopped", volume: "v2")],
       volumes: [volume("v1", user: "u1"), volume("v2", user: "u1", attached: "m2")],
       recorded: ["u1": RecordedMachine(machineID: "m1", volumeID: "v1")],
-      memory: ["u1": memory { $0.volumeID = "v1" }],
+      states: ["u1": state { $0.volumeID = "v1" }],
       actions: ["verify_machine u1 m1"], findings: []),
     Case(
       name: "a read by id showed the machine the list leaves out → wait, report list_omits",
       desired: desired([("u1", .running, "cdg")]),
       recorded: ["u1": RecordedMachine(machineID: "m1", volumeID: "v1")],
-      memory: ["u1": memory { $0.volumeID = "v1"; $0.noteRead("m1", found: true); $0.backoffUntil = now + 10 }],
+      states: ["u1": state { $0.volumeID = "v1"; $0.noteRead("m1", found: true); $0.backoffUntil = now + 10 }],
       actions: [], findings: ["list_omits u1"]),
     Case(
       name: "the remembered volume not in the list, a newer one is → read by id, nothing switched or deleted",
       desired: desired([("u1", .running, "cdg")]),
       volumes: [volume("v2", user: "u1")],
-      memory: ["u1": memory { $0.volumeID = "v1" }],
+      states: ["u1": state { $0.volumeID = "v1" }],
       actions: ["verify_volume u1"], findings: []),
     Case(
       name: "a duplicate volume older than the kept one may hold data → reported, not deleted",
       desired: desired([("u1", .running, "cdg")]),
       machines: [machine("m1", user: "u1", state: "started", volume: "v2")],
       volumes: [volume("v1", user: "u1", created: now - 900), volume("v2", user: "u1", attached: "m1", created: now - 60)],
-      memory: ["u1": memory { $0.volumeID = "v2" }],
+      states: ["u1": state { $0.volumeID = "v2" }],
       actions: [], findings: ["duplicate_volume u1"]),
     Case(
       name: "a duplicate volume the user's machine once mounted (remembered) → reported, not deleted",
       desired: desired([("u1", .running, "cdg")]),
       machines: [machine("m1", user: "u1", state: "started", volume: "v2")],
       volumes: [volume("v1", user: "u1", created: now), volume("v2", user: "u1", attached: "m1", created: now - 60)],
-      memory: ["u1": memory { $0.volumeID = "v1" }],
+      states: ["u1": state { $0.volumeID = "v1" }],
       actions: [], findings: ["duplicate_volume u1"]),
     Case(
       name: "a remembered deadline from the future (clock stepped back) holds the user at most maxBackoff",
       desired: desired([("u1", .running, "cdg")]),
       machines: [machine("m1", user: "u1", state: "stopped")],
-      memory: ["u1": memory { $0.backoffUntil = now + 86_400; $0.failures = 1; $0.lastError = "x" }],
+      states: ["u1": state { $0.backoffUntil = now + 86_400; $0.failures = 1; $0.lastError = "x" }],
       settings: { var s = PlannerSettings(); s.maxBackoff = 0; return s }(),
       actions: ["start u1 m1"], findings: ["stopped_while_desired_running u1"]),
     Case(
@@ -265,10 +265,10 @@ struct PlannerTests {
       actions: [], findings: ["machine_missing u1"]),
     Case(
       name: "volume not in the list → read by id before a new one is made", desired: desired([("u1", .running, "cdg")]),
-      memory: ["u1": memory { $0.volumeID = "v1" }], actions: ["verify_volume u1"], findings: []),
+      states: ["u1": state { $0.volumeID = "v1" }], actions: ["verify_volume u1"], findings: []),
     Case(
       name: "volume read by id and found gone → recreate and report", desired: desired([("u1", .running, "cdg")]),
-      memory: ["u1": memory { $0.lostVolume = "v1" }], actions: ["create_volume u1"], findings: ["volume_missing u1"]),
+      states: ["u1": state { $0.lostVolume = "v1" }], actions: ["create_volume u1"], findings: ["volume_missing u1"]),
     Case(
       name: "region changed under a machine → reported, not moved", desired: desired([("u1", .running, "ams")]),
       machines: [machine("m1", user: "u1", state: "started", region: "cdg")], actions: [],
@@ -303,7 +303,7 @@ struct PlannerTests {
     let plan = Planner.plan(
       Planner.Input(
         desired: c.desired, observed: Observation(machines: c.machines, volumes: c.volumes), recorded: c.recorded,
-        memory: c.memory, guardMemory: c.guardMemory, now: Self.now, settings: c.settings, listsTrusted: c.trusted))
+        states: c.states, guardState: c.guardState, now: Self.now, settings: c.settings, listsTrusted: c.trusted))
     #expect(plan.actions.map(Self.describe) == c.actions)
     #expect(plan.findings.map { "\($0.kind.rawValue) \($0.userID ?? "-")" }.sorted() == c.findings.sorted())
   }
@@ -325,20 +325,20 @@ struct PlannerTests {
       .init(
         desired: Self.desired([("u1", .running, "cdg")]),
         observed: Observation(machines: [], volumes: [Self.volume("v1", user: "u1")]),
-        memory: [
-          "u1": Self.memory { $0.pending = PendingCreate(kind: .volume, since: Self.now - 1) },
-          "u9": Self.memory { $0.volumeID = "v9" },
+        states: [
+          "u1": Self.state { $0.pending = PendingCreate(kind: .volume, since: Self.now - 1) },
+          "u9": Self.state { $0.volumeID = "v9" },
         ], now: Self.now))
-    #expect(plan.memory["u1"]?.pending == nil)
-    #expect(plan.memory["u1"]?.volumeID == "v1")
-    // What must be written is exactly what differs from the memory planned from.
-    let before: [String: UserMemory] = [
-      "u1": Self.memory { $0.pending = PendingCreate(kind: .volume, since: Self.now - 1) },
-      "u9": Self.memory { $0.volumeID = "v9" },
+    #expect(plan.states["u1"]?.pending == nil)
+    #expect(plan.states["u1"]?.volumeID == "v1")
+    // What must be written is exactly what differs from the states planned from.
+    let before: [String: UserState] = [
+      "u1": Self.state { $0.pending = PendingCreate(kind: .volume, since: Self.now - 1) },
+      "u9": Self.state { $0.volumeID = "v9" },
     ]
-    #expect(plan.changedMemory.contains("u1"))
-    for user in Set(plan.memory.keys).union(before.keys) {
-      #expect(plan.changedMemory.contains(user) == (plan.memory[user] != before[user]), "\(user)")
+    #expect(plan.changedStates.contains("u1"))
+    for user in Set(plan.states.keys).union(before.keys) {
+      #expect(plan.changedStates.contains(user) == (plan.states[user] != before[user]), "\(user)")
     }
   }
 
@@ -348,7 +348,7 @@ struct PlannerTests {
         desired: Self.desired([("u1", .absent, "cdg")]),
         observed: Observation(machines: [], volumes: [Self.volume("v1", user: "u1")]), now: Self.now))
     #expect(plan.actions.isEmpty)
-    #expect(plan.memory["u1"]?.volumeReleasedAt == Self.now)
+    #expect(plan.states["u1"]?.volumeReleasedAt == Self.now)
   }
 
   @Test func destroysAreCappedPerPass() {
@@ -362,30 +362,30 @@ struct PlannerTests {
 
   @Test func massShrinkTripsTheGuardUntilOverridden() {
     let machines = (0..<10).map { Self.machine("m\($0)", user: "u\($0)", state: "stopped") }
-    var guardMemory = GuardMemory()
-    guardMemory.desiredBaseline = 10
+    var guardState = GuardState()
+    guardState.desiredBaseline = 10
     let emptied = Self.desired([])
     let tripped = Planner.plan(
       .init(
-        desired: emptied, observed: Observation(machines: machines, volumes: []), guardMemory: guardMemory,
+        desired: emptied, observed: Observation(machines: machines, volumes: []), guardState: guardState,
         now: Self.now))
     #expect(tripped.actions.isEmpty)
     #expect(tripped.findings.contains { $0.kind == .destroyGuardTripped })
-    #expect(tripped.guardMemory.desiredBaseline == 10, "the baseline holds while tripped, across passes and restarts")
+    #expect(tripped.guardState.desiredBaseline == 10, "the baseline holds while tripped, across passes and restarts")
 
     var override = PlannerSettings()
     override.allowMassDestroy = true
     let allowed = Planner.plan(
       .init(
-        desired: emptied, observed: Observation(machines: machines, volumes: []), guardMemory: guardMemory,
+        desired: emptied, observed: Observation(machines: machines, volumes: []), guardState: guardState,
         now: Self.now, settings: override))
     #expect(allowed.actions.filter { $0.kind == .destroyMachine }.count == 10)
-    #expect(allowed.guardMemory.desiredBaseline == 0)
+    #expect(allowed.guardState.desiredBaseline == 0)
   }
 
   @Test func oneUserLeavingASmallFleetDoesNotTripTheGuard() {
-    var guardMemory = GuardMemory()
-    guardMemory.desiredBaseline = 3
+    var guardState = GuardState()
+    guardState.desiredBaseline = 3
     let plan = Planner.plan(
       .init(
         desired: Self.desired([("u1", .running, "cdg"), ("u2", .running, "cdg"), ("u3", .absent, "cdg")]),
@@ -393,7 +393,7 @@ struct PlannerTests {
           machines: [
             Self.machine("m1", user: "u1", state: "started"), Self.machine("m2", user: "u2", state: "started"),
             Self.machine("m3", user: "u3", state: "stopped"),
-          ], volumes: []), guardMemory: guardMemory, now: Self.now))
+          ], volumes: []), guardState: guardState, now: Self.now))
     #expect(plan.actions.map(Self.describe) == ["destroy_machine u3 m3"])
   }
 

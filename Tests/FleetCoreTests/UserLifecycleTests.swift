@@ -42,8 +42,8 @@ struct UserLifecycleTests {
   static let limited429 = error(.rateLimited, status: 429, retryable: true)
   static let notFound = error(.notFound, status: 404)
 
-  static func state(_ body: (inout UserMemory) -> Void = { _ in }) -> UserMemory {
-    var state = UserMemory()
+  static func state(_ body: (inout UserState) -> Void = { _ in }) -> UserState {
+    var state = UserState()
     body(&state)
     return state
   }
@@ -63,7 +63,7 @@ struct UserLifecycleTests {
     var name: String
     var action: Action
     var outcome: UserLifecycle.Outcome
-    var before = UserMemory()
+    var before = UserState()
     var attempt = 1
     var mayRetry = true
     var recorded: RecordedMachine? = RecordedMachine(machineID: "m1", volumeID: "vol_1")
@@ -76,7 +76,7 @@ struct UserLifecycleTests {
     // Creates and "never create twice".
     Case(
       name: "a volume made: remembered, pending until listed", action: createVolume(), outcome: .done(.init(id: "vol_9")),
-      before: UserLifecycle.intent(createVolume(), UserMemory(), now: now - 1),
+      before: UserLifecycle.intent(createVolume(), UserState(), now: now - 1),
       expected: "ok · done · - · create_volume:ok · volume=vol_9 pending=volume(id vol_9)"),
     Case(
       name: "a machine made: its row written at once", action: createMachine(),
@@ -247,7 +247,7 @@ struct UserLifecycleTests {
       + (step.saveState ? "" : " (not saved)")
   }
 
-  static func describe(_ state: UserMemory) -> String {
+  static func describe(_ state: UserState) -> String {
     var parts: [String] = []
     if let volume = state.volumeID { parts.append("volume=\(volume)") }
     if let pending = state.pending {
@@ -288,7 +288,7 @@ struct UserLifecycleTests {
   }
 
   @Test func theIntentIsWrittenBeforeACreateAndGuardsTheNext() {
-    let intent = UserLifecycle.intent(Self.createVolume(), UserMemory(), now: Self.now)
+    let intent = UserLifecycle.intent(Self.createVolume(), UserState(), now: Self.now)
     #expect(intent.pending == PendingCreate(kind: .volume, since: Self.now, outcomeUnknown: true))
     #expect(UserLifecycle.createGuard(.volume, intent) == Action.CreateGuard(lookUpFirst: true))
     #expect(UserLifecycle.createGuard(.machine, intent) == Action.CreateGuard())

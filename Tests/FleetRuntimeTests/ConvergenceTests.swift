@@ -284,7 +284,7 @@ import Testing
       #expect(
         events.contains { $0.detailsJSON.contains(#""outcome":"failed""#) && $0.detailsJSON.contains("manifest unknown") }
       )
-      let memory = try await harness.store.loadUserMemory()
+      let memory = try await harness.store.loadUserStates()
       #expect((memory["u0"]?.failures ?? 0) >= 1)
       #expect(memory["u0"]?.backoffUntil != nil, "backs off across passes")
       // Backoff: far fewer create attempts than passes.

@@ -78,10 +78,10 @@ import Testing
       // "late" has a volume and a machine create whose answer was lost (none was made).
       let volume = try await harness.client.createVolume(
         CreateVolumeRequest(name: FleetNames.volumeName(forUser: "late"), region: "cdg", sizeGB: 1, encrypted: true))
-      var memory = UserMemory()
+      var memory = UserState()
       memory.volumeID = volume.id
       memory.pending = PendingCreate(kind: .machine, since: 0, outcomeUnknown: true)
-      try await harness.store.commit(events: [], statements: [FleetStore.saveUserMemory("late", memory)])
+      try await harness.store.commit(events: [], statements: [FleetStore.saveUserState("late", memory)])
       try await harness.store.importUsers([UserInput(userID: "late", state: "running", region: "cdg")])
       var faults = harness.simulator.faults
       faults.ignoreMetadataFilter = true

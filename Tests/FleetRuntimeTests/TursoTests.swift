@@ -74,7 +74,7 @@ import Testing
     let failed = PassReport(outcome: .couldNotRun, startedAt: 0)
     #expect(ReconcileLoop.nextDelay(after: failed, settings: settings, failedInARow: 3) == 8)
     var quiet = PassReport(outcome: .ok, startedAt: 0)
-    quiet.plan = Plan(actions: [], findings: [], waiting: [], memory: [:], guardMemory: GuardMemory())
+    quiet.plan = Plan(actions: [], findings: [], waiting: [], states: [:], guardState: GuardState())
     #expect(ReconcileLoop.nextDelay(after: quiet, settings: settings, failedInARow: 0) == 30)
   }
 }

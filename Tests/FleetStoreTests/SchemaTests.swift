@@ -60,6 +60,36 @@ struct SchemaTests {
     #expect(rows.map { $0.scalar?.string } == ["u1@example.com", "3d8d413b29d089", "created"])
   }
 
+  /// Migration 5 renames the per-user column (`memory` → `state`) by rebuilding the table: the
+  /// states written under version 4 are read back under version 5.
+  @Test(arguments: Backend.allCases) func theStateColumnRenameKeepsEveryUsersState(backend: Backend) async throws {
+    let path = temporaryDirectory().appendingPathComponent("v4.sqlite3").path
+    let queue = try DatabaseQueue(path: path)
+    try await queue.write { db in
+      try db.execute(
+        sql:
+          "CREATE TABLE fleet_schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+      )
+      for migration in Schema.migrations where migration.version <= 4 {
+        try db.execute(sql: migration.sql)
+        try db.execute(
+          sql: "INSERT INTO fleet_schema_migrations VALUES (?, ?, 1)", arguments: [migration.version, migration.name])
+      }
+      try db.execute(
+        sql: #"INSERT INTO fleet_user_state (user_id, memory) VALUES ('u1', '{"failures":2,"volumeID":"vol_1"}')"#)
+    }
+    try await queue.close()
+    let store = try await open(path, backend)
+    #expect(try await store.migrate() == [5])
+    let states = try await store.loadUserStates()
+    #expect(states["u1"]?.volumeID == "vol_1" && states["u1"]?.failures == 2)
+    #expect(try await Self.columns(store, "fleet_user_state").contains("state TEXT NOT NULL"))
+    let refused = await #expect(throws: StoreError.self) {
+      try await store.database.write([SQLStatement("INSERT INTO fleet_user_state (user_id, state) VALUES ('u2', 'not json')")])
+    }
+    #expect(refused?.description.contains("state") == true, "the constraint names the column")
+  }
+
   @Test func schemaFileIsTheMigrations() throws {
     let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
       .deletingLastPathComponent().appendingPathComponent("desired-state/schema.sql")

@@ -4,15 +4,15 @@ import Foundation
 extension FleetStore {
   /// Every user's remembered state, read a chunk at a time (at 100k users the rows are not all
   /// held at once). Only the controller writes this table, so chunks cannot disagree.
-  public func loadUserMemory() async throws(StoreError) -> [String: UserMemory] {
-    var result: [String: UserMemory] = [:]
+  public func loadUserStates() async throws(StoreError) -> [String: UserState] {
+    var result: [String: UserState] = [:]
     let count = try await database.read([SQLStatement("SELECT count(*) FROM fleet_user_state")])[0].scalar?.int ?? 0
     result.reserveCapacity(Int(count))
     let decoder = JSONDecoder()
-    try await readInChunks("SELECT user_id, memory FROM fleet_user_state", key: "user_id") { row in
+    try await readInChunks("SELECT user_id, state FROM fleet_user_state", key: "user_id") { row in
       guard let user = row[0].string, let text = row[1].string else { return }
-      if let memory = Self.plainMemory(text) ?? (try? decoder.decode(UserMemory.self, from: Data(text.utf8))) {
-        result[user] = memory
+      if let state = Self.plainState(text) ?? (try? decoder.decode(UserState.self, from: Data(text.utf8))) {
+        result[user] = state
       }
     }
     return result
@@ -34,39 +34,39 @@ extension FleetStore {
     }
   }
 
-  /// The common memory, `{"volume_id":"<id>"}` and nothing else, without a JSON decoder (a restart
+  /// The common state, `{"volume_id":"<id>"}` and nothing else, without a JSON decoder (a restart
   /// at 100k users reads 100k of them).
-  static func plainMemory(_ text: String) -> UserMemory? {
+  static func plainState(_ text: String) -> UserState? {
     let prefix = #"{"volume_id":""#
     let suffix = #""}"#
     guard text.hasPrefix(prefix), text.hasSuffix(suffix), text.utf8.count > prefix.utf8.count + suffix.utf8.count
     else { return nil }
     let id = text.utf8.dropFirst(prefix.utf8.count).dropLast(suffix.utf8.count)
     guard !id.contains(UInt8(ascii: "\"")), !id.contains(UInt8(ascii: "\\")) else { return nil }
-    var memory = UserMemory()
-    memory.volumeID = String(decoding: id, as: UTF8.self)
-    return memory
+    var state = UserState()
+    state.volumeID = String(decoding: id, as: UTF8.self)
+    return state
   }
 
-  /// The statement that saves (or, when empty, forgets) one user's memory.
-  public static func saveUserMemory(_ user: String, _ memory: UserMemory) -> SQLStatement {
-    if memory.isEmpty { return SQLStatement("DELETE FROM fleet_user_state WHERE user_id = ?", [.text(user)]) }
-    var plain = UserMemory()
-    plain.volumeID = memory.volumeID
+  /// The statement that saves (or, when empty, forgets) one user's state.
+  public static func saveUserState(_ user: String, _ state: UserState) -> SQLStatement {
+    if state.isEmpty { return SQLStatement("DELETE FROM fleet_user_state WHERE user_id = ?", [.text(user)]) }
+    var plain = UserState()
+    plain.volumeID = state.volumeID
     let text: String
-    if memory == plain, let id = memory.volumeID,
+    if state == plain, let id = state.volumeID,
       !id.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c || $0 == 0x2f })
     {
       text = #"{"volume_id":""# + id + #""}"#
     } else {
       let encoder = JSONEncoder()
       encoder.outputFormatting = .sortedKeys
-      text = String(decoding: (try? encoder.encode(memory)) ?? Data("{}".utf8), as: UTF8.self)
+      text = String(decoding: (try? encoder.encode(state)) ?? Data("{}".utf8), as: UTF8.self)
     }
     return SQLStatement(
       """
-      INSERT INTO fleet_user_state (user_id, memory, updated_at) VALUES (?, ?, unixepoch())
-      ON CONFLICT (user_id) DO UPDATE SET memory = excluded.memory, updated_at = excluded.updated_at
+      INSERT INTO fleet_user_state (user_id, state, updated_at) VALUES (?, ?, unixepoch())
+      ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at
       """, [.text(user), .text(text)])
   }
 
@@ -83,18 +83,18 @@ extension FleetStore {
       """, [.text(key), .text(value)])
   }
 
-  public func loadGuardMemory() async throws(StoreError) -> GuardMemory {
+  public func loadGuardState() async throws(StoreError) -> GuardState {
     guard let text = try await controllerValue("guard"),
-      let memory = try? JSONDecoder().decode(GuardMemory.self, from: Data(text.utf8))
-    else { return GuardMemory() }
-    return memory
+      let state = try? JSONDecoder().decode(GuardState.self, from: Data(text.utf8))
+    else { return GuardState() }
+    return state
   }
 
-  public static func saveGuardMemory(_ memory: GuardMemory) -> SQLStatement {
+  public static func saveGuardState(_ state: GuardState) -> SQLStatement {
     let encoder = JSONEncoder()
     encoder.outputFormatting = .sortedKeys
     return setControllerValue(
-      "guard", String(decoding: (try? encoder.encode(memory)) ?? Data("{}".utf8), as: UTF8.self))
+      "guard", String(decoding: (try? encoder.encode(state)) ?? Data("{}".utf8), as: UTF8.self))
   }
 
   /// Appends events and applies other statements in one transaction.

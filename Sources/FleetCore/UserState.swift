@@ -25,7 +25,7 @@ public struct PendingCreate: Sendable, Hashable, Codable {
 /// Compact: a quiet user (the common case at 100k users) holds only its volume id; the rarely set
 /// fields live in one shared, immutable box that a setter replaces. 24 bytes inline instead of ~150,
 /// the difference between the memory map fitting a small VM or not.
-public struct UserMemory: Sendable, Hashable, Codable {
+public struct UserState: Sendable, Hashable, Codable {
   /// The volume fleetkeeper created or adopted for this user.
   public var volumeID: String?
   private var box: Box?
@@ -122,7 +122,7 @@ public struct UserMemory: Sendable, Hashable, Codable {
       && failures == 0 && reads.isEmpty
   }
 
-  public static func == (a: UserMemory, b: UserMemory) -> Bool {
+  public static func == (a: UserState, b: UserState) -> Bool {
     a.volumeID == b.volumeID && (a.box === b.box || a.rare == b.rare)
   }
 
@@ -178,7 +178,7 @@ public struct ReadByID: Sendable, Hashable, Codable {
 }
 
 /// What the destroy and list guards remember (persisted, so a restart does not forget a trip).
-public struct GuardMemory: Sendable, Hashable, Codable {
+public struct GuardState: Sendable, Hashable, Codable {
   /// Users desired running or stopped at the last pass that was allowed to destroy.
   public var desiredBaseline: Int?
   /// Our machines and volumes the last trusted list showed.
