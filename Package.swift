@@ -30,10 +30,12 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
     .package(url: "https://github.com/apple/swift-http-types", exact: "1.8.0"),
+    .package(url: "https://github.com/apple/swift-crypto", exact: "4.5.2"),
   ],
   targets: [
     // The domain and the reconcile decision: pure values, no I/O.
-    .target(name: "FleetCore", swiftSettings: strict),
+    .target(
+      name: "FleetCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
     // The Fly Machines REST API client.
     .target(
       name: "FlyMachines",

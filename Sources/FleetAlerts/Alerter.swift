@@ -62,7 +62,7 @@ public actor Alerter {
   /// The HMAC of a queued notice: receiver and payload under the outbox key.
   public nonisolated func mac(receiver: String, payload: String) -> String? {
     guard let outboxKey else { return nil }
-    return SHA256.hex(SHA256.hmac(key: outboxKey, message: Array((receiver + "\n" + payload).utf8)))
+    return Digests.hex(Digests.hmacSHA256(key: outboxKey, message: Array((receiver + "\n" + payload).utf8)))
   }
 
   /// The outbox key from the controller's own secrets (never from the database): stable across
@@ -70,7 +70,7 @@ public actor Alerter {
   public static func outboxKey(fromSecrets secrets: [String]) -> [UInt8]? {
     let material = secrets.filter { !$0.isEmpty }
     guard !material.isEmpty else { return nil }
-    return SHA256.hash(Array(("fleetkeeper outbox\n" + material.joined(separator: "\n")).utf8))
+    return Digests.sha256(Array(("fleetkeeper outbox\n" + material.joined(separator: "\n")).utf8))
   }
 
   /// The active alerts (pending and firing).

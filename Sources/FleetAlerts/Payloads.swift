@@ -24,7 +24,7 @@ public enum AlertPayloads {
 
   /// Alertmanager's fingerprint is a hash of the labels; ours is of kind + user + resource.
   static func fingerprint(_ state: AlertState) -> String {
-    String(SHA256.hex(SHA256.hash(Array(state.fingerprint.utf8))).prefix(16))
+    String(Digests.hex(Digests.sha256(Array(state.fingerprint.utf8))).prefix(16))
   }
 
   static func object(_ pairs: [String: String]) -> String {
@@ -88,6 +88,6 @@ public enum AlertPayloads {
 
   /// `sha256=<hex>` of HMAC-SHA256(secret, body): the `X-Fleetkeeper-Signature` header.
   public static func signature(body: String, secret: String) -> String {
-    "sha256=" + SHA256.hex(SHA256.hmac(key: Array(secret.utf8), message: Array(body.utf8)))
+    "sha256=" + Digests.hex(Digests.hmacSHA256(key: Array(secret.utf8), message: Array(body.utf8)))
   }
 }

@@ -23,7 +23,7 @@ public enum FleetNames {
 
   private static func hashed(_ userID: String) -> String {
     let alphabet = Array("abcdefghijklmnopqrstuvwxyz234567")
-    let digest = SHA256.hash(Array(userID.utf8))
+    let digest = Digests.sha256(Array(userID.utf8))
     var bits = 0
     var buffer = 0
     var out = ""
