@@ -1,66 +1,62 @@
 import FleetCore
-import Foundation
+import Prometheus
 import Synchronization
 
-/// fleetkeeper's metrics in the Prometheus text format (version 0.0.4), kept in a small registry of
-/// its own: counters, gauges and histograms with labels. Names follow Prometheus conventions
-/// (`fleetkeeper_…_total`, `…_seconds`).
+/// fleetkeeper's metrics, in a swift-prometheus registry (text format 0.0.4). Names follow
+/// Prometheus conventions (`fleetkeeper_…_total`, `…_seconds`); each name has one set of label
+/// names and one help text, fixed here (the registry refuses a name used two ways).
 public final class FleetMetrics: Sendable {
-  private struct Series: Hashable {
-    var name: String
-    var labels: [String]  // "k=v" pairs, sorted
-  }
-  private struct Histogram {
-    var buckets: [Double]
-    var counts: [Int]
-    var sum: Double = 0
-    var count: Int = 0
-  }
-  private struct State {
-    var counters: [Series: Double] = [:]
-    var gauges: [Series: Double] = [:]
-    var histograms: [Series: Histogram] = [:]
-  }
-  private let state = Mutex(State())
-  private let help: [String: (type: String, help: String)] = [
-    "fleetkeeper_passes_total": ("counter", "Reconcile passes by result."),
-    "fleetkeeper_pass_duration_seconds": ("histogram", "Duration of a reconcile pass."),
-    "fleetkeeper_actions_total": ("counter", "Actions attempted, by kind and outcome."),
-    "fleetkeeper_api_requests_total": ("counter", "Fly Machines API requests, by endpoint and status."),
-    "fleetkeeper_api_request_duration_seconds": ("histogram", "Fly Machines API request latency, by endpoint."),
-    "fleetkeeper_api_rate_limited_total": ("counter", "Fly API answers with status 429."),
-    "fleetkeeper_action_retries_total": ("counter", "Retries of actions within a pass."),
-    "fleetkeeper_drift_findings": ("gauge", "Drift findings of the last pass, by kind."),
-    "fleetkeeper_desired_users": ("gauge", "Users in the desired-state table, by desired state."),
-    "fleetkeeper_observed_machines": ("gauge", "Machines in Fly's last list (ours and foreign)."),
-    "fleetkeeper_observed_volumes": ("gauge", "Volumes in Fly's last list."),
-    "fleetkeeper_oldest_drift_age_seconds": ("gauge", "Age of the oldest unresolved drift finding."),
-    "fleetkeeper_alert_deliveries_total": ("counter", "Alert deliveries, by outcome."),
-    "fleetkeeper_last_successful_pass_timestamp_seconds": ("gauge", "Unix time of the last pass that ran."),
-    "fleetkeeper_writer_lease_held": ("gauge", "1 while this process holds the writer lease."),
+  private let registry = PrometheusCollectorRegistry()
+  /// The label sets of the gauges ``replaceGauge(_:_:)`` manages, to unregister the ones that went.
+  private let replaced = Mutex<[String: [[String: String]: Gauge]]>([:])
+  static let help: [String: String] = [
+    "fleetkeeper_passes_total": "Reconcile passes by result.",
+    "fleetkeeper_pass_duration_seconds": "Duration of a reconcile pass.",
+    "fleetkeeper_actions_total": "Actions attempted, by kind and outcome.",
+    "fleetkeeper_api_requests_total": "Fly Machines API requests, by endpoint and status.",
+    "fleetkeeper_api_request_duration_seconds": "Fly Machines API request latency, by endpoint.",
+    "fleetkeeper_api_rate_limited_total": "Fly API answers with status 429.",
+    "fleetkeeper_action_retries_total": "Retries of actions within a pass.",
+    "fleetkeeper_drift_findings": "Drift findings of the last pass, by kind.",
+    "fleetkeeper_desired_users": "Users in the desired-state table, by desired state.",
+    "fleetkeeper_observed_machines": "Machines in Fly's last list (ours and foreign).",
+    "fleetkeeper_observed_volumes": "Volumes in Fly's last list.",
+    "fleetkeeper_oldest_drift_age_seconds": "Age of the oldest unresolved drift finding.",
+    "fleetkeeper_alert_deliveries_total": "Alert deliveries, by outcome.",
+    "fleetkeeper_last_successful_pass_timestamp_seconds": "Unix time of the last pass that ran.",
+    "fleetkeeper_writer_lease_held": "1 while this process holds the writer lease.",
   ]
 
   public init() {}
 
-  private static func series(_ name: String, _ labels: [String: String]) -> Series {
-    Series(name: name, labels: labels.keys.sorted().map { "\($0)=\(labels[$0]!)" })
+  private static func pairs(_ labels: [String: String]) -> [(String, String)] {
+    labels.keys.sorted().map { ($0, labels[$0]!) }
   }
 
+  private static func helpText(_ name: String) -> String { help[name] ?? name }
+
   public func increment(_ name: String, _ labels: [String: String] = [:], by value: Double = 1) {
-    let key = Self.series(name, labels)
-    state.withLock { $0.counters[key, default: 0] += value }
+    registry.makeCounter(name: name, labels: Self.pairs(labels), help: Self.helpText(name)).increment(by: value)
   }
 
   public func set(_ name: String, _ labels: [String: String] = [:], _ value: Double) {
-    let key = Self.series(name, labels)
-    state.withLock { $0.gauges[key] = value }
+    registry.makeGauge(name: name, labels: Self.pairs(labels), help: Self.helpText(name)).set(to: value)
   }
 
   /// Replaces every series of a gauge (for per-kind gauges whose kinds come and go).
   public func replaceGauge(_ name: String, _ values: [[String: String]: Double]) {
-    state.withLock { state in
-      state.gauges = state.gauges.filter { $0.key.name != name }
-      for (labels, value) in values { state.gauges[Self.series(name, labels)] = value }
+    replaced.withLock { all in
+      var current = all[name] ?? [:]
+      for (labels, gauge) in current where values[labels] == nil {
+        registry.unregisterGauge(gauge)
+        current[labels] = nil
+      }
+      for (labels, value) in values {
+        let gauge = registry.makeGauge(name: name, labels: Self.pairs(labels), help: Self.helpText(name))
+        gauge.set(to: value)
+        current[labels] = gauge
+      }
+      all[name] = current
     }
   }
 
@@ -69,75 +65,15 @@ public final class FleetMetrics: Sendable {
   public func observe(
     _ name: String, _ labels: [String: String] = [:], _ value: Double, buckets: [Double] = latencyBuckets
   ) {
-    let key = Self.series(name, labels)
-    state.withLock { state in
-      var histogram =
-        state.histograms[key] ?? Histogram(buckets: buckets, counts: Array(repeating: 0, count: buckets.count))
-      for (index, bound) in histogram.buckets.enumerated() where value <= bound { histogram.counts[index] += 1 }
-      histogram.sum += value
-      histogram.count += 1
-      state.histograms[key] = histogram
-    }
-  }
-
-  public func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
-    let key = Self.series(name, labels)
-    return state.withLock { $0.counters[key] ?? $0.gauges[key] }
-  }
-
-  private static func escape(_ value: String) -> String {
-    value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-      .replacingOccurrences(of: "\n", with: "\\n")
-  }
-
-  private static func labelText(_ labels: [String], extra: String? = nil) -> String {
-    var parts = labels.map { pair -> String in
-      let eq = pair.firstIndex(of: "=")!
-      return "\(pair[..<eq])=\"\(escape(String(pair[pair.index(after: eq)...])))\""
-    }
-    if let extra { parts.append(extra) }
-    return parts.isEmpty ? "" : "{" + parts.joined(separator: ",") + "}"
-  }
-
-  private static func number(_ value: Double) -> String {
-    if value == value.rounded() && abs(value) < 1e15 { return String(Int64(value)) }
-    return String(value)
+    registry.makeValueHistogram(name: name, labels: Self.pairs(labels), buckets: buckets, help: Self.helpText(name))
+      .record(value)
   }
 
   /// The exposition text.
   public func render() -> String {
-    let snapshot = state.withLock { $0 }
-    var out = ""
-    let names = Set(snapshot.counters.keys.map(\.name)).union(snapshot.gauges.keys.map(\.name)).union(
-      snapshot.histograms.keys.map(\.name)
-    )
-    .union(help.keys)
-    for name in names.sorted() {
-      let meta = help[name] ?? ("untyped", name)
-      out += "# HELP \(name) \(meta.help)\n# TYPE \(name) \(meta.type)\n"
-      for (key, value) in snapshot.counters.filter({ $0.key.name == name }).sorted(by: {
-        $0.key.labels.joined() < $1.key.labels.joined()
-      }) {
-        out += "\(name)\(Self.labelText(key.labels)) \(Self.number(value))\n"
-      }
-      for (key, value) in snapshot.gauges.filter({ $0.key.name == name }).sorted(by: {
-        $0.key.labels.joined() < $1.key.labels.joined()
-      }) {
-        out += "\(name)\(Self.labelText(key.labels)) \(Self.number(value))\n"
-      }
-      for (key, histogram) in snapshot.histograms.filter({ $0.key.name == name }).sorted(by: {
-        $0.key.labels.joined() < $1.key.labels.joined()
-      }) {
-        for (index, bound) in histogram.buckets.enumerated() {
-          out +=
-            "\(name)_bucket\(Self.labelText(key.labels, extra: "le=\"\(Self.number(bound))\"")) \(histogram.counts[index])\n"
-        }
-        out += "\(name)_bucket\(Self.labelText(key.labels, extra: "le=\"+Inf\"")) \(histogram.count)\n"
-        out += "\(name)_sum\(Self.labelText(key.labels)) \(histogram.sum)\n"
-        out += "\(name)_count\(Self.labelText(key.labels)) \(histogram.count)\n"
-      }
-    }
-    return out
+    var buffer: [UInt8] = []
+    registry.emit(into: &buffer)
+    return String(decoding: buffer, as: UTF8.self)
   }
 
   /// Records a finished pass.

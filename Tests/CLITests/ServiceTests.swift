@@ -157,7 +157,8 @@ import Testing
     func held(_ address: String) async throws -> Bool {
       let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: address + "/metrics"), timeout: .seconds(5))
       let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
-      return text.split(separator: "\n").contains("fleetkeeper_writer_lease_held 1")
+      let line = text.split(separator: "\n").first { $0.hasPrefix("fleetkeeper_writer_lease_held ") }
+      return line.flatMap { Double($0.split(separator: " ").last ?? "") } == 1
     }
     let first = try Background(["run"], env: env)
     defer { first.signal(SIGKILL) }
