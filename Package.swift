@@ -81,6 +81,7 @@ let package = Package(
       name: "HranaServer",
       dependencies: [
         .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "GRDBSQLite", package: "GRDB.swift"),
         .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "HTTPTypes", package: "swift-http-types"),
         .product(name: "Logging", package: "swift-log"),
@@ -103,11 +104,13 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
+    // glibc's malloc.h (mallopt, malloc_trim), which the Glibc module leaves out.
+    .systemLibrary(name: "CMalloc"),
     // The loop: observe, plan, act, record; the ops server.
     .target(
       name: "FleetRuntime",
       dependencies: [
-        "FleetCore", "FlyMachines", "FleetStore",
+        "FleetCore", "FlyMachines", "FleetStore", "CMalloc",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "NIOCore", package: "swift-nio"),

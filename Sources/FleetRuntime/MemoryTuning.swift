@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(CMalloc)
+  import CMalloc
+#endif
 
 /// glibc's allocator, tuned for a controller that must fit a small Fly VM (256 to 512 MB).
 ///
@@ -11,16 +14,16 @@ public enum MemoryTuning {
   /// Limits glibc to one arena, unless the operator set `MALLOC_ARENA_MAX` (which glibc reads itself).
   public static func apply() {
     guard ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil else { return }
-    _ = fk_mallopt(mArenaMax, 1)
+    #if canImport(CMalloc)
+      _ = mallopt(M_ARENA_MAX, 1)
+    #endif
   }
-
-  /// `M_ARENA_MAX` in glibc's malloc.h.
-  static let mArenaMax: Int32 = -8
 
   /// Gives freed heap pages back to the system, so the resident set (what a small Fly VM counts)
   /// shrinks to what the controller holds.
-  public static func trim() { _ = fk_malloc_trim(0) }
+  public static func trim() {
+    #if canImport(CMalloc)
+      _ = malloc_trim(0)
+    #endif
+  }
 }
-
-@_silgen_name("mallopt") func fk_mallopt(_ parameter: Int32, _ value: Int32) -> Int32
-@_silgen_name("malloc_trim") func fk_malloc_trim(_ pad: Int) -> Int32

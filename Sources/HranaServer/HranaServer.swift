@@ -1,21 +1,14 @@
 import Foundation
 import GRDB
+// SQLite's C API for what GRDB does not surface (statement parameters, declared column types):
+// the same system SQLite GRDB links.
+import GRDBSQLite
 import HTTPTypes
 import Hummingbird
 public import Logging
 import NIOCore
 import NIOFoundationCompat
 import Synchronization
-
-// SQLite's C API for what GRDB does not surface (statement parameters and declared column types).
-// GRDB links the system SQLite; these resolve against it.
-@_silgen_name("sqlite3_bind_parameter_count") private func hs_parameterCount(_ statement: OpaquePointer?) -> Int32
-@_silgen_name("sqlite3_bind_parameter_name") private func hs_parameterName(
-  _ statement: OpaquePointer?, _ index: Int32
-) -> UnsafePointer<CChar>?
-@_silgen_name("sqlite3_column_decltype") private func hs_columnDecltype(
-  _ statement: OpaquePointer?, _ index: Int32
-) -> UnsafePointer<CChar>?
 
 /// A libSQL remote-protocol server (Hrana over HTTP, `POST /v2/pipeline` and `/v3/pipeline`)
 /// backed by an SQLite file: what Turso speaks, on loopback, for tests and rehearsals.
@@ -308,7 +301,7 @@ public final class HranaServer: Sendable {
     if statement.columnCount > 0 {
       for index in 0..<statement.columnCount {
         var column: [String: Any] = ["name": statement.columnNames[index]]
-        column["decltype"] = hs_columnDecltype(statement.sqliteStatement, Int32(index)).map { String(cString: $0) }
+        column["decltype"] = sqlite3_column_decltype(statement.sqliteStatement, Int32(index)).map { String(cString: $0) }
         cols.append(column)
       }
       let cursor = try Row.fetchCursor(statement)
@@ -406,17 +399,17 @@ public final class HranaServer: Sendable {
 
   static func describe(_ sql: String, db: Database) throws -> [String: Any] {
     let statement = try db.makeStatement(sql: sql)
-    let count = hs_parameterCount(statement.sqliteStatement)
+    let count = sqlite3_bind_parameter_count(statement.sqliteStatement)
     var params: [[String: Any]] = []
     if count > 0 {
       for index in 1...count {
-        params.append(["name": hs_parameterName(statement.sqliteStatement, index).map { String(cString: $0) } as Any])
+        params.append(["name": sqlite3_bind_parameter_name(statement.sqliteStatement, index).map { String(cString: $0) } as Any])
       }
     }
     let cols = (0..<statement.columnCount).map { index -> [String: Any] in
       [
         "name": statement.columnNames[index],
-        "decltype": hs_columnDecltype(statement.sqliteStatement, Int32(index)).map { String(cString: $0) } as Any,
+        "decltype": sqlite3_column_decltype(statement.sqliteStatement, Int32(index)).map { String(cString: $0) } as Any,
       ]
     }
     return ["params": params, "cols": cols, "is_explain": false, "is_readonly": statement.isReadonly]

@@ -23,7 +23,7 @@ struct PackageGraphTests {
   static func manifest() throws -> [String: Target] {
     let text = try String(contentsOf: root.appendingPathComponent("Package.swift"), encoding: .utf8)
     var targets: [String: Target] = [:]
-    let opener = /\.(target|executableTarget|testTarget)\(\s*name:\s*"([^"]+)"/
+    let opener = /\.(target|executableTarget|testTarget|systemLibrary)\(\s*name:\s*"([^"]+)"/
     for match in text.matches(of: opener) {
       let kind = String(match.output.1)
       let name = String(match.output.2)
@@ -63,8 +63,16 @@ struct PackageGraphTests {
     while let file = files?.nextObject() as? URL {
       guard file.pathExtension == "swift" else { continue }
       let text = try String(contentsOf: file, encoding: .utf8)
-      for line in text.split(separator: "\n") where line.contains("import ") {
-        if let match = line.firstMatch(of: pattern) { modules.insert(String(match.output.1)) }
+      // Top-level imports, and imports indented inside `#if` blocks (never a script in a string).
+      var conditional = 0
+      for line in text.split(separator: "\n") {
+        let trimmed = line.drop { $0 == " " }
+        if trimmed.hasPrefix("#if") { conditional += 1 }
+        if trimmed.hasPrefix("#endif") { conditional = max(0, conditional - 1) }
+        guard line.contains("import ") else { continue }
+        if let match = (conditional > 0 ? trimmed : line).firstMatch(of: pattern) {
+          modules.insert(String(match.output.1))
+        }
       }
     }
     return modules.subtracting(system)
