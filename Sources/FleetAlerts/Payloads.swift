@@ -6,7 +6,6 @@ import Foundation
 public enum AlertPayloads {
   static let zeroTime = "0001-01-01T00:00:00Z"
 
-  static func iso(_ seconds: Double) -> String { rfc3339(seconds) }
 
   static let severity: [String: String] = [
     "destroy_guard_tripped": "critical", "desired_unreadable": "critical", "fly_unreachable": "critical",
@@ -41,7 +40,7 @@ public enum AlertPayloads {
         "description": item.state.message,
       ]
       return
-        "{\"status\":\(JSONText.quote(item.status)),\"labels\":\(object(labels)),\"annotations\":\(object(annotations)),\"startsAt\":\(JSONText.quote(iso(item.state.startsAt))),\"endsAt\":\(JSONText.quote(item.endsAt.map(iso) ?? zeroTime)),\"fingerprint\":\(JSONText.quote(fingerprint(item.state)))}"
+        "{\"status\":\(JSONText.quote(item.status)),\"labels\":\(object(labels)),\"annotations\":\(object(annotations)),\"startsAt\":\(JSONText.quote(rfc3339(item.state.startsAt))),\"endsAt\":\(JSONText.quote(item.endsAt.map(rfc3339) ?? zeroTime)),\"fingerprint\":\(JSONText.quote(fingerprint(item.state)))}"
     }
     let common = ["service": "fleetkeeper", "fly_app": app]
     return
@@ -71,8 +70,8 @@ public enum AlertPayloads {
         "description": item.state.message,
       ]
       var text =
-        "{\"labels\":\(object(labels)),\"annotations\":\(object(annotations)),\"startsAt\":\(JSONText.quote(iso(item.state.startsAt)))"
-      if let ends = item.endsAt { text += ",\"endsAt\":\(JSONText.quote(iso(ends)))" }
+        "{\"labels\":\(object(labels)),\"annotations\":\(object(annotations)),\"startsAt\":\(JSONText.quote(rfc3339(item.state.startsAt)))"
+      if let ends = item.endsAt { text += ",\"endsAt\":\(JSONText.quote(rfc3339(ends)))" }
       return text + "}"
     }
     return "[" + alerts.joined(separator: ",") + "]"

@@ -38,13 +38,6 @@ public struct FieldError: Error, Sendable, Hashable, CustomStringConvertible {
 /// The checks on every value an operator can write. The SQL schema enforces the same rules with
 /// CHECK constraints and triggers, so plain SQL edits are held to them too.
 public enum FleetValidation {
-  /// Fly's public regions (from `fly platform regions`), the default list of `fly_regions`.
-  public static let flyRegions: [String] = [
-    "ams", "arn", "atl", "bog", "bom", "bos", "cdg", "den", "dfw", "ewr", "eze", "fra", "gdl", "gig", "gru",
-    "hkg", "iad", "jnb", "lax", "lhr", "mad", "mia", "nrt", "ord", "otp", "phx", "qro", "scl", "sea", "sin",
-    "sjc", "syd", "waw", "yul", "yyz",
-  ]
-
   public static func userID(_ value: String) throws(FieldError) -> String {
     guard !value.isEmpty else { throw FieldError(field: "user_id", value: value, reason: "must not be empty") }
     guard value.utf8.count <= FleetNames.maxUserIDLength else {

@@ -42,7 +42,7 @@ public struct FleetLogHandler: LogHandler {
     for key in merged.keys.sorted() { fields.append((key, redactor.scrub("\(merged[key]!)"))) }
     switch format {
     case .json:
-      write("{" + fields.map { "\(Self.quote($0.0)):\(Self.quote($0.1))" }.joined(separator: ",") + "}")
+      write("{" + fields.map { "\(JSONText.quote($0.0)):\(JSONText.quote($0.1))" }.joined(separator: ",") + "}")
     case .logfmt:
       write(fields.map { "\($0.0)=\(Self.logfmtValue($0.1))" }.joined(separator: " "))
     }
@@ -52,9 +52,8 @@ public struct FleetLogHandler: LogHandler {
     if !value.isEmpty && !value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0.isNewline }) {
       return value
     }
-    return quote(value)
+    return JSONText.quote(value)
   }
 
-  static func quote(_ value: String) -> String { JSONText.quote(value) }
 
 }

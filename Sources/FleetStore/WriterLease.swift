@@ -1,3 +1,4 @@
+import FleetCore
 import Foundation
 
 /// One writer among several fleetkeeper processes on one database: a lease row in
@@ -21,7 +22,7 @@ public struct WriterLease: Sendable {
   /// holder's clock far ahead, or a row written by hand) or not a number counts as expired, so
   /// nothing written in the table can block a takeover for longer than that.
   public func acquire(now: Double) async throws(StoreError) -> Bool {
-    let value = "{\"holder\":\(Self.quote(holder)),\"expires_at\":\(now + ttl)}"
+    let value = "{\"holder\":\(JSONText.quote(holder)),\"expires_at\":\(now + ttl)}"
     let rows = try await store.database.write([
       SQLStatement(
         """
@@ -62,9 +63,5 @@ public struct WriterLease: Sendable {
     default: expires = 0
     }
     return (holder, expires)
-  }
-
-  static func quote(_ value: String) -> String {
-    "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
   }
 }

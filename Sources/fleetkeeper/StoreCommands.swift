@@ -330,7 +330,7 @@ struct EventsCommand: AsyncParsableCommand {
             "{\"id\":\(event.id),\"created_at\":\(event.createdAt),\"event_type\":\(JSONText.quote(event.eventType)),\"user_id\":\(event.userID.map(JSONText.quote) ?? "null"),\"machine_id\":\(event.machineID.map(JSONText.quote) ?? "null"),\"volume_id\":\(event.volumeID.map(JSONText.quote) ?? "null"),\"details\":\(event.detailsJSON)}"
           )
         } else {
-          let time = Date(timeIntervalSince1970: TimeInterval(event.createdAt)).formatted(.iso8601)
+          let time = rfc3339(Double(event.createdAt))
           print(
             "\(event.id)\t\(time)\t\(pad(event.eventType, 24))\tuser=\(event.userID ?? "-")\tmachine=\(event.machineID ?? "-")\tvolume=\(event.volumeID ?? "-")\t\(event.detailsJSON)"
           )

@@ -164,4 +164,17 @@ import Testing
     let lease = WriterLease(store: store, holder: "writer-a", ttl: 15)
     #expect(try await lease.acquire(now: Date().timeIntervalSince1970), "\(value) blocked the takeover")
   }
+
+  /// A holder name with quotes, backslashes and control characters (a hostname is not ours to
+  /// choose) is written as valid JSON and read back as it was.
+  @Test func aHolderOfAnyTextIsWrittenAsValidJSON() async throws {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("fk-lease-\(UUID().uuidString).sqlite3")
+    let store = try FleetStore.sqlite(path: path.path, create: true)
+    try await store.migrate()
+    let holder = "host \"a\"\\b\u{01}\n\t"
+    let lease = WriterLease(store: store, holder: holder, ttl: 15)
+    #expect(try await lease.acquire(now: Date().timeIntervalSince1970))
+    #expect(try await lease.current()?.holder == holder)
+    #expect(try await lease.acquire(now: Date().timeIntervalSince1970), "renewed by the same holder")
+  }
 }
