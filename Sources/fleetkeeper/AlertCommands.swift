@@ -36,9 +36,10 @@ struct AlertsCommand: AsyncParsableCommand {
         let alerts = try await Alerter(store: store, app: "", receivers: []).activeAlerts()
         for alert in alerts {
           if json {
-            print(
-              "{\"fingerprint\":\(JSONText.quote(alert.fingerprint)),\"kind\":\(JSONText.quote(alert.kind)),\"user_id\":\(alert.userID.map(JSONText.quote) ?? "null"),\"resource\":\(alert.resourceID.map(JSONText.quote) ?? "null"),\"status\":\(JSONText.quote(alert.isFiring ? "firing" : "pending")),\"starts_at\":\(JSONText.quote(rfc3339(alert.startsAt))),\"message\":\(JSONText.quote(alert.message))}"
-            )
+            JSONOutput.print(
+              AlertJSON(
+                fingerprint: alert.fingerprint, kind: alert.kind, user_id: alert.userID, resource: alert.resourceID,
+                status: alert.isFiring ? "firing" : "pending", starts_at: rfc3339(alert.startsAt), message: alert.message))
           } else {
             print(
               "\(alert.isFiring ? "FIRING " : "pending") \(alert.kind) \(alert.userID ?? "-") \(alert.resourceID ?? "-") since \(rfc3339(alert.startsAt)): \(alert.message)"

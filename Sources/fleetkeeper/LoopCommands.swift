@@ -145,14 +145,6 @@ func describe(_ action: Action) -> String {
   return parts.joined(separator: " ")
 }
 
-func json(_ action: Action) -> String {
-  "{\"action\":\(JSONText.quote(action.kind.rawValue)),\"user_id\":\(JSONText.quote(action.userID)),\"machine_id\":\(action.machineID.map(JSONText.quote) ?? "null"),\"volume_id\":\(action.volumeID.map(JSONText.quote) ?? "null"),\"region\":\(action.region.map(JSONText.quote) ?? "null"),\"reason\":\(JSONText.quote(action.reason))}"
-}
-
-func json(_ finding: DriftFinding) -> String {
-  "{\"kind\":\(JSONText.quote(finding.kind.rawValue)),\"user_id\":\(finding.userID.map(JSONText.quote) ?? "null"),\"resource_id\":\(finding.resourceID.map(JSONText.quote) ?? "null"),\"message\":\(JSONText.quote(finding.message))}"
-}
-
 struct PlanCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "plan",
@@ -171,9 +163,10 @@ struct PlanCommand: AsyncParsableCommand {
     }
     let plan = report.plan!
     if json {
-      print(
-        "{\"actions\":[\(plan.actions.map(FleetkeeperJSON.action).joined(separator: ","))],\"findings\":[\(plan.findings.map(FleetkeeperJSON.finding).joined(separator: ","))],\"waiting\":\(plan.waiting.count),\"lists_trusted\":\(report.listsTrusted)}"
-      )
+      JSONOutput.print(
+        PlanJSON(
+          actions: plan.actions.map(ActionJSON.init), findings: plan.findings.map(FindingJSON.init),
+          waiting: plan.waiting.count, lists_trusted: report.listsTrusted))
     } else {
       print(
         "\(report.desiredUsers) users desired; Fly lists \(report.observedMachines) machines, \(report.observedVolumes) volumes"
@@ -185,11 +178,6 @@ struct PlanCommand: AsyncParsableCommand {
     }
     if !plan.actions.isEmpty { throw ExitCode(2) }
   }
-}
-
-enum FleetkeeperJSON {
-  static func action(_ action: Action) -> String { json(action) }
-  static func finding(_ finding: DriftFinding) -> String { json(finding) }
 }
 
 struct ReconcileCommand: AsyncParsableCommand {
@@ -408,9 +396,10 @@ struct StatusCommand: AsyncParsableCommand {
       let have = machines[user]?.first
       let volume = volumes[FleetNames.volumeName(forUser: user)]?.first
       if json {
-        print(
-          "{\"user_id\":\(JSONText.quote(user)),\"desired\":\(want.map { JSONText.quote($0.state.rawValue) } ?? "null"),\"observed\":\(have.map { JSONText.quote($0.state.rawValue) } ?? "null"),\"region\":\(JSONText.quote(have?.region ?? want?.region ?? "")),\"machine_id\":\(have.map { JSONText.quote($0.id) } ?? "null"),\"volume_id\":\(volume.map { JSONText.quote($0.id) } ?? "null")}"
-        )
+        JSONOutput.print(
+          StatusJSON(
+            user_id: user, desired: want?.state.rawValue, observed: have?.state.rawValue,
+            region: have?.region ?? want?.region ?? "", machine_id: have?.id, volume_id: volume?.id))
       } else {
         let observed: String = have?.state.rawValue ?? "-"
         print(

@@ -149,9 +149,7 @@ struct UsersCommand: AsyncParsableCommand {
         let store = try await db.open()
         let users = try await store.listUsers()
         if json {
-          let encoder = JSONEncoder()
-          encoder.outputFormatting = [.sortedKeys]
-          for user in users { print(String(decoding: try encoder.encode(UserJSON(user)), as: UTF8.self)) }
+          for user in users { JSONOutput.print(UserJSON(user)) }
         } else {
           print(pad("USER", 28) + pad("STATE", 9) + pad("REGION", 7) + pad("IMAGE", 40) + "EMAIL")
           for user in users {
@@ -326,9 +324,7 @@ struct EventsCommand: AsyncParsableCommand {
       let events = try await db.open().events(user: user, since: since, limit: limit)
       for event in events {
         if json {
-          print(
-            "{\"id\":\(event.id),\"created_at\":\(event.createdAt),\"event_type\":\(JSONText.quote(event.eventType)),\"user_id\":\(event.userID.map(JSONText.quote) ?? "null"),\"machine_id\":\(event.machineID.map(JSONText.quote) ?? "null"),\"volume_id\":\(event.volumeID.map(JSONText.quote) ?? "null"),\"details\":\(event.detailsJSON)}"
-          )
+          JSONOutput.print(EventJSON(event))
         } else {
           let time = rfc3339(Double(event.createdAt))
           print(
