@@ -100,7 +100,8 @@ public actor Alerter {
     }
     do {
       try await store.saveAlerts(
-        next, previous: previous, deliveries: deliveries, now: now, mac: { [self] in self.mac(receiver: $0, payload: $1) })
+        next, previous: previous, deliveries: deliveries, now: now,
+        mac: { [self] in self.mac(receiver: $0, payload: $1) })
     } catch {
       fallback += deliveries
     }
@@ -156,7 +157,8 @@ public struct AlertSender: Sendable {
   /// An HTTP client that never follows a redirect: a receiver checked as https (or loopback) must not
   /// hand the notice, and its signature, on to somewhere else.
   public static let noRedirects = HTTPClient(
-    eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: HTTPClient.Configuration(redirectConfiguration: .disallow))
+    eventLoopGroup: HTTPClient.defaultEventLoopGroup,
+    configuration: HTTPClient.Configuration(redirectConfiguration: .disallow))
 
   /// One sweep of the outbox; returns how many deliveries were attempted.
   @discardableResult
@@ -167,7 +169,9 @@ public struct AlertSender: Sendable {
     }
     guard let due = try? await store.dueDeliveries(now: now) else { return 0 }
     for item in due {
-      if alerter.outboxKey != nil, item.mac == nil || item.mac != alerter.mac(receiver: item.receiver, payload: item.payload) {
+      if alerter.outboxKey != nil,
+        item.mac == nil || item.mac != alerter.mac(receiver: item.receiver, payload: item.payload)
+      {
         // Not queued by this controller: written into the shared database by something else.
         try? await store.recordDelivery(
           id: item.id, delivered: false, giveUp: true, error: "not queued by this controller: not delivered",

@@ -6,7 +6,6 @@ import Foundation
 public enum AlertPayloads {
   static let zeroTime = "0001-01-01T00:00:00Z"
 
-
   static let severity: [String: String] = [
     "destroy_guard_tripped": "critical", "desired_unreadable": "critical", "fly_unreachable": "critical",
     "action_failing": "critical", "list_suspect": "warning",

@@ -7,7 +7,9 @@ public struct FindingEpisodes: Sendable {
   public init() {}
 
   /// The findings new since the last call, and the events of what appeared and cleared, sorted.
-  public mutating func update(_ findings: [DriftFinding], now: Double) -> (appeared: [DriftFinding], events: [AuditEvent]) {
+  public mutating func update(_ findings: [DriftFinding], now: Double) -> (
+    appeared: [DriftFinding], events: [AuditEvent]
+  ) {
     var current: [String: DriftFinding] = [:]
     for finding in findings { current[finding.fingerprint] = finding }
     var appeared: [DriftFinding] = []

@@ -115,4 +115,3 @@ public struct MachineRow: Sendable, Hashable {
     self.updatedAt = updatedAt
   }
 }
-

@@ -240,7 +240,8 @@ public enum Planner {
             Action(userID: user, call: .stop(machineID: extra.id, forRemoval: true), reason: "duplicate machine"))
         } else if !extra.state.isTransitional {
           actions.append(
-            Action(userID: user, call: .destroyMachine(machineID: extra.id, volumeID: nil), reason: "duplicate machine"))
+            Action(userID: user, call: .destroyMachine(machineID: extra.id, volumeID: nil), reason: "duplicate machine")
+          )
         }
       }
       for extra in volumes where extra.id != keptVolume?.id {
@@ -345,7 +346,8 @@ public enum Planner {
                 Action(
                   userID: user,
                   call: .createMachine(
-                    region: volume.region, volumeID: volume.id, spec: spec, guard: UserLifecycle.createGuard(.machine, state)),
+                    region: volume.region, volumeID: volume.id, spec: spec,
+                    guard: UserLifecycle.createGuard(.machine, state)),
                   reason: "desired running, no machine"))
             }
           } else if pendingActive && state.pending?.kind == .volume {
@@ -360,7 +362,8 @@ public enum Planner {
             actions.append(
               Action(
                 userID: user,
-                call: .createVolume(region: desired!.region, spec: spec, guard: UserLifecycle.createGuard(.volume, state)),
+                call: .createVolume(
+                  region: desired!.region, spec: spec, guard: UserLifecycle.createGuard(.volume, state)),
                 reason: "desired running, no volume"))
           }
         }
@@ -398,7 +401,8 @@ public enum Planner {
             if now - released >= retention && input.watching >= min(retention, settings.retentionFloor) {
               actions.append(
                 Action(
-                  userID: user, call: .deleteVolume(volumeID: volume.id), reason: "retention of \(Int(retention)) s passed"))
+                  userID: user, call: .deleteVolume(volumeID: volume.id),
+                  reason: "retention of \(Int(retention)) s passed"))
             }
           }
         } else {

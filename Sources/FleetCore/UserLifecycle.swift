@@ -199,7 +199,8 @@ public enum UserLifecycle {
   /// up, not a blind create again. If it cannot be written, the create is not sent.
   public static func intent(_ action: Action, _ state: UserState, now: Double) -> UserState {
     var state = state
-    state.pending = PendingCreate(kind: action.kind == .createVolume ? .volume : .machine, since: now, outcomeUnknown: true)
+    state.pending = PendingCreate(
+      kind: action.kind == .createVolume ? .volume : .machine, since: now, outcomeUnknown: true)
     return state
   }
 
@@ -471,7 +472,8 @@ public enum UserLifecycle {
   ) -> Step {
     let found = candidates.filter { adoptable($0, for: action) }
     let warning =
-      found.count < candidates.count ? "look-up returned \(candidates.count - found.count) machine(s) that do not match" : nil
+      found.count < candidates.count
+      ? "look-up returned \(candidates.count - found.count) machine(s) that do not match" : nil
     guard let machine = found.first else {
       return Step(state: state, saveState: false, outcome: .skipped, message: "", next: .create, warning: warning)
     }

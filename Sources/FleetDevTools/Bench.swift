@@ -1,8 +1,8 @@
 import FleetCore
+import FleetRuntime
 import FleetStore
 import FlyMachines
 import FlySimulator
-import FleetRuntime
 import Foundation
 import Logging
 

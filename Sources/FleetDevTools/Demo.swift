@@ -1,9 +1,9 @@
 import AsyncHTTPClient
 import FleetCore
+import FleetRuntime
 import FleetStore
 import FlyMachines
 import FlySimulator
-import FleetRuntime
 import Foundation
 import Logging
 

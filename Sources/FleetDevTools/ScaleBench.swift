@@ -1,8 +1,8 @@
 import AsyncHTTPClient
 import FleetCore
+import FleetRuntime
 import FleetStore
 import FlyMachines
-import FleetRuntime
 import Foundation
 import Logging
 import NIOCore

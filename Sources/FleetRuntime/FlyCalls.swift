@@ -48,14 +48,16 @@ struct FlyCalls: Sendable {
       case .createMachine:
         if let id = action.knownResourceID {
           // Fly answered an earlier create with this id: a GET sees it even while lists lag.
-          return .lookedUpMachines(try await ifPresent { () async throws(FlyAPIError) in try await client.getMachine(id) }.map(Self.found))
+          return .lookedUpMachines(
+            try await ifPresent { () async throws(FlyAPIError) in try await client.getMachine(id) }.map(Self.found))
         }
         return .lookedUpMachines(
           try await client.listMachines(ListMachinesQuery(metadata: [FleetNames.userMetadataKey: action.userID]))
             .map(Self.found))
       case .createVolume:
         if let id = action.knownResourceID {
-          return .lookedUpVolumes(try await ifPresent { () async throws(FlyAPIError) in try await client.getVolume(id) }.map(Self.found))
+          return .lookedUpVolumes(
+            try await ifPresent { () async throws(FlyAPIError) in try await client.getVolume(id) }.map(Self.found))
         }
         return .lookedUpVolumes(try await client.listVolumes(summary: true).map(Self.found))
       default:

@@ -55,5 +55,4 @@ public struct FleetLogHandler: LogHandler {
     return JSONText.quote(value)
   }
 
-
 }

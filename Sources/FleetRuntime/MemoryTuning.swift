@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(CMalloc)
   import CMalloc
 #endif

@@ -16,7 +16,8 @@ extension ObservedMachine {
   /// A machine from a list scanned for listings (the quiet pass's fast path).
   public init(_ listing: FlyMachineListing) {
     self.init(
-      id: listing.id, name: listing.name, state: MachineState(listing.state), region: listing.region ?? "", userID: listing.owner,
+      id: listing.id, name: listing.name, state: MachineState(listing.state), region: listing.region ?? "",
+      userID: listing.owner,
       volumeID: listing.volumeID, privateIP: listing.privateIP, createdAt: listing.createdAt.flatMap(parseRFC3339),
       updatedAt: listing.updatedAt.flatMap(parseRFC3339))
   }

@@ -12,7 +12,8 @@ public enum SettingParsers {
   {
     guard let value = decimal(text), bounds.contains(value) else {
       throw FieldError(
-        field: name, value: text, reason: "\(unit), a plain decimal number from \(show(bounds.lowerBound)) to \(show(bounds.upperBound))")
+        field: name, value: text,
+        reason: "\(unit), a plain decimal number from \(show(bounds.lowerBound)) to \(show(bounds.upperBound))")
     }
     return value
   }
@@ -22,7 +23,8 @@ public enum SettingParsers {
     guard !text.isEmpty, text.count <= 9, text.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int(text),
       bounds.contains(value)
     else {
-      throw FieldError(field: name, value: text, reason: "a whole number from \(bounds.lowerBound) to \(bounds.upperBound)")
+      throw FieldError(
+        field: name, value: text, reason: "a whole number from \(bounds.lowerBound) to \(bounds.upperBound)")
     }
     return value
   }
@@ -40,7 +42,9 @@ public enum SettingParsers {
     guard let value, bounds.contains(value) else {
       throw FieldError(
         field: name, value: text,
-        reason: "seconds, or 30m, 12h, 7d (from \(show(bounds.lowerBound)) s to \(Int(bounds.upperBound / 86_400)) d), or never")
+        reason:
+          "seconds, or 30m, 12h, 7d (from \(show(bounds.lowerBound)) s to \(Int(bounds.upperBound / 86_400)) d), or never"
+      )
     }
     return value
   }

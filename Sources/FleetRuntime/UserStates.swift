@@ -306,7 +306,7 @@ final class UserStates {
         try await store.commit(events: events, statements: batch)
         written += batch.count
         return
-      } catch where error.code == .constraint {
+      } catch  where error.code == .constraint {
         // Below: one user at a time.
       }
       var byUser: [String: [SQLStatement]] = [:]
@@ -324,7 +324,7 @@ final class UserStates {
         do {
           try await store.commit(events: [], statements: byUser[user]!)
           written += byUser[user]!.count
-        } catch where error.code == .constraint {
+        } catch  where error.code == .constraint {
           failed[user] = error.message
         }
       }

@@ -452,7 +452,8 @@ public final class FlyClient: FlyMachinesAPI {
     let deadline = started.advanced(by: timeout ?? configuration.requestTimeout)
     do {
       let response = try await transport.exchange(request, maxBytes: configuration.maxBodyBytes, deadline: deadline)
-      let result = Response(status: response.status, headers: response.headers, body: response.body, operation: operation)
+      let result = Response(
+        status: response.status, headers: response.headers, body: response.body, operation: operation)
       if let header = response.headers.first(name: "Date"), header != serverDate.withLock({ $0?.header }),
         let date = Self.httpDate(header)
       {

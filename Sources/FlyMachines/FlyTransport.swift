@@ -1,8 +1,8 @@
 public import AsyncHTTPClient
 public import Foundation
 public import NIOCore
-public import NIOHTTP1
 import NIOFoundationCompat
+public import NIOHTTP1
 
 /// One request as the client builds it: method, absolute URL, headers, body.
 public struct FlyHTTPRequest: Sendable {

@@ -301,7 +301,9 @@ public final class HranaServer: Sendable {
     if statement.columnCount > 0 {
       for index in 0..<statement.columnCount {
         var column: [String: Any] = ["name": statement.columnNames[index]]
-        column["decltype"] = sqlite3_column_decltype(statement.sqliteStatement, Int32(index)).map { String(cString: $0) }
+        column["decltype"] = sqlite3_column_decltype(statement.sqliteStatement, Int32(index)).map {
+          String(cString: $0)
+        }
         cols.append(column)
       }
       let cursor = try Row.fetchCursor(statement)
@@ -403,7 +405,9 @@ public final class HranaServer: Sendable {
     var params: [[String: Any]] = []
     if count > 0 {
       for index in 1...count {
-        params.append(["name": sqlite3_bind_parameter_name(statement.sqliteStatement, index).map { String(cString: $0) } as Any])
+        params.append([
+          "name": sqlite3_bind_parameter_name(statement.sqliteStatement, index).map { String(cString: $0) } as Any
+        ])
       }
     }
     let cols = (0..<statement.columnCount).map { index -> [String: Any] in

@@ -39,7 +39,8 @@ struct AlertsCommand: AsyncParsableCommand {
             JSONOutput.print(
               AlertJSON(
                 fingerprint: alert.fingerprint, kind: alert.kind, user_id: alert.userID, resource: alert.resourceID,
-                status: alert.isFiring ? "firing" : "pending", starts_at: rfc3339(alert.startsAt), message: alert.message))
+                status: alert.isFiring ? "firing" : "pending", starts_at: rfc3339(alert.startsAt),
+                message: alert.message))
           } else {
             print(
               "\(alert.isFiring ? "FIRING " : "pending") \(alert.kind) \(alert.userID ?? "-") \(alert.resourceID ?? "-") since \(rfc3339(alert.startsAt)): \(alert.message)"
@@ -84,7 +85,8 @@ struct AlertsCommand: AsyncParsableCommand {
       abstract: "Receivers kept in the database.", subcommands: [Add.self])
     struct Add: AsyncParsableCommand {
       @OptionGroup var db: DatabaseOptions
-      @Argument(help: "webhook, slack or alertmanager (command receivers: FLEET_ALERT_WEBHOOK_URLS only).") var kind: String
+      @Argument(help: "webhook, slack or alertmanager (command receivers: FLEET_ALERT_WEBHOOK_URLS only).") var kind:
+        String
       @Argument(help: "An https URL, or http to loopback.") var target: String
       @Option(help: "Env variable holding the webhook's HMAC secret.") var secretEnv: String?
       func run() async throws {

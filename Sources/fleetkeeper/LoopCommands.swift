@@ -88,7 +88,8 @@ struct LoopOptions: ParsableArguments {
           value, name: "FLEET_VOLUME_RETENTION", bounds: 60...(3650 * 86_400))
       }
       if let value = writeRate ?? env["FLEET_WRITE_RATE"] {
-        let rate = try SettingParsers.number(value, name: "FLEET_WRITE_RATE", bounds: 0.01...100, unit: "calls per second")
+        let rate = try SettingParsers.number(
+          value, name: "FLEET_WRITE_RATE", bounds: 0.01...100, unit: "calls per second")
         settings.writeLimits.perSecond = rate
         settings.writeLimits.burst = max(settings.writeLimits.burst, rate)
       }
@@ -199,7 +200,8 @@ struct ReconcileCommand: AsyncParsableCommand {
       })
     // One writer: a pass beside a running `fleetkeeper run` would race it (two creates for one
     // user). The lease is taken for the pass, renewed while it runs, and given back after.
-    let keeper = LeaseKeeper(lease: WriterLease(store: store, holder: writerIdentity("reconcile"), ttl: settings.leaseSeconds))
+    let keeper = LeaseKeeper(
+      lease: WriterLease(store: store, holder: writerIdentity("reconcile"), ttl: settings.leaseSeconds))
     let status = await keeper.renew()
     await reconciler.setWriterCheck { keeper.status.held }
     guard status.held else {
@@ -263,22 +265,25 @@ struct RunCommand: AsyncParsableCommand {
     let drain: Double
     do {
       (host, port) = try SettingParsers.listen(listen ?? env["FLEET_LISTEN"] ?? "127.0.0.1:9090", name: "FLEET_LISTEN")
-      drain = try (drainSeconds ?? env["FLEET_DRAIN_SECONDS"]).map {
-        try SettingParsers.number($0, name: "FLEET_DRAIN_SECONDS", bounds: 0...600)
-      } ?? 20
+      drain =
+        try (drainSeconds ?? env["FLEET_DRAIN_SECONDS"]).map {
+          try SettingParsers.number($0, name: "FLEET_DRAIN_SECONDS", bounds: 0...600)
+        } ?? 20
     } catch {
       throw ValidationError("\(error)")
     }
 
     let metrics = FleetMetrics()
     let settings = try loop.settings()
-    let client = try fly.client(redactor: redactor, observer: { record in
-      let status = record.status.map(String.init) ?? "error"
-      metrics.increment("fleetkeeper_api_requests_total", ["endpoint": record.endpoint, "status": status])
-      metrics.observe(
-        "fleetkeeper_api_request_duration_seconds", ["endpoint": record.endpoint], record.duration.seconds)
-      if record.status == 429 { metrics.increment("fleetkeeper_api_rate_limited_total") }
-    })
+    let client = try fly.client(
+      redactor: redactor,
+      observer: { record in
+        let status = record.status.map(String.init) ?? "error"
+        metrics.increment("fleetkeeper_api_requests_total", ["endpoint": record.endpoint, "status": status])
+        metrics.observe(
+          "fleetkeeper_api_request_duration_seconds", ["endpoint": record.endpoint], record.duration.seconds)
+        if record.status == 429 { metrics.increment("fleetkeeper_api_rate_limited_total") }
+      })
     let store = try await db.open()
     let reconciler = Reconciler(client: client, store: store, settings: settings, redactor: redactor, logger: logger)
     let alerter = Alerter(
@@ -349,7 +354,6 @@ final class DriftAges: Sendable {
     }
   }
 }
-
 
 /// Logs as logfmt (default) or JSON lines (`FLEET_LOG_FORMAT`), at `FLEET_LOG_LEVEL` (info), redacted.
 func bootstrapLogging(redactor: Redactor) throws -> Logger {

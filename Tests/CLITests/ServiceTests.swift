@@ -128,7 +128,8 @@ import Testing
     #expect(nan.status != 0 && nan.stderr.contains("--stuck-after"), "\(nan.stderr)")
     let hex = try await fleetkeeper(["plan", "--interval", "0x10"], env: base)
     #expect(hex.status != 0 && hex.stderr.contains("0x10"), "\(hex.stderr)")
-    let clear = try await fleetkeeper(["plan"], env: base.merging(["FLY_API_BASE_URL": "http://api.machines.dev"]) { $1 })
+    let clear = try await fleetkeeper(
+      ["plan"], env: base.merging(["FLY_API_BASE_URL": "http://api.machines.dev"]) { $1 })
     #expect(clear.status != 0 && clear.stderr.contains("FLY_API_BASE_URL"), "\(clear.stderr)")
   }
 
@@ -155,7 +156,8 @@ import Testing
       return "http://" + field.dropFirst("address=".count)
     }
     func held(_ address: String) async throws -> Bool {
-      let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: address + "/metrics"), timeout: .seconds(5))
+      let response = try await HTTPClient.shared.execute(
+        HTTPClientRequest(url: address + "/metrics"), timeout: .seconds(5))
       let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
       let line = text.split(separator: "\n").first { $0.hasPrefix("fleetkeeper_writer_lease_held ") }
       return line.flatMap { Double($0.split(separator: " ").last ?? "") } == 1

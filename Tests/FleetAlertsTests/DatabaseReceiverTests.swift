@@ -45,7 +45,8 @@ import Testing
     func check(_ kind: String, _ target: String, _ secret: String? = nil) -> String? {
       do {
         _ = try AlertReceiver.fromDatabase(
-          AlertReceiverRow(id: 7, kind: kind, target: target, secretEnv: secret), environment: ["HOOK_SECRET": "s3cr3t"])
+          AlertReceiverRow(id: 7, kind: kind, target: target, secretEnv: secret), environment: ["HOOK_SECRET": "s3cr3t"]
+        )
         return nil
       } catch {
         return error.field
@@ -87,7 +88,8 @@ import Testing
       SQLStatement(
         "INSERT INTO fleet_alert_outbox (receiver, payload, next_attempt_at) VALUES ('env:0', '{\"forged\":true}', 0)"),
       SQLStatement(
-        "INSERT INTO fleet_alert_outbox (receiver, payload, next_attempt_at, mac) VALUES ('env:0', '{\"forged\":2}', 0, 'abc')"),
+        "INSERT INTO fleet_alert_outbox (receiver, payload, next_attempt_at, mac) VALUES ('env:0', '{\"forged\":2}', 0, 'abc')"
+      ),
     ])
     _ = try await alerter.queueTest(now: 1)
     await AlertSender(alerter: alerter, store: store).sweep(now: 2)

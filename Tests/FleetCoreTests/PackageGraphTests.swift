@@ -57,7 +57,8 @@ struct PackageGraphTests {
 
   /// The modules the Swift files under `folder` import (toolchain modules left out).
   static func imports(in folder: URL) throws -> Set<String> {
-    let pattern = /^(?:@\w+\s+)*(?:(?:public|package|internal|fileprivate|private)\s+)?import\s+(?:(?:struct|class|enum|protocol|func|typealias|var|let)\s+)?(\w+)/
+    let pattern =
+      /^(?:@\w+\s+)*(?:(?:public|package|internal|fileprivate|private)\s+)?import\s+(?:(?:struct|class|enum|protocol|func|typealias|var|let)\s+)?(\w+)/
     var modules: Set<String> = []
     let files = FileManager.default.enumerator(at: folder, includingPropertiesForKeys: nil)
     while let file = files?.nextObject() as? URL {
@@ -104,7 +105,8 @@ struct PackageGraphTests {
       var seen: Set<String> = []
       var queue = [name]
       while let next = queue.popLast() {
-        for dependency in targets[next]?.dependencies ?? [] where targets[dependency] != nil && !seen.contains(dependency) {
+        for dependency in targets[next]?.dependencies ?? []
+        where targets[dependency] != nil && !seen.contains(dependency) {
           seen.insert(dependency)
           queue.append(dependency)
         }

@@ -160,7 +160,11 @@ struct PlannerTests {
       name: "absent, a stop refused (backing off) → waits, takes no place under the destroy cap",
       desired: desired([("u1", .absent, "cdg")]),
       machines: [machine("m1", user: "u1", state: "started")],
-      states: ["u1": state { $0.backoffUntil = now + 30; $0.failures = 2; $0.lastError = "412" }],
+      states: [
+        "u1": state {
+          $0.backoffUntil = now + 30; $0.failures = 2; $0.lastError = "412"
+        }
+      ],
       actions: []),
     Case(
       name: "an attached extra volume is never deleted", desired: desired([("u1", .running, "cdg")]),
@@ -227,7 +231,11 @@ struct PlannerTests {
       name: "a read by id showed the machine the list leaves out → wait, report list_omits",
       desired: desired([("u1", .running, "cdg")]),
       recorded: ["u1": RecordedMachine(machineID: "m1", volumeID: "v1")],
-      states: ["u1": state { $0.volumeID = "v1"; $0.noteRead("m1", found: true); $0.backoffUntil = now + 10 }],
+      states: [
+        "u1": state {
+          $0.volumeID = "v1"; $0.noteRead("m1", found: true); $0.backoffUntil = now + 10
+        }
+      ],
       actions: [], findings: ["list_omits u1"]),
     Case(
       name: "the remembered volume not in the list, a newer one is → read by id, nothing switched or deleted",
@@ -239,7 +247,9 @@ struct PlannerTests {
       name: "a duplicate volume older than the kept one may hold data → reported, not deleted",
       desired: desired([("u1", .running, "cdg")]),
       machines: [machine("m1", user: "u1", state: "started", volume: "v2")],
-      volumes: [volume("v1", user: "u1", created: now - 900), volume("v2", user: "u1", attached: "m1", created: now - 60)],
+      volumes: [
+        volume("v1", user: "u1", created: now - 900), volume("v2", user: "u1", attached: "m1", created: now - 60),
+      ],
       states: ["u1": state { $0.volumeID = "v2" }],
       actions: [], findings: ["duplicate_volume u1"]),
     Case(
@@ -253,8 +263,14 @@ struct PlannerTests {
       name: "a remembered deadline from the future (clock stepped back) holds the user at most maxBackoff",
       desired: desired([("u1", .running, "cdg")]),
       machines: [machine("m1", user: "u1", state: "stopped")],
-      states: ["u1": state { $0.backoffUntil = now + 86_400; $0.failures = 1; $0.lastError = "x" }],
-      settings: { var s = PlannerSettings(); s.maxBackoff = 0; return s }(),
+      states: [
+        "u1": state {
+          $0.backoffUntil = now + 86_400; $0.failures = 1; $0.lastError = "x"
+        }
+      ],
+      settings: {
+        var s = PlannerSettings(); s.maxBackoff = 0; return s
+      }(),
       actions: ["start u1 m1"], findings: ["stopped_while_desired_running u1"]),
     Case(
       name: "machine destroyed behind our back, volume still bound → wait, and report it missing",

@@ -19,7 +19,8 @@ struct UserLifecycleTests {
     Action(
       userID: "u1",
       call: .createMachine(
-        region: "cdg", volumeID: "vol_1", spec: spec, guard: Action.CreateGuard(lookUpFirst: lookUp, knownResourceID: known)),
+        region: "cdg", volumeID: "vol_1", spec: spec,
+        guard: Action.CreateGuard(lookUpFirst: lookUp, knownResourceID: known)),
       reason: "test")
   }
   static let start = Action(userID: "u1", call: .start(machineID: "m1"), reason: "test")
@@ -48,12 +49,17 @@ struct UserLifecycleTests {
     return state
   }
   static let intent = UserLifecycle.intent(createMachine(), state { $0.volumeID = "vol_1" }, now: now - 1)
-  static func machine(_ id: String = "m1", state: MachineState = .started, owner: String? = "u1", volume: String? = "vol_1")
+  static func machine(
+    _ id: String = "m1", state: MachineState = .started, owner: String? = "u1", volume: String? = "vol_1"
+  )
     -> UserLifecycle.FoundMachine
   {
-    UserLifecycle.FoundMachine(id: id, state: state, owner: owner, region: "cdg", volumeID: volume, privateIP: "fdaa::1")
+    UserLifecycle.FoundMachine(
+      id: id, state: state, owner: owner, region: "cdg", volumeID: volume, privateIP: "fdaa::1")
   }
-  static func volume(_ id: String = "vol_1", name: String = FleetNames.volumeName(forUser: "u1"), state: VolumeState = .created)
+  static func volume(
+    _ id: String = "vol_1", name: String = FleetNames.volumeName(forUser: "u1"), state: VolumeState = .created
+  )
     -> UserLifecycle.FoundVolume
   {
     UserLifecycle.FoundVolume(id: id, name: name, state: state, region: "cdg")
@@ -75,7 +81,8 @@ struct UserLifecycleTests {
   static let cases: [Case] = [
     // Creates and "never create twice".
     Case(
-      name: "a volume made: remembered, pending until listed", action: createVolume(), outcome: .done(.init(id: "vol_9")),
+      name: "a volume made: remembered, pending until listed", action: createVolume(),
+      outcome: .done(.init(id: "vol_9")),
       before: UserLifecycle.intent(createVolume(), UserState(), now: now - 1),
       expected: "ok · done · - · create_volume:ok · volume=vol_9 pending=volume(id vol_9)"),
     Case(
@@ -86,7 +93,8 @@ struct UserLifecycleTests {
       name: "a create's answer lost: never sent again in the pass; looked up next time", action: createMachine(),
       outcome: .failed(lost), before: intent,
       expected:
-        "unknown · done · - · create_machine:unknown · volume=vol_1 pending=machine(unknown) failures=1 backoff=0.5 error"),
+        "unknown · done · - · create_machine:unknown · volume=vol_1 pending=machine(unknown) failures=1 backoff=0.5 error"
+    ),
     Case(
       name: "a create refused (422): no pending, backoff", action: createMachine(), outcome: .failed(refused422),
       before: intent, expected: "failed · done · - · create_machine:failed · volume=vol_1 failures=1 backoff=0.5 error"),
@@ -156,7 +164,8 @@ struct UserLifecycleTests {
     // Reads by id.
     Case(
       name: "a read shows the machine the list left out: the list lies", action: verifyMachine,
-      outcome: .readMachine(machine()), expected: "present · done · - · verify_machine:present · reads=m1+ backoff=15.0"),
+      outcome: .readMachine(machine()), expected: "present · done · - · verify_machine:present · reads=m1+ backoff=15.0"
+    ),
     Case(
       name: "read again, still there: not recorded again", action: verifyMachine, outcome: .readMachine(machine()),
       before: state { $0.noteRead("m1", found: true) }, expected: "present · done · - · - · reads=m1+ backoff=15.0"),
@@ -207,19 +216,24 @@ struct UserLifecycleTests {
       before: intent, expected: "skipped · create · - · - · volume=vol_1 pending=machine(unknown) (not saved)"),
     Case(
       name: "a look-up finds only others' machines: create, never adopt them", action: createMachine(lookUp: true),
-      outcome: .lookedUpMachines([machine("m7", owner: "u2"), machine("m8", volume: "vol_2"), machine("m9", state: .destroyed)]),
+      outcome: .lookedUpMachines([
+        machine("m7", owner: "u2"), machine("m8", volume: "vol_2"), machine("m9", state: .destroyed),
+      ]),
       before: intent, expected: "skipped · create · - · - · volume=vol_1 pending=machine(unknown) (not saved)"),
     Case(
       name: "a look-up finds the machine the lost create made: adopted", action: createMachine(lookUp: true),
       outcome: .lookedUpMachines([machine("m7", owner: "u2"), machine("m3")]), before: intent,
-      expected: "adopted · done · upsert m3 cdg vol_1 started · adopt_machine:adopted · volume=vol_1 pending=machine(id m3)"),
+      expected:
+        "adopted · done · upsert m3 cdg vol_1 started · adopt_machine:adopted · volume=vol_1 pending=machine(id m3)"),
     Case(
       name: "a look-up finds the volume: adopted", action: createVolume(lookUp: true),
       outcome: .lookedUpVolumes([volume("vol_0", state: .destroyed), volume("vol_3")]),
       expected: "adopted · done · - · adopt_volume:adopted · volume=vol_3 pending=volume(id vol_3)"),
     Case(
-      name: "a look-up that fails: no create, backoff", action: createMachine(lookUp: true), outcome: .lookUpFailed(lost),
-      before: intent, expected: "unknown · done · - · create_machine:unknown · volume=vol_1 pending=machine(unknown) backoff=0.5"),
+      name: "a look-up that fails: no create, backoff", action: createMachine(lookUp: true),
+      outcome: .lookUpFailed(lost),
+      before: intent,
+      expected: "unknown · done · - · create_machine:unknown · volume=vol_1 pending=machine(unknown) backoff=0.5"),
   ]
 
   static func describe(_ step: UserLifecycle.Step) -> String {
@@ -252,7 +266,8 @@ struct UserLifecycleTests {
     if let volume = state.volumeID { parts.append("volume=\(volume)") }
     if let pending = state.pending {
       let kind = pending.kind == .machine ? "machine" : "volume"
-      parts.append("pending=\(kind)(\(pending.resourceID.map { "id \($0)" } ?? (pending.outcomeUnknown ? "unknown" : "-")))")
+      parts.append(
+        "pending=\(kind)(\(pending.resourceID.map { "id \($0)" } ?? (pending.outcomeUnknown ? "unknown" : "-")))")
     }
     if !state.reads.isEmpty { parts.append("reads=" + state.reads.map { "\($0.id)\($0.found ? "+" : "-")" }.joined()) }
     if state.failures > 0 { parts.append("failures=\(state.failures)") }
@@ -294,7 +309,8 @@ struct UserLifecycleTests {
     #expect(UserLifecycle.createGuard(.machine, intent) == Action.CreateGuard())
     var answered = intent
     answered.pending?.resourceID = "vol_7"
-    #expect(UserLifecycle.createGuard(.volume, answered) == Action.CreateGuard(lookUpFirst: true, knownResourceID: "vol_7"))
+    #expect(
+      UserLifecycle.createGuard(.volume, answered) == Action.CreateGuard(lookUpFirst: true, knownResourceID: "vol_7"))
   }
 
   @Test func eventTypesRoundTripThroughTheirText() {

@@ -282,7 +282,9 @@ import Testing
       #expect(fleet.machinesByUser.keys.sorted() == ["u2", "u3", "u4"])
       let events = try await harness.store.events(user: "u0", limit: 1000)
       #expect(
-        events.contains { $0.detailsJSON.contains(#""outcome":"failed""#) && $0.detailsJSON.contains("manifest unknown") }
+        events.contains {
+          $0.detailsJSON.contains(#""outcome":"failed""#) && $0.detailsJSON.contains("manifest unknown")
+        }
       )
       let memory = try await harness.store.loadUserStates()
       #expect((memory["u0"]?.failures ?? 0) >= 1)

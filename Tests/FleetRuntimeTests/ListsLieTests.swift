@@ -1,8 +1,8 @@
 import FleetCore
 import FleetDevTools
 import FleetRuntime
-import FlyMachines
 import FleetStore
+import FlyMachines
 import FlySimulator
 import Foundation
 import Testing

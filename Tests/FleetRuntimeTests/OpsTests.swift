@@ -36,7 +36,8 @@ import Testing
       let text = metrics.render()
       for name in [
         "fleetkeeper_passes_total", "fleetkeeper_pass_duration_seconds_bucket", "fleetkeeper_actions_total",
-        "fleetkeeper_api_requests_total", "fleetkeeper_api_request_duration_seconds_bucket", "fleetkeeper_desired_users",
+        "fleetkeeper_api_requests_total", "fleetkeeper_api_request_duration_seconds_bucket",
+        "fleetkeeper_desired_users",
         "fleetkeeper_observed_machines", "fleetkeeper_oldest_drift_age_seconds", "fleetkeeper_alert_deliveries_total",
       ] {
         #expect(text.contains(name), "\(name) missing")

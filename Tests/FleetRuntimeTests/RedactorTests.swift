@@ -48,7 +48,8 @@ import Testing
     let lines = Mutex<[String]>([])
     let redactor = Redactor(["fm2_token-value-1234", #"p/a"ss"#])
     var handler = FleetLogHandler(
-      label: "t", format: .json, level: .trace, redactor: redactor, write: { line in lines.withLock { $0.append(line) } })
+      label: "t", format: .json, level: .trace, redactor: redactor,
+      write: { line in lines.withLock { $0.append(line) } })
     handler.metadata["token"] = "fm2_token-value-1234"
     let logger = Logger(label: "t", factory: { _ in handler })
     logger.trace("request failed: {\"error\":\"p\\/a\\\"ss\"}", metadata: ["body": "%22p%2Fa%22ss%22"])

@@ -7,7 +7,8 @@ import Testing
 
 @Suite struct SettingParserTests {
   @Test(arguments: [
-    "inf", "-inf", "nan", "1e30", "1e-300", "0x10", "-5", "", " 30", "30s", "1.2.3", ".5", "5.", "99999999999999999999999",
+    "inf", "-inf", "nan", "1e30", "1e-300", "0x10", "-5", "", " 30", "30s", "1.2.3", ".5", "5.",
+    "99999999999999999999999",
   ])
   func garbageSecondsAreRefusedNamingTheSettingAndTheValue(_ text: String) {
     do {
@@ -24,9 +25,15 @@ import Testing
     #expect(try SettingParsers.number("30", name: "FLEET_INTERVAL", bounds: 1...3600) == 30)
     #expect(try SettingParsers.number("0.5", name: "FLEET_WRITE_RATE", bounds: 0.01...100) == 0.5)
     #expect(throws: FieldError.self) { try SettingParsers.number("0", name: "FLEET_INTERVAL", bounds: 1...3600) }
-    #expect(throws: FieldError.self) { try SettingParsers.number("0.001", name: "FLEET_WRITE_RATE", bounds: 0.01...100) }
-    #expect(throws: FieldError.self) { try SettingParsers.integer("-1", name: "FLEET_MAX_DESTROYS", bounds: 0...10_000) }
-    #expect(throws: FieldError.self) { try SettingParsers.integer("1e3", name: "FLEET_MAX_DESTROYS", bounds: 0...10_000) }
+    #expect(throws: FieldError.self) {
+      try SettingParsers.number("0.001", name: "FLEET_WRITE_RATE", bounds: 0.01...100)
+    }
+    #expect(throws: FieldError.self) {
+      try SettingParsers.integer("-1", name: "FLEET_MAX_DESTROYS", bounds: 0...10_000)
+    }
+    #expect(throws: FieldError.self) {
+      try SettingParsers.integer("1e3", name: "FLEET_MAX_DESTROYS", bounds: 0...10_000)
+    }
   }
 
   @Test func durations() throws {
@@ -40,9 +47,10 @@ import Testing
   }
 
   @Test func theTokenNeverTravelsInClear() throws {
-    for good in ["https://api.machines.dev", "http://127.0.0.1:4280", "http://localhost:1", "http://[::1]:80/x",
-      "http://sim.internal:4280"]
-    {
+    for good in [
+      "https://api.machines.dev", "http://127.0.0.1:4280", "http://localhost:1", "http://[::1]:80/x",
+      "http://sim.internal:4280",
+    ] {
       try SettingParsers.apiBaseURL(good, name: "FLY_API_BASE_URL")
     }
     for bad in ["http://api.machines.dev", "http://127.0.0.1.evil.example", "ftp://x", "https://", "api.machines.dev"] {
@@ -151,7 +159,8 @@ import Testing
   /// A lease row written by hand (an expiry in year 33658, a non-number, not JSON at all) never
   /// blocks a writer for longer than twice the lease's life.
   @Test(arguments: [
-    #"{"holder":"ghost","expires_at":1e12}"#, #"{"holder":"ghost","expires_at":"never"}"#, "not json", #"{"holder":"ghost"}"#,
+    #"{"holder":"ghost","expires_at":1e12}"#, #"{"holder":"ghost","expires_at":"never"}"#, "not json",
+    #"{"holder":"ghost"}"#,
   ])
   func aHandWrittenLeaseRowIsTakenOver(_ value: String) async throws {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("fk-lease-\(UUID().uuidString).sqlite3")

@@ -21,7 +21,8 @@ import Testing
       _ = try await harness.store.database.write([
         SQLStatement("DELETE FROM machines WHERE user_id = 'u0'"),
         SQLStatement(
-          "INSERT INTO machines (id, user_id, region, status) VALUES (?, 'intruder', 'cdg', 'started')", [.text(stolen)]),
+          "INSERT INTO machines (id, user_id, region, status) VALUES (?, 'intruder', 'cdg', 'started')", [.text(stolen)]
+        ),
       ])
       try await harness.store.importUsers([UserInput(userID: "late", state: "running", region: "cdg")])
       // A restart reads the rows back.
@@ -93,7 +94,9 @@ import Testing
         reports.append(report)
         if report.plan?.actions.isEmpty == true && report.plan?.waiting.isEmpty == true { break }
       }
-      let lookUps = harness.simulator.requestLog().filter { $0.endpoint == "GET /machines" && $0.query.contains("metadata.") }
+      let lookUps = harness.simulator.requestLog().filter {
+        $0.endpoint == "GET /machines" && $0.query.contains("metadata.")
+      }
       #expect(!lookUps.isEmpty, "the lost create was looked up, through the (ignored) metadata filter")
       let rows = try await harness.store.machineRows()
       let lateMachine = try #require(rows["late"]?.id)

@@ -85,7 +85,9 @@ struct SchemaTests {
     #expect(states["u1"]?.volumeID == "vol_1" && states["u1"]?.failures == 2)
     #expect(try await Self.columns(store, "fleet_user_state").contains("state TEXT NOT NULL"))
     let refused = await #expect(throws: StoreError.self) {
-      try await store.database.write([SQLStatement("INSERT INTO fleet_user_state (user_id, state) VALUES ('u2', 'not json')")])
+      try await store.database.write([
+        SQLStatement("INSERT INTO fleet_user_state (user_id, state) VALUES ('u2', 'not json')")
+      ])
     }
     #expect(refused?.description.contains("state") == true, "the constraint names the column")
   }

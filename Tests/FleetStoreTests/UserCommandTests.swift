@@ -181,14 +181,15 @@ struct UserCommandTests {
 
   @Test(arguments: Backend.allCases) func auditEventsRoundTrip(backend: Backend) async throws {
     let (store, _) = try await freshStore(backend)
-    try await store.commit(events: [
-      AuditEvent(
-        type: .action(.createVolume), userID: "u1", volumeID: "vol_1", details: ["attempt": .int(1)], createdAt: 10),
-      AuditEvent(
-        type: .action(.createMachine), userID: "u1", machineID: "m1", details: ["error": .string("x\"y")],
-        createdAt: 11),
-      AuditEvent(type: .action(.start), userID: "u2", machineID: "m2", createdAt: 12),
-    ], statements: [])
+    try await store.commit(
+      events: [
+        AuditEvent(
+          type: .action(.createVolume), userID: "u1", volumeID: "vol_1", details: ["attempt": .int(1)], createdAt: 10),
+        AuditEvent(
+          type: .action(.createMachine), userID: "u1", machineID: "m1", details: ["error": .string("x\"y")],
+          createdAt: 11),
+        AuditEvent(type: .action(.start), userID: "u2", machineID: "m2", createdAt: 12),
+      ], statements: [])
     let all = try await store.events()
     #expect(all.map(\.eventType) == ["create_volume", "create_machine", "start"])
     #expect(all[1].detailsJSON == #"{"error":"x\"y"}"#)

@@ -59,33 +59,38 @@ struct HostileServerTests {
       let body =
         #"{"id":"3d8d413b29d089","state":"started","region":"ord","config":{"x":"#
         + String(repeating: "[", count: deep) + String(repeating: "]", count: deep) + "}}"
-      return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+      return Response(
+        status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
     }
     router.get("/v1/apps/deep/machines") { _, _ in
       let body =
         #"[{"id":"3d8d413b29d089","state":"started","region":"ord","config":{"metadata":{"fleet_user_id":"u1"},"x":"#
         + String(repeating: "[", count: deep) + String(repeating: "]", count: deep) + "}}]"
-      return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+      return Response(
+        status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
     }
     router.get("/v1/apps/deep/volumes") { _, _ in
       let body =
         #"[{"id":"vol_1","name":"data","state":"created","region":"ord","x":"#
         + String(repeating: "[", count: deep) + String(repeating: "]", count: deep) + "}]"
-      return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+      return Response(
+        status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
     }
     // Nested 200 deep: within JSONDecoder's own limit (512), beyond fleetkeeper's (128).
     router.get("/v1/apps/app/machines/deep200") { _, _ in
       let body =
         #"{"id":"3d8d413b29d089","state":"started","region":"ord","config":{"x":"#
         + String(repeating: "[", count: 200) + String(repeating: "]", count: 200) + "}}"
-      return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+      return Response(
+        status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
     }
     // Nested 100 deep, brackets in strings besides: deep, but within the limit.
     router.get("/v1/apps/nested/machines") { _, _ in
       let body =
         #"[{"id":"3d8d413b29d089","state":"started","region":"ord","config":{"metadata":{"fleet_user_id":"u1"},"#
         + #""s":"[[[[{{{{\"[[","x":"# + String(repeating: "[", count: 100) + String(repeating: "]", count: 100) + "}}]"
-      return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+      return Response(
+        status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
     }
     router.post("/v1/apps/app/machines/:id/start") { _, context in
       let index = Int(context.parameters.get("id")?.dropFirst(2) ?? "") ?? 0
