@@ -103,7 +103,7 @@ struct FlyCalls: Sendable {
         do {
           config = try machineConfig(action)
         } catch {
-          return .refused("\(error)")
+          return .refused(redactor.scrub("\(error)"))
         }
         let machine = try await client.createMachine(
           CreateMachineRequest(name: FleetNames.machineName(forUser: action.userID), region: region, config: config))

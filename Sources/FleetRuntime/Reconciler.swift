@@ -147,6 +147,8 @@ public actor Reconciler {
       users.invalidate()
       return couldNotRun(report, .leaseLost, "the writer lease was lost while planning: nothing done")
     }
+    // The episodes move on only once their events are written: a failed commit reports them again.
+    var episodes = self.episodes
     let (appeared, events) = episodes.update(plan.findings, now: started)
     for finding in appeared {
       logger.warning(
@@ -165,6 +167,7 @@ public actor Reconciler {
       // Nothing was acted on: what this plan changed is planned again from the database.
       return couldNotRun(report, .desiredUnreadable, error.description)
     }
+    self.episodes = episodes
     scrubbed.forEach { onEvent?($0) }
     steady =
       guarded.trusted && plan.actions.isEmpty && plan.waiting.isEmpty && plan.findings.isEmpty && statements == 0
@@ -283,7 +286,8 @@ public actor Reconciler {
       return await apply(await fly.read(action), of: action, started: started, attempt: 1).result
     }
     if action.lookUpFirst {
-      let looked = await apply(await fly.lookUp(action), of: action, started: clock.now(), attempt: 0)
+      let started = clock.now()
+      let looked = await apply(await fly.lookUp(action), of: action, started: started, attempt: 0)
       if looked.next != .create { return looked.result }
     }
     if action.kind.isCreate {
@@ -291,7 +295,9 @@ public actor Reconciler {
       let before = users.states[user]
       users.states[user] = UserLifecycle.intent(action, before ?? UserState(), now: clock.now())
       guard await users.writeState(of: user) else {
-        users.states[user] = before  // not on disk: a crash now would leave nothing to look up. Not sent.
+        // Not on disk: a crash now would leave nothing to look up. Not sent; the earlier intent (if
+        // any, with the id Fly answered) is kept, so the next attempt still looks up first.
+        users.states[user]?.pending = before?.pending
         return ActionResult(action: action, outcome: .failed, attempts: 0, message: "intent not recorded")
       }
     }

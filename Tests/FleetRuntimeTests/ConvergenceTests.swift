@@ -248,6 +248,29 @@ import Testing
     }
   }
 
+  /// A pass whose records are refused (here: a trigger on `machine_events`) acts on nothing and
+  /// writes nothing; the finding it saw is recorded by the next pass that can write, not lost.
+  @Test func aFindingWhoseEventCouldNotBeWrittenIsRecordedByTheNextPass() async throws {
+    try await withHarness(simulator: Harness.instant) { harness in
+      try await harness.addUsers(1)
+      await harness.converge()
+      let id = try #require(harness.fleet().machine("u0")?.id)
+      await harness.drift(#"{"op":"stop_machine","machine_id":"\#(id)"}"#)
+      _ = try await harness.store.database.write([
+        SQLStatement(
+          "CREATE TRIGGER no_events BEFORE INSERT ON machine_events BEGIN SELECT RAISE(ABORT, 'refused'); END")
+      ])
+      let refused = await harness.reconciler.pass()
+      #expect(refused.outcome == .couldNotRun)
+      #expect(refused.results.isEmpty, "nothing acted on")
+      _ = try await harness.store.database.write([SQLStatement("DROP TRIGGER no_events")])
+      await harness.converge()
+      let events = try await harness.store.events(user: "u0", limit: 100).map(\.eventType)
+      #expect(events.contains("drift.stopped_while_desired_running"))
+      #expect(events.contains("drift_resolved.stopped_while_desired_running"))
+    }
+  }
+
   @Test func unreadableDatabaseMeansNoAction() async throws {
     try await withHarness { harness in
       try await harness.addUsers(4)
