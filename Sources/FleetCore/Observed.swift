@@ -1,4 +1,5 @@
-/// A machine as the last list showed it. 128 bytes (100k of them are held between passes).
+/// A machine as the last list showed it. Kept small: 100k of them are held between passes
+/// (`LayoutTests` pins the size, docs/benchmarks.md says why).
 public struct ObservedMachine: Sendable, Hashable {
   public var id: String
   public var name: String?
@@ -18,7 +19,7 @@ public struct ObservedMachine: Sendable, Hashable {
     get { updated == -.infinity ? nil : updated }
     set { updated = newValue ?? -.infinity }
   }
-  /// Not optionals: `-infinity` for "not sent" keeps them 8 bytes each instead of 16.
+  /// Not optionals: `-infinity` stands for "not sent", which keeps each a plain `Double`.
   private var created: Double
   private var updated: Double
 

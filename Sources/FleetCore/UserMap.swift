@@ -1,10 +1,10 @@
 /// A map from user id to a value, stored densely: the values in one array and a hash index of
 /// their positions.
 ///
-/// A Swift dictionary keeps a bucket per slot of a power-of-two table at most 3/4 full: at 100k
-/// users that is 262,144 buckets of key and value (23 MB for the desired rows). Here the index
-/// holds 4-byte positions and the values are stored once each (14 MB). Removal moves the last
-/// value into the hole; iteration order is insertion order, give or take removals.
+/// A Swift dictionary keeps a bucket of key and value per slot of a power-of-two table at most 3/4
+/// full; here the index holds 4-byte positions and the values are stored once each (the figures:
+/// docs/benchmarks.md). Removal moves the last value into the hole; iteration order is insertion
+/// order, give or take removals.
 public struct UserMap<Value: Sendable>: Sendable {
   @usableFromInline var storedKeys: [String] = []
   @usableFromInline var storedValues: [Value] = []

@@ -8,8 +8,8 @@ import Foundation
 ///
 /// By default glibc gives each thread that allocates its own arena (up to 8 per core), and memory
 /// freed in one arena is never reused by another: with NIO's event loops and Swift's cooperative
-/// pool all allocating, a 100k-user fleet held 50 MB more resident than with one arena
-/// (docs/benchmarks.md). The controller spends its time waiting on the network, not contending
+/// pool all allocating, a large fleet held much more resident than with one arena (the figures:
+/// docs/benchmarks.md). The controller spends its time waiting on the network, not contending
 /// for the allocator's lock, so one arena costs nothing measurable.
 public enum MemoryTuning {
   /// Limits glibc to one arena, unless the operator set `MALLOC_ARENA_MAX` (which glibc reads itself).

@@ -62,7 +62,7 @@ public struct PagedList<Item: Sendable>: Sendable {
 /// Builds a ``PagedList`` page by page against the previous read, in the previous read's storage:
 /// a changed page replaces its own items and nothing else is copied. Given the only reference to
 /// the previous list (the reconciler hands it over), a pass where a few pages changed allocates
-/// only those pages' items, not a second list of the whole fleet (16 MB at 100k machines). Given a
+/// only those pages' items, not a second list of the whole fleet. Given a
 /// shared one, value semantics copy it once and the caller's copy is untouched.
 struct PagedListBuilder<Item: Sendable> {
   private var result: PagedList<Item>
