@@ -215,6 +215,13 @@ public struct Plan: Sendable, Hashable {
 
   public var isEmpty: Bool { actions.isEmpty }
 
+  /// Changes are pending (`plan` exits 2): actions to take, users waiting (a create settling, a
+  /// backoff running), or creates and destroys a guard holds back.
+  public var hasPendingChanges: Bool {
+    let held: Set<DriftFinding.Kind> = [.destroyGuardTripped, .destroyCapReached, .listSuspect]
+    return !actions.isEmpty || !waiting.isEmpty || findings.contains { held.contains($0.kind) }
+  }
+
   public init(
     actions: [Action], findings: [DriftFinding], waiting: [String], states: [String: UserState],
     guardState: GuardState, changedStates: [String] = []

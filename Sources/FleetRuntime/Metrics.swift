@@ -25,9 +25,12 @@ public final class FleetMetrics: Sendable {
     "fleetkeeper_alert_deliveries_total": "Alert deliveries, by outcome.",
     "fleetkeeper_last_successful_pass_timestamp_seconds": "Unix time of the last pass that ran.",
     "fleetkeeper_writer_lease_held": "1 while this process holds the writer lease.",
+    "fleetkeeper_build_info": "Always 1; the labels say which build is running.",
   ]
 
-  public init() {}
+  public init() {
+    set("fleetkeeper_build_info", ["version": BuildInfo.version, "swift": BuildInfo.swiftVersion], 1)
+  }
 
   private static func pairs(_ labels: [String: String]) -> [(String, String)] {
     labels.keys.sorted().map { ($0, labels[$0]!) }

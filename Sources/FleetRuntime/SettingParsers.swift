@@ -65,15 +65,25 @@ public enum SettingParsers {
   }
 
   /// `host:port`, the port 0 to 65535 (0 picks one).
+  /// `host:port`, an IPv6 host in brackets (`[::]:9090`, what Fly's private network needs): the
+  /// host is returned without them, as a socket binds it.
   public static func listen(_ text: String, name: String) throws(FieldError) -> (host: String, port: Int) {
     guard let colon = text.lastIndex(of: ":"), !text[..<colon].isEmpty else {
-      throw FieldError(field: name, value: text, reason: "host:port")
+      throw FieldError(field: name, value: text, reason: "host:port (an IPv6 host in brackets: [::]:9090)")
     }
     let portText = String(text[text.index(after: colon)...])
     guard let port = try? integer(portText, name: name, bounds: 0...65_535) else {
       throw FieldError(field: name, value: text, reason: "host:port, the port a whole number from 0 to 65535")
     }
-    return (String(text[..<colon]), port)
+    var host = String(text[..<colon])
+    if host.hasPrefix("[") {
+      guard host.hasSuffix("]"), host.count > 2, !host.dropFirst().dropLast().contains(where: { "[]".contains($0) })
+      else { throw FieldError(field: name, value: text, reason: "an IPv6 host in brackets: [::]:9090") }
+      host = String(host.dropFirst().dropLast())
+    } else if host.contains(":") || host.contains("]") {
+      throw FieldError(field: name, value: text, reason: "an IPv6 host goes in brackets: [::]:9090")
+    }
+    return (host, port)
   }
 
   /// Digits, at most one point, digits: no sign, exponent, hex, `inf` or `nan`.

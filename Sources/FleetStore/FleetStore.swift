@@ -79,6 +79,9 @@ public final class FleetStore: Sendable {
     return try sqlite(path: location, create: create)
   }
 
+  /// Whether `location` names a local SQLite file (not a libSQL/Turso URL).
+  public static func isLocalFile(_ location: String) -> Bool { !HranaDatabase.handles(location) }
+
   /// Where the store is, for messages (never with credentials).
   public var displayName: String { database.displayName }
 

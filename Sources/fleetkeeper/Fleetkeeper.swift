@@ -6,6 +6,7 @@ struct Fleetkeeper: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "fleetkeeper",
     abstract: "A reconciling controller for a fleet of per-user Fly Machines.",
+    version: "fleetkeeper \(BuildInfo.version) (Swift \(BuildInfo.swiftVersion))",
     subcommands: [
       MigrateCommand.self, SchemaCommand.self, UsersCommand.self, TemplateCommand.self, RegionsCommand.self,
       EventsCommand.self, PlanCommand.self, ReconcileCommand.self, RunCommand.self, StatusCommand.self,

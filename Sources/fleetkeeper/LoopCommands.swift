@@ -30,6 +30,13 @@ struct FlyOptions: ParsableArguments {
     redactions: [String] = [], redactor: Redactor? = nil, observer: (@Sendable (FlyRequestRecord) -> Void)? = nil
   ) throws -> FlyClient {
     let env = ProcessInfo.processInfo.environment
+    if app == nil, env["FLEET_FLY_APP"] == nil, env["FLY_MACHINE_ID"] != nil, let own = env["FLY_APP_NAME"] {
+      // On Fly the platform sets FLY_APP_NAME to this controller's own app: taking it for the users'
+      // app would put every user's machine into the controller's app.
+      throw ValidationError(
+        "FLEET_FLY_APP is not set: on Fly, FLY_APP_NAME (\(own)) is this controller's own app, not the users'; set FLEET_FLY_APP to the users' app"
+      )
+    }
     guard let app = app ?? env["FLEET_FLY_APP"] ?? env["FLY_APP_NAME"], !app.isEmpty else {
       throw ValidationError("no Fly app: set FLEET_FLY_APP (or FLY_APP_NAME off Fly) or --fly-app")
     }
@@ -121,6 +128,21 @@ func makeLogger(level: Logger.Level = .info) -> Logger {
 }
 
 /// Builds the reconciler from the common options.
+extension DatabaseOptions {
+  /// Opens the store for the long-running service. A local SQLite file that does not exist yet (a
+  /// first deploy, on an empty volume) is created and migrated, and the log says so; a URL, or a
+  /// folder that does not exist, is never created.
+  func openCreatingIfMissing(logger: Logger) async throws -> FleetStore {
+    guard FleetStore.isLocalFile(path), !FileManager.default.fileExists(atPath: path) else { return try await open() }
+    let store = try await open(create: true)
+    let version = try await store.schemaVersion()
+    logger.notice(
+      "no database file: created it and applied the schema",
+      metadata: ["database": "\(path)", "schema_version": "\(version)"])
+    return store
+  }
+}
+
 func makeReconciler(
   db: DatabaseOptions, fly: FlyOptions, loop: LoopOptions, logger: Logger,
   onEvent: (@Sendable (AuditEvent) -> Void)? = nil
@@ -149,7 +171,10 @@ func describe(_ action: Action) -> String {
 struct PlanCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "plan",
-    abstract: "Show what a pass would do and the drift it sees. Exit 0: nothing to do; 2: changes pending; 1: error.")
+    abstract:
+      "Show what a pass would do and the drift it sees. Exit 0: nothing to do; 2: changes pending (actions, users waiting or backing off, destroys held); 1: error."
+  )
+
   @OptionGroup var db: DatabaseOptions
   @OptionGroup var fly: FlyOptions
   @OptionGroup var loop: LoopOptions
@@ -175,9 +200,11 @@ struct PlanCommand: AsyncParsableCommand {
       if plan.actions.isEmpty { print("nothing to do") }
       for action in plan.actions { print("  " + describe(action)) }
       if !plan.waiting.isEmpty { print("waiting on \(plan.waiting.count) user(s) (something settling)") }
-      for finding in plan.findings { print("  drift \(finding.kind.rawValue): \(finding.message)") }
+      for finding in plan.findings {
+        print("  drift \(finding.kind.rawValue) \(finding.userID.map { "user=\($0)" } ?? "fleet"): \(finding.message)")
+      }
     }
-    if !plan.actions.isEmpty { throw ExitCode(2) }
+    if plan.hasPendingChanges { throw ExitCode(2) }
   }
 }
 
@@ -284,7 +311,7 @@ struct RunCommand: AsyncParsableCommand {
           "fleetkeeper_api_request_duration_seconds", ["endpoint": record.endpoint], record.duration.seconds)
         if record.status == 429 { metrics.increment("fleetkeeper_api_rate_limited_total") }
       })
-    let store = try await db.open()
+    let store = try await db.openCreatingIfMissing(logger: logger)
     let reconciler = Reconciler(client: client, store: store, settings: settings, redactor: redactor, logger: logger)
     let alerter = Alerter(
       store: store, app: client.configuration.appName, receivers: try envReceivers(), logger: logger,

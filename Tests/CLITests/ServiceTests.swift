@@ -52,6 +52,25 @@ import Testing
     #expect(events.count == mutations, "\(events.count) events for \(mutations) mutations")
   }
 
+  /// A first deploy: `run` on an empty volume (no database file) creates the database, applies the
+  /// schema, says so in its log and reconciles; before, it exited "no database file".
+  @Test func runOnAMissingDatabaseFileCreatesAndMigratesIt() async throws {
+    let (sim, base) = try await startSim()
+    defer { sim.signal(SIGTERM) }
+    let db = temporaryDirectory().appendingPathComponent("fleet.sqlite3").path
+    let env = [
+      "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok-secret-value-42", "FLEET_DATABASE": db,
+      "FLEET_LISTEN": "127.0.0.1:0",
+    ]
+    let run = try Background(["run"], env: env)
+    let created = await run.readLine(containing: "no database file", fromStandardError: true)
+    #expect(created?.contains("created it") == true && created?.contains(db) == true, "\(created ?? "no such line")")
+    #expect(await run.readLine(containing: "msg=pass", fromStandardError: true) != nil, "and it reconciles")
+    await run.kill(SIGTERM)
+    #expect(run.process.terminationStatus == 0)
+    #expect(try await fleetkeeper(["users", "list", "--database", db]).status == 0, "a migrated database")
+  }
+
   @Test func logsHoldNoTokenOnErrorPaths() async throws {
     let (sim, base) = try await startSim()
     defer { sim.signal(SIGTERM) }
@@ -131,6 +150,13 @@ import Testing
     let clear = try await fleetkeeper(
       ["plan"], env: base.merging(["FLY_API_BASE_URL": "http://api.machines.dev"]) { $1 })
     #expect(clear.status != 0 && clear.stderr.contains("FLY_API_BASE_URL"), "\(clear.stderr)")
+    // On Fly (FLY_MACHINE_ID set) FLY_APP_NAME is the controller's own app: never taken for the
+    // users' app (before, a forgotten FLEET_FLY_APP put users' machines into the controller's app).
+    let own = try await fleetkeeper(["plan"], env: base.merging(["FLY_MACHINE_ID": "148e21ea7d5d89"]) { $1 })
+    #expect(own.status != 0 && own.stderr.contains("FLEET_FLY_APP"), "\(own.stderr)")
+    let named = try await fleetkeeper(
+      ["plan"], env: base.merging(["FLY_MACHINE_ID": "148e21ea7d5d89", "FLEET_FLY_APP": "app"]) { $1 })
+    #expect(!named.stderr.contains("FLEET_FLY_APP is not set"), "\(named.stderr)")
   }
 
   /// The writer lease is renewed between passes too: with a 3 s lease and a 30 s interval, a

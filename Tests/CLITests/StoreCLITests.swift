@@ -6,6 +6,13 @@ struct StoreCLITests {
   let dir = temporaryDirectory()
   var db: String { dir.appendingPathComponent("fleet.sqlite3").path }
 
+  /// `--version` says which build runs (before, there was no such flag).
+  @Test func versionNamesTheBuild() async throws {
+    let result = try await fleetkeeper(["--version"])
+    #expect(result.status == 0)
+    #expect(result.stdout.hasPrefix("fleetkeeper 0."), "\(result.stdout)")
+  }
+
   @Test func migrateCreatesAndIsIdempotent() async throws {
     let first = try await fleetkeeper(["migrate", "--database", db])
     #expect(first.status == 0)

@@ -430,4 +430,34 @@ struct PlannerTests {
     #expect(plan.actions.isEmpty)
     #expect(plan.findings.isEmpty)
   }
+
+  /// `plan` exits 2 while anything is pending, not only while there are actions: a user backing off,
+  /// a create settling, destroys a guard holds. Before, a fleet with every user in backoff exited 0.
+  @Test func pendingChangesIncludeBackoffsAndHeldDestroys() {
+    func plan(_ c: Case) -> Plan {
+      Planner.plan(
+        Planner.Input(
+          desired: c.desired, observed: Observation(machines: c.machines, volumes: c.volumes),
+          recordedBy: { c.recorded[$0] }, states: c.states, guardState: c.guardState, now: Self.now,
+          settings: c.settings, listsTrusted: c.trusted))
+    }
+    let converged = Case(
+      name: "", desired: Self.desired([("u1", .running, "cdg")]),
+      machines: [Self.machine("m1", user: "u1", state: "started", volume: "v1")],
+      volumes: [Self.volume("v1", user: "u1", attached: "m1")], actions: [])
+    #expect(!plan(converged).hasPendingChanges)
+    var backingOff = converged
+    backingOff.machines = [Self.machine("m1", user: "u1", state: "stopped", volume: "v1")]
+    backingOff.states = [
+      "u1": Self.state {
+        $0.backoffUntil = Self.now + 30; $0.failures = 2
+      }
+    ]
+    #expect(plan(backingOff).actions.isEmpty && plan(backingOff).hasPendingChanges)
+    var held = converged
+    held.desired = Self.desired([])
+    held.guardState.desiredBaseline = 5
+    held.machines = (0..<5).map { Self.machine("m\($0)", user: "u\($0)", state: "stopped") }
+    #expect(plan(held).actions.isEmpty && plan(held).hasPendingChanges, "destroys held by the guard")
+  }
 }

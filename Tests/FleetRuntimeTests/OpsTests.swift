@@ -39,6 +39,7 @@ import Testing
         "fleetkeeper_api_requests_total", "fleetkeeper_api_request_duration_seconds_bucket",
         "fleetkeeper_desired_users",
         "fleetkeeper_observed_machines", "fleetkeeper_oldest_drift_age_seconds", "fleetkeeper_alert_deliveries_total",
+        "fleetkeeper_build_info{swift=\"\(BuildInfo.swiftVersion)\",version=\"\(BuildInfo.version)\"}",
       ] {
         #expect(text.contains(name), "\(name) missing")
       }

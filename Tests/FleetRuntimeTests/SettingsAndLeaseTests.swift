@@ -60,8 +60,14 @@ import Testing
 
   @Test func listenAddresses() throws {
     #expect(try SettingParsers.listen("127.0.0.1:9090", name: "FLEET_LISTEN") == ("127.0.0.1", 9090))
-    #expect(try SettingParsers.listen("[::1]:0", name: "FLEET_LISTEN") == ("[::1]", 0))
-    for bad in ["127.0.0.1:99999", "127.0.0.1:-1", "127.0.0.1", ":80", "127.0.0.1:0x50", "h:65536"] {
+    // Bracketed IPv6 (Fly's private network): the host as a socket binds it. Before, "[::]" was
+    // passed on with its brackets and the bind failed.
+    #expect(try SettingParsers.listen("[::1]:0", name: "FLEET_LISTEN") == ("::1", 0))
+    #expect(try SettingParsers.listen("[::]:9090", name: "FLEET_LISTEN") == ("::", 9090))
+    for bad in [
+      "127.0.0.1:99999", "127.0.0.1:-1", "127.0.0.1", ":80", "127.0.0.1:0x50", "h:65536", "::1:9090", "[::1:9090",
+      "[]:80", "[[::]]:80",
+    ] {
       #expect(throws: FieldError.self, "\(bad)") { try SettingParsers.listen(bad, name: "FLEET_LISTEN") }
     }
   }
