@@ -326,8 +326,11 @@ public enum Planner {
             findings.append(
               DriftFinding(
                 kind: .machineMissing, userID: user, resourceID: recorded.machineID,
-                message:
-                  "machine \(recorded.machineID) is gone while desired running; a new one will be made on the volume"))
+                message: keptVolume.map {
+                  "machine \(recorded.machineID) is gone while desired running; a new one will be made on volume \($0.id)"
+                }
+                  ?? "machine \(recorded.machineID) is gone while desired running, and its volume too; a new machine will be made on a new volume"
+              ))
           }
           if let volume = keptVolume {
             if volume.region != desired!.region {

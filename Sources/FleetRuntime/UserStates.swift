@@ -114,16 +114,28 @@ final class UserStates {
     }
     for event in events {
       onEvent?(event)
-      var outcome = ""
-      if case .string(let text)? = event.details["outcome"] { outcome = text }
-      logger.info(
-        "\(event.eventType)",
-        metadata: [
-          "user": "\(event.userID ?? "-")", "machine": "\(event.machineID ?? "-")",
-          "volume": "\(event.volumeID ?? "-")", "outcome": "\(outcome)",
-        ])
+      log(event)
     }
     return recorded
+  }
+
+  /// One line per recorded event: info when it went as asked, warning (with the error, its code,
+  /// the HTTP status and Fly's request id) when it did not.
+  private func log(_ event: AuditEvent) {
+    var metadata: Logger.Metadata = [
+      "user": "\(event.userID ?? "-")", "machine": "\(event.machineID ?? "-")", "volume": "\(event.volumeID ?? "-")",
+    ]
+    for key in ["outcome", "attempt", "error_code", "http_status", "fly_request_id", "error", "message"] {
+      switch event.details[key] {
+      case .string(let text)?: metadata[key] = "\(text)"
+      case .int(let number)?: metadata[key] = "\(number)"
+      default: break
+      }
+    }
+    let failed: Set = ["failed", "unknown", "not_yet"]
+    var outcome = ""
+    if case .string(let text)? = event.details["outcome"] { outcome = text }
+    logger.log(level: failed.contains(outcome) ? .warning : .info, "\(event.eventType)", metadata: metadata)
   }
 
   // MARK: A pass's records

@@ -251,6 +251,25 @@ public final class FleetStore: Sendable {
       for (key, value) in env where value.unicodeScalars.contains(where: { $0.value < 0x20 }) {
         errors.append(FieldError(field: "env.\(key)", value: "<hidden>", reason: "control characters are not allowed"))
       }
+      // A value starting with `$` names a secret the controller holds: one it can never resolve would
+      // fail every create later, so it is refused now.
+      for key in env.keys.sorted() where env[key]!.hasPrefix("$") {
+        let value = env[key]!
+        let name = String(value.dropFirst())
+        if (try? FleetValidation.envName(name)) == nil {
+          errors.append(
+            FieldError(
+              field: "env.\(key)", value: value,
+              reason: "a value starting with $ names a secret of the controller's environment ($NAME); this names none")
+          )
+        } else if FleetNames.isControllerVariable(name) {
+          errors.append(
+            FieldError(
+              field: "env.\(key)", value: value,
+              reason:
+                "names the controller's own setting \(name): FLY_* and FLEET_* are never passed to users' machines"))
+        }
+      }
       next.env = env
     }
     if let services = patch.servicesJSON {
@@ -505,21 +524,28 @@ public final class FleetStore: Sendable {
   }
 
   /// `events`: newest last; `since` is an event id (exclusive).
-  public func events(user: String? = nil, since: Int64? = nil, limit: Int = 100) async throws(StoreError)
-    -> [StoredEvent]
-  {
+  /// Events, oldest first: the newest `limit`, or the first `limit` after an event id (`afterID`,
+  /// for following the log) or from a time on (`notBefore`, Unix seconds).
+  public func events(
+    user: String? = nil, afterID: Int64? = nil, notBefore: Int64? = nil, limit: Int = 100
+  ) async throws(StoreError) -> [StoredEvent] {
     var conditions: [String] = []
     var args: [SQLValue] = []
     if let user {
       conditions.append("user_id = ?")
       args.append(.text(user))
     }
-    if let since {
+    if let afterID {
       conditions.append("id > ?")
-      args.append(.integer(since))
+      args.append(.integer(afterID))
+    }
+    if let notBefore {
+      conditions.append("created_at >= ?")
+      args.append(.integer(notBefore))
     }
     let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
-    let order = since == nil ? "DESC" : "ASC"
+    let forward = afterID != nil || notBefore != nil
+    let order = forward ? "ASC" : "DESC"
     let rows = try await database.read([
       SQLStatement(
         "SELECT id, machine_id, user_id, volume_id, event_type, details, created_at FROM machine_events \(filter) ORDER BY id \(order) LIMIT ?",
@@ -530,7 +556,7 @@ public final class FleetStore: Sendable {
         id: $0[0].int ?? 0, machineID: $0[1].string, userID: $0[2].string, volumeID: $0[3].string,
         eventType: $0[4].string ?? "", detailsJSON: $0[5].string ?? "{}", createdAt: $0[6].int ?? 0)
     }
-    return since == nil ? events.reversed() : events
+    return forward ? events : events.reversed()
   }
 
   // MARK: machines rows

@@ -8,7 +8,10 @@ public enum ImportParser {
 
   /// Parses `text`; `defaultRegion` fills a missing region.
   public static func parse(_ text: String, defaultRegion: String? = nil) throws(InputError) -> [UserInput] {
-    let trimmed = text.drop { $0 == "\u{feff}" || $0.isWhitespace }
+    // A UTF-8 byte-order mark (Excel's default) is not part of the first column's name.
+    var text = text
+    if text.unicodeScalars.first == "\u{feff}" { text.unicodeScalars.removeFirst() }
+    let trimmed = text.drop { $0.isWhitespace }
     let inputs = trimmed.first == "{" ? try parseJSONLines(text) : try parseCSV(text)
     guard let defaultRegion else { return inputs }
     return inputs.map { input in
@@ -28,6 +31,12 @@ public enum ImportParser {
       guard let object = try? JSONSerialization.jsonObject(with: Data(content.utf8)) as? [String: Any] else {
         errors.append(
           FieldError(field: "line", value: String(content.prefix(40)), reason: "not a JSON object", line: lineNumber))
+        continue
+      }
+      if let repeated = Self.repeatedKey(content) {
+        errors.append(
+          FieldError(
+            field: repeated, value: "", reason: "appears twice in the object (which one was meant?)", line: lineNumber))
         continue
       }
       var fields: [String: String] = [:]
@@ -79,7 +88,18 @@ public enum ImportParser {
       }
       return iterator.next()
     }
+    /// A quoted field just closed: only a comma or the end of the record may follow.
+    var closed = false
     while let c = next() {
+      if closed && c != "," && c != "\n" && c != "\r" {
+        throw InputError([
+          FieldError(
+            field: "csv", value: field + String(c),
+            reason: "text after a closing quote (RFC 4180: quote the whole field, double a quote inside it)",
+            line: line)
+        ])
+      }
+      closed = false
       if inQuotes {
         if c == "\"" {
           if let n = next() {
@@ -87,6 +107,7 @@ public enum ImportParser {
               field.unicodeScalars.append("\"")
             } else {
               inQuotes = false
+              closed = true
               pending = n
             }
           } else {
@@ -98,6 +119,13 @@ public enum ImportParser {
         }
       } else if c == "\"" && field.isEmpty {
         inQuotes = true
+      } else if c == "\"" {
+        throw InputError([
+          FieldError(
+            field: "csv", value: field + "\"",
+            reason: "a quote inside an unquoted field (RFC 4180: quote the whole field, double a quote inside it)",
+            line: line)
+        ])
       } else if c == "," {
         fields.append(field)
         field = ""
@@ -125,10 +153,18 @@ public enum ImportParser {
     guard let header = records.first else { return [] }
     let names = header.fields.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
     var errors: [FieldError] = []
-    for name in names where !columns.contains(name) {
+    let unknown = names.filter { !columns.contains($0) }
+    for name in unknown.prefix(10) {
       errors.append(
         FieldError(
           field: "header", value: name, reason: "unknown column (allowed: \(columns.sorted().joined(separator: ", ")))",
+          line: header.line))
+    }
+    if unknown.count > 10 {
+      // A header of thousands of columns (a file that is not a users list) is not echoed whole.
+      errors.append(
+        FieldError(
+          field: "header", value: "\(unknown.count) columns", reason: "and \(unknown.count - 10) more unknown columns",
           line: header.line))
     }
     guard names.contains("user_id") else {
@@ -156,5 +192,42 @@ public enum ImportParser {
     }
     guard errors.isEmpty else { throw InputError(errors) }
     return inputs
+  }
+
+  /// The first key that appears twice at the top level of a JSON object's text (JSONSerialization
+  /// keeps the last one silently), or nil.
+  static func repeatedKey(_ text: String) -> String? {
+    var seen: Set<String> = []
+    var depth = 0
+    var scalars = text.unicodeScalars.makeIterator()
+    var expectingKey = false
+    while let c = scalars.next() {
+      switch c {
+      case "{", "[":
+        depth += 1
+        expectingKey = c == "{" && depth == 1
+      case "}", "]":
+        depth -= 1
+      case ",":
+        expectingKey = depth == 1
+      case "\"":
+        var string = ""
+        while let d = scalars.next(), d != "\"" {
+          if d == "\\", let escaped = scalars.next() {
+            string.unicodeScalars.append("\\")
+            string.unicodeScalars.append(escaped)
+          } else {
+            string.unicodeScalars.append(d)
+          }
+        }
+        if expectingKey && depth == 1 {
+          if !seen.insert(string).inserted { return string }
+          expectingKey = false
+        }
+      default:
+        break
+      }
+    }
+    return nil
   }
 }

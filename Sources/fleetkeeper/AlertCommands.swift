@@ -16,7 +16,7 @@ func envReceivers() throws -> [AlertReceiver] {
   do {
     return try AlertReceiver.parse(env["FLEET_ALERT_WEBHOOK_URLS"] ?? "", secret: env["FLEET_ALERT_WEBHOOK_SECRET"])
   } catch {
-    throw ValidationError("\(error)")
+    throw SettingError("\(error)")
   }
 }
 

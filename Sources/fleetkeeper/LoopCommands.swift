@@ -33,22 +33,22 @@ struct FlyOptions: ParsableArguments {
     if app == nil, env["FLEET_FLY_APP"] == nil, env["FLY_MACHINE_ID"] != nil, let own = env["FLY_APP_NAME"] {
       // On Fly the platform sets FLY_APP_NAME to this controller's own app: taking it for the users'
       // app would put every user's machine into the controller's app.
-      throw ValidationError(
+      throw SettingError(
         "FLEET_FLY_APP is not set: on Fly, FLY_APP_NAME (\(own)) is this controller's own app, not the users'; set FLEET_FLY_APP to the users' app"
       )
     }
     guard let app = app ?? env["FLEET_FLY_APP"] ?? env["FLY_APP_NAME"], !app.isEmpty else {
-      throw ValidationError("no Fly app: set FLEET_FLY_APP (or FLY_APP_NAME off Fly) or --fly-app")
+      throw SettingError("no Fly app: set FLEET_FLY_APP (or FLY_APP_NAME off Fly) or --fly-app")
     }
     guard let token = token ?? env["FLY_API_TOKEN"], !token.isEmpty else {
-      throw ValidationError(
+      throw SettingError(
         "no Fly token: set FLY_API_TOKEN (for the built-in simulator, any token it was started with)")
     }
     let base = baseURL ?? env["FLY_API_BASE_URL"] ?? "https://api.machines.dev"
     do {
       try SettingParsers.apiBaseURL(base, name: "FLY_API_BASE_URL")
     } catch {
-      throw ValidationError("\(error)")
+      throw SettingError("\(error)")
     }
     var configuration = FlyClientConfiguration(
       baseURL: base, appName: app, token: FlyToken(token), redactions: redactions)
@@ -111,7 +111,7 @@ struct LoopOptions: ParsableArguments {
         settings.leaseSeconds = try SettingParsers.number(value, name: "FLEET_LEASE_SECONDS", bounds: 3...25)
       }
     } catch {
-      throw ValidationError(error.description)
+      throw SettingError(error.description)
     }
     settings.planner.allowMassDestroy = allowMassDestroy || env["FLEET_ALLOW_MASS_DESTROY"] == "1"
     // Template env values `$NAME` resolve from the controller's environment, except its own
@@ -297,7 +297,7 @@ struct RunCommand: AsyncParsableCommand {
           try SettingParsers.number($0, name: "FLEET_DRAIN_SECONDS", bounds: 0...600)
         } ?? 20
     } catch {
-      throw ValidationError("\(error)")
+      throw SettingError("\(error)")
     }
 
     let metrics = FleetMetrics()
@@ -386,10 +386,10 @@ final class DriftAges: Sendable {
 func bootstrapLogging(redactor: Redactor) throws -> Logger {
   let env = ProcessInfo.processInfo.environment
   guard let format = FleetLogHandler.Format(rawValue: env["FLEET_LOG_FORMAT"] ?? "logfmt") else {
-    throw ValidationError("FLEET_LOG_FORMAT \"\(env["FLEET_LOG_FORMAT"] ?? "")\": logfmt or json")
+    throw SettingError("FLEET_LOG_FORMAT \"\(env["FLEET_LOG_FORMAT"] ?? "")\": logfmt or json")
   }
   guard let level = Logger.Level(rawValue: env["FLEET_LOG_LEVEL"] ?? "info") else {
-    throw ValidationError(
+    throw SettingError(
       "FLEET_LOG_LEVEL \"\(env["FLEET_LOG_LEVEL"] ?? "")\": trace, debug, info, notice, warning, error or critical")
   }
   LoggingSystem.bootstrap { label in FleetLogHandler(label: label, format: format, level: level, redactor: redactor) }

@@ -26,6 +26,13 @@ struct DatabaseOptions: ParsableArguments {
   }
 }
 
+/// A setting (flag or environment variable) that cannot be used: the command exits 1 with this
+/// message (ArgumentParser's `ValidationError` would exit 64 and print the usage).
+struct SettingError: Error, CustomStringConvertible {
+  var description: String
+  init(_ description: String) { self.description = description }
+}
+
 /// Prints to standard error.
 func complain(_ text: String) {
   FileHandle.standardError.write(Data((text + "\n").utf8))
@@ -316,12 +323,27 @@ struct EventsCommand: AsyncParsableCommand {
     commandName: "events", abstract: "Read the audit log (machine_events).")
   @OptionGroup var db: DatabaseOptions
   @Option(help: "Only this user's events.") var user: String?
-  @Option(help: "Only events after this id.") var since: Int64?
-  @Option(help: "At most this many (the newest, unless --since).") var limit: Int = 50
+  @Option(help: "Only events from this time on: 15m, 2h, 1d ago, or an RFC 3339 time (2026-12-04T09:00:00Z).")
+  var since: String?
+  @Option(help: "Only events after this event id (to follow the log).") var afterID: Int64?
+  @Option(help: "At most this many (the newest, unless --since or --after-id).") var limit: Int = 50
   @Flag(help: "JSON lines.") var json = false
+
+  /// `--since` as Unix seconds: a duration back from now, or a time.
+  static func since(_ text: String, now: Double) throws -> Int64 {
+    if let time = parseRFC3339(text) { return Int64(time) }
+    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+    if let unit = text.last.flatMap({ units[$0] }), let count = Double(text.dropLast()), count >= 0, count.isFinite {
+      return Int64(now - count * unit)
+    }
+    throw SettingError(
+      "--since \"\(text)\": a duration back from now (90s, 15m, 2h, 1d) or an RFC 3339 time (2026-12-04T09:00:00Z)")
+  }
+
   func run() async throws {
+    let notBefore = try since.map { try Self.since($0, now: Date().timeIntervalSince1970) }
     try await runStoreCommand {
-      let events = try await db.open().events(user: user, since: since, limit: limit)
+      let events = try await db.open().events(user: user, afterID: afterID, notBefore: notBefore, limit: limit)
       for event in events {
         if json {
           JSONOutput.print(EventJSON(event))

@@ -101,6 +101,34 @@ struct StoreCLITests {
     let events = try await fleetkeeper(["events", "--json", "--database", db])
     #expect(events.status == 0)
     #expect(events.stdout.isEmpty, "no action yet, no event")
+
+    // A row the dashboard wrote, with details that are not JSON, and an old one: `--json` stays
+    // valid JSON (before: the text was pasted in as is), `--since` takes a time or a duration
+    // (before: an event id, now `--after-id`).
+    let sql = Process()
+    sql.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+    sql.arguments = [
+      db,
+      "INSERT INTO machine_events (event_type, details, created_at, user_id) VALUES ('note', 'not json', unixepoch(), 'u3'), ('old', '{}', 1000, 'u3');",
+    ]
+    try sql.run()
+    sql.waitUntilExit()
+    #expect(sql.terminationStatus == 0)
+    let all = try await fleetkeeper(["events", "--json", "--database", db])
+    let lines = all.stdout.split(separator: "\n")
+    #expect(lines.count == 2)
+    for line in lines {
+      #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "not JSON: \(line)")
+    }
+    #expect(all.stdout.contains(#""details":"not json""#))
+    let recent = try await fleetkeeper(["events", "--since", "1h", "--database", db])
+    #expect(recent.status == 0 && recent.stdout.contains("note") && !recent.stdout.contains("old"), "\(recent.stdout)")
+    let fromTime = try await fleetkeeper(["events", "--since", "1970-01-01T00:10:00Z", "--database", db])
+    #expect(fromTime.stdout.contains("old") && fromTime.stdout.contains("note"))
+    let afterFirst = try await fleetkeeper(["events", "--after-id", "1", "--database", db])
+    #expect(afterFirst.stdout.contains("old") && !afterFirst.stdout.contains("note"))
+    let bad = try await fleetkeeper(["events", "--since", "banana", "--database", db])
+    #expect(bad.status == 1 && bad.stderr.contains("--since"), "\(bad.stderr)")
   }
 
   /// Every store command, with `FLEET_DATABASE` a libSQL URL: a `fleetkeeper libsql-server` process

@@ -460,4 +460,20 @@ struct PlannerTests {
     held.machines = (0..<5).map { Self.machine("m\($0)", user: "u\($0)", state: "stopped") }
     #expect(plan(held).actions.isEmpty && plan(held).hasPendingChanges, "destroys held by the guard")
   }
+
+  /// The finding says what will happen: a machine made on the surviving volume, or, when the
+  /// volume is gone too, on a new one (before: "on the volume" either way).
+  @Test func aMissingMachineSaysWhichVolumeItWillBeMadeOn() {
+    func message(volumes: [ObservedVolume]) -> String? {
+      Planner.plan(
+        Planner.Input(
+          desired: Self.desired([("u1", .running, "cdg")]), observed: Observation(machines: [], volumes: volumes),
+          recordedBy: { _ in RecordedMachine(machineID: "m1", volumeID: "v1", status: "destroyed") }, states: [:],
+          guardState: GuardState(),
+          now: Self.now, settings: PlannerSettings(), listsTrusted: true)
+      ).findings.first { $0.kind == .machineMissing }?.message
+    }
+    #expect(message(volumes: [Self.volume("v1", user: "u1")])?.contains("on volume v1") == true)
+    #expect(message(volumes: [])?.contains("a new volume") == true)
+  }
 }

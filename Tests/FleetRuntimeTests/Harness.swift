@@ -54,11 +54,13 @@ struct Harness {
   static let instant = SimulatorConfiguration.fast(appName: "app", token: "tok")
 
   /// A new reconciler on the same database and Fly (a restart: it reads its state back).
-  func restarted(settings: ReconcilerSettings? = nil, clock: (any FleetClock)? = nil, jitter: Jitter? = nil)
-    -> Reconciler
-  {
+  func restarted(
+    settings: ReconcilerSettings? = nil, clock: (any FleetClock)? = nil, jitter: Jitter? = nil,
+    logger given: Logger? = nil
+  ) -> Reconciler {
     var logger = Logger(label: "test")
     logger.logLevel = .critical
+    if let given { logger = given }
     return Reconciler(
       client: client, store: store, settings: settings ?? self.settings, clock: clock ?? controllerClock,
       jitter: jitter ?? Jitter({ 0.5 }), logger: logger)

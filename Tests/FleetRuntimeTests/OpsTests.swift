@@ -25,6 +25,32 @@ import Testing
     }
   }
 
+  /// A failed action is logged at warning with its error, code, HTTP status and Fly request id
+  /// (before: at info, with the outcome only), and the secret in the template is not in it.
+  @Test func aFailedActionIsAWarningThatSaysWhy() async throws {
+    var faults = SimulatorFaults()
+    faults.badImages = ["registry.fly.io/broken:1"]
+    try await withHarness(simulator: Harness.instant, faults: faults) { harness in
+      try await harness.addUsers(1)
+      try await harness.store.setUser(UserInput(userID: "u0", image: "registry.fly.io/broken:1"))
+      let lines = Mutex<[String]>([])
+      let logger = Logger(label: "test") { label in
+        FleetLogHandler(
+          label: label, format: .logfmt, level: .info, redactor: Redactor(),
+          write: { line in lines.withLock { $0.append(line) } })
+      }
+      let reconciler = harness.restarted(logger: logger)
+      for _ in 0..<3 { _ = await reconciler.pass() }
+      let failed = lines.withLock { $0 }.filter { $0.contains("msg=create_machine") && $0.contains("outcome=failed") }
+      let line = try #require(failed.first, "no failed create_machine line in \(lines.withLock { $0 })")
+      #expect(line.contains("level=warning"))
+      for field in ["error=", "error_code=", "http_status=4", "fly_request_id=", "user=u0"] {
+        #expect(line.contains(field), "\(field) missing: \(line)")
+      }
+      #expect(!lines.withLock { $0 }.joined().contains("s3cr3t-agent-value"))
+    }
+  }
+
   @Test func metricsAreValidPrometheusText() async throws {
     try await withHarness { harness in
       try await harness.addUsers(3)

@@ -115,6 +115,14 @@ struct UserCommandTests {
       {
         var p = TemplatePatch(); p.mountPath = "relative"; return p
       }(),
+      // Env that can never resolve (before: accepted, then every create failed): the controller's
+      // own token, and a `$` value that is not a whole secret name.
+      {
+        var p = TemplatePatch(); p.env = ["TOKEN": "$FLY_API_TOKEN"]; return p
+      }(),
+      {
+        var p = TemplatePatch(); p.env = ["PATH": "$PATH:/x"]; return p
+      }(),
       {
         var p = TemplatePatch(); p.volumeSizeGB = 0; return p
       }(),
@@ -179,6 +187,31 @@ struct UserCommandTests {
     #expect(try await dump(store) == before)
   }
 
+  /// Files as people make them (issue 13): Excel's byte-order mark is accepted; quotes that RFC 4180
+  /// does not allow, a JSON key given twice, and a header of thousands of columns are refused, the
+  /// last with a short message. Before: an invisible unknown column, `abc` and `ab"c` imported, the
+  /// last key kept silently, megabytes of errors.
+  @Test func importTakesTheBOMAndRefusesWhatItCannotReadRight() throws {
+    #expect(try ImportParser.parse("\u{feff}user_id,region\nu1,cdg\n").map(\.userID) == ["u1"])
+    #expect(try ImportParser.parse("\u{feff}{\"user_id\":\"u2\"}\n").map(\.userID) == ["u2"])
+    func refusal(_ text: String) -> String {
+      do {
+        _ = try ImportParser.parse(text)
+        return "accepted"
+      } catch {
+        return error.description
+      }
+    }
+    #expect(refusal("user_id\n\"ab\"c\n").contains("after a closing quote"))
+    #expect(refusal("user_id\nab\"c\n").contains("quote inside an unquoted field"))
+    #expect(refusal("user_id\n\"a,b\",\n").contains("fields"), "a quoted field then a comma is still a field")
+    #expect(refusal(#"{"user_id":"a","user_id":"b"}"#).contains("appears twice"))
+    #expect(refusal(#"{"user_id":"a","email":"x@y.z"}"#) == "accepted")
+    let wide = "user_id," + (0..<200_000).map { "c\($0)" }.joined(separator: ",") + "\n"
+    let said = refusal(wide)
+    #expect(said.contains("199990 more unknown columns") && said.utf8.count < 4000, "\(said.utf8.count) bytes")
+  }
+
   @Test(arguments: Backend.allCases) func auditEventsRoundTrip(backend: Backend) async throws {
     let (store, _) = try await freshStore(backend)
     try await store.commit(
@@ -194,7 +227,9 @@ struct UserCommandTests {
     #expect(all.map(\.eventType) == ["create_volume", "create_machine", "start"])
     #expect(all[1].detailsJSON == #"{"error":"x\"y"}"#)
     #expect(try await store.events(user: "u1").count == 2)
-    #expect(try await store.events(since: all[0].id).map(\.eventType) == ["create_machine", "start"])
+    #expect(try await store.events(afterID: all[0].id).map(\.eventType) == ["create_machine", "start"])
+    #expect(try await store.events(notBefore: 11).map(\.eventType) == ["create_machine", "start"])
+    #expect(try await store.events(notBefore: 12).map(\.eventType) == ["start"])
     #expect(try await store.events(limit: 1).map(\.eventType) == ["start"])
   }
 }
