@@ -167,6 +167,16 @@ public enum Planner {
         guard let pending = state.pending else { return false }
         return now - pending.since < settings.pendingGrace
       }()
+      // A failure's backoff ends when the operator edits the user's desired row after it (a fixed
+      // image, region or state is tried at once, not after the old failure's wait).
+      if let since = state.backoffSince, let desired, (state.backoffUntil ?? 0) > now,
+        state.failures > 0 || state.lastError != nil, Double(desired.updatedAt) >= since.rounded(.down)
+      {
+        state.backoffUntil = nil
+        state.backoffSince = nil
+        state.failures = 0
+        state.lastError = nil
+      }
       var backedOff: Bool { (state.backoffUntil ?? 0) > now }
       if state.failures >= settings.retryBudget, let error = state.lastError {
         findings.append(

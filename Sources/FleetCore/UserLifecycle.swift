@@ -223,6 +223,19 @@ public enum UserLifecycle {
   public static func after(
     _ action: Action, _ outcome: Outcome, _ state: UserState, _ context: Context, policy: Policy
   ) -> Step {
+    var step = decide(action, outcome, state, context, policy: policy)
+    // When the backoff was set: an edit of the user's desired row after it ends it (the planner).
+    if step.state.backoffUntil == nil {
+      step.state.backoffSince = nil
+    } else if step.state.backoffUntil != state.backoffUntil {
+      step.state.backoffSince = context.now
+    }
+    return step
+  }
+
+  private static func decide(
+    _ action: Action, _ outcome: Outcome, _ state: UserState, _ context: Context, policy: Policy
+  ) -> Step {
     switch outcome {
     case .abandoned:
       // Abandoned, not attempted: the audit log says what shutdown (or a lost lease) left undone.

@@ -40,6 +40,7 @@ public struct UserState: Sendable, Hashable, Codable {
     var transitionalSince: Double?
     var lostVolume: String?
     var reads: [ReadByID] = []
+    var backoffSince: Double?
   }
 
   final class Box: Sendable {
@@ -82,6 +83,13 @@ public struct UserState: Sendable, Hashable, Codable {
     set { rare.transitionalSince = newValue }
   }
 
+  /// Unix seconds when the current backoff was set: an edit of the user's desired row after it
+  /// ends the backoff (the operator fixed something; waiting out the old failure helps no one).
+  public var backoffSince: Double? {
+    get { rare.backoffSince }
+    set { rare.backoffSince = newValue }
+  }
+
   /// The user's volume that a read by id found gone (reported until the user has a volume again).
   public var lostVolume: String? {
     get { rare.lostVolume }
@@ -109,6 +117,7 @@ public struct UserState: Sendable, Hashable, Codable {
     if let pending, !(pending.since <= now) { self.pending?.since = now }
     if let released = volumeReleasedAt, !(released <= now) { volumeReleasedAt = now }
     if let since = transitionalSince, !(since <= now) { transitionalSince = now }
+    if let since = backoffSince, !(since <= now) { backoffSince = now }
   }
 
   public init() {}
@@ -134,6 +143,7 @@ public struct UserState: Sendable, Hashable, Codable {
   // The stored JSON keeps the flat shape of earlier versions.
   enum CodingKeys: String, CodingKey {
     case pending, failures, backoffUntil, lastError, volumeID, volumeReleasedAt, transitionalSince, lostVolume, reads
+    case backoffSince
   }
 
   public init(from decoder: any Decoder) throws {
@@ -148,6 +158,7 @@ public struct UserState: Sendable, Hashable, Codable {
     rare.transitionalSince = try container.decodeIfPresent(Double.self, forKey: .transitionalSince)
     rare.lostVolume = try container.decodeIfPresent(String.self, forKey: .lostVolume)
     rare.reads = try container.decodeIfPresent([ReadByID].self, forKey: .reads) ?? []
+    rare.backoffSince = try container.decodeIfPresent(Double.self, forKey: .backoffSince)
     self.rare = rare
   }
 
@@ -163,6 +174,7 @@ public struct UserState: Sendable, Hashable, Codable {
     try container.encodeIfPresent(rare.transitionalSince, forKey: .transitionalSince)
     try container.encodeIfPresent(rare.lostVolume, forKey: .lostVolume)
     if !rare.reads.isEmpty { try container.encode(rare.reads, forKey: .reads) }
+    try container.encodeIfPresent(rare.backoffSince, forKey: .backoffSince)
   }
 }
 

@@ -56,12 +56,14 @@ struct AlertsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "Send a test notice to every receiver now, and report each outcome.")
     @OptionGroup var db: DatabaseOptions
-    @Option(help: "The Fly app named in notices (env FLY_APP_NAME).") var app: String?
+    @Option(help: "The Fly app named in notices (env FLEET_FLY_APP, else FLY_APP_NAME, as `run` reads it).")
+    var app: String?
     func run() async throws {
+      let env = ProcessInfo.processInfo.environment
       try await runStoreCommand {
         let store = try await db.open()
         let alerter = Alerter(
-          store: store, app: app ?? ProcessInfo.processInfo.environment["FLY_APP_NAME"] ?? "",
+          store: store, app: app ?? env["FLEET_FLY_APP"] ?? env["FLY_APP_NAME"] ?? "",
           receivers: try envReceivers(), outboxKey: outboxKey())
         let count = try await alerter.queueTest(now: Date().timeIntervalSince1970)
         if count == 0 {

@@ -6,6 +6,24 @@ struct StoreCLITests {
   let dir = temporaryDirectory()
   var db: String { dir.appendingPathComponent("fleet.sqlite3").path }
 
+  /// `alerts test` names the users' app as `run` does (FLEET_FLY_APP first); before, it read only
+  /// FLY_APP_NAME and sent an empty `fly_app` where FLEET_FLY_APP named it.
+  @Test func alertsTestNamesTheUsersApp() async throws {
+    let dir = temporaryDirectory()
+    let db = dir.appendingPathComponent("fleet.sqlite3").path
+    try await fleetkeeper(["migrate", "--database", db])
+    let out = dir.appendingPathComponent("notice.json").path
+    let script = dir.appendingPathComponent("receive.sh")
+    try "#!/bin/sh\ncat > \(out)\n".write(to: script, atomically: true, encoding: .utf8)
+    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+    let result = try await fleetkeeper(
+      ["alerts", "test", "--database", db],
+      env: ["FLEET_FLY_APP": "users-app", "FLEET_ALERT_WEBHOOK_URLS": "command:\(script.path)"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let notice = try String(contentsOfFile: out, encoding: .utf8)
+    #expect(notice.contains(#""fly_app":"users-app""#), "\(notice)")
+  }
+
   /// `--version` says which build runs (before, there was no such flag).
   @Test func versionNamesTheBuild() async throws {
     let result = try await fleetkeeper(["--version"])

@@ -201,6 +201,22 @@ struct PlannerTests {
         }
       ], actions: []),
     Case(
+      name: "backing off, the desired row edited after the failure → tried at once",
+      desired: desired([("u1", .running, "cdg")], updatedAt: Int64(now) - 5),
+      states: [
+        "u1": state {
+          $0.backoffUntil = now + 30; $0.failures = 2; $0.lastError = "422"; $0.backoffSince = now - 10
+        }
+      ], actions: ["create_volume u1"]),
+    Case(
+      name: "backing off, the desired row last edited before the failure → still waits",
+      desired: desired([("u1", .running, "cdg")], updatedAt: Int64(now) - 60),
+      states: [
+        "u1": state {
+          $0.backoffUntil = now + 30; $0.failures = 2; $0.lastError = "422"; $0.backoffSince = now - 10
+        }
+      ], actions: []),
+    Case(
       name: "failing beyond the budget → reported", desired: desired([("u1", .running, "cdg")]),
       states: [
         "u1": state {

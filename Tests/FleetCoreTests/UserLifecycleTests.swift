@@ -302,6 +302,16 @@ struct UserLifecycleTests {
     #expect(step.events.first?.createdAt == Int64(Self.now))
   }
 
+  /// A backoff remembers when it was set (an edit of the desired row after it ends it, in the
+  /// planner); success forgets it.
+  @Test func aBackoffRemembersWhenItWasSet() {
+    let context = UserLifecycle.Context(started: Self.now - 0.25, now: Self.now, attempt: 3)
+    let failed = UserLifecycle.after(Self.start, .failed(Self.lost), UserState(), context, policy: Self.policy)
+    #expect(failed.state.backoffSince == Self.now)
+    let done = UserLifecycle.after(Self.start, .done(nil), failed.state, context, policy: Self.policy)
+    #expect(done.state.backoffSince == nil && done.state.backoffUntil == nil)
+  }
+
   @Test func theIntentIsWrittenBeforeACreateAndGuardsTheNext() {
     let intent = UserLifecycle.intent(Self.createVolume(), UserState(), now: Self.now)
     #expect(intent.pending == PendingCreate(kind: .volume, since: Self.now, outcomeUnknown: true))
