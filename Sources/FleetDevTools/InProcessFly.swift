@@ -48,7 +48,9 @@ extension FlyClient {
       configuration: FlyClientConfiguration(
         baseURL: "http://in-process.invalid", appName: simulator.configuration.appName,
         token: FlyToken(simulator.configuration.token), requestTimeout: requestTimeout),
-      transport: SimulatorTransport(simulator))
+      transport: SimulatorTransport(simulator),
+      clock: FlyClientClock(
+        now: { simulator.clock.now() }, sleep: { seconds in try await simulator.clock.sleep(seconds: seconds) }))
   }
 }
 

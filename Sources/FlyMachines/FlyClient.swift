@@ -89,6 +89,7 @@ public struct FlyRequestRecord: Sendable {
 public final class FlyClient: FlyMachinesAPI {
   public let configuration: FlyClientConfiguration
   private let transport: any FlyTransport
+  private let gate: RateLimitGate
   private let logger: Logger
   private let observer: (@Sendable (FlyRequestRecord) -> Void)?
   /// The last `Date` header Fly sent (Unix seconds) and when it came (monotonic).
@@ -103,15 +104,17 @@ public final class FlyClient: FlyMachinesAPI {
       configuration: configuration, transport: HTTPClientTransport(httpClient), logger: logger, observer: observer)
   }
 
-  /// A client over any transport (in-process, for tests and benchmarks).
+  /// A client over any transport (in-process, for tests and benchmarks), waiting out Retry-After
+  /// on `clock`.
   public init(
     configuration: FlyClientConfiguration, transport: any FlyTransport, logger: Logger = Logger(label: "fly"),
-    observer: (@Sendable (FlyRequestRecord) -> Void)? = nil
+    observer: (@Sendable (FlyRequestRecord) -> Void)? = nil, clock: FlyClientClock = .continuous
   ) {
     self.configuration = configuration
     self.transport = transport
     self.logger = logger
     self.observer = observer
+    self.gate = RateLimitGate(clock: clock)
   }
 
   public var credentials: [String] { [configuration.token.value] }
@@ -446,6 +449,15 @@ public final class FlyClient: FlyMachinesAPI {
       headers.append(("Content-Type", "application/json"))
     }
     let request = FlyHTTPRequest(method: method.rawValue, url: url, headers: headers, body: data)
+    // A 429 announced a wait for this kind of request: it is waited out before sending, not after.
+    let bucket = RateLimitGate.key(endpoint: endpoint, operation: operation)
+    do {
+      try await gate.wait(bucket)
+    } catch {
+      throw FlyAPIError(
+        code: .transport, message: "cancelled while waiting out a Retry-After", transportKind: .deadline,
+        operation: operation)
+    }
     let started = ContinuousClock.now
     // One deadline for the whole exchange, fixed before anything is sent: a server that drips its
     // answer (50 bytes a second) is cut off at the deadline like one that never answers.
@@ -464,7 +476,11 @@ public final class FlyClient: FlyMachinesAPI {
       logger.trace(
         "fly request",
         metadata: ["op": "\(operation)", "status": "\(result.status)", "fly_request_id": "\(result.requestID ?? "")"])
-      if result.status >= 300 { throw httpError(result) }
+      if result.status >= 300 {
+        let error = httpError(result)
+        if result.status == 429 { gate.pause(bucket, seconds: error.retryAfter ?? 1) }
+        throw error
+      }
       return result
     } catch let error as FlyAPIError {
       throw error
