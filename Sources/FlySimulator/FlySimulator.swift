@@ -600,6 +600,9 @@ public final class FlySimulator: Sendable {
         case "destroy_machine":
           return state.model.driftDestroy(machineID, now: now)
             ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found"}"#)
+        case "migrate_machine":
+          return state.model.driftMigrate(machineID, now: now)
+            ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found or without a volume"}"#)
         case "detach_volume":
           return state.model.driftDetach(volumeID)
             ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"volume not found"}"#)

@@ -506,6 +506,33 @@ struct SimulatorModel: Sendable {
     return true
   }
 
+  /// Fly moves a machine to another host on its own: the same machine id, a fork of its volume
+  /// (same name, a new id) mounted in its place, a new private IP and instance; the old volume is
+  /// left `pending_destroy` for a while.
+  mutating func driftMigrate(_ id: String, now: Double) -> Bool {
+    guard var machine = visibleMachine(id, now: now), machine.destroyedAt == nil, let oldID = machine.volumeID,
+      var old = volumes[oldID], old.deletedAt == nil
+    else { return false }
+    seq += 1
+    let newID = newVolumeID()
+    volumes[newID] = SimVolume(
+      seq: seq, id: newID, name: old.name, region: old.region, zone: randomString(4, alphabet: "0123456789abcdef"),
+      sizeGB: old.sizeGB, encrypted: old.encrypted, state: "created", attachedMachineID: id, createdAt: now,
+      visibleAt: now, deletedAt: nil)
+    volumeOrder.append(newID)
+    old.attachedMachineID = nil
+    old.deletedAt = now
+    old.state = "pending_destroy"
+    volumes[oldID] = old
+    machine.volumeID = newID
+    machine.configText = machine.configText.replacingOccurrences(of: oldID, with: newID)
+    machine.privateIP = "fdaa:0:1:a7b:\(seq % 65536):\(Int(random.next() % 65536)):1:3"
+    machine.instanceID = newULID()
+    machine.updatedAt = now
+    machines[id] = machine
+    return true
+  }
+
   mutating func driftDetach(_ volumeID: String) -> Bool {
     guard volumes[volumeID] != nil else { return false }
     volumes[volumeID]?.attachedMachineID = nil

@@ -141,4 +141,30 @@ import Testing
       #expect(events.contains("drift.machine_missing"), "and reported")
     }
   }
+
+  /// Fly moves a machine to another host (issue 13, item 5): same machine id, a fork of its volume
+  /// under a new id, a new private IP, the old volume `pending_destroy`. The controller follows the
+  /// machine's mount: the `machines` row and the user's state take the new volume id and IP, and
+  /// nothing is created, destroyed or reported.
+  @Test func aHostMigrationIsFollowedWithoutActionOrDrift() async throws {
+    try await withHarness(simulator: Harness.instant) { harness in
+      try await harness.addUsers(2)
+      await harness.converge()
+      let before = try #require(harness.fleet().machine("u0"))
+      let oldVolume = try #require(before.config?.mounts.first?.volume)
+      let mutations = harness.mutations().count
+      await harness.drift(#"{"op":"migrate_machine","machine_id":"\#(before.id)"}"#)
+      let after = try #require(harness.fleet().machine("u0"))
+      let newVolume = try #require(after.config?.mounts.first?.volume)
+      #expect(after.id == before.id && newVolume != oldVolume && after.privateIP != before.privateIP)
+      let reports = await harness.converge()
+      #expect(reports.allSatisfy { $0.findings.isEmpty }, "\(reports.flatMap(\.findings).map(\.message))")
+      #expect(harness.mutations().count == mutations, "no action")
+      let row = try #require(try await harness.store.machineRows()["u0"])
+      #expect(row.id == before.id && row.volumeID == newVolume && row.ipAddress == after.privateIP)
+      #expect(try await harness.store.loadUserStates()["u0"]?.volumeID == newVolume)
+      let events = try await harness.store.events(user: "u0", limit: 100).map(\.eventType)
+      #expect(!events.contains { $0.hasPrefix("drift") || $0.hasPrefix("verify") }, "\(events)")
+    }
+  }
 }
