@@ -81,10 +81,11 @@ public actor Alerter {
 
   /// Steps the lifecycle with one pass's findings and queues the notice, if any.
   @discardableResult
-  public func process(_ findings: [DriftFinding], now: Double) async -> AlertNotice? {
+  public func process(_ findings: [DriftFinding], unsettled: Set<String> = [], now: Double) async -> AlertNotice? {
     if active == nil { active = (try? await store.loadAlerts()) ?? [:] }
     let previous = active!
-    let (next, notice) = AlertLifecycle.step(active: previous, findings: findings, now: now, settings: settings)
+    let (next, notice) = AlertLifecycle.step(
+      active: previous, findings: findings, unsettled: unsettled, now: now, settings: settings)
     active = next
     var deliveries: [(receiver: String, payload: String)] = []
     if let notice {

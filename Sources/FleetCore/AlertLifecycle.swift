@@ -57,6 +57,13 @@ public struct AlertNotice: Sendable, Hashable {
 /// The alert lifecycle as a pure function: (active alerts, this pass's findings, now) → (active
 /// alerts, notice to send). Modeled on Alertmanager: `for`, `repeat_interval`, resolved notices,
 /// one grouped notice per pass.
+///
+/// One alert per user and condition: every finding about a user (a machine missing, an action
+/// failing, a region mismatch…) is a cause of that user's `not_as_desired` alert, an annotation
+/// that may change while it fires; it resolves only when no finding names the user. Findings about
+/// the fleet (a guard tripped, Fly unreachable) are one alert per kind. While the controller cannot
+/// see (the desired state unreadable, Fly's lists failing or not trusted), no user's alert
+/// resolves, repeats or starts again: that outage is its own alert.
 public enum AlertLifecycle {
   public struct Settings: Sendable, Hashable {
     /// Repeat a firing alert at most this often.
@@ -68,23 +75,57 @@ public enum AlertLifecycle {
     public init() {}
   }
 
+  /// The kind of every user's alert.
+  public static let userCondition = "not_as_desired"
+  /// Findings that mean the controller cannot see the fleet this pass.
+  public static let blind: Set<DriftFinding.Kind> = [.desiredUnreadable, .flyUnreachable, .listSuspect, .leaseLost]
+
+  /// This pass's findings as alerts: one per user (its causes in the message), one per fleet kind.
+  static func alerts(_ findings: [DriftFinding]) -> [(key: String, immediate: Bool, finding: DriftFinding)] {
+    var byUser: [String: [DriftFinding]] = [:]
+    var fleet: [String: DriftFinding] = [:]
+    for finding in findings {
+      if let user = finding.userID {
+        byUser[user, default: []].append(finding)
+      } else if fleet[finding.kind.rawValue] == nil {
+        fleet[finding.kind.rawValue] = finding
+      }
+    }
+    var out: [(key: String, immediate: Bool, finding: DriftFinding)] = []
+    for (user, causes) in byUser {
+      let sorted = causes.sorted { ($0.kind.rawValue, $0.resourceID ?? "") < ($1.kind.rawValue, $1.resourceID ?? "") }
+      var seen: Set<String> = []
+      let message = sorted.filter { seen.insert($0.fingerprint).inserted }.map { "\($0.kind.rawValue): \($0.message)" }
+        .joined(separator: "; ")
+      let summary = DriftFinding(kind: sorted[0].kind, userID: user, resourceID: sorted[0].resourceID, message: message)
+      out.append(("\(userCondition)|\(user)", false, summary))
+    }
+    for (kind, finding) in fleet { out.append(("\(kind)||", false, finding)) }
+    return out
+  }
+
+  /// `unsettled`: users with something still to do or under way this pass (an action planned, a
+  /// create settling, a backoff): their alert is not resolved by a pass that happens to have no
+  /// finding for them.
   public static func step(
-    active: [String: AlertState], findings: [DriftFinding], now: Double, settings: Settings = .init()
+    active: [String: AlertState], findings: [DriftFinding], unsettled: Set<String> = [], now: Double,
+    settings: Settings = .init()
   ) -> (active: [String: AlertState], notice: AlertNotice?) {
     var next: [String: AlertState] = [:]
     var items: [AlertNotice.Item] = []
-    var seen: Set<String> = []
-    for finding in findings {
-      let key = finding.fingerprint
-      guard seen.insert(key).inserted else { continue }
+    let cannotSee = findings.contains { blind.contains($0.kind) }
+    for (key, _, finding) in alerts(findings) {
+      let isUser = finding.userID != nil
       var state =
         active[key]
         ?? AlertState(
-          fingerprint: key, kind: finding.kind.rawValue, userID: finding.userID, resourceID: finding.resourceID,
-          message: finding.message, startsAt: now, seenPasses: 0, lastNotifiedAt: nil)
+          fingerprint: key, kind: isUser ? userCondition : finding.kind.rawValue, userID: finding.userID,
+          resourceID: finding.resourceID, message: finding.message, startsAt: now, seenPasses: 0, lastNotifiedAt: nil)
       state.seenPasses += 1
-      state.message = finding.message
-      let due = settings.immediate.contains(finding.kind) || state.seenPasses >= settings.passesBeforeFiring
+      state.message = finding.message  // the causes may change while it fires
+      state.resourceID = finding.resourceID
+      let due =
+        (!isUser && settings.immediate.contains(finding.kind)) || state.seenPasses >= settings.passesBeforeFiring
       if due {
         if let last = state.lastNotifiedAt {
           if now - last >= settings.repeatInterval {
@@ -98,8 +139,12 @@ public enum AlertLifecycle {
       }
       next[key] = state
     }
-    for (key, state) in active where next[key] == nil && state.isFiring {
-      items.append(.init(state: state, status: "resolved", endsAt: now))
+    for (key, state) in active where next[key] == nil {
+      if let user = state.userID, cannotSee || unsettled.contains(user) {
+        next[key] = state  // unseen is not resolved: held as it was until the controller sees again
+      } else if state.isFiring {
+        items.append(.init(state: state, status: "resolved", endsAt: now))
+      }
     }
     items.sort { ($0.status, $0.state.fingerprint) < ($1.status, $1.state.fingerprint) }
     return (next, items.isEmpty ? nil : AlertNotice(items: items, createdAt: now))

@@ -6,6 +6,15 @@ public struct FindingEpisodes: Sendable {
 
   public init() {}
 
+  /// Episodes that were open when the controller last recorded them (read back at start, so a
+  /// restart or a one-shot `reconcile` does not record the same findings again).
+  public init(open findings: [DriftFinding]) {
+    for finding in findings { active[finding.fingerprint] = finding }
+  }
+
+  /// The open episodes, in a stable order (what is stored).
+  public var open: [DriftFinding] { active.values.sorted { $0.fingerprint < $1.fingerprint } }
+
   /// The findings new since the last call, and the events of what appeared and cleared, sorted.
   public mutating func update(_ findings: [DriftFinding], now: Double) -> (
     appeared: [DriftFinding], events: [AuditEvent]

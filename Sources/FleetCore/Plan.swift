@@ -125,8 +125,8 @@ public struct Action: Sendable, Hashable {
 }
 
 /// Something that differs from what should be, for operators and alerts.
-public struct DriftFinding: Sendable, Hashable {
-  public enum Kind: String, Sendable, Hashable, CaseIterable {
+public struct DriftFinding: Sendable, Hashable, Codable {
+  public enum Kind: String, Sendable, Hashable, CaseIterable, Codable {
     case machineMissing = "machine_missing"
     case volumeMissing = "volume_missing"
     case stoppedWhileDesiredRunning = "stopped_while_desired_running"

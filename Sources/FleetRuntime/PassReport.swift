@@ -38,6 +38,11 @@ public struct PassReport: Sendable {
     outcome == .ok && listsTrusted && plan?.actions.isEmpty == true && plan?.waiting.isEmpty == true
   }
 
+  /// Users with an action planned or something under way (a create settling, a backoff).
+  public var unsettledUsers: Set<String> {
+    Set(plan?.actions.map(\.userID) ?? []).union(plan?.waiting ?? [])
+  }
+
   /// Something is under way or failing: the loop comes back after the busy interval, not the full one.
   public var busy: Bool {
     outcome != .ok || !results.isEmpty || !(plan?.waiting.isEmpty ?? true) || !(plan?.actions.isEmpty ?? true)

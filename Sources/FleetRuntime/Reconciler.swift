@@ -23,6 +23,8 @@ public actor Reconciler {
   private let observer: Observer
   private let users: UserStates
   private var episodes = FindingEpisodes()
+  /// The open episodes were read back from the database (at start, and after the lease is regained).
+  private var episodesLoaded = false
   /// Whether this process may still act (holds the writer lease); checked before every call that
   /// changes Fly and before a pass's writes. Always true without a lease.
   private var mayWrite: @Sendable () -> Bool = { true }
@@ -69,6 +71,7 @@ public actor Reconciler {
   /// another process may have acted meanwhile.
   public func invalidate() async {
     users.invalidate()
+    episodesLoaded = false
     cachedDesired = nil
     await observer.invalidate()
     steady = false
@@ -102,6 +105,10 @@ public actor Reconciler {
     do {
       desired = try await readDesired()
       try await users.loadIfNeeded()
+      if !episodesLoaded {
+        episodes = FindingEpisodes(open: try await store.loadOpenFindings() ?? [])
+        episodesLoaded = true
+      }
     } catch {
       return couldNotRun(report, .desiredUnreadable, error.description, log: "desired state unreadable: nothing done")
     }
@@ -162,7 +169,8 @@ public actor Reconciler {
     let statements: Int
     do {
       statements = try await users.commit(
-        plan, observation: observation, trusted: guarded.trusted, events: scrubbed, now: started)
+        plan, observation: observation, trusted: guarded.trusted, events: scrubbed,
+        also: events.isEmpty ? [] : [FleetStore.saveOpenFindings(episodes.open.map(redactor.scrub))], now: started)
     } catch {
       // Nothing was acted on: what this plan changed is planned again from the database.
       return couldNotRun(report, .desiredUnreadable, error.description)

@@ -71,6 +71,13 @@ public final class Redactor: Sendable {
     return forms.filter { $0.count >= 4 }
   }
 
+  /// The finding with its message scrubbed.
+  public func scrub(_ finding: DriftFinding) -> DriftFinding {
+    var finding = finding
+    finding.message = scrub(finding.message)
+    return finding
+  }
+
   /// The event with every string detail scrubbed.
   public func scrub(_ event: AuditEvent) -> AuditEvent {
     var event = event

@@ -144,12 +144,13 @@ final class UserStates {
   /// shows, and the pass's events, in chunks (the first pass over a 100k fleet adopts every user).
   /// One user's refused row fails only that user (``recordFailures``). Returns the statements written.
   func commit(
-    _ plan: Plan, observation: Observation, trusted: Bool, events: [AuditEvent], now: Double,
-    isolation: isolated (any Actor)? = #isolation
+    _ plan: Plan, observation: Observation, trusted: Bool, events: [AuditEvent], also: [SQLStatement] = [],
+    now: Double, isolation: isolated (any Actor)? = #isolation
   ) async throws(StoreError) -> Int {
     var writer = ChunkedWriter(store: store)
     recordFailures = [:]
     do {
+      for statement in also { try await writer.add(statement) }
       let rewrite = dirty.subtracting(plan.changedStates)
       dirty = []
       for user in plan.changedStates + rewrite {

@@ -97,6 +97,20 @@ extension FleetStore {
       "guard", String(decoding: (try? encoder.encode(state)) ?? Data("{}".utf8), as: UTF8.self))
   }
 
+  /// The findings whose `drift.*` event was recorded and whose `drift_resolved.*` was not; nil when
+  /// none were stored (or the value cannot be read: the next pass records them again).
+  public func loadOpenFindings() async throws(StoreError) -> [DriftFinding]? {
+    guard let text = try await controllerValue("open_findings") else { return nil }
+    return try? JSONDecoder().decode([DriftFinding].self, from: Data(text.utf8))
+  }
+
+  public static func saveOpenFindings(_ findings: [DriftFinding]) -> SQLStatement {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .sortedKeys
+    return setControllerValue(
+      "open_findings", String(decoding: (try? encoder.encode(findings)) ?? Data("[]".utf8), as: UTF8.self))
+  }
+
   /// Appends events and applies other statements in one transaction.
   public func commit(events: [AuditEvent], statements: [SQLStatement]) async throws(StoreError) {
     let inserts = events.map {

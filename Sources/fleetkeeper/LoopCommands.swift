@@ -345,7 +345,7 @@ struct RunCommand: AsyncParsableCommand {
             "findings": "\(report.findings.count)",
             "duration_ms": "\(Int(report.duration * 1000))",
           ])
-        await alerter.process(report.findings, now: now)
+        await alerter.process(report.findings, unsettled: report.unsettledUsers, now: now)
       })
     let ops = OpsServer.application(
       host: host, port: port, store: store, metrics: metrics, readiness: readiness, interval: settings.interval,

@@ -53,4 +53,50 @@ struct AlertLifecycleTests {
     let (_, second) = AlertLifecycle.step(active: active, findings: findings, now: 30)
     #expect(second?.items.count == 5)
   }
+
+  let missing = DriftFinding(kind: .machineMissing, userID: "u1", resourceID: "m1", message: "gone")
+  let failing = DriftFinding(kind: .actionFailing, userID: "u1", message: "no capacity in syd")
+  let outage = DriftFinding(kind: .flyUnreachable, message: "fly lists failed")
+
+  /// One alert per user and condition: its cause changes from a missing machine to a failing
+  /// action while it fires, with no resolved notice and no second alert (before: a notice for
+  /// each cause, a resolved one in between). It resolves once the user has no finding.
+  @Test func aUsersCausesChangeWithinOneAlert() {
+    var active: [String: AlertState] = [:]
+    var notices: [AlertNotice] = []
+    for (now, findings) in [(0.0, [missing]), (30, [missing]), (60, [failing]), (90, [failing, missing]), (120, [])] {
+      let (next, notice) = AlertLifecycle.step(active: active, findings: findings, now: now)
+      active = next
+      if let notice { notices.append(notice) }
+    }
+    #expect(notices.map { $0.items.map(\.status) } == [["firing"], ["resolved"]])
+    #expect(notices[0].items[0].state.kind == "not_as_desired" && notices[0].items[0].state.startsAt == 0)
+    #expect(notices[1].items[0].state.message.contains("no capacity"), "the last causes, in the resolved notice")
+  }
+
+  /// While the controller cannot see (Fly unreachable), no user's alert resolves, and when it sees
+  /// again the same alert goes on (same start, no new notice). The outage is its own alert.
+  @Test func whatTheControllerCannotSeeNeitherResolvesNorFiresAgain() {
+    var active: [String: AlertState] = [:]
+    var notices: [AlertNotice] = []
+    for (now, findings) in [(0.0, [missing]), (30, [missing]), (60, [outage]), (90, [outage]), (120, [missing])] {
+      let (next, notice) = AlertLifecycle.step(active: active, findings: findings, now: now)
+      active = next
+      if let notice { notices.append(notice) }
+    }
+    let statuses = notices.flatMap { $0.items.map { "\($0.state.kind) \($0.status)" } }
+    #expect(statuses == ["not_as_desired firing", "fly_unreachable firing", "fly_unreachable resolved"])
+    #expect(active["not_as_desired|u1"]?.startsAt == 0)
+  }
+
+  /// A pass with no finding for a user who still has something under way (a create settling, a
+  /// backoff) does not resolve that user's alert.
+  @Test func aUserStillUnderWayIsNotResolved() {
+    let (active, _) = AlertLifecycle.step(active: [:], findings: [missing], now: 0)
+    let (firing, _) = AlertLifecycle.step(active: active, findings: [missing], now: 30)
+    let (held, notice) = AlertLifecycle.step(active: firing, findings: [], unsettled: ["u1"], now: 60)
+    #expect(notice == nil && held["not_as_desired|u1"] != nil)
+    let (_, resolved) = AlertLifecycle.step(active: held, findings: [], now: 90)
+    #expect(resolved?.items.map(\.status) == ["resolved"])
+  }
 }

@@ -271,6 +271,23 @@ import Testing
     }
   }
 
+  /// A restart (or a one-shot `reconcile`) does not record the same drift again: the open
+  /// episodes are read back (before: every new process wrote `drift.*` for everything still wrong).
+  @Test func aRestartDoesNotRecordTheSameDriftAgain() async throws {
+    try await withHarness(simulator: Harness.instant) { harness in
+      try await harness.addUsers(1)
+      await harness.converge()
+      await harness.drift(#"{"op":"create_foreign_machine","region":"ord"}"#)
+      await harness.converge()
+      func recorded() async throws -> Int {
+        try await harness.store.events(limit: 1000).filter { $0.eventType == "drift.foreign_machine" }.count
+      }
+      #expect(try await recorded() == 1)
+      for _ in 0..<2 { await harness.converge(using: harness.restarted()) }
+      #expect(try await recorded() == 1, "not again after two restarts")
+    }
+  }
+
   @Test func unreadableDatabaseMeansNoAction() async throws {
     try await withHarness { harness in
       try await harness.addUsers(4)
