@@ -13,6 +13,7 @@ public struct PassReport: Sendable {
   public var plan: Plan?
   public var results: [ActionResult] = []
   public var findings: [DriftFinding] = []
+  /// Users desired running or stopped (not those marked absent).
   public var desiredUsers = 0
   public var observedMachines = 0
   public var observedVolumes = 0

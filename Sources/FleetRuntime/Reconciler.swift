@@ -113,7 +113,8 @@ public actor Reconciler {
       return couldNotRun(report, .desiredUnreadable, error.description, log: "desired state unreadable: nothing done")
     }
     report.desired = desired.snapshot
-    report.desiredUsers = desired.snapshot.machines.count
+    // Users desired running or stopped: a row marked absent is a user on the way out, not desired.
+    report.desiredUsers = desired.snapshot.machines.values.reduce(0) { $1.state == .absent ? $0 : $0 + 1 }
     let expected = desired.snapshot.machines.count
     let listed: (observation: Observation, unchanged: Bool)
     do {

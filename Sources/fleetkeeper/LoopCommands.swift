@@ -195,7 +195,7 @@ struct PlanCommand: AsyncParsableCommand {
           waiting: plan.waiting.count, lists_trusted: report.listsTrusted))
     } else {
       print(
-        "\(report.desiredUsers) users desired; Fly lists \(report.observedMachines) machines, \(report.observedVolumes) volumes"
+        "\(report.desiredUsers) users desired running or stopped; Fly lists \(report.observedMachines) machines, \(report.observedVolumes) volumes"
       )
       if plan.actions.isEmpty { print("nothing to do") }
       for action in plan.actions { print("  " + describe(action)) }
