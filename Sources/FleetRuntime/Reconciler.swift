@@ -239,13 +239,14 @@ public actor Reconciler {
 
   /// The pass stops before acting: what it could not read becomes its finding (and the alert).
   private func couldNotRun(
-    _ report: PassReport, _ kind: DriftFinding.Kind, _ error: String, log: Logger.Message? = nil
+    _ report: PassReport, _ kind: DriftFinding.Kind, _ error: String,
+    log: Logger.Message = "pass could not run: nothing done"
   ) -> PassReport {
     var report = report
     report.outcome = .couldNotRun
     report.error = redactor.scrub(error)
     report.findings.append(DriftFinding(kind: kind, message: report.error!))
-    if let log { logger.error(log, metadata: ["error": "\(report.error!)"]) }
+    logger.error(log, metadata: ["error": "\(report.error!)"])
     report.duration = clock.now() - report.startedAt
     return report
   }

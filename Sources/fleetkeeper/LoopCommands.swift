@@ -121,10 +121,16 @@ struct LoopOptions: ParsableArguments {
   }
 }
 
-func makeLogger(level: Logger.Level = .info) -> Logger {
-  var logger = Logger(label: "fleetkeeper")
-  logger.logLevel = level
-  return logger
+/// The logger of a one-shot command: the same lines as `run` writes (FLEET_LOG_FORMAT, logfmt by
+/// default; secrets scrubbed), at `level` unless FLEET_LOG_LEVEL asks for more.
+func makeLogger(level: Logger.Level = .info, redactor: Redactor = Redactor()) -> Logger {
+  let env = ProcessInfo.processInfo.environment
+  let format = FleetLogHandler.Format(rawValue: env["FLEET_LOG_FORMAT"] ?? "logfmt") ?? .logfmt
+  let wanted = env["FLEET_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)).map { min($0, level) } ?? level
+  redactor.add([env["FLY_API_TOKEN"] ?? "", env["FLEET_DATABASE_AUTH_TOKEN"] ?? ""])
+  return Logger(label: "fleetkeeper") { label in
+    FleetLogHandler(label: label, format: format, level: wanted, redactor: redactor)
+  }
 }
 
 /// Builds the reconciler from the common options.
@@ -181,7 +187,8 @@ struct PlanCommand: AsyncParsableCommand {
   @Flag(help: "JSON output.") var json = false
 
   func run() async throws {
-    let (reconciler, _, _) = try await makeReconciler(db: db, fly: fly, loop: loop, logger: makeLogger(level: .error))
+    let (reconciler, _, _) = try await makeReconciler(
+      db: db, fly: fly, loop: loop, logger: makeLogger(level: .critical))
     let report = await reconciler.pass(apply: false)
     if report.outcome == .couldNotRun {
       complain("error: \(report.error ?? "pass could not run")")
@@ -256,7 +263,7 @@ struct ReconcileCommand: AsyncParsableCommand {
     await keeper.release()
     switch report.outcome {
     case .couldNotRun:
-      complain("error: \(report.error ?? "pass could not run"); nothing was done")
+      // Already said once, in the log line of the pass ("… nothing done", with the error).
       throw ExitCode(1)
     case .actionsFailed:
       print(
@@ -405,7 +412,8 @@ struct StatusCommand: AsyncParsableCommand {
   @Flag(help: "JSON lines.") var json = false
 
   func run() async throws {
-    let (reconciler, _, _) = try await makeReconciler(db: db, fly: fly, loop: loop, logger: makeLogger(level: .error))
+    let (reconciler, _, _) = try await makeReconciler(
+      db: db, fly: fly, loop: loop, logger: makeLogger(level: .critical))
     let report = await reconciler.pass(apply: false)
     guard let desired = report.desired, let observation = report.observation else {
       complain("error: \(report.error ?? "could not read")")

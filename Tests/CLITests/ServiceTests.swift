@@ -52,6 +52,27 @@ import Testing
     #expect(events.count == mutations, "\(events.count) events for \(mutations) mutations")
   }
 
+  /// One-shot commands write the error once, in the same log format as `run` (before: a swift-log
+  /// default line, then the same error again as "error: …").
+  @Test func aOneShotCommandSaysItsErrorOnceInTheLogFormat() async throws {
+    let (sim, base) = try await startSim()
+    defer { sim.signal(SIGTERM) }
+    let db = temporaryDirectory().appendingPathComponent("fleet.sqlite3").path
+    try await fleetkeeper(["migrate", "--database", db])
+    let env = [
+      "FLY_API_BASE_URL": base, "FLEET_FLY_APP": "app", "FLY_API_TOKEN": "tok-wrong-value-17", "FLEET_DATABASE": db,
+    ]
+    let reconcile = try await fleetkeeper(["reconcile"], env: env)
+    #expect(reconcile.status == 1)
+    let lines = reconcile.stderr.split(separator: "\n").filter { $0.contains("GET /v1") }
+    #expect(lines.count == 1, "\(reconcile.stderr)")
+    #expect(lines.first?.hasPrefix("ts=") == true && lines.first?.contains("level=error") == true, "\(lines)")
+    let plan = try await fleetkeeper(["plan"], env: env)
+    #expect(plan.status == 1)
+    #expect(plan.stderr.split(separator: "\n").filter { $0.contains("GET /v1") }.count == 1, "\(plan.stderr)")
+    #expect(!reconcile.stderr.contains("tok-wrong-value-17") && !plan.stderr.contains("tok-wrong-value-17"))
+  }
+
   /// A first deploy: `run` on an empty volume (no database file) creates the database, applies the
   /// schema, says so in its log and reconciles; before, it exited "no database file".
   @Test func runOnAMissingDatabaseFileCreatesAndMigratesIt() async throws {
