@@ -180,3 +180,13 @@ CREATE TABLE fleet_user_state_v5 (
 INSERT INTO fleet_user_state_v5 (user_id, state, updated_at) SELECT user_id, memory, updated_at FROM fleet_user_state;
 DROP TABLE fleet_user_state;
 ALTER TABLE fleet_user_state_v5 RENAME TO fleet_user_state;
+
+-- Migration 6: init_cmd elements
+-- init_cmd is a JSON array of strings, as the CLI requires: a number or an object in it was
+-- accepted by SQL and then dropped when the machine was made.
+CREATE TRIGGER machine_template_init_cmd_insert BEFORE INSERT ON machine_template
+WHEN NEW.init_cmd IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(NEW.init_cmd) WHERE type != 'text')
+BEGIN SELECT RAISE(ABORT, 'init_cmd: every element must be a string'); END;
+CREATE TRIGGER machine_template_init_cmd_update BEFORE UPDATE OF init_cmd ON machine_template
+WHEN NEW.init_cmd IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(NEW.init_cmd) WHERE type != 'text')
+BEGIN SELECT RAISE(ABORT, 'init_cmd: every element must be a string'); END;

@@ -137,7 +137,12 @@ public final class FleetStore: Sendable {
       let encrypted = row[9].int, let restart = row[10].string,
       let env = try? JSONDecoder().decode([String: String].self, from: Data(envText.utf8))
     else { return nil }
-    let initCommand = row[4].string.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
+    var initCommand: [String]?
+    if let text = row[4].string {
+      // Not dropped when it cannot be read: a machine without its command is not the one desired.
+      guard let command = try? JSONDecoder().decode([String].self, from: Data(text.utf8)) else { return nil }
+      initCommand = command
+    }
     return MachineTemplate(
       image: image, cpuKind: cpuKind, cpus: Int(cpus), memoryMB: Int(memory), initCommand: initCommand,
       servicesJSON: row[5].string, env: env, mountPath: mountPath, volumeSizeGB: Int(size), encrypted: encrypted != 0,
@@ -153,7 +158,17 @@ public final class FleetStore: Sendable {
       SQLStatement(Self.desiredSelect),
     ])
     guard let templateRow = results[0].rows.first, let template = Self.template(from: templateRow) else {
-      throw StoreError(code: .malformed, message: "machine_template has no valid row 1", database: database.displayName)
+      throw StoreError(
+        code: .malformed,
+        message:
+          "machine_template has no valid row 1 (init_cmd must be a JSON array of strings, env a JSON object of strings)",
+        database: database.displayName)
+    }
+    do {
+      _ = try FleetValidation.image(template.image)
+    } catch {
+      // Written around the CLI (SQL): the same rule as `template set`, said as it says it.
+      throw StoreError(code: .malformed, message: "machine_template.\(error)", database: database.displayName)
     }
     var machines = UserMap<DesiredMachine>(minimumCapacity: results[1].rows.count)
     var invalid: [String: String] = [:]
@@ -162,6 +177,15 @@ public final class FleetStore: Sendable {
       guard let machine = Self.desiredMachine(from: row) else {
         invalid[userID] = "state or region unreadable"
         continue
+      }
+      if let image = machine.overrides.image {
+        // Written around the CLI (SQL): held to the same rule as `users set --image`, and reported.
+        do {
+          _ = try FleetValidation.image(image)
+        } catch {
+          invalid[userID] = "\(error)"
+          continue
+        }
       }
       machines[userID] = machine
     }

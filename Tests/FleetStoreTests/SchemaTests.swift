@@ -80,7 +80,7 @@ struct SchemaTests {
     }
     try await queue.close()
     let store = try await open(path, backend)
-    #expect(try await store.migrate() == [5])
+    #expect(try await store.migrate() == Array(5...Schema.migrations.last!.version))
     let states = try await store.loadUserStates()
     #expect(states["u1"]?.volumeID == "vol_1" && states["u1"]?.failures == 2)
     #expect(try await Self.columns(store, "fleet_user_state").contains("state TEXT NOT NULL"))
@@ -90,6 +90,31 @@ struct SchemaTests {
       ])
     }
     #expect(refused?.description.contains("state") == true, "the constraint names the column")
+  }
+
+  /// What SQL writes around the CLI is held to the CLI's rules (issue 13): an init_cmd element that
+  /// is not a string is refused by the schema; an image the CLI refuses makes that user's row
+  /// invalid (reported, never acted on) or, in the template, the desired state unreadable, with
+  /// the field named. Before, both were accepted and the init_cmd silently dropped at create.
+  @Test(arguments: Backend.allCases) func sqlIsHeldToTheCLIsRules(backend: Backend) async throws {
+    let (store, _) = try await freshStore(backend)
+    try await store.addUser(UserInput(userID: "u1", region: "cdg"))
+    await #expect(throws: StoreError.self) {
+      _ = try await store.database.write([SQLStatement(#"UPDATE machine_template SET init_cmd = '["serve", 1]'"#)])
+    }
+    _ = try await store.database.write([
+      SQLStatement("UPDATE desired_machines SET image = 'registry.fly.io/Agent:1' WHERE user_id = 'u1'")
+    ])
+    let desired = try await store.readDesired()
+    #expect(desired.machines["u1"] == nil)
+    #expect(desired.invalidRows["u1"]?.contains("image") == true, "\(desired.invalidRows)")
+    _ = try await store.database.write([SQLStatement("UPDATE machine_template SET image = 'registry.fly.io/Agent:1'")])
+    do {
+      _ = try await store.readDesired()
+      Issue.record("a template image the CLI refuses was read")
+    } catch {
+      #expect(error.description.contains("machine_template.image"), "\(error)")
+    }
   }
 
   @Test func schemaFileIsTheMigrations() throws {
