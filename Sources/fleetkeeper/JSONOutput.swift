@@ -3,8 +3,9 @@ import FleetStore
 import FlyMachines
 import Foundation
 
-/// Every `--json` output: an `Encodable` value per line, written by one encoder (keys sorted,
-/// slashes not escaped). Field names are the snake_case of the tables they come from.
+/// Every `--json` output: one JSON object per line, written by one encoder (keys sorted, slashes
+/// not escaped). Field names are the snake_case of the tables they come from; an absent value is an
+/// explicit null, so a reader sees every field of every line.
 enum JSONOutput {
   static func line(_ value: some Encodable) -> String {
     let encoder = JSONEncoder()
@@ -16,130 +17,83 @@ enum JSONOutput {
   static func print(_ value: some Encodable) { Swift.print(line(value)) }
 }
 
-struct ActionJSON: Encodable {
-  var action: String
-  var user_id: String
-  var machine_id: String?
-  var volume_id: String?
-  var region: String?
-  var reason: String
+/// A line of `--json` output: its fields, encoded as one object.
+protocol JSONLine: Encodable {
+  var fields: [String: JSONValue] { get }
+}
+
+extension JSONLine {
+  func encode(to encoder: any Encoder) throws { try JSONValue.object(fields).encode(to: encoder) }
+}
+
+extension JSONValue {
+  /// A string, or null.
+  static func text(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
+}
+
+struct ActionJSON: JSONLine {
+  let fields: [String: JSONValue]
   init(_ action: Action) {
-    self.action = action.kind.rawValue
-    user_id = action.userID
-    machine_id = action.machineID
-    volume_id = action.volumeID
-    region = action.region
-    reason = action.reason
+    fields = [
+      "action": .string(action.kind.rawValue), "user_id": .string(action.userID), "machine_id": .text(action.machineID),
+      "volume_id": .text(action.volumeID), "region": .text(action.region), "reason": .string(action.reason),
+    ]
   }
-  func encode(to encoder: any Encoder) throws {
-    // nil fields are written as null (not left out): a reader sees every field of every line.
-    var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encode(action, forKey: .action)
-    try c.encode(user_id, forKey: .user_id)
-    try c.encode(machine_id, forKey: .machine_id)
-    try c.encode(volume_id, forKey: .volume_id)
-    try c.encode(region, forKey: .region)
-    try c.encode(reason, forKey: .reason)
-  }
-  enum CodingKeys: String, CodingKey { case action, user_id, machine_id, volume_id, region, reason }
 }
 
-struct FindingJSON: Encodable {
-  var kind: String
-  var user_id: String?
-  var resource_id: String?
-  var message: String
+struct FindingJSON: JSONLine {
+  let fields: [String: JSONValue]
   init(_ finding: DriftFinding) {
-    kind = finding.kind.rawValue
-    user_id = finding.userID
-    resource_id = finding.resourceID
-    message = finding.message
+    fields = [
+      "kind": .string(finding.kind.rawValue), "user_id": .text(finding.userID),
+      "resource_id": .text(finding.resourceID), "message": .string(finding.message),
+    ]
   }
-  func encode(to encoder: any Encoder) throws {
-    var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encode(kind, forKey: .kind)
-    try c.encode(user_id, forKey: .user_id)
-    try c.encode(resource_id, forKey: .resource_id)
-    try c.encode(message, forKey: .message)
-  }
-  enum CodingKeys: String, CodingKey { case kind, user_id, resource_id, message }
 }
 
-struct PlanJSON: Encodable {
-  var actions: [ActionJSON]
-  var findings: [FindingJSON]
-  var waiting: Int
-  var lists_trusted: Bool
+struct PlanJSON: JSONLine {
+  let fields: [String: JSONValue]
+  init(actions: [ActionJSON], findings: [FindingJSON], waiting: Int, lists_trusted: Bool) {
+    fields = [
+      "actions": .array(actions.map { .object($0.fields) }), "findings": .array(findings.map { .object($0.fields) }),
+      "waiting": .int(Int64(waiting)), "lists_trusted": .bool(lists_trusted),
+    ]
+  }
 }
 
-struct EventJSON: Encodable {
-  var id: Int64
-  var created_at: Int64
-  var event_type: String
-  var user_id: String?
-  var machine_id: String?
-  var volume_id: String?
-  /// The stored details object; a value that is not JSON (a row another writer made) as a string.
-  var details: JSONValue
+struct EventJSON: JSONLine {
+  let fields: [String: JSONValue]
   init(_ event: FleetStore.StoredEvent) {
-    id = event.id
-    created_at = event.createdAt
-    event_type = event.eventType
-    user_id = event.userID
-    machine_id = event.machineID
-    volume_id = event.volumeID
-    details =
-      (try? JSONDecoder().decode(JSONValue.self, from: Data(event.detailsJSON.utf8))) ?? .string(event.detailsJSON)
+    fields = [
+      "id": .int(event.id), "created_at": .int(event.createdAt), "event_type": .string(event.eventType),
+      "user_id": .text(event.userID), "machine_id": .text(event.machineID), "volume_id": .text(event.volumeID),
+      // The stored details object; a value that is not JSON (a row another writer made) as a string.
+      "details": (try? JSONDecoder().decode(JSONValue.self, from: Data(event.detailsJSON.utf8)))
+        ?? .string(event.detailsJSON),
+    ]
   }
-  func encode(to encoder: any Encoder) throws {
-    var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encode(id, forKey: .id)
-    try c.encode(created_at, forKey: .created_at)
-    try c.encode(event_type, forKey: .event_type)
-    try c.encode(user_id, forKey: .user_id)
-    try c.encode(machine_id, forKey: .machine_id)
-    try c.encode(volume_id, forKey: .volume_id)
-    try c.encode(details, forKey: .details)
-  }
-  enum CodingKeys: String, CodingKey { case id, created_at, event_type, user_id, machine_id, volume_id, details }
 }
 
-struct AlertJSON: Encodable {
-  var fingerprint: String
-  var kind: String
-  var user_id: String?
-  var resource: String?
-  var status: String
-  var starts_at: String
-  var message: String
-  func encode(to encoder: any Encoder) throws {
-    var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encode(fingerprint, forKey: .fingerprint)
-    try c.encode(kind, forKey: .kind)
-    try c.encode(user_id, forKey: .user_id)
-    try c.encode(resource, forKey: .resource)
-    try c.encode(status, forKey: .status)
-    try c.encode(starts_at, forKey: .starts_at)
-    try c.encode(message, forKey: .message)
+struct AlertJSON: JSONLine {
+  let fields: [String: JSONValue]
+  init(
+    fingerprint: String, kind: String, user_id: String?, resource: String?, status: String, starts_at: String,
+    message: String
+  ) {
+    fields = [
+      "fingerprint": .string(fingerprint), "kind": .string(kind), "user_id": .text(user_id),
+      "resource": .text(resource),
+      "status": .string(status), "starts_at": .string(starts_at), "message": .string(message),
+    ]
   }
-  enum CodingKeys: String, CodingKey { case fingerprint, kind, user_id, resource, status, starts_at, message }
 }
 
-struct StatusJSON: Encodable {
-  var user_id: String
-  var desired: String?
-  var observed: String?
-  var region: String
-  var machine_id: String?
-  var volume_id: String?
-  func encode(to encoder: any Encoder) throws {
-    var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encode(user_id, forKey: .user_id)
-    try c.encode(desired, forKey: .desired)
-    try c.encode(observed, forKey: .observed)
-    try c.encode(region, forKey: .region)
-    try c.encode(machine_id, forKey: .machine_id)
-    try c.encode(volume_id, forKey: .volume_id)
+struct StatusJSON: JSONLine {
+  let fields: [String: JSONValue]
+  init(user_id: String, desired: String?, observed: String?, region: String, machine_id: String?, volume_id: String?) {
+    fields = [
+      "user_id": .string(user_id), "desired": .text(desired), "observed": .text(observed), "region": .string(region),
+      "machine_id": .text(machine_id), "volume_id": .text(volume_id),
+    ]
   }
-  enum CodingKeys: String, CodingKey { case user_id, desired, observed, region, machine_id, volume_id }
 }
