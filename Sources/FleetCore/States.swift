@@ -1,13 +1,21 @@
-/// A Fly machine's state, as Fly names it. A struct, not an enum: Fly adds states, and one the
-/// controller does not know is carried through (and shown), not refused.
-public struct MachineState: RawRepresentable, Sendable, Hashable, ExpressibleByStringLiteral,
+/// A state as Fly names it. A struct, not an enum: Fly adds states, and one the controller does
+/// not know is carried through (and shown), not refused.
+public protocol FlyStateName: RawRepresentable<String>, Sendable, Hashable, ExpressibleByStringLiteral,
   CustomStringConvertible
 {
+  init(rawValue: String)
+}
+
+extension FlyStateName {
+  public init(_ rawValue: String) { self.init(rawValue: rawValue) }
+  public init(stringLiteral value: String) { self.init(rawValue: value) }
+  public var description: String { rawValue }
+}
+
+/// A Fly machine's state.
+public struct MachineState: FlyStateName {
   public var rawValue: String
   public init(rawValue: String) { self.rawValue = rawValue }
-  public init(_ rawValue: String) { self.rawValue = rawValue }
-  public init(stringLiteral value: String) { rawValue = value }
-  public var description: String { rawValue }
 
   public static let created: MachineState = "created"
   public static let starting: MachineState = "starting"
@@ -37,15 +45,10 @@ public struct MachineState: RawRepresentable, Sendable, Hashable, ExpressibleByS
   ]
 }
 
-/// A Fly volume's state, as Fly names it.
-public struct VolumeState: RawRepresentable, Sendable, Hashable, ExpressibleByStringLiteral,
-  CustomStringConvertible
-{
+/// A Fly volume's state.
+public struct VolumeState: FlyStateName {
   public var rawValue: String
   public init(rawValue: String) { self.rawValue = rawValue }
-  public init(_ rawValue: String) { self.rawValue = rawValue }
-  public init(stringLiteral value: String) { rawValue = value }
-  public var description: String { rawValue }
 
   public static let created: VolumeState = "created"
   public static let schedulingDestroy: VolumeState = "scheduling_destroy"
