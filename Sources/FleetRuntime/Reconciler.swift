@@ -31,7 +31,7 @@ public actor Reconciler {
   private var draining = false
   /// The last snapshot and the desired-state version it was read at: an unchanged version means an
   /// unchanged table (triggers bump it on every edit), so a quiet pass reads one row, not every user.
-  private var cachedDesired: (version: Int64, snapshot: DesiredSnapshot)?
+  private var cachedDesired: (version: Int64, snapshot: DesiredSnapshot, active: Int)?
   /// The last pass was quiet (no action, finding, wait, write) and no user has a clock running
   /// (pending create, backoff, retention, transitional state): the same inputs plan the same nothing.
   private var steady = false
@@ -78,19 +78,22 @@ public actor Reconciler {
   }
 
   /// The desired snapshot: the cached one while the table's version is unchanged.
-  private func readDesired() async throws(StoreError) -> (snapshot: DesiredSnapshot, unchanged: Bool) {
+  /// `active`: the users desired running or stopped (a row marked absent is a user on the way out),
+  /// counted once per snapshot, not once per pass.
+  private func readDesired() async throws(StoreError) -> (snapshot: DesiredSnapshot, active: Int, unchanged: Bool) {
     let version = try await store.desiredVersion()
-    if let cached = cachedDesired, cached.version == version { return (cached.snapshot, true) }
+    if let cached = cachedDesired, cached.version == version { return (cached.snapshot, cached.active, true) }
     cachedDesired = nil  // the old snapshot is not held while the new one is read
     let desired = try await store.readDesired()
-    cachedDesired = (version, desired)
+    let active = desired.machines.values.reduce(0) { $1.state == .absent ? $0 : $0 + 1 }
+    cachedDesired = (version, desired, active)
     // Every secret the template names is scrubbed from the start, not only once a create has
     // resolved it (an error echoing a machine's env after a restart must not print it).
     redactor.add(
       desired.template.env.values.compactMap { value in
         value.hasPrefix("$") && value.count > 1 ? settings.secrets[String(value.dropFirst())] : nil
       })
-    return (desired, false)
+    return (desired, active, false)
   }
 
   /// Runs one pass. With `apply: false` it plans only: nothing is called but the lists, nothing is written.
@@ -101,7 +104,7 @@ public actor Reconciler {
     steady = false
 
     // Observe: the desired state (unreadable means "do nothing", never "empty"), then Fly.
-    let desired: (snapshot: DesiredSnapshot, unchanged: Bool)
+    let desired: (snapshot: DesiredSnapshot, active: Int, unchanged: Bool)
     do {
       desired = try await readDesired()
       try await users.loadIfNeeded()
@@ -113,8 +116,7 @@ public actor Reconciler {
       return couldNotRun(report, .desiredUnreadable, error.description, log: "desired state unreadable: nothing done")
     }
     report.desired = desired.snapshot
-    // Users desired running or stopped: a row marked absent is a user on the way out, not desired.
-    report.desiredUsers = desired.snapshot.machines.values.reduce(0) { $1.state == .absent ? $0 : $0 + 1 }
+    report.desiredUsers = desired.active
     let expected = desired.snapshot.machines.count
     let listed: (observation: Observation, unchanged: Bool)
     do {
