@@ -40,8 +40,10 @@ public enum Bench {
     try await store.migrate()
     let regions = ["cdg", "ams", "ord", "iad", "sin", "syd"]
     try await store.importUsers((0..<users).map { UserInput(userID: "b\($0)", region: regions[$0 % regions.count]) })
-    let client = FlyClient(
-      configuration: FlyClientConfiguration(baseURL: running.baseURL, appName: "bench", token: FlyToken("bench-token")))
+    var clientConfiguration = FlyClientConfiguration(
+      baseURL: running.baseURL, appName: "bench", token: FlyToken("bench-token"))
+    if !rateLimits { clientConfiguration.listPacing = nil }
+    let client = FlyClient(configuration: clientConfiguration)
     var settings = ReconcilerSettings()
     if !rateLimits { settings.writeLimits = .unlimited }
     var logger = Logger(label: "bench")

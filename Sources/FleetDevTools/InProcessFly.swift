@@ -44,10 +44,15 @@ extension FlyClient {
   public static func inProcess(
     _ simulator: FlySimulator, requestTimeout: Duration = .seconds(3)
   ) -> FlyClient {
-    FlyClient(
-      configuration: FlyClientConfiguration(
-        baseURL: "http://in-process.invalid", appName: simulator.configuration.appName,
-        token: FlyToken(simulator.configuration.token), requestTimeout: requestTimeout),
+    var configuration = FlyClientConfiguration(
+      baseURL: "http://in-process.invalid", appName: simulator.configuration.appName,
+      token: FlyToken(simulator.configuration.token), requestTimeout: requestTimeout)
+    // Lists paced as the simulated Fly limits them (not at all when its limits are off).
+    let limits = simulator.configuration
+    configuration.listPacing =
+      limits.rateLimitsEnabled ? FlyClientConfiguration.Pacing(rate: limits.listRate, burst: limits.listBurst) : nil
+    return FlyClient(
+      configuration: configuration,
       transport: SimulatorTransport(simulator),
       clock: FlyClientClock(
         now: { simulator.clock.now() }, sleep: { seconds in try await simulator.clock.sleep(seconds: seconds) }))

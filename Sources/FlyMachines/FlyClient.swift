@@ -51,6 +51,24 @@ public struct FlyClientConfiguration: Sendable {
   /// whole answer before it is cut to an excerpt, so no secret is ever printed in part.
   public var scrub: (@Sendable (String) -> String)?
   public var userAgent: String
+  /// How list pages are paced (per list endpoint, as Fly's buckets are per action and app): a walk
+  /// sends its pages under the bucket instead of bursting into it and being refused. Nil sends
+  /// them back to back (a simulator without limits, measuring our own cost).
+  public var listPacing: Pacing? = .flyDocumented
+
+  /// A token bucket the client keeps itself, like the one Fly keeps for the same requests.
+  public struct Pacing: Sendable, Equatable {
+    /// Requests per second, sustained.
+    public var rate: Double
+    /// Requests sent at once from a full bucket.
+    public var burst: Double
+    public init(rate: Double, burst: Double) {
+      self.rate = max(0.001, rate)
+      self.burst = max(1, burst)
+    }
+    /// Fly's documented limit for an action: 1 request a second, bursts of 3.
+    public static let flyDocumented = Pacing(rate: 1, burst: 3)
+  }
 
   public init(
     baseURL: String = "https://api.machines.dev", appName: String, token: FlyToken,
@@ -90,6 +108,7 @@ public final class FlyClient: FlyMachinesAPI {
   public let configuration: FlyClientConfiguration
   private let transport: any FlyTransport
   private let gate: RateLimitGate
+  private let clock: FlyClientClock
   private let logger: Logger
   private let observer: (@Sendable (FlyRequestRecord) -> Void)?
   /// The last `Date` header Fly sent (Unix seconds) and when it came (monotonic).
@@ -115,6 +134,7 @@ public final class FlyClient: FlyMachinesAPI {
     self.logger = logger
     self.observer = observer
     self.gate = RateLimitGate(clock: clock)
+    self.clock = clock
   }
 
   public var credentials: [String] { [configuration.token.value] }
@@ -232,7 +252,7 @@ public final class FlyClient: FlyMachinesAPI {
     let listStarted = ContinuousClock.now
     repeat {
       try countPage(&pages, since: listStarted)
-      let response = try await fetch(cursor)
+      let response = try await page(cursor, since: listStarted, fetch)
       let added: Result<Void, FlyAPIError> = response.body.withUnsafeReadableBytes { raw in
         do throws(FlyAPIError) {
           try builder.add(raw) { raw throws(FlyAPIError) in try decode(response, raw) }
@@ -375,7 +395,7 @@ public final class FlyClient: FlyMachinesAPI {
     let listStarted = ContinuousClock.now
     repeat {
       try countPage(&pages, since: listStarted)
-      let (items, next) = try await page(cursor)
+      let (items, next) = try await self.page(cursor, since: listStarted, page)
       all.append(contentsOf: items)
       try countItems(all.count)
       if let next, !seen.insert(next).inserted {
@@ -386,6 +406,40 @@ public final class FlyClient: FlyMachinesAPI {
     } while cursor != nil
     return all
   }
+
+  /// One page of a walk. A 429 is not the end of the walk: the page is asked again once the wait
+  /// Fly announced (or the bucket's refill) is over, the pages already read are kept, and the walk
+  /// goes on. Restarting it from page 1 would spend the bucket on pages already read; at 10k users
+  /// under Fly's limits such a walk never finished. The list's own deadline still bounds the wait.
+  private func page<Answer>(
+    _ cursor: String?, since started: ContinuousClock.Instant,
+    _ fetch: (String?) async throws(FlyAPIError) -> Answer
+  ) async throws(FlyAPIError) -> Answer {
+    // The waits are on the client's clock (a test's virtual one), so the bound is measured there too.
+    let firstRefused = clock.now()
+    let limit = Double(configuration.listTimeout.components.seconds)
+    var refusals = 0
+    while true {
+      do {
+        return try await fetch(cursor)
+      } catch  where error.status == 429 {
+        // The gate now holds this bucket until the Retry-After; the next attempt waits there.
+        // A page refused 30 times in a row (a bucket someone else keeps empty) ends the walk.
+        refusals += 1
+        guard refusals < Self.maxRefusalsPerPage, ContinuousClock.now - started <= configuration.listTimeout,
+          clock.now() - firstRefused < limit
+        else {
+          throw error
+        }
+        logger.debug(
+          "fly list page rate limited; waiting and going on",
+          metadata: ["op": "\(error.operation)", "retry_after": "\(error.retryAfter ?? 1)"])
+      }
+    }
+  }
+
+  /// How many 429s in a row one list page may get before the walk gives up.
+  static let maxRefusalsPerPage = 30
 
   /// A list is read in at most ``FlyClientConfiguration/maxPages`` pages: a server whose
   /// `fly-next-cursor` changes forever ends the read with an error instead of growing memory forever.
@@ -426,6 +480,8 @@ public final class FlyClient: FlyMachinesAPI {
   }
 
   private static let noBody: String? = nil
+  /// The list endpoints, paced by ``FlyClientConfiguration/listPacing``.
+  static let pacedEndpoints: Set<String> = ["GET /machines", "GET /volumes"]
 
   private func send(
     _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: (some Encodable & Sendable)? = noBody,
@@ -452,6 +508,9 @@ public final class FlyClient: FlyMachinesAPI {
     // A 429 announced a wait for this kind of request: it is waited out before sending, not after.
     let bucket = RateLimitGate.key(endpoint: endpoint, operation: operation)
     do {
+      if let pacing = configuration.listPacing, Self.pacedEndpoints.contains(endpoint) {
+        try await gate.pace(bucket, rate: pacing.rate, burst: pacing.burst)
+      }
       try await gate.wait(bucket)
     } catch {
       throw FlyAPIError(

@@ -27,6 +27,8 @@ public struct FlyClientClock: Sendable {
 /// the one place that knows.
 final class RateLimitGate: Sendable {
   private let until = Mutex<[String: Double]>([:])
+  /// Client-side token buckets (``pace(_:rate:burst:)``): tokens left (negative: reserved ahead) and when.
+  private let buckets = Mutex<[String: (tokens: Double, at: Double)]>([:])
   private let clock: FlyClientClock
 
   init(clock: FlyClientClock) { self.clock = clock }
@@ -43,6 +45,22 @@ final class RateLimitGate: Sendable {
       guard let until = until.withLock({ $0[key] }), until > now else { return }
       try await clock.sleep(until - now)
     }
+  }
+
+  /// Takes a token from `key`'s bucket (`rate` per second, `burst` at most), waiting for it when the
+  /// bucket is empty. Each caller reserves its own slot, so concurrent requests of one kind go out
+  /// one refill apart, in the order they asked.
+  func pace(_ key: String, rate: Double, burst: Double) async throws {
+    let now = clock.now()
+    let wait = buckets.withLock { all in
+      var bucket = all[key] ?? (tokens: burst, at: now)
+      bucket.tokens = min(burst, bucket.tokens + (now - bucket.at) * rate)
+      bucket.at = now
+      bucket.tokens -= 1
+      all[key] = bucket
+      return bucket.tokens >= 0 ? 0 : -bucket.tokens / rate
+    }
+    if wait > 0 { try await clock.sleep(wait) }
   }
 
   /// Holds `key` for `seconds` from now (a later hold is never shortened).

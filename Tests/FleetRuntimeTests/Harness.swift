@@ -165,10 +165,14 @@ func withHarness<T>(
     ?? FileManager.default.temporaryDirectory.appendingPathComponent("fk-e2e-\(UUID().uuidString).sqlite3").path
   let client =
     server.map { running in
-      FlyClient(
-        configuration: FlyClientConfiguration(
-          baseURL: running.baseURL, appName: configuration.appName, token: FlyToken(configuration.token),
-          requestTimeout: .seconds(3)))
+      var client = FlyClientConfiguration(
+        baseURL: running.baseURL, appName: configuration.appName, token: FlyToken(configuration.token),
+        requestTimeout: .seconds(3))
+      // Paced as the simulated Fly limits lists (as `FlyClient.inProcess` does).
+      client.listPacing =
+        configuration.rateLimitsEnabled
+        ? FlyClientConfiguration.Pacing(rate: configuration.listRate, burst: configuration.listBurst) : nil
+      return FlyClient(configuration: client)
     } ?? FlyClient.inProcess(simulator)
   do {
     let store = try given ?? FleetStore.sqlite(path: path, create: true)

@@ -120,10 +120,11 @@ struct HostileServerTests {
     _ base: String, app: String = "app", timeout: Duration = .seconds(5), pageSize: Int = 1000,
     maxBodyBytes: Int = 64 << 20, maxPages: Int? = nil, maxItems: Int? = nil
   ) -> FlyClient {
-    FlyClient(
-      configuration: FlyClientConfiguration(
-        baseURL: base, appName: app, token: FlyToken("tok-hostile-1234"), requestTimeout: timeout, pageSize: pageSize,
-        maxBodyBytes: maxBodyBytes, maxPages: maxPages, maxItems: maxItems))
+    var configuration = FlyClientConfiguration(
+      baseURL: base, appName: app, token: FlyToken("tok-hostile-1234"), requestTimeout: timeout, pageSize: pageSize,
+      maxBodyBytes: maxBodyBytes, maxPages: maxPages, maxItems: maxItems)
+    configuration.listPacing = nil  // these servers have no rate limit; the bounds are what is tested
+    return FlyClient(configuration: configuration)
   }
 
   @Test func theDefaultBoundsHoldAMillionItems() {

@@ -11,10 +11,14 @@ func withSimulator<T>(
 ) async throws -> T {
   let simulator = FlySimulator(configuration: configuration, faults: faults)
   let running = try await SimulatorServer.start(simulator)
-  let client = FlyClient(
-    configuration: FlyClientConfiguration(
-      baseURL: running.baseURL, appName: configuration.appName, token: FlyToken(configuration.token),
-      requestTimeout: timeout, pageSize: pageSize))
+  var clientConfiguration = FlyClientConfiguration(
+    baseURL: running.baseURL, appName: configuration.appName, token: FlyToken(configuration.token),
+    requestTimeout: timeout, pageSize: pageSize)
+  // Lists paced as the simulator limits them (not at all when its limits are off).
+  clientConfiguration.listPacing =
+    configuration.rateLimitsEnabled
+    ? FlyClientConfiguration.Pacing(rate: configuration.listRate, burst: configuration.listBurst) : nil
+  let client = FlyClient(configuration: clientConfiguration)
   do {
     let result = try await body(client, simulator)
     await running.stop()
