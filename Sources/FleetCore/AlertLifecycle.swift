@@ -78,7 +78,9 @@ public enum AlertLifecycle {
   /// The kind of every user's alert.
   public static let userCondition = "not_as_desired"
   /// Findings that mean the controller cannot see the fleet this pass.
-  public static let blind: Set<DriftFinding.Kind> = [.desiredUnreadable, .flyUnreachable, .listSuspect, .leaseLost]
+  public static let blind: Set<DriftFinding.Kind> = [
+    .desiredUnreadable, .flyUnreachable, .listSuspect, .leaseLost, .regionsUnreadable,
+  ]
 
   /// This pass's findings as alerts: one per user (its causes in the message), one per fleet kind.
   static func alerts(_ findings: [DriftFinding]) -> [(key: String, immediate: Bool, finding: DriftFinding)] {

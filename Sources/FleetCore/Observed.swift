@@ -74,9 +74,13 @@ public struct ObservedVolume: Sendable, Hashable {
 public struct Observation: Sendable, Hashable {
   public var machines: [ObservedMachine]
   public var volumes: [ObservedVolume]
-  public init(machines: [ObservedMachine], volumes: [ObservedVolume]) {
+  /// Regions Fly said it could not read (`error_regions`): what the lists show there may be
+  /// missing or old, so nothing is created or destroyed there this pass.
+  public var unreadableRegions: Set<String>
+  public init(machines: [ObservedMachine], volumes: [ObservedVolume], unreadableRegions: Set<String> = []) {
     self.machines = machines
     self.volumes = volumes
+    self.unreadableRegions = unreadableRegions
   }
 }
 

@@ -141,6 +141,9 @@ public struct DriftFinding: Sendable, Hashable, Codable {
     case destroyGuardTripped = "destroy_guard_tripped"
     case destroyCapReached = "destroy_cap_reached"
     case listSuspect = "list_suspect"
+    /// Fly's org-wide list named regions it could not read (`error_regions`): creates and destroys
+    /// of users there are held this pass.
+    case regionsUnreadable = "regions_unreadable"
     case invalidDesiredRow = "invalid_desired_row"
     /// Fly's list leaves out a machine or volume that a read by id shows: nothing replaces it.
     case listOmits = "list_omits"
@@ -218,7 +221,7 @@ public struct Plan: Sendable, Hashable {
   /// Changes are pending (`plan` exits 2): actions to take, users waiting (a create settling, a
   /// backoff running), or creates and destroys a guard holds back.
   public var hasPendingChanges: Bool {
-    let held: Set<DriftFinding.Kind> = [.destroyGuardTripped, .destroyCapReached, .listSuspect]
+    let held: Set<DriftFinding.Kind> = [.destroyGuardTripped, .destroyCapReached, .listSuspect, .regionsUnreadable]
     return !actions.isEmpty || !waiting.isEmpty || findings.contains { held.contains($0.kind) }
   }
 

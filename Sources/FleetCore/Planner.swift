@@ -446,6 +446,31 @@ public enum Planner {
       actions.removeAll { $0.kind.isCreate || $0.isDestructive }
       destructiveAllowed = false
     }
+    let unreadable = input.observed.unreadableRegions
+    if !unreadable.isEmpty {
+      // A partial answer: what Fly shows in those regions may be missing or old. Creates and destroys
+      // of users there wait for a whole answer (a user whose region is unknown waits too).
+      var observedRegion: [String: String] = [:]
+      for machine in input.observed.machines {
+        if let user = machine.userID, !machine.isGone { observedRegion[user] = machine.region }
+      }
+      func inUnreadable(_ action: Action) -> Bool {
+        guard action.kind.isCreate || action.isDestructive else { return false }
+        guard let region = input.desired.machines[action.userID]?.region ?? observedRegion[action.userID] else {
+          return true
+        }
+        return unreadable.contains(region)
+      }
+      let held = actions.filter(inUnreadable)
+      findings.append(
+        DriftFinding(
+          kind: .regionsUnreadable,
+          message:
+            "Fly could not read region(s) \(unreadable.sorted().joined(separator: ", ")): \(held.count) create/destroy action(s) there held until it can"
+        ))
+      actions.removeAll(where: inUnreadable)
+      if !held.isEmpty { destructiveAllowed = false }
+    }
     if let baseline = guardState.desiredBaseline, !settings.allowMassDestroy {
       let shrink = baseline - desiredActive
       if shrink >= 2 && Double(shrink) > Double(max(managed, baseline)) / 2 {

@@ -26,6 +26,9 @@ public final class FleetMetrics: Sendable {
     "fleetkeeper_last_successful_pass_timestamp_seconds": "Unix time of the last pass that ran.",
     "fleetkeeper_writer_lease_held": "1 while this process holds the writer lease.",
     "fleetkeeper_build_info": "Always 1; the labels say which build is running.",
+    "fleetkeeper_resync_corrections_total":
+      "Items a full read of Fly's org-wide lists found different from the incremental view (believed).",
+    "fleetkeeper_unreadable_regions": "1 per region Fly's org-wide lists could not read in the last pass.",
   ]
 
   public init() {
@@ -94,6 +97,14 @@ public final class FleetMetrics: Sendable {
     for finding in report.findings { byKind[["kind": finding.kind.rawValue], default: 0] += 1 }
     replaceGauge("fleetkeeper_drift_findings", byKind)
     set("fleetkeeper_oldest_drift_age_seconds", [:], oldestDriftAge)
+    if report.resyncCorrections > 0 {
+      increment("fleetkeeper_resync_corrections_total", by: Double(report.resyncCorrections))
+    }
+    if report.outcome != .couldNotRun {
+      replaceGauge(
+        "fleetkeeper_unreadable_regions",
+        Dictionary(uniqueKeysWithValues: report.unreadableRegions.map { (["region": $0], 1.0) }))
+    }
     if report.outcome != .couldNotRun {
       var desired: [[String: String]: Double] = [:]
       for state in ["running", "stopped", "absent"] { desired[["state": state]] = 0 }

@@ -13,6 +13,12 @@ actor Observer {
   private let logger: Logger
   private var machinePages: PagedList<ObservedMachine>?
   private var volumePages: PagedList<ObservedVolume>?
+  /// The org-wide lists as last merged (``ObserveMode/org(slug:app:)``).
+  private var orgView: OrgView?
+  /// Items a full resync found different from the incremental view, not yet reported.
+  private var resyncCorrections = 0
+  /// Full org-wide reads since start.
+  private(set) var fullReads = 0
 
   init(client: any FlyMachinesAPI, settings: ReconcilerSettings, clock: any FleetClock, logger: Logger) {
     self.client = client
@@ -21,15 +27,22 @@ actor Observer {
     self.logger = logger
   }
 
-  /// Forgets the pages: the next read decodes every page.
+  /// Forgets the pages: the next read decodes every page (org-wide: the next read is a full one).
   func invalidate() {
     machinePages = nil
     volumePages = nil
+    orgView = nil
   }
 
   /// Both lists, read against the last read. `unchanged`: no page of either list changed.
   /// `expected`: about how many items each list holds (its storage is allocated once at that size).
-  func observe(expected: Int) async throws(FlyAPIError) -> (observation: Observation, unchanged: Bool) {
+  /// `full`: org-wide, read everything again rather than what changed (the list guard's re-read).
+  func observe(expected: Int, full: Bool = false) async throws(FlyAPIError) -> (
+    observation: Observation, unchanged: Bool
+  ) {
+    if case .org(let slug, let app) = settings.observe {
+      return try await observeOrg(slug: slug, app: app, full: full)
+    }
     // The last lists are handed over, not shared: a changed page is replaced in their storage
     // instead of the whole list being copied. If a read fails they are gone, and the next read
     // decodes every page (CPU once, nothing wrong).
@@ -78,7 +91,7 @@ actor Observer {
         "fly lists look short; reading again",
         metadata: ["machines": "\(counts.machines)", "volumes": "\(counts.volumes)"])
       try? await clock.sleep(seconds: settings.suspectRereadDelay)
-      guard let again = try? await observe(expected: expected) else { break }
+      guard let again = try? await observe(expected: expected, full: true) else { break }
       observation = again.observation
       counts = Self.counts(observation)
       looksShort = suspect()
@@ -114,4 +127,246 @@ final class Handover<Value: Sendable>: Sendable {
   private let value: Mutex<Value?>
   init(_ value: consuming Value?) { self.value = Mutex(value) }
   func take() -> Value? { value.withLock { $0.take() } }
+}
+
+// MARK: Org-wide observation
+
+/// An item of an org-wide list: ours (`value`), or another app's (nil), with its `updated_at`
+/// (every item moves the incremental reads' starting point, whichever app it belongs to).
+struct Stamped<Value: Sendable>: Sendable {
+  var value: Value?
+  var updatedAt: Double?
+}
+
+/// The org-wide lists as merged so far: items in arrays (handed to the planner as they are) with an
+/// index by id, so that an incremental read changes a few items in place, not a copy of the fleet.
+struct OrgView: Sendable {
+  var machines: [ObservedMachine] = []
+  var machineIndex: [String: Int] = [:]
+  var volumes: [ObservedVolume] = []
+  var volumeIndex: [String: Int] = [:]
+  /// The newest `updated_at` seen in each list: the next incremental read starts there (minus the overlap).
+  var newestMachine = -Double.infinity
+  var newestVolume = -Double.infinity
+  /// When the last full read started (the controller's clock).
+  var fullAt: Double = 0
+
+  init() {}
+
+  init(machines: [ObservedMachine], volumes: [ObservedVolume]) {
+    self.machines = machines
+    self.volumes = volumes
+    reindex()
+  }
+
+  mutating func reindex() {
+    machineIndex = Dictionary(machines.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
+    volumeIndex = Dictionary(volumes.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
+  }
+
+  /// Replaces or adds a machine; a destroyed one never seen is not added. True when anything changed.
+  mutating func merge(_ machine: ObservedMachine) -> Bool {
+    var machine = machine
+    if let index = machineIndex[machine.id] {
+      // The org list has no mounts: the volume stays the one linked before until a volume says otherwise.
+      if machine.volumeID == nil { machine.volumeID = machines[index].volumeID }
+      guard machines[index] != machine else { return false }
+      machines[index] = machine
+      return true
+    }
+    guard !machine.isGone else { return false }
+    machineIndex[machine.id] = machines.count
+    machines.append(machine)
+    return true
+  }
+
+  mutating func merge(_ volume: ObservedVolume) -> Bool {
+    if let index = volumeIndex[volume.id] {
+      guard volumes[index] != volume else { return false }
+      volumes[index] = volume
+      return true
+    }
+    guard !volume.isGone else { return false }
+    volumeIndex[volume.id] = volumes.count
+    volumes.append(volume)
+    return true
+  }
+
+  /// Each machine's volume, from the volumes' `attached_machine_id` (the org list's machines carry
+  /// no mounts): a live volume attached to it wins; without one the last link is kept, as a
+  /// machine's config keeps naming its volume. True when any link changed.
+  mutating func linkVolumes() -> Bool {
+    var attached: [String: String] = [:]
+    for volume in volumes {
+      guard let machineID = volume.attachedMachineID else { continue }
+      if volume.isGone, attached[machineID] != nil { continue }
+      attached[machineID] = volume.id
+    }
+    var changed = false
+    for index in machines.indices {
+      if let volumeID = attached[machines[index].id], machines[index].volumeID != volumeID {
+        machines[index].volumeID = volumeID
+        changed = true
+      }
+    }
+    return changed
+  }
+}
+
+extension Observer {
+  /// Org-wide: a full read at start, after ``invalidate()``, every ``ReconcilerSettings/resyncInterval``
+  /// and when asked (`full`); otherwise what changed since the newest item seen, minus the overlap,
+  /// merged into the view. A full read that disagrees with the incremental view is believed, and
+  /// the disagreement logged and counted.
+  func observeOrg(slug: String, app: String, full: Bool) async throws(FlyAPIError) -> (
+    observation: Observation, unchanged: Bool
+  ) {
+    let now = clock.now()
+    if !full, let current = orgView, now - current.fullAt < settings.resyncInterval {
+      // Nothing seen yet (an empty org): from the epoch, which costs nothing while it stays empty.
+      let machineAfter = rfc3339(max(0, current.newestMachine - settings.observeOverlap))
+      let volumeAfter = rfc3339(max(0, current.newestVolume - settings.observeOverlap))
+      let (machines, volumes) = try await readOrg(
+        slug: slug, app: app, machinesAfter: machineAfter, volumesAfter: volumeAfter)
+      // Taken only now that the read succeeded (a failed read keeps the view: no full read after a blip),
+      // and not shared, so the merge changes a few items in place.
+      guard var view = takeOrgView() else { return try await observeOrg(slug: slug, app: app, full: true) }
+      var changed = false
+      // Every item must be newer than asked: an older one is an error, not data.
+      do {
+        try Self.checkNewer(machines.items, than: machineAfter, list: "machines")
+        try Self.checkNewer(volumes.items, than: volumeAfter, list: "volumes")
+      } catch {
+        setOrgView(view)
+        throw error
+      }
+      for item in volumes.items {
+        view.newestVolume = max(view.newestVolume, item.updatedAt ?? -.infinity)
+        if let volume = item.value, view.merge(volume) { changed = true }
+      }
+      for item in machines.items {
+        view.newestMachine = max(view.newestMachine, item.updatedAt ?? -.infinity)
+        if let machine = item.value, view.merge(machine) { changed = true }
+      }
+      if changed, view.linkVolumes() { changed = true }
+      setOrgView(view)
+      let regions = Set(machines.errorRegions).union(volumes.errorRegions)
+      return (
+        Observation(machines: view.machines, volumes: view.volumes, unreadableRegions: regions),
+        !changed && regions.isEmpty
+      )
+    }
+    // A full read: every item, destroyed ones left out.
+    let (machines, volumes) = try await readOrg(slug: slug, app: app, machinesAfter: nil, volumesAfter: nil)
+    let previous = takeOrgView()
+    let regions = Set(machines.errorRegions).union(volumes.errorRegions)
+    var view = OrgView(
+      machines: machines.items.compactMap(\.value), volumes: volumes.items.compactMap(\.value))
+    view.fullAt = now
+    for item in machines.items { view.newestMachine = max(view.newestMachine, item.updatedAt ?? -.infinity) }
+    for item in volumes.items { view.newestVolume = max(view.newestVolume, item.updatedAt ?? -.infinity) }
+    if let previous {
+      // The org list has no mounts: links known before carry over until a volume says otherwise.
+      for index in view.machines.indices where view.machines[index].volumeID == nil {
+        if let old = previous.machineIndex[view.machines[index].id] {
+          view.machines[index].volumeID = previous.machines[old].volumeID
+        }
+      }
+      // What Fly could not read now is kept as it was: a partial answer removes nothing.
+      if !regions.isEmpty {
+        for machine in previous.machines where regions.contains(machine.region) { _ = view.merge(machine) }
+        for volume in previous.volumes where regions.contains(volume.region) { _ = view.merge(volume) }
+      }
+    }
+    _ = view.linkVolumes()
+    if let previous, now - previous.fullAt >= settings.resyncInterval || full {
+      let corrections = Self.differences(previous, view)
+      if corrections > 0 {
+        resyncCorrections += corrections
+        logger.warning(
+          "a full read of Fly's org lists disagreed with the incremental view; believing the full read",
+          metadata: ["corrections": "\(corrections)"])
+      }
+    }
+    fullReads += 1
+    setOrgView(view)
+    return (Observation(machines: view.machines, volumes: view.volumes, unreadableRegions: regions), false)
+  }
+
+  private func takeOrgView() -> OrgView? { orgView.take() }
+
+  /// The corrections counted since the last call.
+  func takeCorrections() -> Int {
+    defer { resyncCorrections = 0 }
+    return resyncCorrections
+  }
+  private func setOrgView(_ view: OrgView) { orgView = view }
+
+  /// Both org-wide lists at once, each item of another app left out (nil).
+  private func readOrg(slug: String, app: String, machinesAfter: String?, volumesAfter: String?)
+    async throws(FlyAPIError) -> (
+      machines: OrgListPage<Stamped<ObservedMachine>>, volumes: OrgListPage<Stamped<ObservedVolume>>
+    )
+  {
+    let incremental = machinesAfter != nil
+    async let machines = client.listOrgMachines(
+      org: slug, updatedAfter: machinesAfter, includeDeleted: incremental, ownerKey: FleetNames.userMetadataKey
+    ) { listing in
+      Stamped(
+        value: listing.appName == app ? ObservedMachine(listing) : nil,
+        updatedAt: listing.updatedAt.flatMap(parseRFC3339))
+    }
+    async let volumes = client.listOrgVolumes(org: slug, updatedAfter: volumesAfter, includeDeleted: incremental) {
+      volume in
+      Stamped(
+        value: volume.appName == app ? ObservedVolume(volume) : nil, updatedAt: volume.updatedAt.flatMap(parseRFC3339))
+    }
+    do {
+      return try await (machines, volumes)
+    } catch let error as FlyAPIError {
+      throw error
+    } catch {
+      throw FlyAPIError(code: .transport, message: "\(error)", operation: "list")
+    }
+  }
+
+  /// An incremental answer holds only items updated after what was asked.
+  static func checkNewer<Value>(_ items: [Stamped<Value>], than after: String, list: String) throws(FlyAPIError) {
+    guard let bound = parseRFC3339(after) else { return }
+    for item in items {
+      guard let updated = item.updatedAt else {
+        throw FlyAPIError(
+          code: .invalidResponse, message: "an org \(list) item without updated_at in an incremental read",
+          operation: "list")
+      }
+      if updated <= bound {
+        throw FlyAPIError(
+          code: .invalidResponse,
+          message: "an org \(list) item updated at \(rfc3339(updated)), not after the updated_after \(after) asked",
+          operation: "list")
+      }
+    }
+  }
+
+  /// How many items differ between two views (changed, missing or extra; gone items not counted).
+  static func differences(_ old: OrgView, _ new: OrgView) -> Int {
+    var count = 0
+    for machine in old.machines where !machine.isGone {
+      if let index = new.machineIndex[machine.id] {
+        if new.machines[index] != machine { count += 1 }
+      } else {
+        count += 1
+      }
+    }
+    for machine in new.machines where old.machineIndex[machine.id] == nil { count += 1 }
+    for volume in old.volumes where !volume.isGone {
+      if let index = new.volumeIndex[volume.id] {
+        if new.volumes[index] != volume { count += 1 }
+      } else {
+        count += 1
+      }
+    }
+    for volume in new.volumes where old.volumeIndex[volume.id] == nil { count += 1 }
+    return count
+  }
 }

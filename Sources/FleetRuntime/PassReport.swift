@@ -18,6 +18,10 @@ public struct PassReport: Sendable {
   public var observedMachines = 0
   public var observedVolumes = 0
   public var listsTrusted = true
+  /// Items a full org-wide read found different from the incremental view, this pass.
+  public var resyncCorrections = 0
+  /// Regions Fly's org-wide lists could not read this pass (`error_regions`).
+  public var unreadableRegions: Set<String> = []
   public var startedAt: Double
   public var duration: Double = 0
   public var error: String?

@@ -125,6 +125,8 @@ public actor Reconciler {
       return couldNotRun(report, .flyUnreachable, error.description, log: "fly lists failed: nothing done")
     }
     report.observation = listed.observation
+    report.resyncCorrections = await observer.takeCorrections()
+    report.unreadableRegions = listed.observation.unreadableRegions
     report.observedMachines = listed.observation.machines.count
     report.observedVolumes = listed.observation.volumes.count
     if wasSteady && listed.unchanged && desired.unchanged && !draining {

@@ -33,8 +33,24 @@ public struct ReconcilerSettings: Sendable {
   public var passWorkSeconds: Double = 5
   /// Secret values by name, for template env values `$NAME` (the controller's own environment).
   public var secrets = SecretValues()
+  /// How Fly is read (`FLEET_OBSERVE`): the app's own lists whole every pass, or the org-wide
+  /// lists, whole at start and every ``resyncInterval``, incrementally in between.
+  public var observe: ObserveMode = .app
+  /// A full org-wide read this often (`FLEET_RESYNC`).
+  public var resyncInterval: Double = 600
+  /// Incremental reads ask for items updated after the newest seen minus this (`FLEET_OBSERVE_OVERLAP`):
+  /// Fly's org lists are "a point in time" and late items arrive with their true `updated_at`.
+  public var observeOverlap: Double = 60
 
   public init() {}
+}
+
+/// Where the observer reads Fly's machines and volumes.
+public enum ObserveMode: Sendable, Equatable {
+  /// `GET /v1/apps/{app}/machines` and `/volumes`, every page, every pass.
+  case app
+  /// `GET /v1/orgs/{org}/machines` and `/volumes`, filtered to `app` by `app_name`.
+  case org(slug: String, app: String)
 }
 
 /// Values a template may name (`$NAME`), resolved when a machine's config is built. Never printed:

@@ -233,6 +233,91 @@ public final class FlyClient: FlyMachinesAPI {
     }
   }
 
+  // MARK: Org-wide lists
+
+  /// The org-wide machine list, every page (see ``FlyMachinesAPI``). Pages are paced and a 429
+  /// waited out like the app's lists; a cursor that repeats, a page that does not scan, or more
+  /// pages or items than the bounds are errors, never data.
+  public func listOrgMachines<Item: Sendable>(
+    org: String, updatedAfter: String?, includeDeleted: Bool, ownerKey: String,
+    _ transform: @Sendable (FlyMachineListing) -> Item
+  ) async throws(FlyAPIError) -> OrgListPage<Item> {
+    try await readOrgPages(org: org, noun: "machines", updatedAfter: updatedAfter, includeDeleted: includeDeleted) {
+      response, raw throws(FlyAPIError) in
+      do throws(ListingScanner.Malformed) {
+        let page = try ListingScanner.scanOrgMachines(raw, ownerKey: ownerKey)
+        return OrgListPage(
+          items: page.items.map(transform), nextCursor: page.nextCursor, lastUpdatedAt: page.lastUpdatedAt,
+          errorRegions: page.errorRegions)
+      } catch {
+        throw self.malformed(error, response)
+      }
+    }
+  }
+
+  /// The org-wide volume list, every page, like ``listOrgMachines(org:updatedAfter:includeDeleted:ownerKey:_:)``.
+  public func listOrgVolumes<Item: Sendable>(
+    org: String, updatedAfter: String?, includeDeleted: Bool, _ transform: @Sendable (FlyVolume) -> Item
+  ) async throws(FlyAPIError) -> OrgListPage<Item> {
+    try await readOrgPages(org: org, noun: "volumes", updatedAfter: updatedAfter, includeDeleted: includeDeleted) {
+      response, raw throws(FlyAPIError) in
+      do throws(ListingScanner.Malformed) {
+        let page = try ListingScanner.scanOrgVolumes(raw)
+        return OrgListPage(
+          items: page.items.map(transform), nextCursor: page.nextCursor, lastUpdatedAt: page.lastUpdatedAt,
+          errorRegions: page.errorRegions)
+      } catch {
+        throw self.malformed(error, response)
+      }
+    }
+  }
+
+  private func readOrgPages<Item: Sendable>(
+    org: String, noun: String, updatedAfter: String?, includeDeleted: Bool,
+    decode: (Response, UnsafeRawBufferPointer) throws(FlyAPIError) -> OrgListPage<Item>
+  ) async throws(FlyAPIError) -> OrgListPage<Item> {
+    var all = OrgListPage<Item>(items: [], nextCursor: nil, lastUpdatedAt: nil, errorRegions: [])
+    var regions: Set<String> = []
+    var cursor: String?
+    var seen: Set<String> = []
+    var pages = 0
+    let listStarted = ContinuousClock.now
+    let path = "/v1/orgs/\(Self.escape(org))/\(noun)"
+    let endpoint = "GET /orgs/\(noun)"
+    repeat {
+      try countPage(&pages, since: listStarted)
+      let response = try await page(cursor, since: listStarted) { cursor throws(FlyAPIError) in
+        var query: [(String, String)] = [("limit", String(self.configuration.pageSize))]
+        if includeDeleted { query.append(("include_deleted", "true")) }
+        if let cursor {
+          query.append(("cursor", cursor))
+        } else if let updatedAfter {
+          query.append(("updated_after", updatedAfter))
+        }
+        return try await self.send(.GET, path, query: query, endpoint: endpoint)
+      }
+      let decoded: Result<OrgListPage<Item>, FlyAPIError> = response.body.withUnsafeReadableBytes { raw in
+        do throws(FlyAPIError) {
+          return .success(try decode(response, raw))
+        } catch {
+          return .failure(error)
+        }
+      }
+      let page = try decoded.get()
+      all.items.append(contentsOf: page.items)
+      try countItems(all.items.count)
+      regions.formUnion(page.errorRegions)
+      if let last = page.lastUpdatedAt { all.lastUpdatedAt = last }
+      if let next = page.nextCursor, !seen.insert(next).inserted {
+        throw FlyAPIError(
+          code: .invalidResponse, message: "next_cursor repeated a cursor already followed", operation: "list")
+      }
+      cursor = page.nextCursor
+    } while cursor != nil
+    all.errorRegions = regions.sorted()
+    return all
+  }
+
   /// A list page the scanner refused, as the client's error.
   private func malformed(_ error: ListingScanner.Malformed, _ response: Response) -> FlyAPIError {
     FlyAPIError(
@@ -481,7 +566,7 @@ public final class FlyClient: FlyMachinesAPI {
 
   private static let noBody: String? = nil
   /// The list endpoints, paced by ``FlyClientConfiguration/listPacing``.
-  static let pacedEndpoints: Set<String> = ["GET /machines", "GET /volumes"]
+  static let pacedEndpoints: Set<String> = ["GET /machines", "GET /volumes", "GET /orgs/machines", "GET /orgs/volumes"]
 
   private func send(
     _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: (some Encodable & Sendable)? = noBody,

@@ -128,6 +128,17 @@ public protocol FlyMachinesAPI: Sendable {
     previous: consuming PagedList<Item>?, expected: Int, _ transform: @Sendable (FlyVolume) -> Item
   ) async throws(FlyAPIError) -> PagedList<Item>
 
+  /// The org-wide lists, every page (`GET /v1/orgs/{org}/machines|volumes`), from `updatedAfter`
+  /// (RFC 3339) on when given, destroyed items included when `includeDeleted`; each item mapped by
+  /// `transform` as its page is scanned.
+  func listOrgMachines<Item: Sendable>(
+    org: String, updatedAfter: String?, includeDeleted: Bool, ownerKey: String,
+    _ transform: @Sendable (FlyMachineListing) -> Item
+  ) async throws(FlyAPIError) -> OrgListPage<Item>
+  func listOrgVolumes<Item: Sendable>(
+    org: String, updatedAfter: String?, includeDeleted: Bool, _ transform: @Sendable (FlyVolume) -> Item
+  ) async throws(FlyAPIError) -> OrgListPage<Item>
+
   /// Look-ups before a create again.
   func listMachines(_ query: ListMachinesQuery) async throws(FlyAPIError) -> [FlyMachine]
   func listVolumes(summary: Bool) async throws(FlyAPIError) -> [FlyVolume]

@@ -11,6 +11,25 @@ public struct FlyMachineListing: Sendable, Hashable {
   public var privateIP: String?
   public var createdAt: String?
   public var updatedAt: String?
+  /// The org-wide list's fields: the machine's app and its config version.
+  public var appName: String?
+  public var version: String?
+}
+
+/// One page of an org-wide list (`GET /v1/orgs/{org}/machines|volumes`).
+public struct OrgListPage<Item: Sendable>: Sendable {
+  public var items: [Item]
+  /// Absent (nil) when the walk is over; a page may be short, even empty, while more remain.
+  public var nextCursor: String?
+  public var lastUpdatedAt: String?
+  /// Regions Fly could not read: a partial answer.
+  public var errorRegions: [String]
+  public init(items: [Item], nextCursor: String?, lastUpdatedAt: String?, errorRegions: [String]) {
+    self.items = items
+    self.nextCursor = nextCursor
+    self.lastUpdatedAt = lastUpdatedAt
+    self.errorRegions = errorRegions
+  }
 }
 
 /// A single-pass scanner over a machine list page (a JSON array of `Machine`), keeping only
@@ -62,9 +81,9 @@ struct ListingScanner {
     return try scanner.array { (s: inout ListingScanner) throws(Malformed) in try s.volume() }
   }
 
-  private mutating func fail(_ reason: String) -> Malformed { Malformed(offset: index, reason: reason) }
+  mutating func fail(_ reason: String) -> Malformed { Malformed(offset: index, reason: reason) }
 
-  private mutating func skipSpace() {
+  mutating func skipSpace() {
     while index < bytes.count,
       bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09
     {
@@ -83,7 +102,66 @@ struct ListingScanner {
     return index < bytes.count ? bytes[index] : nil
   }
 
+  /// An org-wide list page: `{"machines": [...], "next_cursor": …, "error_regions": [...], …}`
+  /// (`items` names the array: `machines` or `volumes`).
+  static func scanOrgPage<Element>(
+    _ bytes: UnsafeRawBufferPointer, items name: String, ownerKey: String,
+    _ element: (inout ListingScanner) throws(Malformed) -> Element
+  ) throws(Malformed) -> OrgListPage<Element> {
+    var scanner = ListingScanner(bytes: bytes, ownerKey: ownerKey)
+    var page = OrgListPage<Element>(items: [], nextCursor: nil, lastUpdatedAt: nil, errorRegions: [])
+    let itemsKey = Array(name.utf8)
+    var sawItems = false
+    try scanner.object { (s: inout ListingScanner, key: Key) throws(Malformed) in
+      switch key {
+      case itemsKey:
+        if try s.null() { return }
+        page.items = try s.elements(element)
+        sawItems = true
+      case Self.nextCursor: page.nextCursor = try s.optionalString().flatMap { $0.isEmpty ? nil : $0 }
+      case Self.lastUpdatedAt: page.lastUpdatedAt = try s.optionalString()
+      case Self.errorRegions:
+        if try s.null() { return }
+        page.errorRegions = try s.elements { (s: inout ListingScanner) throws(Malformed) in try s.string() }
+      default: try s.skipValue()
+      }
+    }
+    scanner.skipSpace()
+    guard scanner.index == bytes.count else { throw scanner.fail("trailing bytes") }
+    guard sawItems else { throw scanner.fail("no \(name) array") }
+    return page
+  }
+
+  static func scanOrgMachines(_ bytes: UnsafeRawBufferPointer, ownerKey: String) throws(Malformed)
+    -> OrgListPage<FlyMachineListing>
+  {
+    try scanOrgPage(bytes, items: "machines", ownerKey: ownerKey) { (s: inout ListingScanner) throws(Malformed) in
+      try s.machine()
+    }
+  }
+
+  static func scanOrgVolumes(_ bytes: UnsafeRawBufferPointer) throws(Malformed) -> OrgListPage<FlyVolume> {
+    try scanOrgPage(bytes, items: "volumes", ownerKey: "") { (s: inout ListingScanner) throws(Malformed) in
+      try s.volume()
+    }
+  }
+
+  private static let nextCursor = Array("next_cursor".utf8), lastUpdatedAt = Array("last_updated_at".utf8)
+  private static let errorRegions = Array("error_regions".utf8), appName = Array("app_name".utf8)
+  private static let version = Array("version".utf8), bytesUsed = Array("bytes_used".utf8)
+  private static let bytesTotal = Array("bytes_total".utf8)
+
   mutating func array<Element>(
+    _ element: (inout ListingScanner) throws(Malformed) -> Element
+  ) throws(Malformed) -> [Element] {
+    let result = try elements(element)
+    skipSpace()
+    guard index == bytes.count else { throw fail("trailing bytes") }
+    return result
+  }
+
+  /// A JSON array's elements, stopping after its `]`.
+  mutating func elements<Element>(
     _ element: (inout ListingScanner) throws(Malformed) -> Element
   ) throws(Malformed) -> [Element] {
     try expect(UInt8(ascii: "["))
@@ -106,8 +184,6 @@ struct ListingScanner {
       }
       throw fail("expected , or ]")
     }
-    skipSpace()
-    guard index == bytes.count else { throw fail("trailing bytes") }
     return result
   }
 
@@ -160,7 +236,7 @@ struct ListingScanner {
   private static let createdAt = Array("created_at".utf8), updatedAt = Array("updated_at".utf8)
   private static let metadata = Array("metadata".utf8), mounts = Array("mounts".utf8), volume = Array("volume".utf8)
 
-  private mutating func machine() throws(Malformed) -> FlyMachineListing {
+  mutating func machine() throws(Malformed) -> FlyMachineListing {
     var listing = FlyMachineListing(id: "", state: "")
     var sawID = false
     var sawState = false
@@ -177,6 +253,8 @@ struct ListingScanner {
       case Self.privateIP: listing.privateIP = try s.optionalString()
       case Self.createdAt: listing.createdAt = try s.optionalString()
       case Self.updatedAt: listing.updatedAt = try s.optionalString()
+      case Self.appName: listing.appName = try s.optionalString()
+      case Self.version: listing.version = try s.optionalString()
       case Self.config:
         if s.peek() == UInt8(ascii: "n") {
           try s.skipValue()
@@ -193,7 +271,7 @@ struct ListingScanner {
   private static let sizeGB = Array("size_gb".utf8), encrypted = Array("encrypted".utf8)
   private static let attached = Array("attached_machine_id".utf8)
 
-  private mutating func volume() throws(Malformed) -> FlyVolume {
+  mutating func volume() throws(Malformed) -> FlyVolume {
     var volume = FlyVolume(id: "", name: "", state: "", region: "")
     var seen = 0
     try object { (s: inout ListingScanner, key: Key) throws(Malformed) in
@@ -214,6 +292,10 @@ struct ListingScanner {
       case Self.encrypted: volume.encrypted = try s.optionalBool()
       case Self.attached: volume.attachedMachineID = try s.optionalString()
       case Self.createdAt: volume.createdAt = try s.optionalString()
+      case Self.updatedAt: volume.updatedAt = try s.optionalString()
+      case Self.appName: volume.appName = try s.optionalString()
+      case Self.bytesUsed: volume.bytesUsed = try s.optionalInteger()
+      case Self.bytesTotal: volume.bytesTotal = try s.optionalInteger()
       default: try s.skipValue()
       }
     }
@@ -222,7 +304,7 @@ struct ListingScanner {
   }
 
   /// Consumes a `null` if one comes next.
-  private mutating func null() throws(Malformed) -> Bool {
+  mutating func null() throws(Malformed) -> Bool {
     guard peek() == UInt8(ascii: "n") else { return false }
     try literal("null")
     return true
@@ -292,12 +374,12 @@ struct ListingScanner {
     }
   }
 
-  private mutating func optionalString() throws(Malformed) -> String? {
+  mutating func optionalString() throws(Malformed) -> String? {
     if try null() { return nil }
     return try string()
   }
 
-  private mutating func string() throws(Malformed) -> String {
+  mutating func string() throws(Malformed) -> String {
     let raw = try rawString()
     return String(decoding: raw, as: UTF8.self)
   }

@@ -171,12 +171,21 @@ public struct FlyVolume: Sendable, Hashable, Decodable {
   public var encrypted: Bool?
   public var attachedMachineID: String?
   public var createdAt: String?
+  /// The org-wide list's fields: the volume's app, when it last changed, how full it is.
+  public var appName: String?
+  public var updatedAt: String?
+  public var bytesUsed: Int?
+  public var bytesTotal: Int?
 
   enum CodingKeys: String, CodingKey {
     case id, name, state, region, encrypted
     case sizeGB = "size_gb"
     case attachedMachineID = "attached_machine_id"
     case createdAt = "created_at"
+    case appName = "app_name"
+    case updatedAt = "updated_at"
+    case bytesUsed = "bytes_used"
+    case bytesTotal = "bytes_total"
   }
 
   public init(

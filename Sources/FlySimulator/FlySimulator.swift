@@ -46,25 +46,32 @@ public struct SimulatorResponse: Sendable {
   /// A list page's rendered items: joined into `body` after the model's lock is released, so two
   /// list walks (machines and volumes) are served side by side.
   var listItems: [String]? = nil
+  var listWrap: (prefix: String, suffix: String)? = nil
 
-  init(status: Int, headers: [(String, String)], body: Data, listItems: [String]? = nil) {
+  init(
+    status: Int, headers: [(String, String)], body: Data, listItems: [String]? = nil,
+    listWrap: (prefix: String, suffix: String)? = nil
+  ) {
     self.status = status
     self.headers = headers
     self.body = body
     self.listItems = listItems
+    self.listWrap = listWrap
   }
 
-  /// `[item,item,…]` in one buffer sized up front.
-  static func joinList(_ items: [String]) -> Data {
-    var size = 2 + max(0, items.count - 1)
+  /// `[item,item,…]` (inside `wrap`, when given) in one buffer sized up front.
+  static func joinList(_ items: [String], wrap: (prefix: String, suffix: String)? = nil) -> Data {
+    var size = 2 + max(0, items.count - 1) + (wrap.map { $0.prefix.utf8.count + $0.suffix.utf8.count } ?? 0)
     for item in items { size += item.utf8.count }
     var data = Data(capacity: size)
+    if let wrap { data.append(contentsOf: wrap.prefix.utf8) }
     data.append(UInt8(ascii: "["))
     for (index, item) in items.enumerated() {
       if index > 0 { data.append(UInt8(ascii: ",")) }
       data.append(contentsOf: item.utf8)
     }
     data.append(UInt8(ascii: "]"))
+    if let wrap { data.append(contentsOf: wrap.suffix.utf8) }
     return data
   }
 }
@@ -168,7 +175,7 @@ public final class FlySimulator: Sendable {
     let now = clock.now()
     var response = state.withLock { state in respond(request, now: now, state: &state) }
     if let items = response.listItems {
-      response.body = SimulatorResponse.joinList(items)
+      response.body = SimulatorResponse.joinList(items, wrap: response.listWrap)
       response.listItems = nil
     }
     return response
@@ -195,7 +202,7 @@ public final class FlySimulator: Sendable {
     }
     return SimulatorResponse(
       status: answer.status, headers: headers, body: answer.items == nil ? Data(answer.body.utf8) : Data(),
-      listItems: answer.items)
+      listItems: answer.items, listWrap: answer.wrap)
   }
 
   /// Route: (method, path pieces after `/v1/apps/{app}`) → endpoint template.
@@ -228,7 +235,8 @@ public final class FlySimulator: Sendable {
     guard configuration.rateLimitsEnabled else { return true }
     let (rate, burst): (Double, Double) =
       switch endpoint {
-      case "GET /machines", "GET /volumes": (configuration.listRate, configuration.listBurst)
+      case "GET /machines", "GET /volumes", "GET /orgs/machines", "GET /orgs/volumes":
+        (configuration.listRate, configuration.listBurst)
       case "GET /machines/{id}", "GET /volumes/{id}", "GET /machines/{id}/wait":
         (configuration.getRate, configuration.getBurst)
       default: (configuration.mutationRate, configuration.mutationBurst)
@@ -248,6 +256,11 @@ public final class FlySimulator: Sendable {
 
   private func respond(_ request: SimulatorRequest, now: Double, state: inout State) -> SimulatorResponse {
     let pieces = request.path.split(separator: "/")
+    if pieces.count == 4, pieces[0] == "v1", pieces[1] == "orgs", request.method == "GET",
+      pieces[3] == "machines" || pieces[3] == "volumes"
+    {
+      return respondOrg(request, org: String(pieces[2]), machines: pieces[3] == "machines", now: now, state: &state)
+    }
     guard pieces.count >= 4, pieces[0] == "v1", pieces[1] == "apps",
       let endpoint = Self.endpoint(method: request.method, rest: Array(pieces.dropFirst(3)))
     else {
@@ -315,6 +328,75 @@ public final class FlySimulator: Sendable {
     return finish(answer, request: request, endpoint: endpoint, unknown: unknown, fault: fault, now: now, state: &state)
   }
 
+  /// `GET /v1/orgs/{org}/machines|volumes`: rate-limited, faulted and logged like the app's lists.
+  private func respondOrg(
+    _ request: SimulatorRequest, org: String, machines: Bool, now: Double, state: inout State
+  ) -> SimulatorResponse {
+    let endpoint = machines ? "GET /orgs/machines" : "GET /orgs/volumes"
+    func done(_ answer: SimAnswer, fault: String? = nil) -> SimulatorResponse {
+      finish(answer, request: request, endpoint: endpoint, fault: fault, now: now, state: &state)
+    }
+    guard authorized(request) else { return done(.error(401, "Authenticate: token validation error")) }
+    guard org == configuration.orgSlug else { return done(.error(404, "organization not found")) }
+    if !takeToken(endpoint: endpoint, key: org, now: now, state: &state) {
+      var answer = SimAnswer.error(429, "rate limit exceeded")
+      if configuration.rateLimitRetryAfter { answer.headers.append(("Retry-After", "1")) }
+      return done(answer, fault: "bucket")
+    }
+    let faults = state.faults
+    if !faults.mutationsOnly {
+      if faults.rateLimitRate > 0, state.model.draw() < faults.rateLimitRate {
+        var answer = SimAnswer.error(429, "rate limit exceeded")
+        if let seconds = faults.retryAfterSeconds { answer.headers.append(("Retry-After", String(seconds))) }
+        return done(answer, fault: "rate_limit")
+      }
+      if faults.errorRate > 0, state.model.draw() < faults.errorRate {
+        return done(.error(faults.errorStatus, "internal: injected error"), fault: "error")
+      }
+    }
+    var query = SimulatorModel.OrgQuery(appName: configuration.appName)
+    query.includeDeleted = queryValue(request, "include_deleted") == "true"
+    query.region = queryValue(request, "region")
+    if let text = queryValue(request, "limit") {
+      guard let value = Int(text), value >= 1 else { return done(.error(400, "invalid limit: \(text)")) }
+      query.limit = min(value, configuration.maxPageSize)
+    }
+    var page = 0
+    if let cursor = queryValue(request, "cursor"), !cursor.isEmpty {
+      // The cursor takes precedence over updated_after.
+      guard let parsed = SimulatorModel.parseOrgCursor(cursor) else { return done(.error(400, "invalid cursor")) }
+      query.after = parsed.position
+      page = parsed.page + 1
+    } else if let text = queryValue(request, "updated_after") {
+      guard let after = parseISOTimestamp(text) else {
+        return done(.error(400, "invalid updated_after: must be RFC 3339"))
+      }
+      query.updatedAfter = after
+    }
+    if faults.shortPageRate > 0, state.model.draw() < faults.shortPageRate {
+      query.shortTo = state.model.draw() < 0.5 ? 0 : max(1, query.limit / 3)
+    }
+    query.unreadableRegions = Set(faults.errorRegions)
+    query.lateRate = faults.lateRate
+    query.lateSeconds = faults.lateSeconds
+    let result =
+      machines
+      ? state.model.orgListMachines(now: now, query: query, page: page)
+      : state.model.orgListVolumes(now: now, query: query, page: page)
+    var tail = JSONWriter()
+    tail.add("next_cursor", result.next)
+    tail.add(machines ? "last_machine_id" : "last_volume_id", result.lastID)
+    tail.add("last_updated_at", result.lastUpdatedAt.map(isoTimestamp))
+    if machines || !result.errorRegions.isEmpty {
+      tail.add("error_regions", raw: SimJSON.array(result.errorRegions.map { .string($0) }).text)
+    }
+    var suffix = tail.finished()
+    suffix.removeFirst()
+    var answer = SimAnswer(status: 200, body: "", items: result.items)
+    answer.wrap = (#"{"\#(machines ? "machines" : "volumes")":"#, "," + suffix)
+    return done(answer, fault: query.shortTo != nil ? "short_page" : nil)
+  }
+
   private func queryValue(_ request: SimulatorRequest, _ name: String) -> String? {
     request.query.first { $0.0 == name }?.1
   }
@@ -336,6 +418,8 @@ public final class FlySimulator: Sendable {
       if let cursor, !cursor.hasPrefix("c_") || Int(cursor.dropFirst(2)) == nil {
         return .error(400, "invalid cursor")
       }
+      // A Fly that does not page this list answers every item at once, whatever `limit` says.
+      if !configuration.paginatesAppLists { limit = nil }
       let shortPage = limit != nil && state.faults.shortPageRate > 0 && state.model.draw() < state.faults.shortPageRate
       let isMachines = endpoint == "GET /machines"
       if isMachines ? state.emptyMachineListPending : state.emptyVolumeListPending {
@@ -604,7 +688,7 @@ public final class FlySimulator: Sendable {
           return state.model.driftMigrate(machineID, now: now)
             ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found or without a volume"}"#)
         case "detach_volume":
-          return state.model.driftDetach(volumeID)
+          return state.model.driftDetach(volumeID, now: now)
             ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"volume not found"}"#)
         case "delete_volume":
           return state.model.driftDeleteVolume(volumeID, now: now)

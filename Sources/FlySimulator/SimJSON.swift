@@ -170,3 +170,12 @@ func isoTimestamp(_ seconds: Double) -> String {
   let ms = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
   return "\(year)-\(two(month))-\(two(day))T\(two(rest / 3600)):\(two(rest % 3600 / 60)):\(two(rest % 60)).\(ms)Z"
 }
+
+/// An RFC 3339 timestamp (`2026-12-05T01:02:03Z`, `…03.456Z`, `…03+01:00`) as Unix seconds.
+func parseISOTimestamp(_ text: String) -> Double? {
+  let plain = ISO8601DateFormatter()
+  if let date = plain.date(from: text) { return date.timeIntervalSince1970 }
+  let fractional = ISO8601DateFormatter()
+  fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+  return fractional.date(from: text)?.timeIntervalSince1970
+}

@@ -4,6 +4,11 @@ public struct SimulatorConfiguration: Sendable, Codable {
   public var appName: String
   /// The token a request must carry (`Bearer T` or `FlyV1 T`).
   public var token: String
+  /// The organization the app belongs to (`GET /v1/orgs/{org}/machines|volumes`).
+  public var orgSlug: String = "personal"
+  /// Whether the per-app lists page with `limit`/`fly-next-cursor` (one version of Fly's spec);
+  /// false answers every item in one response whatever `limit` says (another version).
+  public var paginatesAppLists: Bool = true
 
   /// How long a created machine sits in `created` (image pull) before it starts booting; a start
   /// in that window answers 412.
@@ -108,6 +113,13 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
   public var badImages: [String] = []
   /// Limit the faults to mutations (POST, DELETE); lists and GETs then answer normally.
   public var mutationsOnly: Bool = false
+  /// Regions the org-wide lists cannot read: their items are left out and the answer names them
+  /// in `error_regions` (a partial answer).
+  public var errorRegions: [String] = []
+  /// Late items in the org-wide lists: this share of updates (0…1) shows only `lateSeconds` after
+  /// it happened, with its true `updated_at`.
+  public var lateRate: Double = 0
+  public var lateSeconds: Double = 0
 
   public init() {}
 
@@ -119,6 +131,7 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     case ignoreMetadataFilter = "ignore_metadata_filter", notFoundGets = "not_found_gets"
     case shortPageRate = "short_page_rate", capacityExhaustedRegions = "capacity_exhausted_regions"
     case badImages = "bad_images", mutationsOnly = "mutations_only"
+    case errorRegions = "error_regions", lateRate = "late_rate", lateSeconds = "late_seconds"
   }
 
   public init(from decoder: any Decoder) throws {
@@ -138,6 +151,9 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     notFoundGets = try c.decodeIfPresent(Int.self, forKey: .notFoundGets) ?? 0
     shortPageRate = try c.decodeIfPresent(Double.self, forKey: .shortPageRate) ?? d.shortPageRate
     capacityExhaustedRegions = try c.decodeIfPresent([String].self, forKey: .capacityExhaustedRegions) ?? []
+    errorRegions = try c.decodeIfPresent([String].self, forKey: .errorRegions) ?? []
+    lateRate = try c.decodeIfPresent(Double.self, forKey: .lateRate) ?? 0
+    lateSeconds = try c.decodeIfPresent(Double.self, forKey: .lateSeconds) ?? 0
     badImages = try c.decodeIfPresent([String].self, forKey: .badImages) ?? []
     mutationsOnly = try c.decodeIfPresent(Bool.self, forKey: .mutationsOnly) ?? d.mutationsOnly
   }

@@ -20,6 +20,8 @@ struct SimAnswer: Sendable {
   var headers: [(String, String)] = []
   /// A list page: rendered items, joined outside the lock.
   var items: [String]? = nil
+  /// Text around the joined items (an org list's envelope): nil = a bare array.
+  var wrap: (prefix: String, suffix: String)? = nil
 
   static func json(_ body: String, status: Int = 200) -> SimAnswer { SimAnswer(status: status, body: body) }
   static func error(_ status: Int, _ text: String, flyStatus: String? = nil) -> SimAnswer {
@@ -78,7 +80,8 @@ extension SimVolume {
   /// Every field ``SimulatorModel/render(volume:)`` shows is equal.
   func rendersLike(_ other: SimVolume) -> Bool {
     state == other.state && attachedMachineID == other.attachedMachineID && createdAt == other.createdAt
-      && name == other.name && region == other.region && zone == other.zone && sizeGB == other.sizeGB
+      && updatedAt == other.updatedAt && bytesUsed == other.bytesUsed && name == other.name && region == other.region
+      && zone == other.zone && sizeGB == other.sizeGB
       && encrypted == other.encrypted
   }
 }
@@ -94,8 +97,12 @@ struct SimVolume: Sendable {
   var state: String
   var attachedMachineID: String?
   var createdAt: Double
+  /// When anything the lists show last changed (the org-wide list's order and `updated_after`).
+  var updatedAt: Double
   var visibleAt: Double
   var deletedAt: Double?
+  /// What `bytes_used` says (tests fill it).
+  var bytesUsed: Int = 0
 }
 
 /// Fly's machines and volumes as a state machine over explicit time. Every method takes `now`, so
@@ -172,12 +179,14 @@ struct SimulatorModel: Sendable {
       if let machine = machines[machineID], let destroyedAt = machine.destroyedAt {
         if now >= destroyedAt + configuration.volumeDetachDelay {
           volume.attachedMachineID = nil
+          volume.updatedAt = destroyedAt + configuration.volumeDetachDelay
           changed = true
         } else {
           due = min(due, destroyedAt + configuration.volumeDetachDelay, machineDue ?? .infinity)
         }
       } else if machines[machineID] == nil {
         volume.attachedMachineID = nil
+        volume.updatedAt = now
         changed = true
       } else {
         due = min(due, machineDue ?? .infinity)
@@ -186,6 +195,7 @@ struct SimulatorModel: Sendable {
     if let deletedAt = volume.deletedAt, volume.state == "pending_destroy" {
       if now >= deletedAt + 1 {
         volume.state = "destroyed"
+        volume.updatedAt = deletedAt + 1
         changed = true
       } else {
         due = min(due, deletedAt + 1)
@@ -420,7 +430,10 @@ struct SimulatorModel: Sendable {
     if !request.skipLaunch { machine.next = ("starting", now + settle) }
     machines[id] = machine
     machineOrder.append(id)
-    if let volumeID { volumes[volumeID]?.attachedMachineID = id }
+    if let volumeID {
+      volumes[volumeID]?.attachedMachineID = id
+      volumes[volumeID]?.updatedAt = now
+    }
     advance(machine: id, now: now)
     return .json(render(machine: machines[id]!))
   }
@@ -518,10 +531,11 @@ struct SimulatorModel: Sendable {
     volumes[newID] = SimVolume(
       seq: seq, id: newID, name: old.name, region: old.region, zone: randomString(4, alphabet: "0123456789abcdef"),
       sizeGB: old.sizeGB, encrypted: old.encrypted, state: "created", attachedMachineID: id, createdAt: now,
-      visibleAt: now, deletedAt: nil)
+      updatedAt: now, visibleAt: now, deletedAt: nil)
     volumeOrder.append(newID)
     old.attachedMachineID = nil
     old.deletedAt = now
+    old.updatedAt = now
     old.state = "pending_destroy"
     volumes[oldID] = old
     machine.volumeID = newID
@@ -533,9 +547,10 @@ struct SimulatorModel: Sendable {
     return true
   }
 
-  mutating func driftDetach(_ volumeID: String) -> Bool {
+  mutating func driftDetach(_ volumeID: String, now: Double) -> Bool {
     guard volumes[volumeID] != nil else { return false }
     volumes[volumeID]?.attachedMachineID = nil
+    volumes[volumeID]?.updatedAt = now
     return true
   }
 
@@ -543,6 +558,7 @@ struct SimulatorModel: Sendable {
     guard var volume = volumes[volumeID], volume.deletedAt == nil else { return false }
     volume.attachedMachineID = nil
     volume.deletedAt = now
+    volume.updatedAt = now
     volume.state = "pending_destroy"
     volumes[volumeID] = volume
     return true
@@ -617,7 +633,7 @@ struct SimulatorModel: Sendable {
     let volume = SimVolume(
       seq: seq, id: id, name: name, region: region, zone: randomString(4, alphabet: "0123456789abcdef"),
       sizeGB: sizeGB, encrypted: encrypted, state: "created", attachedMachineID: nil, createdAt: now,
-      visibleAt: now + configuration.listLag, deletedAt: nil)
+      updatedAt: now, visibleAt: now + configuration.listLag, deletedAt: nil)
     volumes[id] = volume
     volumeOrder.append(id)
     return .json(render(volume: volume))
@@ -631,6 +647,7 @@ struct SimulatorModel: Sendable {
       return .error(412, "failed_precondition: volume is currently bound to machine: \(machineID)")
     }
     volume.deletedAt = now
+    volume.updatedAt = now
     volume.state = "pending_destroy"
     volumes[id] = volume
     return .json(render(volume: volume))
@@ -647,7 +664,7 @@ struct SimulatorModel: Sendable {
       let volumeID = newVolumeID()
       volumes[volumeID] = SimVolume(
         seq: seq, id: volumeID, name: volumePrefix + user, region: region, zone: "a1b2", sizeGB: 1, encrypted: true,
-        state: "created", attachedMachineID: nil, createdAt: now, visibleAt: now, deletedAt: nil)
+        state: "created", attachedMachineID: nil, createdAt: now, updatedAt: now, visibleAt: now, deletedAt: nil)
       volumeOrder.append(volumeID)
       seq += 1
       let id = newMachineID()
@@ -684,5 +701,175 @@ struct SimulatorModel: Sendable {
     let volumeTexts = volumeOrder.compactMap { volumes[$0].map { render(volume: $0) } }
     return
       "{\"now\":\(now),\"machines\":[\(machineTexts.joined(separator: ","))],\"volumes\":[\(volumeTexts.joined(separator: ","))]}"
+  }
+}
+
+// MARK: Org-wide lists
+
+/// Fly's org-wide lists (`GET /v1/orgs/{org}/machines` and `/volumes`) as the spec describes them:
+/// every item ordered by `updated_at`, oldest first (ties by creation), paged by an opaque cursor
+/// naming the last item returned (never the same string twice), filtered by `updated_after`,
+/// `include_deleted` and `region`. Faults: `limit` is advisory (a short page holds fewer items,
+/// even none, while more remain); a region that cannot be read is left out and named in
+/// `error_regions`; an update may arrive late (listed only `lateSeconds` after it happened, with its
+/// true `updated_at`), as Fly warns: "offset your timestamps to catch late-arriving events".
+extension SimulatorModel {
+  struct OrgQuery {
+    var appName: String
+    var includeDeleted = false
+    var region: String?
+    var updatedAfter: Double?
+    /// The last item of the previous page: its `updated_at` and creation sequence.
+    var after: OrgPosition?
+    var limit = 1000
+    /// Items on this page (a short-page fault): nil = `limit`.
+    var shortTo: Int?
+    var unreadableRegions: Set<String> = []
+    var lateSeconds: Double = 0
+    var lateRate: Double = 0
+  }
+
+  struct OrgPosition: Comparable {
+    var updatedAt: Double
+    var seq: Int
+    static func < (a: OrgPosition, b: OrgPosition) -> Bool { (a.updatedAt, a.seq) < (b.updatedAt, b.seq) }
+  }
+
+  struct OrgPage {
+    var items: [String]
+    var next: String?
+    var lastID: String?
+    var lastUpdatedAt: Double?
+    var errorRegions: [String]
+  }
+
+  /// `o_<updated_at in ms>_<seq>_<page number>`: the page number keeps an empty page's cursor new.
+  static func orgCursor(_ position: OrgPosition, page: Int) -> String {
+    "o_\(Int64((position.updatedAt * 1000).rounded(.down)))_\(position.seq)_\(page)"
+  }
+
+  static func parseOrgCursor(_ text: String) -> (position: OrgPosition, page: Int)? {
+    let parts = text.split(separator: "_")
+    guard parts.count == 4, parts[0] == "o", let millis = Int64(parts[1]), let seq = Int(parts[2]),
+      let page = Int(parts[3])
+    else { return nil }
+    return (OrgPosition(updatedAt: Double(millis) / 1000, seq: seq), page)
+  }
+
+  /// Whether the update of `id` at `updatedAt` is still on its way to the org lists.
+  static func isLate(_ id: String, updatedAt: Double, now: Double, query: OrgQuery) -> Bool {
+    guard query.lateSeconds > 0, query.lateRate > 0, updatedAt > now - query.lateSeconds else { return false }
+    var hash: UInt64 = 0xCBF2_9CE4_8422_2325 ^ updatedAt.bitPattern
+    for byte in id.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+    hash ^= hash >> 29
+    return Double(hash >> 11) / Double(1 << 53) < query.lateRate
+  }
+
+  mutating func orgListMachines(now: Double, query: OrgQuery, page: Int) -> OrgPage {
+    if now >= sweeps.machinesUntil {
+      var due = Double.infinity
+      for id in machineOrder { due = min(due, advance(machine: id, now: now) ?? .infinity) }
+      sweeps.machinesUntil = due
+    }
+    var errorRegions: Set<String> = []
+    var candidates: [(OrgPosition, String)] = []
+    for id in machineOrder {
+      guard let machine = machines[id], !machine.foreign || query.appName.isEmpty else { continue }
+      guard machineVisible(machine, now: now, includeDeleted: query.includeDeleted) else { continue }
+      if let region = query.region, machine.region != region { continue }
+      if query.unreadableRegions.contains(machine.region) {
+        errorRegions.insert(machine.region)
+        continue
+      }
+      if let after = query.updatedAfter, machine.updatedAt <= after { continue }
+      let position = OrgPosition(updatedAt: machine.updatedAt, seq: machine.seq)
+      if let after = query.after, position <= after { continue }
+      if Self.isLate(id, updatedAt: machine.updatedAt, now: now, query: query) { continue }
+      candidates.append((position, id))
+    }
+    return orgPage(candidates, query: query, page: page, errorRegions: errorRegions) { id in
+      self.renderOrg(machine: self.machines[id]!, appName: query.appName)
+    }
+  }
+
+  mutating func orgListVolumes(now: Double, query: OrgQuery, page: Int) -> OrgPage {
+    if now >= sweeps.volumesUntil {
+      var due = Double.infinity
+      for id in volumeOrder { due = min(due, advance(volume: id, now: now) ?? .infinity) }
+      sweeps.volumesUntil = due
+    }
+    var errorRegions: Set<String> = []
+    var candidates: [(OrgPosition, String)] = []
+    for id in volumeOrder {
+      guard let volume = volumes[id] else { continue }
+      if volume.visibleAt > now { continue }
+      if !query.includeDeleted, let deletedAt = volume.deletedAt, now >= deletedAt + configuration.deletedVolumeLinger {
+        continue
+      }
+      if let region = query.region, volume.region != region { continue }
+      if query.unreadableRegions.contains(volume.region) {
+        errorRegions.insert(volume.region)
+        continue
+      }
+      if let after = query.updatedAfter, volume.updatedAt <= after { continue }
+      let position = OrgPosition(updatedAt: volume.updatedAt, seq: volume.seq)
+      if let after = query.after, position <= after { continue }
+      if Self.isLate(id, updatedAt: volume.updatedAt, now: now, query: query) { continue }
+      candidates.append((position, id))
+    }
+    return orgPage(candidates, query: query, page: page, errorRegions: errorRegions) { id in
+      self.renderOrg(volume: self.volumes[id]!, appName: query.appName)
+    }
+  }
+
+  private func orgPage(
+    _ candidates: [(OrgPosition, String)], query: OrgQuery, page: Int, errorRegions: Set<String>,
+    render: (String) -> String
+  ) -> OrgPage {
+    var sorted = candidates
+    sorted.sort { $0.0 < $1.0 }
+    let taken = sorted.prefix(query.shortTo ?? query.limit)
+    let last = taken.last ?? query.after.map { ($0, "") }
+    let more = sorted.count > taken.count
+    return OrgPage(
+      items: taken.map { render($0.1) },
+      next: more ? Self.orgCursor(last?.0 ?? OrgPosition(updatedAt: 0, seq: -1), page: page) : nil,
+      lastID: taken.last?.1, lastUpdatedAt: taken.last?.0.updatedAt, errorRegions: errorRegions.sorted())
+  }
+
+  /// An org list's machine: the overview config (image, guest, metadata), the app's name, the version.
+  func renderOrg(machine: SimMachine, appName: String) -> String {
+    var writer = JSONWriter()
+    writer.add("id", machine.id)
+    writer.add("name", machine.name)
+    writer.add("state", machine.state)
+    writer.add("region", machine.region)
+    writer.add("app_name", appName)
+    writer.add("version", machine.instanceID)
+    writer.add("private_ip", machine.privateIP)
+    var config = JSONWriter()
+    config.add("image", machine.image)
+    if let parsed = SimJSON.parse(Data(machine.configText.utf8))?.object {
+      if let guest = parsed["guest"] { config.add("guest", raw: guest.text) }
+    }
+    config.add("metadata", raw: SimJSON.object(machine.metadata.mapValues { .string($0) }).text)
+    writer.add("config", raw: config.finished())
+    writer.add("created_at", isoTimestamp(machine.createdAt))
+    writer.add("updated_at", isoTimestamp(machine.updatedAt))
+    return writer.finished()
+  }
+
+  /// An org list's volume: the volume, its app's name, `bytes_used`/`bytes_total`, `updated_at`.
+  func renderOrg(volume: SimVolume, appName: String) -> String {
+    var text = renderCached(volume: volume)
+    text.removeLast()
+    var writer = JSONWriter()
+    writer.add("app_name", appName)
+    writer.add("bytes_used", volume.bytesUsed)
+    writer.add("bytes_total", volume.sizeGB << 30)
+    writer.add("updated_at", isoTimestamp(volume.updatedAt))
+    var extra = writer.finished()
+    extra.removeFirst()
+    return text + "," + extra
   }
 }

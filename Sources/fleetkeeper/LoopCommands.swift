@@ -106,6 +106,14 @@ struct LoopOptions: ParsableArguments {
       if let concurrency {
         settings.concurrency = try SettingParsers.integer(String(concurrency), name: "--concurrency", bounds: 1...64)
       }
+      if let value = env["FLEET_RESYNC"] {
+        settings.resyncInterval =
+          try SettingParsers.duration(value, name: "FLEET_RESYNC", bounds: 60...86_400) ?? .infinity
+      }
+      if let value = env["FLEET_OBSERVE_OVERLAP"] {
+        settings.observeOverlap =
+          try SettingParsers.duration(value, name: "FLEET_OBSERVE_OVERLAP", bounds: 1...3600) ?? settings.observeOverlap
+      }
       if let value = env["FLEET_LEASE_SECONDS"] {
         // At most 25 s: a standby takes over within the lease's life plus its 2 s poll, under 30 s.
         settings.leaseSeconds = try SettingParsers.number(value, name: "FLEET_LEASE_SECONDS", bounds: 3...25)
@@ -153,15 +161,36 @@ func makeReconciler(
   db: DatabaseOptions, fly: FlyOptions, loop: LoopOptions, logger: Logger,
   onEvent: (@Sendable (AuditEvent) -> Void)? = nil
 ) async throws -> (Reconciler, FleetStore, ReconcilerSettings) {
-  let settings = try loop.settings()
+  var settings = try loop.settings()
   let redactor = Redactor()
   let client = try fly.client(redactor: redactor)
+  settings.observe = try observeMode(app: client.configuration.appName)
   let store = try await db.open()
   return (
     Reconciler(
       client: client, store: store, settings: settings, redactor: redactor, logger: logger, onEvent: onEvent),
     store, settings
   )
+}
+
+/// How Fly is read: `FLEET_OBSERVE=org` (the default when `FLEET_FLY_ORG` names the org) reads the
+/// org-wide lists incrementally; `app` reads the app's lists whole every pass.
+func observeMode(app: String) throws -> ObserveMode {
+  let env = ProcessInfo.processInfo.environment
+  let org = env["FLEET_FLY_ORG"].flatMap { $0.isEmpty ? nil : $0 }
+  switch env["FLEET_OBSERVE"] ?? (org == nil ? "app" : "org") {
+  case "app": return .app
+  case "org":
+    guard let org else {
+      throw SettingError("FLEET_OBSERVE=org needs FLEET_FLY_ORG (the organization's slug, e.g. personal)")
+    }
+    guard org.utf8.count <= 100, org.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
+      throw SettingError("FLEET_FLY_ORG: \(org.debugDescription) is not an organization slug (letters, digits, dashes)")
+    }
+    return .org(slug: org, app: app)
+  case let other:
+    throw SettingError("FLEET_OBSERVE: \(other.debugDescription) is not app or org")
+  }
 }
 
 func describe(_ action: Action) -> String {
@@ -308,7 +337,7 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     let metrics = FleetMetrics()
-    let settings = try loop.settings()
+    var settings = try loop.settings()
     let client = try fly.client(
       redactor: redactor,
       observer: { record in
@@ -318,6 +347,7 @@ struct RunCommand: AsyncParsableCommand {
           "fleetkeeper_api_request_duration_seconds", ["endpoint": record.endpoint], record.duration.seconds)
         if record.status == 429 { metrics.increment("fleetkeeper_api_rate_limited_total") }
       })
+    settings.observe = try observeMode(app: client.configuration.appName)
     let store = try await db.openCreatingIfMissing(logger: logger)
     let reconciler = Reconciler(client: client, store: store, settings: settings, redactor: redactor, logger: logger)
     let alerter = Alerter(
