@@ -41,7 +41,11 @@ public struct ReconcileLoop: Service {
     if report.outcome == .couldNotRun {
       return couldNotRunDelay(failedInARow: failedInARow, settings: settings)
     }
-    return report.busy ? settings.busyInterval : settings.interval
+    if report.busy { return settings.busyInterval }
+    // Reading the org's lists incrementally costs two small requests: the fleet is watched every
+    // `watchInterval`, so a drift is seen in seconds, not at the next full interval.
+    if case .org = settings.observe { return min(settings.interval, settings.watchInterval) }
+    return settings.interval
   }
 
   /// The database or Fly could not be read: try again soon, then back off (doubling from the busy

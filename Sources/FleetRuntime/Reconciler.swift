@@ -77,6 +77,12 @@ public actor Reconciler {
     steady = false
   }
 
+  /// The next pass reads Fly's lists whole (an org-wide resync now), nothing else forgotten.
+  public func resync() async {
+    await observer.invalidate()
+    steady = false
+  }
+
   /// The desired snapshot: the cached one while the table's version is unchanged.
   /// `active`: the users desired running or stopped (a row marked absent is a user on the way out),
   /// counted once per snapshot, not once per pass.

@@ -41,6 +41,8 @@ public struct ReconcilerSettings: Sendable {
   /// Incremental reads ask for items updated after the newest seen minus this (`FLEET_OBSERVE_OVERLAP`):
   /// Fly's org lists are "a point in time" and late items arrive with their true `updated_at`.
   public var observeOverlap: Double = 60
+  /// With the org-wide lists, a quiet fleet is read this often (two small requests a pass).
+  public var watchInterval: Double = 2
 
   public init() {}
 }

@@ -664,7 +664,8 @@ public final class FlySimulator: Sendable {
         $0.model.seed(
           count: Int(count), prefix: body["prefix"]?.string ?? "u",
           volumePrefix: body["volume_prefix"]?.string ?? "fk_",
-          region: body["region"]?.string ?? "ord", image: body["image"]?.string ?? "registry.fly.io/agent:1", now: now)
+          region: body["region"]?.string ?? "ord", image: body["image"]?.string ?? "registry.fly.io/agent:1",
+          now: now, spread: max(0, min(365 * 86_400, body["spread"]?.double ?? 0)))
       }
       return text(200, #"{"ok":true}"#)
     case ("POST", "/_sim/drift"):

@@ -657,8 +657,14 @@ struct SimulatorModel: Sendable {
 
   /// Adds `count` users' volumes and started machines at once (benchmarks of large fleets): the
   /// machine of user `<prefix><i>` carries `fleet_user_id` and mounts volume `<volumePrefix><prefix><i>`.
-  mutating func seed(count: Int, prefix: String, volumePrefix: String, region: String, image: String, now: Double) {
+  /// `spread`: the items were made (and last updated) evenly over that many seconds before `now`,
+  /// as a fleet built over time is, instead of all at once.
+  mutating func seed(
+    count: Int, prefix: String, volumePrefix: String, region: String, image: String, now end: Double,
+    spread: Double = 0
+  ) {
     for index in 0..<count {
+      let now = end - spread + spread * Double(index + 1) / Double(count)
       let user = "\(prefix)\(index)"
       seq += 1
       let volumeID = newVolumeID()
@@ -743,17 +749,21 @@ extension SimulatorModel {
     var errorRegions: [String]
   }
 
-  /// `o_<updated_at in ms>_<seq>_<page number>`: the page number keeps an empty page's cursor new.
+  /// `o_<updated_at's exact bits>_<seq>_<page number>`: the page number keeps an empty page's
+  /// cursor new. (Exact: a cursor rounded to the millisecond would put every item of the same
+  /// millisecond after it again, and the walk would never end.)
   static func orgCursor(_ position: OrgPosition, page: Int) -> String {
-    "o_\(Int64((position.updatedAt * 1000).rounded(.down)))_\(position.seq)_\(page)"
+    "o_\(String(position.updatedAt.bitPattern, radix: 16))_\(position.seq)_\(page)"
   }
 
   static func parseOrgCursor(_ text: String) -> (position: OrgPosition, page: Int)? {
     let parts = text.split(separator: "_")
-    guard parts.count == 4, parts[0] == "o", let millis = Int64(parts[1]), let seq = Int(parts[2]),
+    guard parts.count == 4, parts[0] == "o", let bits = UInt64(parts[1], radix: 16), let seq = Int(parts[2]),
       let page = Int(parts[3])
     else { return nil }
-    return (OrgPosition(updatedAt: Double(millis) / 1000, seq: seq), page)
+    let updatedAt = Double(bitPattern: bits)
+    guard updatedAt.isFinite else { return nil }
+    return (OrgPosition(updatedAt: updatedAt, seq: seq), page)
   }
 
   /// Whether the update of `id` at `updatedAt` is still on its way to the org lists.

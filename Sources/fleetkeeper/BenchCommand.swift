@@ -6,7 +6,7 @@ import Foundation
 struct BenchCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench", abstract: "Benchmarks against the built-in simulator (numbers for docs/benchmarks.md).",
-    subcommands: [Converge.self, ScaleCommand.self, PlannerCommand.self])
+    subcommands: [Converge.self, ScaleCommand.self, PlannerCommand.self, ObserveCommand.self])
 
   struct Converge: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -74,5 +74,35 @@ struct PlannerCommand: AsyncParsableCommand {
     print(
       "users \(users): \(String(format: "%.2f", result.meanMs)) ms per plan over \(count) plans, \(result.actions) actions"
     )
+  }
+}
+
+struct ObserveCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "observe",
+    abstract: "Org-wide incremental observation against the app's lists, with Fly's rate limits on.")
+  @Option(help: "Users.") var users: Int = 100_000
+  @Option(help: "Drifts measured with the org-wide lists.") var drifts: Int = 20
+  @Option(help: "Drifts measured with the app's lists (each takes a whole walk or two).") var appDrifts: Int = 2
+  func run() async throws {
+    let results = try await ObserveBench.run(
+      users: users, drifts: drifts, appDrifts: appDrifts, binary: CommandLine.arguments[0]
+    ) {
+      print($0)
+      fflush(nil)
+    }
+    let f = { (v: Double) in String(format: "%.1f", v) }
+    print("")
+    print(
+      "| users | observe | first pass | full read (bound) | ratio | quiet pass requests | quiet pass CPU (median, max) | quiet passes steady | drift → start (p50, p99, max) | 429s | peak RSS | restart: CPU, peak RSS |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results {
+      let median = ObserveBench.percentile(r.steadyCPUMs, 50)
+      let restart = r.mode == "org" ? "\(f(r.restartCPUMs)) ms, \(f(r.restartPeakRSSMB)) MB" : "-"
+      print(
+        "| \(users) | \(r.mode) | \(f(r.firstPassWallS)) s | \(f(r.fullReadWallS)) s (\(f(r.fullReadBoundS)) s) | \(String(format: "%.2f", r.fullReadWallS / max(1, r.fullReadBoundS))) | \(Set(r.steadyRequests).sorted()) | \(f(median)), \(f(r.steadyCPUMs.max() ?? 0)) ms | \(r.steadyTaken) of \(r.steadyRequests.count) | \(f(ObserveBench.percentile(r.driftLatenciesS, 50))), \(f(ObserveBench.percentile(r.driftLatenciesS, 99))), \(f(r.driftLatenciesS.max() ?? 0)) s (\(r.driftLatenciesS.count) drifts) | \(r.rateLimited) | \(f(r.peakRSSMB)) MB | \(restart) |"
+      )
+    }
   }
 }

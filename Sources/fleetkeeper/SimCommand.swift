@@ -13,6 +13,7 @@ struct SimCommand: AsyncParsableCommand {
   @Option(help: "The token requests must carry.") var token: String = "sim-token"
   @Flag(help: "Instant transitions, no replica lag, no rate limits.") var fast = false
   @Flag(help: "Turn Fly's rate limits off.") var noRateLimits = false
+  @Flag(help: "Keep Fly's rate limits on with --fast (instant transitions, real limits).") var rateLimits = false
   @Flag(help: "Send Retry-After on rate-limit 429s.") var retryAfter = false
   @Option(help: "Seconds a new machine or volume is missing from lists.") var listLag: Double?
   @Option(help: "Seed for ids and fault draws.") var seed: UInt64 = 0x5EED
@@ -30,6 +31,7 @@ struct SimCommand: AsyncParsableCommand {
       fast
       ? SimulatorConfiguration.fast(appName: app, token: token) : SimulatorConfiguration(appName: app, token: token)
     if noRateLimits { configuration.rateLimitsEnabled = false }
+    if rateLimits { configuration.rateLimitsEnabled = true }
     configuration.rateLimitRetryAfter = retryAfter
     if let listLag { configuration.listLag = listLag }
     configuration.seed = seed
