@@ -50,11 +50,22 @@ public struct ObservedVolume: Sendable, Hashable {
   public var region: String
   public var attachedMachineID: String?
   public var sizeGB: Int?
-  public var createdAt: Double?
+  /// Unix seconds, when Fly sent them (`updated_at` only in the org-wide list).
+  public var createdAt: Double? {
+    get { created == -.infinity ? nil : created }
+    set { created = newValue ?? -.infinity }
+  }
+  public var updatedAt: Double? {
+    get { updated == -.infinity ? nil : updated }
+    set { updated = newValue ?? -.infinity }
+  }
+  /// Not optionals (`-infinity`: not sent), which keeps the struct at 112 bytes.
+  private var created: Double
+  private var updated: Double
 
   public init(
     id: String, name: String, state: VolumeState, region: String, attachedMachineID: String? = nil, sizeGB: Int? = nil,
-    createdAt: Double? = nil
+    createdAt: Double? = nil, updatedAt: Double? = nil
   ) {
     self.id = id
     self.name = name
@@ -62,7 +73,8 @@ public struct ObservedVolume: Sendable, Hashable {
     self.region = region
     self.attachedMachineID = attachedMachineID
     self.sizeGB = sizeGB
-    self.createdAt = createdAt
+    self.created = createdAt ?? -.infinity
+    self.updated = updatedAt ?? -.infinity
   }
 
   /// Fly lists volumes on their way out (`scheduling_destroy`, `pending_destroy`, `destroying`,

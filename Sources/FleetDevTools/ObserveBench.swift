@@ -29,7 +29,8 @@ public enum ObserveBench {
   }
 
   public static func run(
-    users: Int, drifts: Int, appDrifts: Int, binary: String, say: @Sendable (String) -> Void
+    users: Int, drifts: Int, appDrifts: Int, modes: [String] = ["org", "app"], binary: String,
+    say: @Sendable (String) -> Void
   ) async throws -> [Figures] {
     let sim = Process()
     sim.executableURL = URL(fileURLWithPath: binary)
@@ -90,7 +91,7 @@ public enum ObserveBench {
     }
 
     var results: [Figures] = []
-    for mode in ["org", "app"] {
+    for mode in modes where mode == "org" || mode == "app" {
       var settings = ReconcilerSettings()
       settings.planner.maxDestroysPerPass = 0
       settings.observe = mode == "org" ? .org(slug: "personal", app: "bench") : .app

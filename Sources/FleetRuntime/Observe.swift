@@ -28,6 +28,6 @@ extension ObservedVolume {
     self.init(
       id: volume.id, name: volume.name, state: VolumeState(volume.state), region: volume.region,
       attachedMachineID: volume.attachedMachineID.flatMap { $0.isEmpty ? nil : $0 }, sizeGB: volume.sizeGB,
-      createdAt: volume.createdAt.flatMap(parseRFC3339))
+      createdAt: volume.createdAt.flatMap(parseRFC3339), updatedAt: volume.updatedAt.flatMap(parseRFC3339))
   }
 }

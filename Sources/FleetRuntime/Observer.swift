@@ -96,6 +96,10 @@ actor Observer {
       counts = Self.counts(observation)
       looksShort = suspect()
     }
+    if looksShort, case .org = settings.observe {
+      // The view a short full read left is not a base for incremental reads: read whole again next pass.
+      orgView = nil
+    }
     var next = guardState
     if looksShort {
       next.suspectPasses += 1
@@ -131,11 +135,20 @@ final class Handover<Value: Sendable>: Sendable {
 
 // MARK: Org-wide observation
 
-/// An item of an org-wide list: ours (`value`), or another app's (nil), with its `updated_at`
-/// (every item moves the incremental reads' starting point, whichever app it belongs to).
-struct Stamped<Value: Sendable>: Sendable {
-  var value: Value?
-  var updatedAt: Double?
+/// An org-wide list's item of another app: kept only for its `updated_at` (every item moves the
+/// incremental reads' starting point), then removed in place. Real ids are never empty.
+extension ObservedMachine {
+  static func otherApp(updatedAt: Double?) -> ObservedMachine {
+    ObservedMachine(id: "", state: "", region: "", userID: nil, updatedAt: updatedAt)
+  }
+  var isOtherApp: Bool { id.isEmpty }
+}
+
+extension ObservedVolume {
+  static func otherApp(updatedAt: Double?) -> ObservedVolume {
+    ObservedVolume(id: "", name: "", state: "", region: "", updatedAt: updatedAt)
+  }
+  var isOtherApp: Bool { id.isEmpty }
 }
 
 /// The org-wide lists as merged so far: items in arrays (handed to the planner as they are) with an
@@ -234,19 +247,19 @@ extension Observer {
       var changed = false
       // Every item must be newer than asked: an older one is an error, not data.
       do {
-        try Self.checkNewer(machines.items, than: machineAfter, list: "machines")
-        try Self.checkNewer(volumes.items, than: volumeAfter, list: "volumes")
+        try Self.checkNewer(machines.items.map(\.updatedAt), than: machineAfter, list: "machines")
+        try Self.checkNewer(volumes.items.map(\.updatedAt), than: volumeAfter, list: "volumes")
       } catch {
         setOrgView(view)
         throw error
       }
-      for item in volumes.items {
-        view.newestVolume = max(view.newestVolume, item.updatedAt ?? -.infinity)
-        if let volume = item.value, view.merge(volume) { changed = true }
+      for volume in volumes.items {
+        view.newestVolume = max(view.newestVolume, volume.updatedAt ?? -.infinity)
+        if !volume.isOtherApp, view.merge(volume) { changed = true }
       }
-      for item in machines.items {
-        view.newestMachine = max(view.newestMachine, item.updatedAt ?? -.infinity)
-        if let machine = item.value, view.merge(machine) { changed = true }
+      for machine in machines.items {
+        view.newestMachine = max(view.newestMachine, machine.updatedAt ?? -.infinity)
+        if !machine.isOtherApp, view.merge(machine) { changed = true }
       }
       if changed, view.linkVolumes() { changed = true }
       setOrgView(view)
@@ -257,14 +270,25 @@ extension Observer {
       )
     }
     // A full read: every item, destroyed ones left out.
-    let (machines, volumes) = try await readOrg(slug: slug, app: app, machinesAfter: nil, volumesAfter: nil)
+    var (machines, volumes) = try await readOrg(slug: slug, app: app, machinesAfter: nil, volumesAfter: nil)
     let previous = takeOrgView()
     let regions = Set(machines.errorRegions).union(volumes.errorRegions)
-    var view = OrgView(
-      machines: machines.items.compactMap(\.value), volumes: volumes.items.compactMap(\.value))
+    var newestMachine = -Double.infinity
+    var newestVolume = -Double.infinity
+    for machine in machines.items { newestMachine = max(newestMachine, machine.updatedAt ?? -.infinity) }
+    for volume in volumes.items { newestVolume = max(newestVolume, volume.updatedAt ?? -.infinity) }
+    // The pages' items become the view's storage: other apps' items removed in place, no second copy
+    // of the fleet (at 100k users a copy of each list is ~25 MB at the restart's peak).
+    var machineItems = machines.items
+    machines.items = []
+    machineItems.removeAll(where: \.isOtherApp)
+    var volumeItems = volumes.items
+    volumes.items = []
+    volumeItems.removeAll(where: \.isOtherApp)
+    var view = OrgView(machines: machineItems, volumes: volumeItems)
     view.fullAt = now
-    for item in machines.items { view.newestMachine = max(view.newestMachine, item.updatedAt ?? -.infinity) }
-    for item in volumes.items { view.newestVolume = max(view.newestVolume, item.updatedAt ?? -.infinity) }
+    view.newestMachine = newestMachine
+    view.newestVolume = newestVolume
     if let previous {
       // The org list has no mounts: links known before carry over until a volume says otherwise.
       for index in view.machines.indices where view.machines[index].volumeID == nil {
@@ -302,24 +326,20 @@ extension Observer {
   }
   private func setOrgView(_ view: OrgView) { orgView = view }
 
-  /// Both org-wide lists at once, each item of another app left out (nil).
+  /// Both org-wide lists at once, each item of another app a stand-in (``ObservedMachine/otherApp(updatedAt:)``).
   private func readOrg(slug: String, app: String, machinesAfter: String?, volumesAfter: String?)
-    async throws(FlyAPIError) -> (
-      machines: OrgListPage<Stamped<ObservedMachine>>, volumes: OrgListPage<Stamped<ObservedVolume>>
-    )
+    async throws(FlyAPIError) -> (machines: OrgListPage<ObservedMachine>, volumes: OrgListPage<ObservedVolume>)
   {
     let incremental = machinesAfter != nil
     async let machines = client.listOrgMachines(
       org: slug, updatedAfter: machinesAfter, includeDeleted: incremental, ownerKey: FleetNames.userMetadataKey
     ) { listing in
-      Stamped(
-        value: listing.appName == app ? ObservedMachine(listing) : nil,
-        updatedAt: listing.updatedAt.flatMap(parseRFC3339))
+      listing.appName == app
+        ? ObservedMachine(listing) : .otherApp(updatedAt: listing.updatedAt.flatMap(parseRFC3339))
     }
     async let volumes = client.listOrgVolumes(org: slug, updatedAfter: volumesAfter, includeDeleted: incremental) {
       volume in
-      Stamped(
-        value: volume.appName == app ? ObservedVolume(volume) : nil, updatedAt: volume.updatedAt.flatMap(parseRFC3339))
+      volume.appName == app ? ObservedVolume(volume) : .otherApp(updatedAt: volume.updatedAt.flatMap(parseRFC3339))
     }
     do {
       return try await (machines, volumes)
@@ -331,10 +351,10 @@ extension Observer {
   }
 
   /// An incremental answer holds only items updated after what was asked.
-  static func checkNewer<Value>(_ items: [Stamped<Value>], than after: String, list: String) throws(FlyAPIError) {
+  static func checkNewer(_ stamps: [Double?], than after: String, list: String) throws(FlyAPIError) {
     guard let bound = parseRFC3339(after) else { return }
-    for item in items {
-      guard let updated = item.updatedAt else {
+    for stamp in stamps {
+      guard let updated = stamp else {
         throw FlyAPIError(
           code: .invalidResponse, message: "an org \(list) item without updated_at in an incremental read",
           operation: "list")

@@ -379,10 +379,14 @@ public final class FlySimulator: Sendable {
     query.unreadableRegions = Set(faults.errorRegions)
     query.lateRate = faults.lateRate
     query.lateSeconds = faults.lateSeconds
-    let result =
+    var result =
       machines
       ? state.model.orgListMachines(now: now, query: query, page: page)
       : state.model.orgListVolumes(now: now, query: query, page: page)
+    if machines ? faults.emptyMachineLists : faults.emptyVolumeLists {
+      // The lists lying, as for the app's lists: nothing, and nothing more.
+      result = SimulatorModel.OrgPage(items: [], next: nil, lastID: nil, lastUpdatedAt: nil, errorRegions: [])
+    }
     var tail = JSONWriter()
     tail.add("next_cursor", result.next)
     tail.add(machines ? "last_machine_id" : "last_volume_id", result.lastID)

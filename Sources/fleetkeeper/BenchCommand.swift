@@ -84,9 +84,10 @@ struct ObserveCommand: AsyncParsableCommand {
   @Option(help: "Users.") var users: Int = 100_000
   @Option(help: "Drifts measured with the org-wide lists.") var drifts: Int = 20
   @Option(help: "Drifts measured with the app's lists (each takes a whole walk or two).") var appDrifts: Int = 2
+  @Option(parsing: .upToNextOption, help: "Which observers to measure: org, app.") var modes: [String] = ["org", "app"]
   func run() async throws {
     let results = try await ObserveBench.run(
-      users: users, drifts: drifts, appDrifts: appDrifts, binary: CommandLine.arguments[0]
+      users: users, drifts: drifts, appDrifts: appDrifts, modes: modes, binary: CommandLine.arguments[0]
     ) {
       print($0)
       fflush(nil)

@@ -123,6 +123,35 @@ import Testing
     }
   }
 
+  /// The list guard works on the org view: a full read that comes back empty (Fly's list lying) is
+  /// read again, whole, and held as suspect; nothing is created again for users whose machines it
+  /// left out, and nothing is destroyed.
+  @Test func anEmptyFullReadIsSuspectAndCreatesNothing() async throws {
+    try await withHarness(simulator: Harness.instant, settings: Self.settings()) { harness in
+      try await harness.addUsers(5)
+      await harness.converge()
+      let before = harness.mutations().count
+      var faults = SimulatorFaults()
+      faults.emptyMachineLists = true
+      faults.emptyVolumeLists = true
+      harness.simulator.setFaults(faults)
+      await harness.reconciler.resync()
+      var reports: [PassReport] = []
+      for _ in 0..<2 {
+        reports.append(await harness.reconciler.pass())
+        await harness.advance(by: 2)
+      }
+      #expect(reports.allSatisfy { !$0.listsTrusted }, "an empty full read is suspect")
+      #expect(harness.mutations().count == before, "\(harness.mutations().dropFirst(before).map(\.path))")
+      let full = Self.orgLists(harness.simulator.requestLog()).filter { !$0.query.contains("updated_after") }
+      #expect(full.count >= 2 * 2 * 2, "the guard re-read whole: \(full.count)")
+      harness.simulator.setFaults(SimulatorFaults())
+      let passes = await harness.converge()
+      #expect(passes.last?.converged == true)
+      #expect(harness.mutations().count == before, "the truth back: nothing to do")
+    }
+  }
+
   /// A full read every resync interval; one that finds the incremental view wrong is believed and
   /// counted. Here the view misses an update (late beyond a tiny overlap); the resync corrects it.
   @Test func aResyncCorrectsWhatTheIncrementalViewMissed() async throws {
