@@ -239,10 +239,12 @@ public final class FlyClient: FlyMachinesAPI {
   /// waited out like the app's lists; a cursor that repeats, a page that does not scan, or more
   /// pages or items than the bounds are errors, never data.
   public func listOrgMachines<Item: Sendable>(
-    org: String, updatedAfter: String?, includeDeleted: Bool, ownerKey: String,
+    org: String, updatedAfter: String?, includeDeleted: Bool, ownerKey: String, expected: Int = 0,
     _ transform: @Sendable (FlyMachineListing) -> Item
   ) async throws(FlyAPIError) -> OrgListPage<Item> {
-    try await readOrgPages(org: org, noun: "machines", updatedAfter: updatedAfter, includeDeleted: includeDeleted) {
+    try await readOrgPages(
+      org: org, noun: "machines", updatedAfter: updatedAfter, includeDeleted: includeDeleted, expected: expected
+    ) {
       response, raw throws(FlyAPIError) in
       do throws(ListingScanner.Malformed) {
         let page = try ListingScanner.scanOrgMachines(raw, ownerKey: ownerKey)
@@ -257,9 +259,12 @@ public final class FlyClient: FlyMachinesAPI {
 
   /// The org-wide volume list, every page, like ``listOrgMachines(org:updatedAfter:includeDeleted:ownerKey:_:)``.
   public func listOrgVolumes<Item: Sendable>(
-    org: String, updatedAfter: String?, includeDeleted: Bool, _ transform: @Sendable (FlyVolume) -> Item
+    org: String, updatedAfter: String?, includeDeleted: Bool, expected: Int = 0,
+    _ transform: @Sendable (FlyVolume) -> Item
   ) async throws(FlyAPIError) -> OrgListPage<Item> {
-    try await readOrgPages(org: org, noun: "volumes", updatedAfter: updatedAfter, includeDeleted: includeDeleted) {
+    try await readOrgPages(
+      org: org, noun: "volumes", updatedAfter: updatedAfter, includeDeleted: includeDeleted, expected: expected
+    ) {
       response, raw throws(FlyAPIError) in
       do throws(ListingScanner.Malformed) {
         let page = try ListingScanner.scanOrgVolumes(raw)
@@ -273,10 +278,13 @@ public final class FlyClient: FlyMachinesAPI {
   }
 
   private func readOrgPages<Item: Sendable>(
-    org: String, noun: String, updatedAfter: String?, includeDeleted: Bool,
+    org: String, noun: String, updatedAfter: String?, includeDeleted: Bool, expected: Int,
     decode: (Response, UnsafeRawBufferPointer) throws(FlyAPIError) -> OrgListPage<Item>
   ) async throws(FlyAPIError) -> OrgListPage<Item> {
     var all = OrgListPage<Item>(items: [], nextCursor: nil, lastUpdatedAt: nil, errorRegions: [])
+    if updatedAfter == nil, expected > 0 {
+      all.items.reserveCapacity(min(expected, configuration.maxItems) + expected / 64 + 16)
+    }
     var regions: Set<String> = []
     var cursor: String?
     var seen: Set<String> = []

@@ -130,13 +130,15 @@ public protocol FlyMachinesAPI: Sendable {
 
   /// The org-wide lists, every page (`GET /v1/orgs/{org}/machines|volumes`), from `updatedAfter`
   /// (RFC 3339) on when given, destroyed items included when `includeDeleted`; each item mapped by
-  /// `transform` as its page is scanned.
+  /// `transform` as its page is scanned. `expected`: about how many items a full read holds (the
+  /// result's storage is allocated once at that size instead of grown by doubling).
   func listOrgMachines<Item: Sendable>(
-    org: String, updatedAfter: String?, includeDeleted: Bool, ownerKey: String,
+    org: String, updatedAfter: String?, includeDeleted: Bool, ownerKey: String, expected: Int,
     _ transform: @Sendable (FlyMachineListing) -> Item
   ) async throws(FlyAPIError) -> OrgListPage<Item>
   func listOrgVolumes<Item: Sendable>(
-    org: String, updatedAfter: String?, includeDeleted: Bool, _ transform: @Sendable (FlyVolume) -> Item
+    org: String, updatedAfter: String?, includeDeleted: Bool, expected: Int,
+    _ transform: @Sendable (FlyVolume) -> Item
   ) async throws(FlyAPIError) -> OrgListPage<Item>
 
   /// Look-ups before a create again.
