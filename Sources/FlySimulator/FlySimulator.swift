@@ -371,7 +371,7 @@ public final class FlySimulator: Sendable {
       guard let after = parseISOTimestamp(text) else {
         return done(.error(400, "invalid updated_after: must be RFC 3339"))
       }
-      query.updatedAfter = after
+      query.updatedAfter = faults.ignoreUpdatedAfter ? nil : after
     }
     if faults.shortPageRate > 0, state.model.draw() < faults.shortPageRate {
       query.shortTo = state.model.draw() < 0.5 ? 0 : max(1, query.limit / 3)

@@ -120,6 +120,8 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
   /// it happened, with its true `updated_at`.
   public var lateRate: Double = 0
   public var lateSeconds: Double = 0
+  /// The org-wide lists ignore `updated_after` (a server that does not filter): older items come back.
+  public var ignoreUpdatedAfter: Bool = false
 
   public init() {}
 
@@ -132,6 +134,7 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     case shortPageRate = "short_page_rate", capacityExhaustedRegions = "capacity_exhausted_regions"
     case badImages = "bad_images", mutationsOnly = "mutations_only"
     case errorRegions = "error_regions", lateRate = "late_rate", lateSeconds = "late_seconds"
+    case ignoreUpdatedAfter = "ignore_updated_after"
   }
 
   public init(from decoder: any Decoder) throws {
@@ -154,6 +157,7 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     errorRegions = try c.decodeIfPresent([String].self, forKey: .errorRegions) ?? []
     lateRate = try c.decodeIfPresent(Double.self, forKey: .lateRate) ?? 0
     lateSeconds = try c.decodeIfPresent(Double.self, forKey: .lateSeconds) ?? 0
+    ignoreUpdatedAfter = try c.decodeIfPresent(Bool.self, forKey: .ignoreUpdatedAfter) ?? false
     badImages = try c.decodeIfPresent([String].self, forKey: .badImages) ?? []
     mutationsOnly = try c.decodeIfPresent(Bool.self, forKey: .mutationsOnly) ?? d.mutationsOnly
   }

@@ -152,6 +152,34 @@ import Testing
     }
   }
 
+  /// An incremental answer holding an item not newer than the `updated_after` asked (a server that
+  /// does not filter) is an error, not data: the pass does nothing, and the view is kept.
+  @Test func anItemOlderThanAskedIsAnError() async throws {
+    try await withHarness(simulator: Harness.instant, settings: Self.settings()) { harness in
+      try await harness.addUsers(3)
+      await harness.converge()
+      await harness.advance(by: 120)
+      // One machine updated now: the newest item seen moves 120 s past the others.
+      let machine = try #require(harness.fleet().machine("u0"))
+      await harness.drift(#"{"op":"stop_machine","machine_id":"\#(machine.id)"}"#)
+      await harness.converge()
+      var faults = SimulatorFaults()
+      faults.ignoreUpdatedAfter = true
+      harness.simulator.setFaults(faults)
+      let before = harness.mutations().count
+      let report = await harness.reconciler.pass()
+      #expect(report.outcome == .couldNotRun)
+      #expect(report.error?.contains("not after the updated_after") == true, "\(report.error ?? "")")
+      #expect(harness.mutations().count == before)
+      harness.simulator.setFaults(SimulatorFaults())
+      let seen = harness.simulator.requestLog().count
+      let next = await harness.reconciler.pass()
+      #expect(next.outcome == .ok)
+      let reads = Self.orgLists(Array(harness.simulator.requestLog().dropFirst(seen)))
+      #expect(reads.allSatisfy { $0.query.contains("updated_after=") }, "the view was kept: no full read")
+    }
+  }
+
   /// A full read every resync interval; one that finds the incremental view wrong is believed and
   /// counted. Here the view misses an update (late beyond a tiny overlap); the resync corrects it.
   @Test func aResyncCorrectsWhatTheIncrementalViewMissed() async throws {

@@ -78,6 +78,21 @@ struct ClientRoundTripTests {
     }
   }
 
+  /// One version of Fly's spec does not page the app's list: every machine in one response, no
+  /// `fly-next-cursor`, whatever `limit` says. The client reads it whole all the same.
+  @Test func anUnpagedListIsReadWhole() async throws {
+    var configuration = SimulatorConfiguration.fast(appName: "app", token: "tok")
+    configuration.paginatesAppLists = false
+    try await withSimulator(configuration, pageSize: 7) { client, simulator in
+      let seed = #"{"users":30,"prefix":"u","volume_prefix":"fk_","region":"ord"}"#
+      _ = await simulator.handle(SimulatorRequest(method: "POST", path: "/_sim/seed", body: Data(seed.utf8)))
+      let machines = try await client.listMachines()
+      #expect(machines.count == 30)
+      #expect(simulator.requestLog().filter { $0.endpoint == "GET /machines" }.count == 1)
+      #expect(try await client.listVolumes().count == 30)
+    }
+  }
+
   @Test func configRoundTripsFieldsWeDoNotModel() throws {
     let json =
       #"{"image":"i","dns":{"skip_registration":true},"metadata":{"fleet_user_id":"u"},"stop_config":{"timeout":"10s"},"guest":{"cpus":2,"memory_mb":1024,"cpu_kind":"performance","kernel_args":["x"]}}"#
