@@ -336,11 +336,7 @@ struct SimulatorModel: Sendable {
   ) -> Page {
     // Transitions are applied when a list starts; later pages of the same walk (moments later) reuse
     // them, so a whole paginated list costs O(n), not O(n²/page).
-    if cursor == nil && now >= sweeps.machinesUntil {
-      var due = Double.infinity
-      for id in machineOrder { due = min(due, advance(machine: id, now: now) ?? .infinity) }
-      sweeps.machinesUntil = due
-    }
+    if cursor == nil { sweepMachines(now: now) }
     return page(
       order: machineOrder, store: machines, seq: \.seq,
       include: { machine in
@@ -353,14 +349,25 @@ struct SimulatorModel: Sendable {
   }
 
   mutating func listVolumes(now: Double, limit: Int?, cursor: String?, shortPage: Bool) -> Page {
-    if cursor == nil && now >= sweeps.volumesUntil {
-      var due = Double.infinity
-      for id in volumeOrder { due = min(due, advance(volume: id, now: now) ?? .infinity) }
-      sweeps.volumesUntil = due
-    }
+    if cursor == nil { sweepVolumes(now: now) }
     return page(
       order: volumeOrder, store: volumes, seq: \.seq, include: { self.volumeVisible($0, now: now) },
       render: { self.renderCached(volume: $0) }, limit: limit, cursor: cursor, shortPage: shortPage)
+  }
+
+  /// Applies every machine's due transitions, unless nothing is due yet (see ``Sweeps``).
+  private mutating func sweepMachines(now: Double) {
+    guard now >= sweeps.machinesUntil else { return }
+    var due = Double.infinity
+    for id in machineOrder { due = min(due, advance(machine: id, now: now) ?? .infinity) }
+    sweeps.machinesUntil = due
+  }
+
+  private mutating func sweepVolumes(now: Double) {
+    guard now >= sweeps.volumesUntil else { return }
+    var due = Double.infinity
+    for id in volumeOrder { due = min(due, advance(volume: id, now: now) ?? .infinity) }
+    sweeps.volumesUntil = due
   }
 
   // MARK: Machines
@@ -776,60 +783,52 @@ extension SimulatorModel {
   }
 
   mutating func orgListMachines(now: Double, query: OrgQuery, page: Int) -> OrgPage {
-    if now >= sweeps.machinesUntil {
-      var due = Double.infinity
-      for id in machineOrder { due = min(due, advance(machine: id, now: now) ?? .infinity) }
-      sweeps.machinesUntil = due
-    }
-    var errorRegions: Set<String> = []
-    var candidates: [(OrgPosition, String)] = []
-    for id in machineOrder {
-      guard let machine = machines[id], !machine.foreign || query.appName.isEmpty else { continue }
-      guard machineVisible(machine, now: now, includeDeleted: query.includeDeleted) else { continue }
-      if let region = query.region, machine.region != region { continue }
-      if query.unreadableRegions.contains(machine.region) {
-        errorRegions.insert(machine.region)
-        continue
-      }
-      if let after = query.updatedAfter, machine.updatedAt <= after { continue }
-      let position = OrgPosition(updatedAt: machine.updatedAt, seq: machine.seq)
-      if let after = query.after, position <= after { continue }
-      if Self.isLate(id, updatedAt: machine.updatedAt, now: now, query: query) { continue }
-      candidates.append((position, id))
-    }
-    return orgPage(candidates, query: query, page: page, errorRegions: errorRegions) { id in
-      self.renderOrg(machine: self.machines[id]!, appName: query.appName)
+    sweepMachines(now: now)
+    let machines = self.machines
+    return orgPage(order: machineOrder, query: query, now: now, page: page) { id in
+      guard let machine = machines[id], !machine.foreign || query.appName.isEmpty,
+        self.machineVisible(machine, now: now, includeDeleted: query.includeDeleted)
+      else { return nil }
+      return (machine.region, OrgPosition(updatedAt: machine.updatedAt, seq: machine.seq))
+    } render: { id in
+      self.renderOrg(machine: machines[id]!, appName: query.appName)
     }
   }
 
   mutating func orgListVolumes(now: Double, query: OrgQuery, page: Int) -> OrgPage {
-    if now >= sweeps.volumesUntil {
-      var due = Double.infinity
-      for id in volumeOrder { due = min(due, advance(volume: id, now: now) ?? .infinity) }
-      sweeps.volumesUntil = due
+    sweepVolumes(now: now)
+    let volumes = self.volumes
+    let linger = configuration.deletedVolumeLinger
+    return orgPage(order: volumeOrder, query: query, now: now, page: page) { id in
+      guard let volume = volumes[id], volume.visibleAt <= now else { return nil }
+      if !query.includeDeleted, let deletedAt = volume.deletedAt, now >= deletedAt + linger { return nil }
+      return (volume.region, OrgPosition(updatedAt: volume.updatedAt, seq: volume.seq))
+    } render: { id in
+      self.renderOrg(volume: volumes[id]!, appName: query.appName)
     }
+  }
+
+  /// One org list page over `order`: `listed` says where an item is and when it was updated (nil:
+  /// not listed at all); the query's filters, unreadable regions and late items apply to every list alike.
+  private func orgPage(
+    order: [String], query: OrgQuery, now: Double, page: Int,
+    listed: (String) -> (region: String, position: OrgPosition)?, render: (String) -> String
+  ) -> OrgPage {
     var errorRegions: Set<String> = []
     var candidates: [(OrgPosition, String)] = []
-    for id in volumeOrder {
-      guard let volume = volumes[id] else { continue }
-      if volume.visibleAt > now { continue }
-      if !query.includeDeleted, let deletedAt = volume.deletedAt, now >= deletedAt + configuration.deletedVolumeLinger {
+    for id in order {
+      guard let (region, position) = listed(id) else { continue }
+      if let wanted = query.region, region != wanted { continue }
+      if query.unreadableRegions.contains(region) {
+        errorRegions.insert(region)
         continue
       }
-      if let region = query.region, volume.region != region { continue }
-      if query.unreadableRegions.contains(volume.region) {
-        errorRegions.insert(volume.region)
-        continue
-      }
-      if let after = query.updatedAfter, volume.updatedAt <= after { continue }
-      let position = OrgPosition(updatedAt: volume.updatedAt, seq: volume.seq)
+      if let after = query.updatedAfter, position.updatedAt <= after { continue }
       if let after = query.after, position <= after { continue }
-      if Self.isLate(id, updatedAt: volume.updatedAt, now: now, query: query) { continue }
+      if Self.isLate(id, updatedAt: position.updatedAt, now: now, query: query) { continue }
       candidates.append((position, id))
     }
-    return orgPage(candidates, query: query, page: page, errorRegions: errorRegions) { id in
-      self.renderOrg(volume: self.volumes[id]!, appName: query.appName)
-    }
+    return orgPage(candidates, query: query, page: page, errorRegions: errorRegions, render: render)
   }
 
   private func orgPage(
