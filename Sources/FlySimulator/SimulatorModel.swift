@@ -784,10 +784,10 @@ extension SimulatorModel {
 
   mutating func orgListMachines(now: Double, query: OrgQuery, page: Int) -> OrgPage {
     sweepMachines(now: now)
+    // Every machine of the app, the controller's and anyone else's, as Fly lists them.
     let machines = self.machines
     return orgPage(order: machineOrder, query: query, now: now, page: page) { id in
-      guard let machine = machines[id], !machine.foreign || query.appName.isEmpty,
-        self.machineVisible(machine, now: now, includeDeleted: query.includeDeleted)
+      guard let machine = machines[id], self.machineVisible(machine, now: now, includeDeleted: query.includeDeleted)
       else { return nil }
       return (machine.region, OrgPosition(updatedAt: machine.updatedAt, seq: machine.seq))
     } render: { id in

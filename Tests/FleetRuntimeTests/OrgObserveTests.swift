@@ -16,6 +16,19 @@ import Testing
     return settings
   }
 
+  /// Half the updates from now on are listed only 10 s late; then every user's machine is stopped
+  /// behind the controller's back.
+  static func stopEveryMachineSomeListedLate(_ harness: Harness, users: Int) async throws {
+    var faults = SimulatorFaults()
+    faults.lateRate = 0.5
+    faults.lateSeconds = 10
+    harness.simulator.setFaults(faults)
+    for user in 0..<users {
+      let machine = try #require(harness.fleet().machine("u\(user)"))
+      await harness.drift(#"{"op":"stop_machine","machine_id":"\#(machine.id)"}"#)
+    }
+  }
+
   static func orgLists(_ log: [SimulatorLogEntry]) -> [SimulatorLogEntry] {
     log.filter { $0.endpoint.hasPrefix("GET /orgs/") }
   }
@@ -53,6 +66,22 @@ import Testing
     }
   }
 
+  /// A machine someone else made in the users' app is in the org list like any other (it is the
+  /// app's): reported as foreign, never touched, as with the app's lists.
+  @Test func aForeignMachineInTheAppIsSeenAndLeftAlone() async throws {
+    try await withHarness(simulator: Harness.instant, settings: Self.settings()) { harness in
+      try await harness.addUsers(1)
+      await harness.converge()
+      await harness.drift(#"{"op":"create_foreign_machine","region":"ord"}"#)
+      await harness.advance(by: 1)
+      let before = harness.mutations().count
+      let report = await harness.reconciler.pass()
+      #expect(report.findings.contains { $0.kind == .foreignMachine })
+      #expect(harness.mutations().count == before)
+      #expect(harness.fleet().foreign == 1)
+    }
+  }
+
   /// Late items: Fly lists some updates only 10 s after they happened, with their true `updated_at`.
   /// With the overlap (60 s) every stopped machine is seen and started once it shows; without it
   /// (0.5 s) the late ones are skipped for good, since the newest update seen is already past them.
@@ -61,14 +90,7 @@ import Testing
     try await withHarness(simulator: Harness.instant, settings: Self.settings(overlap: overlap)) { harness in
       try await harness.addUsers(10)
       await harness.converge()
-      var faults = SimulatorFaults()
-      faults.lateRate = 0.5
-      faults.lateSeconds = 10
-      harness.simulator.setFaults(faults)
-      for user in 0..<10 {
-        let machine = try #require(harness.fleet().machine("u\(user)"))
-        await harness.drift(#"{"op":"stop_machine","machine_id":"\#(machine.id)"}"#)
-      }
+      try await Self.stopEveryMachineSomeListedLate(harness, users: 10)
       await harness.advance(by: 1)
       let first = await harness.reconciler.pass()
       let startedAtOnce = first.results.filter { $0.action.kind == .start }.count
@@ -186,14 +208,7 @@ import Testing
     try await withHarness(simulator: Harness.instant, settings: Self.settings(overlap: 0.5, resync: 60)) { harness in
       try await harness.addUsers(10)
       await harness.converge()
-      var faults = SimulatorFaults()
-      faults.lateRate = 0.5
-      faults.lateSeconds = 10
-      harness.simulator.setFaults(faults)
-      for user in 0..<10 {
-        let machine = try #require(harness.fleet().machine("u\(user)"))
-        await harness.drift(#"{"op":"stop_machine","machine_id":"\#(machine.id)"}"#)
-      }
+      try await Self.stopEveryMachineSomeListedLate(harness, users: 10)
       var corrections = 0
       for _ in 0..<40 {
         await harness.advance(by: 2)
