@@ -47,15 +47,20 @@ extension FlyClient {
     var configuration = FlyClientConfiguration(
       baseURL: "http://in-process.invalid", appName: simulator.configuration.appName,
       token: FlyToken(simulator.configuration.token), requestTimeout: requestTimeout)
-    // Lists paced as the simulated Fly limits them (not at all when its limits are off).
-    let limits = simulator.configuration
-    configuration.listPacing =
-      limits.rateLimitsEnabled ? FlyClientConfiguration.Pacing(rate: limits.listRate, burst: limits.listBurst) : nil
+    configuration.listPacing = simulator.configuration.listPacing
     return FlyClient(
       configuration: configuration,
       transport: SimulatorTransport(simulator),
       clock: FlyClientClock(
         now: { simulator.clock.now() }, sleep: { seconds in try await simulator.clock.sleep(seconds: seconds) }))
+  }
+}
+
+extension SimulatorConfiguration {
+  /// How a client of this simulator paces its lists: as the simulator limits them, not at all when
+  /// its limits are off.
+  public var listPacing: FlyClientConfiguration.Pacing? {
+    rateLimitsEnabled ? FlyClientConfiguration.Pacing(rate: listRate, burst: listBurst) : nil
   }
 }
 

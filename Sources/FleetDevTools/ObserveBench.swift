@@ -32,24 +32,8 @@ public enum ObserveBench {
     users: Int, drifts: Int, appDrifts: Int, modes: [String] = ["org", "app"], binary: String,
     say: @Sendable (String) -> Void
   ) async throws -> [Figures] {
-    let sim = Process()
-    sim.executableURL = URL(fileURLWithPath: binary)
-    sim.arguments = ["sim", "--port", "0", "--fast", "--rate-limits", "--app", "bench", "--token", "bench-token"]
-    let out = Pipe()
-    sim.standardOutput = out
-    sim.standardError = FileHandle.nullDevice
-    try sim.run()
+    let (sim, base) = try ScaleBench.startSimulator(binary: binary, ["--fast", "--rate-limits"])
     defer { sim.terminate() }
-    var text = ""
-    while !text.contains("FLY_API_BASE_URL=") {
-      let data = out.fileHandleForReading.availableData
-      if data.isEmpty { break }
-      text += String(decoding: data, as: UTF8.self)
-    }
-    guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("FLY_API_BASE_URL=") }) else {
-      throw CancellationError()
-    }
-    let base = String(line.dropFirst("FLY_API_BASE_URL=".count))
     try await ScaleBench.post(
       base + "/_sim/seed", #"{"users":\#(users),"prefix":"b","volume_prefix":"fk_","region":"ord","spread":86400}"#)
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -167,12 +151,14 @@ public enum ObserveBench {
       if mode == "org" {
         // A restart: a new process on the same database and fleet, one pass (a full read).
         try await Task.sleep(for: .seconds(4))
-        let restart = await offloadedChild(
-          binary, ["reconcile"],
-          environment: [
-            "FLY_API_BASE_URL": base, "FLEET_FLY_APP": "bench", "FLY_API_TOKEN": "bench-token",
-            "FLEET_DATABASE": databasePath, "FLEET_FLY_ORG": "personal",
-          ])
+        let restart = await offloaded {
+          ScaleBench.child(
+            binary, ["reconcile"],
+            environment: [
+              "FLY_API_BASE_URL": base, "FLEET_FLY_APP": "bench", "FLY_API_TOKEN": "bench-token",
+              "FLEET_DATABASE": databasePath, "FLEET_FLY_ORG": "personal",
+            ])
+        }
         figures.restartExit = restart.status
         figures.restartCPUMs = restart.cpuSeconds * 1000
         figures.restartPeakRSSMB = restart.peakRSSMB
@@ -183,16 +169,6 @@ public enum ObserveBench {
       results.append(figures)
     }
     return results
-  }
-
-  static func offloadedChild(_ binary: String, _ arguments: [String], environment: [String: String]) async -> (
-    status: Int32, cpuSeconds: Double, peakRSSMB: Double
-  ) {
-    await withCheckedContinuation { continuation in
-      Thread.detachNewThread {
-        continuation.resume(returning: ScaleBench.child(binary, arguments, environment: environment))
-      }
-    }
   }
 
   /// The p-th percentile (0…100) of `values`, nearest rank.

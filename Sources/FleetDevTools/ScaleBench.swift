@@ -119,6 +119,29 @@ public enum ScaleBench {
     return ((status >> 8) & 0xff, cpuSeconds(usage), Double(usage.ru_maxrss) / 1024)
   }
 
+  /// `fleetkeeper sim` in its own process (so CPU and memory figures are the controller's alone) on
+  /// a free port, app `bench`, token `bench-token`; returns it and its base URL. The caller stops it.
+  static func startSimulator(binary: String, _ flags: [String]) throws -> (process: Process, base: String) {
+    let sim = Process()
+    sim.executableURL = URL(fileURLWithPath: binary)
+    sim.arguments = ["sim", "--port", "0", "--app", "bench", "--token", "bench-token"] + flags
+    let out = Pipe()
+    sim.standardOutput = out
+    sim.standardError = FileHandle.nullDevice
+    try sim.run()
+    var text = ""
+    while !text.contains("FLY_API_BASE_URL=") {
+      let data = out.fileHandleForReading.availableData
+      if data.isEmpty { break }
+      text += String(decoding: data, as: UTF8.self)
+    }
+    guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("FLY_API_BASE_URL=") }) else {
+      sim.terminate()
+      throw CancellationError()
+    }
+    return (sim, String(line.dropFirst("FLY_API_BASE_URL=".count)))
+  }
+
   /// A control call to the simulator (`/_sim/seed`, `/_sim/drift`).
   static func post(_ url: String, _ body: String) async throws {
     var request = HTTPClientRequest(url: url)
@@ -131,25 +154,8 @@ public enum ScaleBench {
   public static func run(users: Int, binary: String, naive: Bool = true, say: @Sendable (String) -> Void) async throws
     -> Row
   {
-    // The simulator in its own process.
-    let sim = Process()
-    sim.executableURL = URL(fileURLWithPath: binary)
-    sim.arguments = ["sim", "--port", "0", "--fast", "--app", "bench", "--token", "bench-token"]
-    let out = Pipe()
-    sim.standardOutput = out
-    sim.standardError = FileHandle.nullDevice
-    try sim.run()
+    let (sim, base) = try startSimulator(binary: binary, ["--fast"])
     defer { sim.terminate() }
-    var text = ""
-    while !text.contains("FLY_API_BASE_URL=") {
-      let data = out.fileHandleForReading.availableData
-      if data.isEmpty { break }
-      text += String(decoding: data, as: UTF8.self)
-    }
-    guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("FLY_API_BASE_URL=") }) else {
-      throw CancellationError()
-    }
-    let base = String(line.dropFirst("FLY_API_BASE_URL=".count))
     try await post(base + "/_sim/seed", #"{"users":\#(users),"prefix":"b","volume_prefix":"fk_","region":"ord"}"#)
 
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent(

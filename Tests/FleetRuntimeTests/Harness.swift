@@ -168,10 +168,7 @@ func withHarness<T>(
       var client = FlyClientConfiguration(
         baseURL: running.baseURL, appName: configuration.appName, token: FlyToken(configuration.token),
         requestTimeout: .seconds(3))
-      // Paced as the simulated Fly limits lists (as `FlyClient.inProcess` does).
-      client.listPacing =
-        configuration.rateLimitsEnabled
-        ? FlyClientConfiguration.Pacing(rate: configuration.listRate, burst: configuration.listBurst) : nil
+      client.listPacing = configuration.listPacing
       return FlyClient(configuration: client)
     } ?? FlyClient.inProcess(simulator)
   do {
