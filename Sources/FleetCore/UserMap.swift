@@ -2,13 +2,13 @@
 /// their positions.
 ///
 /// A Swift dictionary keeps a bucket of key and value per slot of a power-of-two table at most 3/4
-/// full; here the index holds 4-byte positions and the values are stored once each (the figures:
-/// docs/benchmarks.md). Removal moves the last value into the hole; iteration order is insertion
+/// full; here the keys and values are stored once each and the index (``PositionIndex``) holds
+/// 4-byte positions (the figures: docs/benchmarks.md). Removal moves the last value into the hole; iteration order is insertion
 /// order, give or take removals.
 public struct UserMap<Value: Sendable>: Sendable {
   @usableFromInline var storedKeys: [String] = []
   @usableFromInline var storedValues: [Value] = []
-  @usableFromInline var index: [String: Int32] = [:]
+  @usableFromInline var index = PositionIndex()
   @inlinable public var keys: [String] { storedKeys }
   @inlinable public var values: [Value] { storedValues }
 
@@ -31,30 +31,38 @@ public struct UserMap<Value: Sendable>: Sendable {
   @inlinable public mutating func reserveCapacity(_ capacity: Int) {
     storedKeys.reserveCapacity(capacity)
     storedValues.reserveCapacity(capacity)
-    index.reserveCapacity(capacity)
+    index.reserveCapacity(capacity, keyAt: { [storedKeys] in storedKeys[$0] })
   }
 
-  @inlinable public func contains(_ key: String) -> Bool { index[key] != nil }
+  @inlinable func position(of key: String) -> Int? {
+    index.find(key, keyAt: { [storedKeys] in storedKeys[$0] })
+  }
+
+  @inlinable public func contains(_ key: String) -> Bool { position(of: key) != nil }
 
   @inlinable public subscript(key: String) -> Value? {
-    get { index[key].map { storedValues[Int($0)] } }
+    get { position(of: key).map { storedValues[$0] } }
     set {
-      if let position = index[key].map(Int.init) {
+      let keys = storedKeys
+      if let position = index.find(key, keyAt: { keys[$0] }) {
         if let newValue {
           storedValues[position] = newValue
         } else {
-          index[key] = nil
+          index.remove(key, keyAt: { keys[$0] })
           let last = storedValues.count - 1
+          if position != last { index.move(keys[last], to: position, keyAt: { keys[$0] }) }
+          // `keys` is let go before the arrays change, so that they are changed in place.
+          _ = consume keys
           if position != last {
             storedKeys.swapAt(position, last)
             storedValues.swapAt(position, last)
-            index[storedKeys[position]] = Int32(position)
           }
           storedKeys.removeLast()
           storedValues.removeLast()
         }
       } else if let newValue {
-        index[key] = Int32(storedValues.count)
+        index.insert(key, at: storedValues.count, keyAt: { keys[$0] })
+        _ = consume keys
         storedKeys.append(key)
         storedValues.append(newValue)
       }

@@ -152,12 +152,13 @@ extension ObservedVolume {
 }
 
 /// The org-wide lists as merged so far: items in arrays (handed to the planner as they are) with an
-/// index by id, so that an incremental read changes a few items in place, not a copy of the fleet.
+/// index of positions by id (``PositionIndex``: 1 MB per list at 100k items, where a dictionary
+/// is 6 MB), so that an incremental read changes a few items in place, not a copy of the fleet.
 struct OrgView: Sendable {
-  var machines: [ObservedMachine] = []
-  var machineIndex: [String: Int] = [:]
-  var volumes: [ObservedVolume] = []
-  var volumeIndex: [String: Int] = [:]
+  private(set) var machines: [ObservedMachine] = []
+  private var machineIndex = PositionIndex()
+  private(set) var volumes: [ObservedVolume] = []
+  private var volumeIndex = PositionIndex()
   /// The newest `updated_at` seen in each list: the next incremental read starts there (minus the overlap).
   var newestMachine = -Double.infinity
   var newestVolume = -Double.infinity
@@ -166,21 +167,34 @@ struct OrgView: Sendable {
 
   init() {}
 
-  init(machines: [ObservedMachine], volumes: [ObservedVolume]) {
+  /// A view of these items; an id that repeats keeps its first item (the later ones are never
+  /// found by id, as before).
+  init(machines: consuming [ObservedMachine], volumes: consuming [ObservedVolume]) {
     self.machines = machines
     self.volumes = volumes
-    reindex()
+    machineIndex.reserveCapacity(self.machines.count, keyAt: { _ in "" })
+    volumeIndex.reserveCapacity(self.volumes.count, keyAt: { _ in "" })
+    let machines = self.machines
+    for position in machines.indices where machineIndex.find(machines[position].id, keyAt: { machines[$0].id }) == nil {
+      machineIndex.insert(machines[position].id, at: position, keyAt: { machines[$0].id })
+    }
+    let volumes = self.volumes
+    for position in volumes.indices where volumeIndex.find(volumes[position].id, keyAt: { volumes[$0].id }) == nil {
+      volumeIndex.insert(volumes[position].id, at: position, keyAt: { volumes[$0].id })
+    }
   }
 
-  mutating func reindex() {
-    machineIndex = Dictionary(machines.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
-    volumeIndex = Dictionary(volumes.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
-  }
+  /// Where the machine with this id is in ``machines``.
+  func machinePosition(_ id: String) -> Int? { machineIndex.find(id, keyAt: { [machines] in machines[$0].id }) }
+  func volumePosition(_ id: String) -> Int? { volumeIndex.find(id, keyAt: { [volumes] in volumes[$0].id }) }
+
+  /// Changes a machine in place (its id stays).
+  mutating func setVolume(_ volumeID: String?, ofMachineAt position: Int) { machines[position].volumeID = volumeID }
 
   /// Replaces or adds a machine; a destroyed one never seen is not added. True when anything changed.
   mutating func merge(_ machine: ObservedMachine) -> Bool {
     var machine = machine
-    if let index = machineIndex[machine.id] {
+    if let index = machinePosition(machine.id) {
       // The org list has no mounts: the volume stays the one linked before until a volume says otherwise.
       if machine.volumeID == nil { machine.volumeID = machines[index].volumeID }
       guard machines[index] != machine else { return false }
@@ -188,19 +202,23 @@ struct OrgView: Sendable {
       return true
     }
     guard !machine.isGone else { return false }
-    machineIndex[machine.id] = machines.count
+    let current = machines
+    machineIndex.insert(machine.id, at: current.count, keyAt: { current[$0].id })
+    _ = consume current
     machines.append(machine)
     return true
   }
 
   mutating func merge(_ volume: ObservedVolume) -> Bool {
-    if let index = volumeIndex[volume.id] {
+    if let index = volumePosition(volume.id) {
       guard volumes[index] != volume else { return false }
       volumes[index] = volume
       return true
     }
     guard !volume.isGone else { return false }
-    volumeIndex[volume.id] = volumes.count
+    let current = volumes
+    volumeIndex.insert(volume.id, at: current.count, keyAt: { current[$0].id })
+    _ = consume current
     volumes.append(volume)
     return true
   }
@@ -214,9 +232,9 @@ struct OrgView: Sendable {
     var changed = false
     for live in [true, false] {
       for volume in volumes where volume.isGone != live {
-        guard let machineID = volume.attachedMachineID, let index = machineIndex[machineID] else { continue }
+        guard let machineID = volume.attachedMachineID, let index = machinePosition(machineID) else { continue }
         guard machines[index].volumeID != volume.id else { continue }
-        if !live, let current = machines[index].volumeID, let linked = volumeIndex[current],
+        if !live, let current = machines[index].volumeID, let linked = volumePosition(current),
           !volumes[linked].isGone, volumes[linked].attachedMachineID == machineID
         {
           continue
@@ -292,15 +310,15 @@ extension Observer {
     var volumeItems = volumes.items
     volumes.items = []
     volumeItems.removeAll(where: \.isOtherApp)
-    var view = OrgView(machines: machineItems, volumes: volumeItems)
+    var view = OrgView(machines: consume machineItems, volumes: consume volumeItems)
     view.fullAt = now
     view.newestMachine = newestMachine
     view.newestVolume = newestVolume
     if let previous {
       // The org list has no mounts: links known before carry over until a volume says otherwise.
       for index in view.machines.indices where view.machines[index].volumeID == nil {
-        if let old = previous.machineIndex[view.machines[index].id] {
-          view.machines[index].volumeID = previous.machines[old].volumeID
+        if let old = previous.machinePosition(view.machines[index].id) {
+          view.setVolume(previous.machines[old].volumeID, ofMachineAt: index)
         }
       }
       // What Fly could not read now is kept as it was: a partial answer removes nothing.
@@ -381,21 +399,21 @@ extension Observer {
   static func differences(_ old: OrgView, _ new: OrgView) -> Int {
     var count = 0
     for machine in old.machines where !machine.isGone {
-      if let index = new.machineIndex[machine.id] {
+      if let index = new.machinePosition(machine.id) {
         if new.machines[index] != machine { count += 1 }
       } else {
         count += 1
       }
     }
-    for machine in new.machines where old.machineIndex[machine.id] == nil { count += 1 }
+    for machine in new.machines where old.machinePosition(machine.id) == nil { count += 1 }
     for volume in old.volumes where !volume.isGone {
-      if let index = new.volumeIndex[volume.id] {
+      if let index = new.volumePosition(volume.id) {
         if new.volumes[index] != volume { count += 1 }
       } else {
         count += 1
       }
     }
-    for volume in new.volumes where old.volumeIndex[volume.id] == nil { count += 1 }
+    for volume in new.volumes where old.volumePosition(volume.id) == nil { count += 1 }
     return count
   }
 }
