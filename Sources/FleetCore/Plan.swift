@@ -210,7 +210,7 @@ public struct Plan: Sendable, Hashable {
   public var waiting: [String]
   /// The users' states after this plan (pending creates cleared when their resource shows up,
   /// retention clocks started or stopped, transitional clocks).
-  public var states: [String: UserState]
+  public var states: UserMap<UserState>
   /// The guard states after this plan.
   public var guardState: GuardState
   /// The users whose states this plan set, changed or removed (what must be written).
@@ -226,7 +226,7 @@ public struct Plan: Sendable, Hashable {
   }
 
   public init(
-    actions: [Action], findings: [DriftFinding], waiting: [String], states: [String: UserState],
+    actions: [Action], findings: [DriftFinding], waiting: [String], states: UserMap<UserState>,
     guardState: GuardState, changedStates: [String] = []
   ) {
     self.actions = actions

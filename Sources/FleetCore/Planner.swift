@@ -10,7 +10,7 @@ public enum Planner {
     /// The dashboard's `machines` rows, by user (a lookup, so a caller need not build a map of
     /// 100k values for one pass).
     public var recorded: @Sendable (String) -> RecordedMachine?
-    public var states: [String: UserState]
+    public var states: UserMap<UserState>
     public var guardState: GuardState
     /// Unix seconds.
     public var now: Double
@@ -22,7 +22,7 @@ public enum Planner {
 
     public init(
       desired: DesiredSnapshot, observed: Observation, recorded: [String: RecordedMachine] = [:],
-      states: [String: UserState] = [:], guardState: GuardState = .init(), now: Double,
+      states: UserMap<UserState> = [:], guardState: GuardState = .init(), now: Double,
       settings: PlannerSettings = .init(), listsTrusted: Bool = true
     ) {
       self.desired = desired
@@ -39,7 +39,7 @@ public enum Planner {
     public init(
       desired: DesiredSnapshot, observed: Observation,
       recordedBy lookup: @escaping @Sendable (String) -> RecordedMachine?,
-      states: [String: UserState], guardState: GuardState, now: Double, settings: PlannerSettings,
+      states: UserMap<UserState>, guardState: GuardState, now: Double, settings: PlannerSettings,
       listsTrusted: Bool, watching: Double = .infinity
     ) {
       self.init(
@@ -562,7 +562,8 @@ public enum Planner {
 /// Items grouped by a key as indices into their array, without an array per key: nearly every
 /// user has one machine and one volume, so a group is one `Int32` in a map.
 public struct IndexGroups: Sendable {
-  public private(set) var first: [String: Int32] = [:]
+  /// Each group's first item (a ``UserMap``: at 100k users 3 MB, where a dictionary is 5.3 MB).
+  public private(set) var first = UserMap<Int32>()
   private var more: [String: [Int32]] = [:]
 
   public init(capacity: Int = 0) { first.reserveCapacity(capacity) }
@@ -575,7 +576,7 @@ public struct IndexGroups: Sendable {
     }
   }
 
-  public var keys: Dictionary<String, Int32>.Keys { first.keys }
+  public var keys: [String] { first.keys }
 
   /// The group's items, in the order they were added (no allocation for a group of one).
   public func items<T>(_ key: String, in all: [T], where keep: (T) -> Bool = { _ in true }) -> Few<T> {

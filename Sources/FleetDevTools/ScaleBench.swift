@@ -295,7 +295,7 @@ public enum PlannerBench {
     var desired: [String: DesiredMachine] = [:]
     var machines: [ObservedMachine] = []
     var volumes: [ObservedVolume] = []
-    var memory: [String: UserState] = [:]
+    var memory: UserMap<UserState> = [:]
     machines.reserveCapacity(users)
     volumes.reserveCapacity(users)
     for index in 0..<users {

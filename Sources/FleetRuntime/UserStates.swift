@@ -16,7 +16,7 @@ final class UserStates {
 
   private var loaded = false
   /// Every user's state; handed to the planner (which updates it in place) and taken back.
-  var states: [String: UserState] = [:]
+  var states: UserMap<UserState> = [:]
   /// What the `machines` rows hold, as much as planning and change detection need.
   private(set) var rows = UserMap<RowMemo>()
   private(set) var guardState = GuardState()

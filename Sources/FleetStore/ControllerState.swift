@@ -4,8 +4,8 @@ import Foundation
 extension FleetStore {
   /// Every user's remembered state, read a chunk at a time (at 100k users the rows are not all
   /// held at once). Only the controller writes this table, so chunks cannot disagree.
-  public func loadUserStates() async throws(StoreError) -> [String: UserState] {
-    var result: [String: UserState] = [:]
+  public func loadUserStates() async throws(StoreError) -> UserMap<UserState> {
+    var result = UserMap<UserState>()
     let count = try await database.read([SQLStatement("SELECT count(*) FROM fleet_user_state")])[0].scalar?.int ?? 0
     result.reserveCapacity(Int(count))
     let decoder = JSONDecoder()

@@ -37,7 +37,7 @@ struct PlannerTests {
     var machines: [ObservedMachine] = []
     var volumes: [ObservedVolume] = []
     var recorded: [String: RecordedMachine] = [:]
-    var states: [String: UserState] = [:]
+    var states: UserMap<UserState> = [:]
     var guardState = GuardState()
     var settings = PlannerSettings()
     var trusted = true
@@ -364,7 +364,7 @@ struct PlannerTests {
     #expect(plan.states["u1"]?.pending == nil)
     #expect(plan.states["u1"]?.volumeID == "v1")
     // What must be written is exactly what differs from the states planned from.
-    let before: [String: UserState] = [
+    let before: UserMap<UserState> = [
       "u1": Self.state { $0.pending = PendingCreate(kind: .volume, since: Self.now - 1) },
       "u9": Self.state { $0.volumeID = "v9" },
     ]
