@@ -92,6 +92,15 @@ struct HostileServerTests {
       return Response(
         status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
     }
+    // The org-wide lists, each org a different way to be wrong (``orgEnvelopes``).
+    for noun in ["machines", "volumes"] {
+      router.get("/v1/orgs/:org/\(noun)") { _, context in
+        let org = context.parameters.get("org") ?? ""
+        let body = orgEnvelopes.first { $0.org == org }?.body(noun) ?? #"{"\#(noun)":[]}"#
+        return Response(
+          status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+      }
+    }
     router.post("/v1/apps/app/machines/:id/start") { _, context in
       let index = Int(context.parameters.get("id")?.dropFirst(2) ?? "") ?? 0
       let header = retryAfters[index].header
@@ -285,5 +294,56 @@ struct HostileServerTests {
     var value = try JSONDecoder().decode(JSONValue.self, from: nested(JSONValue.maxDepth))
     for _ in 1..<JSONValue.maxDepth { value = value.arrayValue?.first ?? .null }
     #expect(value == .array([.int(1)]))
+  }
+
+  /// Org-wide list bodies that are not data: each must be an error naming what is wrong, never an
+  /// empty or partial list taken for the fleet.
+  static let orgEnvelopes: [(org: String, body: @Sendable (String) -> String, says: String)] = [
+    ("bare-array", { _ in "[]" }, "expected"),
+    ("no-items", { _ in #"{"next_cursor":null}"# }, "no "),
+    ("null-items", { #"{"\#($0)":null}"# }, "no "),
+    ("trailing", { #"{"\#($0)":[]} {"\#($0)":[]}"# }, "trailing bytes"),
+    ("regions-not-array", { #"{"\#($0)":[],"error_regions":"ord"}"# }, "expected"),
+    ("bad-item", { #"{"\#($0)":[{"id":5}]}"# }, "expected"),
+    ("items-not-array", { #"{"\#($0)":{"id":"m1"}}"# }, "expected"),
+    ("cursor-loop", { #"{"\#($0)":[],"next_cursor":"c1"}"# }, "repeated a cursor"),
+    (
+      "deep",
+      {
+        #"{"\#($0)":[{"id":"x","x":"# + String(repeating: "[", count: deep) + String(repeating: "]", count: deep)
+          + "}]}"
+      },
+      "deep"
+    ),
+    ("truncated", { #"{"\#($0)":[{"id":"m1","state":"sta"# }, "unterminated"),
+  ]
+
+  @Test(arguments: 0..<orgEnvelopes.count)
+  func aMalformedOrgListIsAnErrorNotAList(index: Int) async throws {
+    let envelope = Self.orgEnvelopes[index]
+    try await withHostileServer { base in
+      let client = client(base)
+      let machines = await flyError {
+        _ = try await client.listOrgMachines(
+          org: envelope.org, updatedAfter: nil, includeDeleted: false, ownerKey: "fleet_user_id"
+        ) { $0 }
+      }
+      let volumes = await flyError {
+        _ = try await client.listOrgVolumes(org: envelope.org, updatedAfter: nil, includeDeleted: false) { $0 }
+      }
+      for error in [machines, volumes] {
+        #expect(error?.code == .invalidResponse, "\(envelope.org): \(String(describing: error))")
+        #expect(
+          error?.message.lowercased().contains(envelope.says) == true, "\(envelope.org): \(String(describing: error))")
+        #expect(error?.message.contains("tok-hostile") == false)
+      }
+    }
+  }
+
+  @Test func aWellFormedOrgListIsRead() async throws {
+    try await withHostileServer { base in
+      let page = try await client(base).listOrgVolumes(org: "fine", updatedAfter: nil, includeDeleted: false) { $0 }
+      #expect(page.items.isEmpty && page.errorRegions.isEmpty)
+    }
   }
 }
