@@ -133,12 +133,43 @@ struct FlyCalls: Sendable {
     var description: String { "env \(variable) names secret $\(secret), which the controller does not hold" }
   }
 
-  /// The config of a user's machine: the template with overrides, secrets resolved, tagged ours.
+  /// A missing key named by a template's `{{secret:NAME}}`.
+  struct MissingKey: Error, CustomStringConvertible {
+    var field: String
+    var key: String
+    var description: String {
+      "\(field) derives a per-user secret from key $\(key) ({{secret:\(key)}}), which the controller does not hold"
+    }
+  }
+
+  /// A template text whose placeholders cannot be read.
+  struct BadPlaceholder: Error, CustomStringConvertible {
+    var field: String
+    var reason: String
+    var description: String { "\(field): \(reason)" }
+  }
+
+  /// The config of a user's machine: the template with overrides, secrets resolved, the user's
+  /// placeholders expanded (``Placeholders``), tagged ours. Every secret value, shared or derived,
+  /// is taught to the redactor before it leaves this function.
   func machineConfig(_ action: Action) throws -> FlyMachineConfig {
     let spec = action.spec ?? MachineTemplate()
     var config = FlyMachineConfig()
     config.image = spec.image
     config.guest = FlyGuest(cpuKind: spec.cpuKind, cpus: spec.cpus, memoryMB: spec.memoryMB)
+    let context = Placeholders.Context(userID: action.userID, appName: client.appName)
+    func expand(_ text: String, field: String) throws -> String {
+      // A template written straight into the table may hold what `template set` refuses.
+      do throws(Placeholders.Problem) { _ = try Placeholders.parse(text) } catch {
+        throw BadPlaceholder(field: field, reason: error.reason)
+      }
+      return try Placeholders.expand(text, context) { (key: String) throws(MissingKey) -> String in
+        guard let value = secrets[key], !value.isEmpty else { throw MissingKey(field: field, key: key) }
+        let derived = Placeholders.derivedSecret(key: value, userID: action.userID)
+        redactor.add([derived])
+        return derived
+      }
+    }
     var env: [String: String] = [:]
     for (name, value) in spec.env {
       if value.hasPrefix("$"), value.count > 1 {
@@ -147,11 +178,11 @@ struct FlyCalls: Sendable {
         redactor.add([resolved])
         env[name] = resolved
       } else {
-        env[name] = value
+        env[name] = try expand(value, field: "env \(name)")
       }
     }
     config.env = env
-    config.initCommand = spec.initCommand
+    config.initCommand = try spec.initCommand?.map { try expand($0, field: "init command") }
     if let services = spec.servicesJSON,
       let value = try? JSONDecoder().decode(JSONValue.self, from: Data(services.utf8))
     {

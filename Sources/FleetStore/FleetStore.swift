@@ -269,7 +269,16 @@ public final class FleetStore: Sendable {
       next.restartPolicy = v
     }
     if let encrypted = patch.encrypted { next.encrypted = encrypted }
-    if let command = patch.initCommand { next.initCommand = command.isEmpty ? nil : command }
+    if let command = patch.initCommand {
+      for argument in command {
+        do throws(Placeholders.Problem) {
+          _ = try Placeholders.parse(argument)
+        } catch {
+          errors.append(FieldError(field: "init_cmd", value: argument, reason: error.reason))
+        }
+      }
+      next.initCommand = command.isEmpty ? nil : command
+    }
     if let env = patch.env {
       for key in env.keys.sorted() { _ = check({ () throws(FieldError) in try FleetValidation.envName(key) }) }
       for (key, value) in env where value.unicodeScalars.contains(where: { $0.value < 0x20 }) {
@@ -292,6 +301,14 @@ public final class FleetStore: Sendable {
               field: "env.\(key)", value: value,
               reason:
                 "names the controller's own setting \(name): FLY_* and FLEET_* are never passed to users' machines"))
+        }
+      }
+      // Placeholders ({{user_id}}, {{secret:NAME}}, …) must name something that exists.
+      for key in env.keys.sorted() where !env[key]!.hasPrefix("$") {
+        do throws(Placeholders.Problem) {
+          _ = try Placeholders.parse(env[key]!)
+        } catch {
+          errors.append(FieldError(field: "env.\(key)", value: env[key]!, reason: error.reason))
         }
       }
       next.env = env

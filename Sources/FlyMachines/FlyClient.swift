@@ -138,6 +138,7 @@ public final class FlyClient: FlyMachinesAPI {
   }
 
   public var credentials: [String] { [configuration.token.value] }
+  public var appName: String { configuration.appName }
 
   private var appPath: String { "/v1/apps/\(Self.escape(configuration.appName))" }
 

@@ -115,6 +115,8 @@ public struct HTTPClientTransport: FlyTransport {
 public protocol FlyMachinesAPI: Sendable {
   /// What must never be printed (the token): the controller's redactor learns it.
   var credentials: [String] { get }
+  /// The Fly app users' machines are made in (a template's `{{app_name}}`).
+  var appName: String { get }
   /// When Fly's clock says it is now (its last `Date` header, advanced since), if it said.
   func serverNow() -> Double?
 

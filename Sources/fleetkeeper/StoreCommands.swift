@@ -246,9 +246,13 @@ struct TemplateCommand: AsyncParsableCommand {
     @Option(help: "shared or performance.") var cpuKind: String?
     @Option(help: "CPU count.") var cpus: Int?
     @Option(help: "Memory in MB.") var memoryMb: Int?
-    @Option(help: "init command as a JSON array of strings; [] clears it.") var initCmd: String?
+    @Option(help: "init command as a JSON array of strings ({{user_id}}, {{secret:NAME}}, … allowed); [] clears it.")
+    var initCmd: String?
     @Option(help: "Fly services as a JSON array; '' clears them.") var services: String?
-    @Option(help: "Env variable NAME=VALUE (VALUE $SECRET names a controller secret); repeat; replaces the env.")
+    @Option(
+      help:
+        "Env variable NAME=VALUE (VALUE $SECRET names a controller secret; {{user_id}}, {{app_name}}, {{hostname}}, {{secret:KEY}} are per-user, docs/configuration.md); repeat; replaces the env."
+    )
     var env: [String] = []
     @Flag(help: "Clear the env.") var clearEnv = false
     @Option(help: "Volume mount path.") var mountPath: String?
