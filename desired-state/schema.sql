@@ -190,3 +190,22 @@ BEGIN SELECT RAISE(ABORT, 'init_cmd: every element must be a string'); END;
 CREATE TRIGGER machine_template_init_cmd_update BEFORE UPDATE OF init_cmd ON machine_template
 WHEN NEW.init_cmd IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(NEW.init_cmd) WHERE type != 'text')
 BEGIN SELECT RAISE(ABORT, 'init_cmd: every element must be a string'); END;
+
+-- Migration 7: per-user env
+-- Per-user env values (issue 15): a JSON object of strings, names as env names. Literal values
+-- and placeholders ({{user_id}}, {{secret:NAME}}, ...); the controller refuses a `$NAME` value
+-- per row (a row must not copy the controller's secrets into a machine).
+ALTER TABLE desired_machines ADD COLUMN env TEXT CONSTRAINT env CHECK (
+  env IS NULL OR (json_valid(env) AND json_type(env) = 'object'));
+CREATE TRIGGER desired_machines_env_insert BEFORE INSERT ON desired_machines
+WHEN NEW.env IS NOT NULL AND CASE WHEN json_valid(NEW.env) AND json_type(NEW.env) = 'object'
+  THEN EXISTS (SELECT 1 FROM json_each(NEW.env)
+    WHERE type != 'text' OR key = '' OR key GLOB '*[^A-Za-z0-9_]*' OR key GLOB '[0-9]*')
+  ELSE 1 END
+BEGIN SELECT RAISE(ABORT, 'env: a JSON object of NAME: "value" strings'); END;
+CREATE TRIGGER desired_machines_env_update BEFORE UPDATE OF env ON desired_machines
+WHEN NEW.env IS NOT NULL AND CASE WHEN json_valid(NEW.env) AND json_type(NEW.env) = 'object'
+  THEN EXISTS (SELECT 1 FROM json_each(NEW.env)
+    WHERE type != 'text' OR key = '' OR key GLOB '*[^A-Za-z0-9_]*' OR key GLOB '[0-9]*')
+  ELSE 1 END
+BEGIN SELECT RAISE(ABORT, 'env: a JSON object of NAME: "value" strings'); END;

@@ -55,14 +55,21 @@ public struct TemplateOverrides: Sendable, Hashable, Codable {
   public var cpus: Int?
   public var memoryMB: Int?
   public var volumeSizeGB: Int?
+  /// Env values of this user's machine (`desired_machines.env`, a JSON object of strings): each
+  /// replaces the template's value of the same name or adds one. Literal values and placeholders
+  /// (``Placeholders``); never a `$NAME` secret (a row the dashboard writes must not copy the
+  /// controller's secrets into a machine).
+  public var env: [String: String]?
   public init(
-    image: String? = nil, cpuKind: String? = nil, cpus: Int? = nil, memoryMB: Int? = nil, volumeSizeGB: Int? = nil
+    image: String? = nil, cpuKind: String? = nil, cpus: Int? = nil, memoryMB: Int? = nil, volumeSizeGB: Int? = nil,
+    env: [String: String]? = nil
   ) {
     self.image = image
     self.cpuKind = cpuKind
     self.cpus = cpus
     self.memoryMB = memoryMB
     self.volumeSizeGB = volumeSizeGB
+    self.env = env?.isEmpty == true ? nil : env
   }
   public var isEmpty: Bool { self == TemplateOverrides() }
 }
@@ -120,6 +127,7 @@ public struct DesiredMachine: Sendable, Hashable {
     if let cpus = overrides.cpus { spec.cpus = cpus }
     if let memoryMB = overrides.memoryMB { spec.memoryMB = memoryMB }
     if let size = overrides.volumeSizeGB { spec.volumeSizeGB = size }
+    if let env = overrides.env { spec.env.merge(env) { _, user in user } }
     return spec
   }
 }

@@ -162,6 +162,33 @@ public enum FleetValidation {
     return value
   }
 
+  /// A user's env overrides: names as env names (never the controller's `FLY_*`/`FLEET_*`), values
+  /// without control characters, placeholders that name something, and no `$NAME` secrets.
+  public static func envOverrides(_ env: [String: String]) throws(FieldError) {
+    for name in env.keys.sorted() {
+      let value = env[name]!
+      do { _ = try envName(name) } catch { throw FieldError(field: "env", value: name, reason: error.reason) }
+      if FleetNames.isControllerVariable(name) {
+        throw FieldError(field: "env", value: name, reason: "FLY_* and FLEET_* names are not set per user")
+      }
+      if value.unicodeScalars.contains(where: { $0.value < 0x20 }) {
+        throw FieldError(field: "env.\(name)", value: "<hidden>", reason: "control characters are not allowed")
+      }
+      if value.hasPrefix("$") {
+        throw FieldError(
+          field: "env.\(name)", value: value,
+          reason:
+            "a per-user value cannot name a controller secret ($NAME: template env only); per-user secrets are {{secret:NAME}}"
+        )
+      }
+      do throws(Placeholders.Problem) {
+        _ = try Placeholders.parse(value)
+      } catch {
+        throw FieldError(field: "env.\(name)", value: value, reason: error.reason)
+      }
+    }
+  }
+
   public static func restartPolicy(_ value: String) throws(FieldError) -> String {
     guard ["no", "always", "on-failure"].contains(value) else {
       throw FieldError(field: "restart_policy", value: value, reason: "must be no, always or on-failure")

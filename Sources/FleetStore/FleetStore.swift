@@ -13,13 +13,17 @@ public struct UserInput: Sendable, Hashable {
   public var cpus: Int?
   public var memoryMB: Int?
   public var volumeSizeGB: Int?
+  /// Per-user env values; `[:]` clears them.
+  public var env: [String: String]?
   /// The line of an import file this came from.
   public var line: Int?
 
   public init(
     userID: String, email: String? = nil, state: String? = nil, region: String? = nil, image: String? = nil,
-    cpuKind: String? = nil, cpus: Int? = nil, memoryMB: Int? = nil, volumeSizeGB: Int? = nil, line: Int? = nil
+    cpuKind: String? = nil, cpus: Int? = nil, memoryMB: Int? = nil, volumeSizeGB: Int? = nil,
+    env: [String: String]? = nil, line: Int? = nil
   ) {
+    self.env = env
     self.userID = userID
     self.email = email
     self.state = state
@@ -175,8 +179,17 @@ public final class FleetStore: Sendable {
     for row in results[1].rows {
       guard let userID = row[0].string else { continue }
       guard let machine = Self.desiredMachine(from: row) else {
-        invalid[userID] = "state or region unreadable"
+        invalid[userID] = "state, region or env unreadable"
         continue
+      }
+      if let env = machine.overrides.env {
+        // Written around the CLI (SQL): held to the same rules as `users set --env`, and reported.
+        do throws(FieldError) {
+          try FleetValidation.envOverrides(env)
+        } catch {
+          invalid[userID] = "\(error)"
+          continue
+        }
       }
       if let image = machine.overrides.image {
         // Written around the CLI (SQL): held to the same rule as `users set --image`, and reported.
@@ -378,6 +391,7 @@ public final class FleetStore: Sendable {
     }
     if let cpus = input.cpus { check { () throws(FieldError) in _ = try FleetValidation.cpus(cpus) } }
     if let size = input.volumeSizeGB { check { () throws(FieldError) in _ = try FleetValidation.volumeSize(size) } }
+    if let env = input.env { check { () throws(FieldError) in try FleetValidation.envOverrides(env) } }
     if input.memoryMB != nil || input.cpus != nil || input.cpuKind != nil {
       let cpus = input.cpus ?? existing?.overrides.cpus ?? template.cpus
       let kind = (input.cpuKind == "default" ? nil : input.cpuKind) ?? existing?.overrides.cpuKind ?? template.cpuKind
@@ -392,8 +406,8 @@ public final class FleetStore: Sendable {
     ON CONFLICT (id) DO UPDATE SET email = coalesce(excluded.email, users.email), updated_at = unixepoch()
     """
   private static let insertDesiredSQL = """
-    INSERT INTO desired_machines (user_id, state, region, image, cpu_kind, cpus, memory_mb, volume_size_gb)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO desired_machines (user_id, state, region, image, cpu_kind, cpus, memory_mb, volume_size_gb, env)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
     """
 
   private func insertArguments(_ input: UserInput) -> [SQLValue] {
@@ -401,7 +415,7 @@ public final class FleetStore: Sendable {
       .text(input.userID), .text(input.state ?? "running"), SQLValue(input.region),
       SQLValue(input.image == "default" ? nil : input.image),
       SQLValue(input.cpuKind == "default" ? nil : input.cpuKind),
-      SQLValue(input.cpus), SQLValue(input.memoryMB), SQLValue(input.volumeSizeGB),
+      SQLValue(input.cpus), SQLValue(input.memoryMB), SQLValue(input.volumeSizeGB), Self.envColumn(input.env),
     ]
   }
 
@@ -452,6 +466,7 @@ public final class FleetStore: Sendable {
     set("cpus", input.cpus.map { SQLValue($0) })
     set("memory_mb", input.memoryMB.map { SQLValue($0) })
     set("volume_size_gb", input.volumeSizeGB.map { SQLValue($0) })
+    if input.env != nil { set("env", Self.envColumn(input.env)) }
     var statements: [SQLStatement] = []
     if let email = input.email {
       statements.append(
@@ -483,7 +498,8 @@ public final class FleetStore: Sendable {
 
   /// The columns of a desired row, in the order ``desiredMachine(from:)`` reads them.
   static let desiredSelect = """
-    SELECT d.user_id, u.email, d.state, d.region, d.image, d.cpu_kind, d.cpus, d.memory_mb, d.volume_size_gb, d.updated_at
+    SELECT d.user_id, u.email, d.state, d.region, d.image, d.cpu_kind, d.cpus, d.memory_mb, d.volume_size_gb, d.updated_at,
+      d.env
     FROM desired_machines d LEFT JOIN users u ON u.id = d.user_id
     """
 
@@ -492,12 +508,24 @@ public final class FleetStore: Sendable {
     guard let userID = row[0].string, let state = row[2].string.flatMap(DesiredState.init(rawValue:)),
       let region = row[3].string
     else { return nil }
+    var env: [String: String]?
+    if let text = row[10].string {
+      // The column's constraints keep it an object of strings; anything else is an unreadable row.
+      guard let decoded = try? JSONDecoder().decode([String: String].self, from: Data(text.utf8)) else { return nil }
+      env = decoded
+    }
     return DesiredMachine(
       userID: userID, email: row[1].string, state: state, region: region,
       overrides: TemplateOverrides(
         image: row[4].string, cpuKind: row[5].string, cpus: row[6].int.map(Int.init),
-        memoryMB: row[7].int.map(Int.init), volumeSizeGB: row[8].int.map(Int.init)),
+        memoryMB: row[7].int.map(Int.init), volumeSizeGB: row[8].int.map(Int.init), env: env),
       updatedAt: row[9].int ?? 0)
+  }
+
+  /// `desired_machines.env`: NULL for none (or `[:]`, which clears), else sorted JSON.
+  static func envColumn(_ env: [String: String]?) -> SQLValue {
+    guard let env, !env.isEmpty else { return .null }
+    return .text(String(decoding: try! JSONEncoder.sorted.encode(env), as: UTF8.self))
   }
 
   /// Every desired row, by user id.

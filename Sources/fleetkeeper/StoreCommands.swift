@@ -92,11 +92,29 @@ struct UserFields: ParsableArguments {
   @Option(help: "CPU count override.") var cpus: Int?
   @Option(help: "Memory override in MB.") var memoryMb: Int?
   @Option(help: "Volume size override in GB.") var volumeSizeGb: Int?
+  @Option(
+    help:
+      "Per-user env NAME=VALUE, over the template's (literal, or {{user_id}}, {{secret:KEY}}, …; never $SECRET); repeat; replaces the user's env."
+  )
+  var env: [String] = []
+  @Flag(help: "Clear the user's env overrides.") var clearEnv = false
 
-  func input(_ userID: String) -> UserInput {
-    UserInput(
+  func input(_ userID: String) throws -> UserInput {
+    var overrides: [String: String]?
+    if clearEnv { overrides = [:] }
+    if !env.isEmpty {
+      var map: [String: String] = [:]
+      for item in env {
+        guard let eq = item.firstIndex(of: "=") else {
+          throw FieldError(field: "env", value: String(item.prefix { $0 != "=" }), reason: "must be NAME=VALUE")
+        }
+        map[String(item[..<eq])] = String(item[item.index(after: eq)...])
+      }
+      overrides = map
+    }
+    return UserInput(
       userID: userID, email: email, state: state, region: region, image: image, cpuKind: cpuKind, cpus: cpus,
-      memoryMB: memoryMb, volumeSizeGB: volumeSizeGb)
+      memoryMB: memoryMb, volumeSizeGB: volumeSizeGb, env: overrides)
   }
 }
 
@@ -113,7 +131,7 @@ struct UsersCommand: AsyncParsableCommand {
     func run() async throws {
       try await runStoreCommand {
         let store = try await db.open()
-        try await store.addUser(fields.input(userID))
+        try await store.addUser(try fields.input(userID))
         print("added \(userID)")
       }
     }
@@ -127,7 +145,7 @@ struct UsersCommand: AsyncParsableCommand {
     func run() async throws {
       try await runStoreCommand {
         let store = try await db.open()
-        try await store.setUser(fields.input(userID))
+        try await store.setUser(try fields.input(userID))
         print("updated \(userID)")
       }
     }
@@ -200,6 +218,7 @@ struct UserJSON: Encodable {
   var cpus: Int?
   var memory_mb: Int?
   var volume_size_gb: Int?
+  var env: [String: String]?
   var updated_at: Int64
   init(_ user: DesiredMachine) {
     user_id = user.userID
@@ -211,6 +230,7 @@ struct UserJSON: Encodable {
     cpus = user.overrides.cpus
     memory_mb = user.overrides.memoryMB
     volume_size_gb = user.overrides.volumeSizeGB
+    env = user.overrides.env
     updated_at = user.updatedAt
   }
 }

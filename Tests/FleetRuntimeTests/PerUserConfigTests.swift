@@ -109,4 +109,23 @@ import Testing
       #expect(after.env == ["AGENT_KEY": "$AGENT_SECRET"], "nothing changed")
     }
   }
+
+  @Test func aUsersOwnEnvIsLaidOverTheTemplatesWithItsPlaceholders() async throws {
+    try await withHarness(simulator: Harness.instant, settings: Self.settings()) { harness in
+      var template = TemplatePatch()
+      template.env = ["GREETING": "hello", "AGENT_KEY": "$AGENT_SECRET"]
+      try await harness.store.setTemplate(template)
+      try await harness.store.importUsers([
+        UserInput(userID: "u0", region: "cdg"),
+        UserInput(
+          userID: "u1", region: "cdg", env: ["GREETING": "hi {{user_id}}", "TOKEN": "{{secret:GATEWAY_KEY}}"]),
+      ])
+      await harness.converge()
+      let fleet = harness.fleet()
+      let plain = try #require(fleet.machine("u0")?.config?.env)
+      let own = try #require(fleet.machine("u1")?.config?.env)
+      #expect(plain == ["GREETING": "hello", "AGENT_KEY": "s3cr3t-agent-value"])
+      #expect(own == ["GREETING": "hi u1", "TOKEN": Self.dashboardToken("u1"), "AGENT_KEY": "s3cr3t-agent-value"])
+    }
+  }
 }
