@@ -209,3 +209,14 @@ WHEN NEW.env IS NOT NULL AND CASE WHEN json_valid(NEW.env) AND json_type(NEW.env
     WHERE type != 'text' OR key = '' OR key GLOB '*[^A-Za-z0-9_]*' OR key GLOB '[0-9]*')
   ELSE 1 END
 BEGIN SELECT RAISE(ABORT, 'env: a JSON object of NAME: "value" strings'); END;
+
+-- Migration 8: volumes only grow
+-- Fly extends a volume and never shrinks one: a smaller size is refused, not left to look like
+-- drift that can never converge (issue 15).
+CREATE TRIGGER machine_template_volume_grows BEFORE UPDATE OF volume_size_gb ON machine_template
+WHEN NEW.volume_size_gb < OLD.volume_size_gb
+BEGIN SELECT RAISE(ABORT, 'volume_size_gb: volumes only grow (Fly cannot shrink a volume)'); END;
+CREATE TRIGGER desired_machines_volume_grows BEFORE UPDATE OF volume_size_gb ON desired_machines
+WHEN coalesce(NEW.volume_size_gb, (SELECT volume_size_gb FROM machine_template WHERE id = 1))
+  < coalesce(OLD.volume_size_gb, (SELECT volume_size_gb FROM machine_template WHERE id = 1))
+BEGIN SELECT RAISE(ABORT, 'volume_size_gb: volumes only grow (Fly cannot shrink a volume)'); END;

@@ -271,6 +271,12 @@ public final class FleetStore: Sendable {
     }
     if let memory = patch.memoryMB { next.memoryMB = memory }
     if let size = patch.volumeSizeGB, let v = check({ () throws(FieldError) in try FleetValidation.volumeSize(size) }) {
+      if v < current.volumeSizeGB {
+        errors.append(
+          FieldError(
+            field: "volume_size_gb", value: String(v),
+            reason: "volumes only grow: the template's is \(current.volumeSizeGB) GB and Fly cannot shrink a volume"))
+      }
       next.volumeSizeGB = v
     }
     if let path = patch.mountPath, let v = check({ () throws(FieldError) in try FleetValidation.mountPath(path) }) {
@@ -390,7 +396,16 @@ public final class FleetStore: Sendable {
       check { () throws(FieldError) in _ = try FleetValidation.cpuKind(kind) }
     }
     if let cpus = input.cpus { check { () throws(FieldError) in _ = try FleetValidation.cpus(cpus) } }
-    if let size = input.volumeSizeGB { check { () throws(FieldError) in _ = try FleetValidation.volumeSize(size) } }
+    if let size = input.volumeSizeGB {
+      check { () throws(FieldError) in _ = try FleetValidation.volumeSize(size) }
+      let now = existing?.overrides.volumeSizeGB ?? template.volumeSizeGB
+      if !isNew, size < now {
+        errors.append(
+          FieldError(
+            field: "volume_size_gb", value: String(size),
+            reason: "volumes only grow: this user's is \(now) GB and Fly cannot shrink a volume", line: input.line))
+      }
+    }
     if let env = input.env { check { () throws(FieldError) in try FleetValidation.envOverrides(env) } }
     if input.memoryMB != nil || input.cpus != nil || input.cpuKind != nil {
       let cpus = input.cpus ?? existing?.overrides.cpus ?? template.cpus

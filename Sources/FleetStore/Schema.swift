@@ -19,6 +19,7 @@ public enum Schema {
     Migration(version: 5, name: "controller state", sql: v5),
     Migration(version: 6, name: "init_cmd elements", sql: v6),
     Migration(version: 7, name: "per-user env", sql: v7),
+    Migration(version: 8, name: "volumes only grow", sql: v8),
   ]
 
   /// The whole schema, as `desired-state/schema.sql` holds it.
@@ -254,6 +255,19 @@ public enum Schema {
         WHERE type != 'text' OR key = '' OR key GLOB '*[^A-Za-z0-9_]*' OR key GLOB '[0-9]*')
       ELSE 1 END
     BEGIN SELECT RAISE(ABORT, 'env: a JSON object of NAME: "value" strings'); END;
+
+    """
+
+  static let v8 = """
+    -- Fly extends a volume and never shrinks one: a smaller size is refused, not left to look like
+    -- drift that can never converge (issue 15).
+    CREATE TRIGGER machine_template_volume_grows BEFORE UPDATE OF volume_size_gb ON machine_template
+    WHEN NEW.volume_size_gb < OLD.volume_size_gb
+    BEGIN SELECT RAISE(ABORT, 'volume_size_gb: volumes only grow (Fly cannot shrink a volume)'); END;
+    CREATE TRIGGER desired_machines_volume_grows BEFORE UPDATE OF volume_size_gb ON desired_machines
+    WHEN coalesce(NEW.volume_size_gb, (SELECT volume_size_gb FROM machine_template WHERE id = 1))
+      < coalesce(OLD.volume_size_gb, (SELECT volume_size_gb FROM machine_template WHERE id = 1))
+    BEGIN SELECT RAISE(ABORT, 'volume_size_gb: volumes only grow (Fly cannot shrink a volume)'); END;
 
     """
 }

@@ -91,7 +91,7 @@ struct UserFields: ParsableArguments {
   @Option(help: "CPU kind override: shared or performance ('default' clears it).") var cpuKind: String?
   @Option(help: "CPU count override.") var cpus: Int?
   @Option(help: "Memory override in MB.") var memoryMb: Int?
-  @Option(help: "Volume size override in GB.") var volumeSizeGb: Int?
+  @Option(help: "Volume size override in GB (volumes only grow).") var volumeSizeGb: Int?
   @Option(
     help:
       "Per-user env NAME=VALUE, over the template's (literal, or {{user_id}}, {{secret:KEY}}, …; never $SECRET); repeat; replaces the user's env."
@@ -276,7 +276,7 @@ struct TemplateCommand: AsyncParsableCommand {
     var env: [String] = []
     @Flag(help: "Clear the env.") var clearEnv = false
     @Option(help: "Volume mount path.") var mountPath: String?
-    @Option(help: "Volume size in GB.") var volumeSizeGb: Int?
+    @Option(help: "Volume size in GB (volumes only grow).") var volumeSizeGb: Int?
     @Option(help: "Encrypt volumes: true or false.") var encrypted: Bool?
     @Option(help: "Restart policy: no, always, on-failure.") var restartPolicy: String?
     func run() async throws {
