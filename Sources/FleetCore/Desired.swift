@@ -79,6 +79,9 @@ public struct DesiredMachine: Sendable, Hashable {
   public var userID: String
   public var email: String?
   public var state: DesiredState
+  /// Paused (`users pause`): observed and reported, never changed. (Beside `state`: the two
+  /// one-byte fields share a word, keeping the row at 72 bytes.)
+  public var paused: Bool
   public var region: String
   /// Most users have no overrides: they cost one nil pointer, not five optionals.
   private var overridesBox: OverridesBox?
@@ -97,7 +100,7 @@ public struct DesiredMachine: Sendable, Hashable {
 
   public static func == (a: DesiredMachine, b: DesiredMachine) -> Bool {
     a.userID == b.userID && a.email == b.email && a.state == b.state && a.region == b.region
-      && a.updatedAt == b.updatedAt && a.overrides == b.overrides
+      && a.updatedAt == b.updatedAt && a.overrides == b.overrides && a.paused == b.paused
   }
 
   public func hash(into hasher: inout Hasher) {
@@ -109,8 +112,9 @@ public struct DesiredMachine: Sendable, Hashable {
 
   public init(
     userID: String, email: String? = nil, state: DesiredState, region: String, overrides: TemplateOverrides = .init(),
-    updatedAt: Int64 = 0
+    updatedAt: Int64 = 0, paused: Bool = false
   ) {
+    self.paused = paused
     self.userID = userID
     self.email = email
     self.state = state
@@ -140,6 +144,8 @@ public struct DesiredSnapshot: Sendable, Hashable {
   /// Rows that could not be read (a bad value written by plain SQL around the checks): reported,
   /// never acted on, and never taken for "absent".
   public var invalidRows: [String: String]
+  /// The whole fleet is paused (`fleetkeeper pause`): observed and reported, nothing changed.
+  public var fleetPaused = false
 
   public init(template: MachineTemplate, machines: UserMap<DesiredMachine>, invalidRows: [String: String] = [:]) {
     self.template = template

@@ -215,6 +215,11 @@ public struct Plan: Sendable, Hashable {
   public var guardState: GuardState
   /// The users whose states this plan set, changed or removed (what must be written).
   public var changedStates: [String]
+  /// What a pause holds back: the actions paused users (or a paused fleet) would have had. Shown,
+  /// never taken; not an alert (a pause is the operator's choice).
+  public var held: [Action] = []
+  /// Users paused, one by one or by a fleet-wide pause.
+  public var pausedUsers = 0
 
   public var isEmpty: Bool { actions.isEmpty }
 

@@ -503,15 +503,30 @@ public enum Planner {
       }
     }
 
+    // A pause holds every change of its users (reads stay: they only observe).
+    var held: [Action] = []
+    let pausedUsers =
+      input.desired.fleetPaused ? users.count : input.desired.machines.values.lazy.filter(\.paused).count
+    if pausedUsers > 0 {
+      func paused(_ user: String) -> Bool {
+        input.desired.fleetPaused || input.desired.machines[user]?.paused == true
+      }
+      held = actions.filter { !$0.kind.isRead && paused($0.userID) }
+      if !held.isEmpty { actions.removeAll { !$0.kind.isRead && paused($0.userID) } }
+    }
+
     // Order: creates first (users waiting for a machine), then starts, stops, destroys last.
     let order: [Action.Kind: Int] = [
       .verifyMachine: 0, .verifyVolume: 0, .createVolume: 1, .createMachine: 2, .start: 3, .stop: 4,
       .destroyMachine: 5, .deleteVolume: 6,
     ]
     actions.sort { (order[$0.kind]!, $0.userID) < (order[$1.kind]!, $1.userID) }
-    return Plan(
+    var plan = Plan(
       actions: actions, findings: findings, waiting: waiting, states: states, guardState: guardState,
       changedStates: changedStates)
+    plan.held = held
+    plan.pausedUsers = pausedUsers
+    return plan
   }
 
   /// The user's machine (its `machines` row) and remembered volume when the lists show neither it

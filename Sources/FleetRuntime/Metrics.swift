@@ -29,6 +29,8 @@ public final class FleetMetrics: Sendable {
     "fleetkeeper_resync_corrections_total":
       "Items a full read of Fly's org-wide lists found different from the incremental view (believed).",
     "fleetkeeper_unreadable_regions": "1 per region Fly's org-wide lists could not read in the last pass.",
+    "fleetkeeper_paused_users": "Users paused (one by one, or all by a fleet-wide pause): observed, never changed.",
+    "fleetkeeper_fleet_paused": "1 while the whole fleet is paused (`fleetkeeper pause`).",
   ]
 
   public init() {
@@ -112,6 +114,12 @@ public final class FleetMetrics: Sendable {
         desired[["state": machine.state.rawValue], default: 0] += 1
       }
       replaceGauge("fleetkeeper_desired_users", desired)
+      if let snapshot = report.desired {
+        let paused =
+          snapshot.fleetPaused ? snapshot.machines.count : snapshot.machines.values.lazy.filter(\.paused).count
+        set("fleetkeeper_paused_users", [:], Double(paused))
+        set("fleetkeeper_fleet_paused", [:], snapshot.fleetPaused ? 1 : 0)
+      }
       set("fleetkeeper_observed_machines", [:], Double(report.observedMachines))
       set("fleetkeeper_observed_volumes", [:], Double(report.observedVolumes))
       set("fleetkeeper_last_successful_pass_timestamp_seconds", [:], now)

@@ -160,6 +160,7 @@ public final class FleetStore: Sendable {
     let results = try await database.read([
       SQLStatement("SELECT \(Self.templateColumns) FROM machine_template WHERE id = 1"),
       SQLStatement(Self.desiredSelect),
+      SQLStatement("SELECT paused FROM fleet_pause WHERE id = 1"),
     ])
     guard let templateRow = results[0].rows.first, let template = Self.template(from: templateRow) else {
       throw StoreError(
@@ -202,7 +203,38 @@ public final class FleetStore: Sendable {
       }
       machines[userID] = machine
     }
-    return DesiredSnapshot(template: template, machines: machines, invalidRows: invalid)
+    var snapshot = DesiredSnapshot(template: template, machines: machines, invalidRows: invalid)
+    // No row (deleted by hand) reads as paused: "cannot read" means "do nothing".
+    snapshot.fleetPaused = results[2].rows.first?[0].int != 0
+    return snapshot
+  }
+
+  /// `fleetkeeper pause|resume`: the whole fleet.
+  public func setFleetPaused(_ paused: Bool) async throws(StoreError) {
+    _ = try await database.write([
+      SQLStatement(
+        "UPDATE fleet_pause SET paused = ?, updated_at = unixepoch() WHERE id = 1", [.integer(paused ? 1 : 0)])
+    ])
+  }
+
+  /// Whether the whole fleet is paused.
+  public func fleetPaused() async throws(StoreError) -> Bool {
+    try await database.read([SQLStatement("SELECT paused FROM fleet_pause WHERE id = 1")])[0].rows.first?[0].int != 0
+  }
+
+  /// `users pause|resume ID`.
+  public func setUserPaused(_ userID: String, _ paused: Bool) async throws(InputErrorOrStore) {
+    let existing: DesiredMachine?
+    do { existing = try await desiredMachine(userID) } catch { throw .store(error) }
+    guard existing != nil else {
+      throw .input(InputError([FieldError(field: "user_id", value: userID, reason: "no such user")]))
+    }
+    do {
+      _ = try await database.write([
+        SQLStatement(
+          "UPDATE desired_machines SET paused = ? WHERE user_id = ?", [.integer(paused ? 1 : 0), .text(userID)])
+      ])
+    } catch { throw .store(error) }
   }
 
   /// A counter bumped by every edit of the desired state (triggers keep it), cheap to poll. Any
@@ -514,7 +546,7 @@ public final class FleetStore: Sendable {
   /// The columns of a desired row, in the order ``desiredMachine(from:)`` reads them.
   static let desiredSelect = """
     SELECT d.user_id, u.email, d.state, d.region, d.image, d.cpu_kind, d.cpus, d.memory_mb, d.volume_size_gb, d.updated_at,
-      d.env
+      d.env, d.paused
     FROM desired_machines d LEFT JOIN users u ON u.id = d.user_id
     """
 
@@ -534,7 +566,7 @@ public final class FleetStore: Sendable {
       overrides: TemplateOverrides(
         image: row[4].string, cpuKind: row[5].string, cpus: row[6].int.map(Int.init),
         memoryMB: row[7].int.map(Int.init), volumeSizeGB: row[8].int.map(Int.init), env: env),
-      updatedAt: row[9].int ?? 0)
+      updatedAt: row[9].int ?? 0, paused: row[11].int != 0)
   }
 
   /// `desired_machines.env`: NULL for none (or `[:]`, which clears), else sorted JSON.

@@ -20,6 +20,7 @@ public enum Schema {
     Migration(version: 6, name: "init_cmd elements", sql: v6),
     Migration(version: 7, name: "per-user env", sql: v7),
     Migration(version: 8, name: "volumes only grow", sql: v8),
+    Migration(version: 9, name: "pause", sql: v9),
   ]
 
   /// The whole schema, as `desired-state/schema.sql` holds it.
@@ -268,6 +269,20 @@ public enum Schema {
     WHEN coalesce(NEW.volume_size_gb, (SELECT volume_size_gb FROM machine_template WHERE id = 1))
       < coalesce(OLD.volume_size_gb, (SELECT volume_size_gb FROM machine_template WHERE id = 1))
     BEGIN SELECT RAISE(ABORT, 'volume_size_gb: volumes only grow (Fly cannot shrink a volume)'); END;
+
+    """
+
+  static let v9 = """
+    -- Pause (issue 15): a paused user, or the whole fleet, is observed and reported, never changed.
+    ALTER TABLE desired_machines ADD COLUMN paused INTEGER NOT NULL DEFAULT 0 CONSTRAINT paused CHECK (paused IN (0, 1));
+    CREATE TABLE fleet_pause (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      paused INTEGER NOT NULL DEFAULT 0 CONSTRAINT paused CHECK (paused IN (0, 1)),
+      updated_at INTEGER NOT NULL DEFAULT (unixepoch())
+    ) STRICT;
+    INSERT INTO fleet_pause (id, paused) VALUES (1, 0);
+    CREATE TRIGGER desired_version_pause AFTER UPDATE ON fleet_pause
+    BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
 
     """
 }

@@ -53,10 +53,14 @@ struct FindingJSON: JSONLine {
 
 struct PlanJSON: JSONLine {
   let fields: [String: JSONValue]
-  init(actions: [ActionJSON], findings: [FindingJSON], waiting: Int, lists_trusted: Bool) {
+  init(
+    actions: [ActionJSON], findings: [FindingJSON], waiting: Int, lists_trusted: Bool, held: [ActionJSON] = [],
+    paused_users: Int = 0
+  ) {
     fields = [
       "actions": .array(actions.map { .object($0.fields) }), "findings": .array(findings.map { .object($0.fields) }),
       "waiting": .int(Int64(waiting)), "lists_trusted": .bool(lists_trusted),
+      "held": .array(held.map { .object($0.fields) }), "paused_users": .int(Int64(paused_users)),
     ]
   }
 }

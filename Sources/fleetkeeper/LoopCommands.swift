@@ -228,7 +228,8 @@ struct PlanCommand: AsyncParsableCommand {
       JSONOutput.print(
         PlanJSON(
           actions: plan.actions.map(ActionJSON.init), findings: plan.findings.map(FindingJSON.init),
-          waiting: plan.waiting.count, lists_trusted: report.listsTrusted))
+          waiting: plan.waiting.count, lists_trusted: report.listsTrusted, held: plan.held.map(ActionJSON.init),
+          paused_users: plan.pausedUsers))
     } else {
       print(
         "\(report.desiredUsers) users desired running or stopped; Fly lists \(report.observedMachines) machines, \(report.observedVolumes) volumes"
@@ -236,6 +237,12 @@ struct PlanCommand: AsyncParsableCommand {
       if plan.actions.isEmpty { print("nothing to do") }
       for action in plan.actions { print("  " + describe(action)) }
       if !plan.waiting.isEmpty { print("waiting on \(plan.waiting.count) user(s) (something settling)") }
+      if plan.pausedUsers > 0 {
+        print(
+          "\(plan.pausedUsers) user(s) paused: \(plan.held.count) change(s) held until resumed (`fleetkeeper resume`, `users resume ID`)"
+        )
+        for action in plan.held { print("  held (paused): " + describe(action)) }
+      }
       for finding in plan.findings {
         print("  drift \(finding.kind.rawValue) \(finding.userID.map { "user=\($0)" } ?? "fleet"): \(finding.message)")
       }

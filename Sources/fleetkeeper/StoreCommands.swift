@@ -121,7 +121,32 @@ struct UserFields: ParsableArguments {
 struct UsersCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "users", abstract: "Edit the desired state of users' machines.",
-    subcommands: [Add.self, Set.self, Remove.self, List.self, Import.self])
+    subcommands: [Add.self, Set.self, Remove.self, List.self, Import.self, Pause.self, Resume.self])
+
+  struct Pause: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Pause a user: observed and reported (plan shows what is held), never changed.")
+    @OptionGroup var db: DatabaseOptions
+    @Argument(help: "The user id.") var userID: String
+    func run() async throws {
+      try await runStoreCommand {
+        try await db.open().setUserPaused(userID, true)
+        print("\(userID) is paused: fleetkeeper observes it and changes nothing until `users resume \(userID)`")
+      }
+    }
+  }
+
+  struct Resume: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Resume a paused user.")
+    @OptionGroup var db: DatabaseOptions
+    @Argument(help: "The user id.") var userID: String
+    func run() async throws {
+      try await runStoreCommand {
+        try await db.open().setUserPaused(userID, false)
+        print("\(userID) is resumed")
+      }
+    }
+  }
 
   struct Add: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Add a user (desired running unless --state).")
@@ -378,6 +403,31 @@ struct EventsCommand: AsyncParsableCommand {
           )
         }
       }
+    }
+  }
+}
+
+struct PauseCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "pause",
+    abstract: "Pause the whole fleet: every user observed and reported, nothing created, started, stopped or destroyed."
+  )
+  @OptionGroup var db: DatabaseOptions
+  func run() async throws {
+    try await runStoreCommand {
+      try await db.open().setFleetPaused(true)
+      print("the fleet is paused: fleetkeeper observes and reports, and changes nothing until `fleetkeeper resume`")
+    }
+  }
+}
+
+struct ResumeCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "resume", abstract: "Resume a paused fleet.")
+  @OptionGroup var db: DatabaseOptions
+  func run() async throws {
+    try await runStoreCommand {
+      try await db.open().setFleetPaused(false)
+      print("the fleet is resumed")
     }
   }
 }
