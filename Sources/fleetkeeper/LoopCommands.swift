@@ -464,6 +464,12 @@ struct StatusCommand: AsyncParsableCommand {
     for volume in observation.volumes where !volume.isGone { volumes[volume.name, default: []].append(volume) }
     let users = Set(desired.machines.keys).union(machines.keys).sorted()
     if !json {
+      let paused = desired.machines.values.lazy.filter(\.paused).count
+      if desired.fleetPaused {
+        print("the fleet is PAUSED: nothing is changed until `fleetkeeper resume`")
+      } else if paused > 0 {
+        print("\(paused) user(s) PAUSED (marked below): nothing is changed for them until `users resume ID`")
+      }
       print(
         "USER".padding(toLength: 28, withPad: " ", startingAt: 0) + "DESIRED  OBSERVED   REGION MACHINE         VOLUME")
     }
@@ -475,7 +481,8 @@ struct StatusCommand: AsyncParsableCommand {
         JSONOutput.print(
           StatusJSON(
             user_id: user, desired: want?.state.rawValue, observed: have?.state.rawValue,
-            region: have?.region ?? want?.region ?? "", machine_id: have?.id, volume_id: volume?.id))
+            region: have?.region ?? want?.region ?? "", machine_id: have?.id, volume_id: volume?.id,
+            paused: desired.fleetPaused || want?.paused == true))
       } else {
         let observed: String = have?.state.rawValue ?? "-"
         print(
@@ -483,7 +490,8 @@ struct StatusCommand: AsyncParsableCommand {
             + (want?.state.rawValue ?? "-").padding(toLength: 9, withPad: " ", startingAt: 0)
             + observed.padding(toLength: 11, withPad: " ", startingAt: 0)
             + (have?.region ?? want?.region ?? "-").padding(toLength: 7, withPad: " ", startingAt: 0)
-            + (have?.id ?? "-").padding(toLength: 16, withPad: " ", startingAt: 0) + (volume?.id ?? "-"))
+            + (have?.id ?? "-").padding(toLength: 16, withPad: " ", startingAt: 0) + (volume?.id ?? "-")
+            + (want?.paused == true ? "  PAUSED" : ""))
       }
     }
   }

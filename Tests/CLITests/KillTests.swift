@@ -152,6 +152,19 @@ func census(_ base: String) async throws -> (machines: [String: Int], started: I
     #expect(try await fleetkeeper(["reconcile"], env: env).status == 0)
     let status = try await fleetkeeper(["status", "--json"], env: env)
     #expect(status.stdout.contains(#""user_id":"p1""#))
+    // Paused, the fleet holds a new user's create and says so; plan exits 0 (nothing will be done).
+    try await fleetkeeper(["users", "add", "p2", "--region", "cdg"], env: env)
+    #expect(try await fleetkeeper(["pause"], env: env).status == 0)
+    let held = try await fleetkeeper(["plan"], env: env)
+    #expect(held.status == 0, "\(held.stdout)")
+    #expect(held.stdout.contains("held (paused)") && held.stdout.contains("p2"), "\(held.stdout)")
+    #expect(try await fleetkeeper(["status"], env: env).stdout.contains("the fleet is PAUSED"))
+    #expect(try await fleetkeeper(["resume"], env: env).status == 0)
+    #expect(try await fleetkeeper(["users", "pause", "p1"], env: env).status == 0)
+    let one = try await fleetkeeper(["status"], env: env).stdout
+    #expect(one.split(separator: "\n").contains { $0.hasPrefix("p1 ") && $0.hasSuffix("PAUSED") }, "\(one)")
+    #expect(try await fleetkeeper(["users", "pause", "ghost"], env: env).status != 0)
+    #expect(try await fleetkeeper(["users", "resume", "p1"], env: env).status == 0)
     let events = try await fleetkeeper(["events", "--json"], env: env)
     #expect(events.stdout.contains("create_volume") && events.stdout.contains("create_machine"))
     // No token, no database: exit 1, nothing printed that looks like a secret.
