@@ -379,6 +379,13 @@ public final class FlyClient: FlyMachinesAPI {
       FlyMachine.self, try await send(.POST, "\(appPath)/machines", body: request, endpoint: "POST /machines"))
   }
 
+  /// `POST /v1/apps/{app}/machines/{id}`: replaces the machine's config (a new version). With
+  /// `currentVersion`, a machine changed since answers 409 (``FlyAPIError/Code/conflict``) and
+  /// nothing changes.
+  public func updateMachine(_ id: String, _ request: UpdateMachineRequest) async throws(FlyAPIError) -> FlyMachine {
+    try decode(FlyMachine.self, try await send(.POST, machinePath(id), body: request, endpoint: "POST /machines/{id}"))
+  }
+
   /// `POST …/machines/{id}/start`.
   @discardableResult
   public func startMachine(_ id: String, leaseNonce: String? = nil) async throws(FlyAPIError) -> StartMachineResponse {
@@ -465,6 +472,17 @@ public final class FlyClient: FlyMachinesAPI {
   /// `GET /v1/apps/{app}/volumes/{id}`.
   public func getVolume(_ id: String) async throws(FlyAPIError) -> FlyVolume {
     try decode(FlyVolume.self, try await send(.GET, volumePath(id), endpoint: "GET /volumes/{id}"))
+  }
+
+  /// `PUT /v1/apps/{app}/volumes/{id}/extend`: grow only.
+  public func extendVolume(_ id: String, sizeGB: Int) async throws(FlyAPIError) -> ExtendVolumeResponse {
+    struct Body: Encodable {
+      var size_gb: Int
+    }
+    return try decode(
+      ExtendVolumeResponse.self,
+      try await send(
+        .PUT, volumePath(id) + "/extend", body: Body(size_gb: sizeGB), endpoint: "PUT /volumes/{id}/extend"))
   }
 
   /// `DELETE /v1/apps/{app}/volumes/{id}`: refused (412) while a machine holds the volume.

@@ -156,4 +156,6 @@ public protocol FlyMachinesAPI: Sendable {
   func stopMachine(_ id: String, _ request: StopMachineRequest?, leaseNonce: String?) async throws(FlyAPIError)
   func destroyMachine(_ id: String, force: Bool, leaseNonce: String?) async throws(FlyAPIError)
   func deleteVolume(_ id: String) async throws(FlyAPIError) -> FlyVolume?
+  func updateMachine(_ id: String, _ request: UpdateMachineRequest) async throws(FlyAPIError) -> FlyMachine
+  func extendVolume(_ id: String, sizeGB: Int) async throws(FlyAPIError) -> ExtendVolumeResponse
 }

@@ -140,9 +140,14 @@ public struct FlyMachine: Sendable, Hashable, Decodable {
   public var hostStatus: String?
   /// Set when the machine was created with a lease (`lease_ttl`).
   public var nonce: String?
+  /// `version` (`instance_id` is its deprecated twin): unique per config version.
+  public var versionField: String?
+  /// The machine's config version: pass it as an update's `current_version`.
+  public var version: String? { versionField ?? instanceID }
 
   enum CodingKeys: String, CodingKey {
     case id, name, state, region, config, nonce
+    case versionField = "version"
     case instanceID = "instance_id"
     case privateIP = "private_ip"
     case createdAt = "created_at"
@@ -220,6 +225,40 @@ public struct CreateMachineRequest: Sendable, Hashable, Encodable {
     self.region = region
     self.config = config
     self.skipLaunch = skipLaunch
+  }
+}
+
+/// The body of `POST /v1/apps/{app}/machines/{id}` (`UpdateMachineRequest`): the **full** config
+/// (Fly has no partial update); region and name cannot change.
+public struct UpdateMachineRequest: Sendable, Hashable, Encodable {
+  public var config: FlyMachineConfig
+  /// Optimistic concurrency: the version the update was computed from. Fly answers 409 and changes
+  /// nothing when the machine is no longer at it.
+  public var currentVersion: String?
+  /// Leave a stopped machine stopped (otherwise an update starts it).
+  public var skipLaunch: Bool?
+
+  enum CodingKeys: String, CodingKey {
+    case config
+    case currentVersion = "current_version"
+    case skipLaunch = "skip_launch"
+  }
+
+  public init(config: FlyMachineConfig, currentVersion: String? = nil, skipLaunch: Bool? = nil) {
+    self.config = config
+    self.currentVersion = currentVersion
+    self.skipLaunch = skipLaunch
+  }
+}
+
+/// The answer of `PUT …/volumes/{id}/extend`.
+public struct ExtendVolumeResponse: Sendable, Hashable, Decodable {
+  public var volume: FlyVolume?
+  /// The new size is seen only after the machine restarts.
+  public var needsRestart: Bool?
+  enum CodingKeys: String, CodingKey {
+    case volume
+    case needsRestart = "needs_restart"
   }
 }
 

@@ -211,6 +211,9 @@ public final class FlySimulator: Sendable {
     case ("GET", 1) where rest[0] == "machines": "GET /machines"
     case ("POST", 1) where rest[0] == "machines": "POST /machines"
     case ("GET", 2) where rest[0] == "machines": "GET /machines/{id}"
+    case ("POST", 2) where rest[0] == "machines": "POST /machines/{id}"
+    case ("GET", 3) where rest[0] == "machines" && rest[2] == "versions": "GET /machines/{id}/versions"
+    case ("PUT", 3) where rest[0] == "volumes" && rest[2] == "extend": "PUT /volumes/{id}/extend"
     case ("DELETE", 2) where rest[0] == "machines": "DELETE /machines/{id}"
     case ("POST", 3) where rest[0] == "machines" && rest[2] == "start": "POST /machines/{id}/start"
     case ("POST", 3) where rest[0] == "machines" && rest[2] == "stop": "POST /machines/{id}/stop"
@@ -237,7 +240,7 @@ public final class FlySimulator: Sendable {
       switch endpoint {
       case "GET /machines", "GET /volumes", "GET /orgs/machines", "GET /orgs/volumes":
         (configuration.listRate, configuration.listBurst)
-      case "GET /machines/{id}", "GET /volumes/{id}", "GET /machines/{id}/wait":
+      case "GET /machines/{id}", "GET /volumes/{id}", "GET /machines/{id}/wait", "GET /machines/{id}/versions":
         (configuration.getRate, configuration.getBurst)
       default: (configuration.mutationRate, configuration.mutationBurst)
       }
@@ -454,8 +457,42 @@ public final class FlySimulator: Sendable {
       return answer
 
     case "GET /machines/{id}":
+      if let version = queryValue(request, "version") { return state.model.machine(id!, version: version, now: now) }
       guard let machine = state.model.visibleMachine(id!, now: now) else { return .error(404, "machine not found") }
       return .json(state.model.render(machine: machine))
+
+    case "GET /machines/{id}/versions":
+      return state.model.machineVersions(id!, now: now)
+
+    case "POST /machines/{id}":
+      guard let body = SimJSON.parse(request.body), let object = body.object else {
+        return .error(400, "invalid character in request body: not a JSON object")
+      }
+      let outcome = validator.validate(body, against: "UpdateMachineRequest")
+      unknown = outcome.unknownFields
+      if let error = outcome.error { return .error(400, error) }
+      if let conflict = state.model.leaseBlocks(id!, nonce: nonce, now: now) { return conflict }
+      let config = object["config"]?.object ?? [:]
+      let image = config["image"]?.string ?? ""
+      let faults = state.faults
+      let reverts =
+        faults.badImages.contains(image) || faults.revertImages.contains(image)
+        || (faults.revertRate > 0 && state.model.draw() < faults.revertRate)
+      return state.model.updateMachine(
+        id!,
+        .init(
+          config: config, region: object["region"]?.string, name: object["name"]?.string,
+          currentVersion: object["current_version"]?.string, skipLaunch: object["skip_launch"]?.bool ?? false,
+          reverts: reverts, crashes: faults.crashImages.contains(image)), now: now)
+
+    case "PUT /volumes/{id}/extend":
+      guard let body = SimJSON.parse(request.body), let object = body.object else {
+        return .error(400, "invalid character in request body: not a JSON object")
+      }
+      let outcome = validator.validate(body, against: "ExtendVolumeRequest")
+      unknown = outcome.unknownFields
+      if let error = outcome.error { return .error(400, error) }
+      return state.model.extendVolume(id!, sizeGB: object["size_gb"]?.int.map { Int($0) }, now: now)
 
     case "POST /machines":
       guard let body = SimJSON.parse(request.body), body.object != nil else {
@@ -476,7 +513,8 @@ public final class FlySimulator: Sendable {
       return state.model.createMachine(
         .init(
           name: object["name"]?.string, region: object["region"]?.string, config: config,
-          skipLaunch: object["skip_launch"]?.bool ?? false), now: now)
+          skipLaunch: object["skip_launch"]?.bool ?? false,
+          crashes: state.faults.crashImages.contains(config["image"]?.string ?? "")), now: now)
 
     case "POST /machines/{id}/start":
       if let conflict = state.model.leaseBlocks(id!, nonce: nonce, now: now) { return conflict }
@@ -692,6 +730,14 @@ public final class FlySimulator: Sendable {
         case "migrate_machine":
           return state.model.driftMigrate(machineID, now: now)
             ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found or without a volume"}"#)
+        case "lease_machine":
+          return state.model.driftLease(
+            machineID, owner: body["owner"]?.string ?? "someone@example.com",
+            seconds: body["seconds"]?.double ?? 60, now: now)
+            ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found"}"#)
+        case "update_machine":
+          return state.model.driftUpdate(machineID, image: body["image"]?.string, env: body["env"]?.object, now: now)
+            ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found"}"#)
         case "detach_volume":
           return state.model.driftDetach(volumeID, now: now)
             ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"volume not found"}"#)

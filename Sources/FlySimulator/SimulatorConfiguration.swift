@@ -19,6 +19,9 @@ public struct SimulatorConfiguration: Sendable, Codable {
   public var stopDuration: Double = 0.5
   /// After `stopped`, a start answers 412 `machine still active, refusing to start` this long.
   public var stillActiveAfterStop: Double = 0.4
+  /// An update's `updating` (image pull, reboot) before the machine starts on its new version, or
+  /// before a silent revert puts the old one back.
+  public var updateDuration: Double = 2.0
   /// `destroying` → `destroyed`.
   public var destroyDuration: Double = 0.5
   /// How long a destroyed machine still shows in the default list and answers GET.
@@ -70,6 +73,7 @@ public struct SimulatorConfiguration: Sendable, Codable {
     configuration.stopDuration = 0
     configuration.stillActiveAfterStop = 0
     configuration.destroyDuration = 0
+    configuration.updateDuration = 0
     configuration.volumeDetachDelay = 0
     configuration.listLag = 0
     configuration.rateLimitsEnabled = false
@@ -111,6 +115,13 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
   public var capacityExhaustedRegions: [String] = []
   /// Images Fly refuses to pull: creates answer 400.
   public var badImages: [String] = []
+  /// Images an update cannot pull: Fly accepts the update, then silently reverts to the previous
+  /// version (the machine shows `started`, on the old version).
+  public var revertImages: [String] = []
+  /// This share of updates (0…1) silently reverts, whatever the image.
+  public var revertRate: Double = 0
+  /// Images whose process dies at boot: a machine started on them ends `failed`.
+  public var crashImages: [String] = []
   /// Limit the faults to mutations (POST, DELETE); lists and GETs then answer normally.
   public var mutationsOnly: Bool = false
   /// Regions the org-wide lists cannot read: their items are left out and the answer names them
@@ -135,6 +146,7 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     case badImages = "bad_images", mutationsOnly = "mutations_only"
     case errorRegions = "error_regions", lateRate = "late_rate", lateSeconds = "late_seconds"
     case ignoreUpdatedAfter = "ignore_updated_after"
+    case revertImages = "revert_images", revertRate = "revert_rate", crashImages = "crash_images"
   }
 
   public init(from decoder: any Decoder) throws {
@@ -159,6 +171,9 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     lateSeconds = try c.decodeIfPresent(Double.self, forKey: .lateSeconds) ?? 0
     ignoreUpdatedAfter = try c.decodeIfPresent(Bool.self, forKey: .ignoreUpdatedAfter) ?? false
     badImages = try c.decodeIfPresent([String].self, forKey: .badImages) ?? []
+    revertImages = try c.decodeIfPresent([String].self, forKey: .revertImages) ?? []
+    revertRate = try c.decodeIfPresent(Double.self, forKey: .revertRate) ?? 0
+    crashImages = try c.decodeIfPresent([String].self, forKey: .crashImages) ?? []
     mutationsOnly = try c.decodeIfPresent(Bool.self, forKey: .mutationsOnly) ?? d.mutationsOnly
   }
 

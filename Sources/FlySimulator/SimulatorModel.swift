@@ -65,6 +65,21 @@ struct SimMachine: Sendable {
   var destroyedAt: Double?
   var lease: SimLease?
   var foreign: Bool = false
+  /// Earlier versions, oldest first (`GET …/versions`; Fly shows a replaced one as `replaced`).
+  var versions: [SimVersion] = []
+  /// An update Fly will give up on (its image cannot be pulled): at `at`, the machine goes back
+  /// to `to` and shows `started` (or the state it had), silently.
+  var revert: (to: SimVersion, state: String, at: Double)?
+  /// This version's process dies at boot (an image that does not run).
+  var crashAfterStart = false
+}
+
+/// One version of a machine's config.
+struct SimVersion: Sendable {
+  var version: String
+  var configText: String
+  var image: String
+  var metadata: [String: String]
 }
 
 extension SimMachine {
@@ -151,20 +166,38 @@ struct SimulatorModel: Sendable {
   mutating func advance(machine id: String, now: Double) -> Double? {
     guard var machine = machines[id] else { return nil }
     var changed = false
+    if let revert = machine.revert, revert.at <= now {
+      // Fly gave the update up: the previous version, as if nothing had happened.
+      changed = true
+      machine.versions.append(
+        SimVersion(
+          version: machine.instanceID, configText: machine.configText, image: machine.image,
+          metadata: machine.metadata))
+      machine.instanceID = revert.to.version
+      machine.configText = revert.to.configText
+      machine.image = revert.to.image
+      machine.metadata = revert.to.metadata
+      machine.state = revert.state
+      machine.updatedAt = revert.at
+      machine.next = nil
+      machine.revert = nil
+    }
     while let next = machine.next, next.at <= now {
       changed = true
       machine.state = next.state
       machine.updatedAt = next.at
       machine.next = nil
       switch next.state {
-      case "starting": machine.next = ("started", next.at + configuration.startDuration)
+      case "starting":
+        // A version whose process dies at boot ends `failed`.
+        machine.next = (machine.crashAfterStart ? "failed" : "started", next.at + configuration.startDuration)
       case "stopped": machine.stoppedAt = next.at
       case "destroyed": machine.destroyedAt = next.at
       default: break
       }
     }
     if changed { machines[id] = machine }
-    return machine.next?.at
+    return [machine.next?.at, machine.revert?.at].compactMap { $0 }.min()
   }
 
   /// Applies a volume's due changes: detachment after its machine was destroyed, deletion steps.
@@ -385,6 +418,7 @@ struct SimulatorModel: Sendable {
     var region: String?
     var config: [String: SimJSON]
     var skipLaunch: Bool
+    var crashes = false
   }
 
   mutating func createMachine(_ request: CreateMachine, now: Double, foreign: Bool = false) -> SimAnswer {
@@ -434,6 +468,7 @@ struct SimulatorModel: Sendable {
       instanceID: newULID(), privateIP: "fdaa:0:1:a7b:\(seq % 65536):\(Int(random.next() % 65536)):1:2",
       createdAt: now, updatedAt: now, visibleAt: now + configuration.listLag, next: nil, settledAt: now + settle)
     machine.foreign = foreign
+    machine.crashAfterStart = request.crashes
     if !request.skipLaunch { machine.next = ("starting", now + settle) }
     machines[id] = machine
     machineOrder.append(id)
@@ -494,6 +529,177 @@ struct SimulatorModel: Sendable {
     machines[id] = machine
     advance(machine: id, now: now)
     return .ok
+  }
+
+  struct UpdateMachine {
+    var config: [String: SimJSON]
+    var region: String?
+    var name: String?
+    var currentVersion: String?
+    var skipLaunch: Bool
+    /// The update will be given up (the image cannot be pulled): a silent revert.
+    var reverts: Bool
+    /// The new version boots and dies (the machine ends `failed`).
+    var crashes: Bool
+  }
+
+  /// `POST /v1/apps/{app}/machines/{id}`: the full config replaces the old one. Region, name and
+  /// the mounted volume cannot change; `current_version`, when sent, must be the machine's version
+  /// (409 and nothing changed otherwise). Each update makes a new version; the old one is kept in
+  /// `versions`. A started machine reboots on the new version; a stopped one starts unless `skip_launch`.
+  mutating func updateMachine(_ id: String, _ request: UpdateMachine, now: Double) -> SimAnswer {
+    guard var machine = visibleMachine(id, now: now), machine.destroyedAt == nil, machine.state != "destroying"
+    else { return .error(404, "machine not found") }
+    if let current = request.currentVersion, current != machine.instanceID {
+      return .error(
+        409,
+        "aborted: machine \(id) is at version \(machine.instanceID), not \(current) (current_version): nothing changed"
+      )
+    }
+    if let region = request.region, !region.isEmpty, region != machine.region {
+      return .error(400, "invalid_argument: region cannot be changed (machine is in \(machine.region))")
+    }
+    if let name = request.name, !name.isEmpty, name != machine.name {
+      return .error(400, "invalid_argument: name cannot be changed (machine is \(machine.name))")
+    }
+    guard let image = request.config["image"]?.string, !image.isEmpty else {
+      return .error(400, "invalid_argument: image is required (an update takes the full config)")
+    }
+    let mounts = request.config["mounts"]?.array ?? []
+    let mounted = mounts.first?.object?["volume"]?.string
+    if mounts.count > 1 || mounted != machine.volumeID {
+      return .error(
+        400,
+        "invalid_argument: the mounted volume cannot change (machine mounts \(machine.volumeID ?? "none"), update names \(mounted ?? "none"))"
+      )
+    }
+    if let guest = request.config["guest"]?.object, let memory = guest["memory_mb"]?.int {
+      let cpus = guest["cpus"]?.int ?? 1
+      if memory < 256 || memory % 256 != 0
+        || memory > cpus * 2048 * (guest["cpu_kind"]?.string == "performance" ? 4 : 1)
+      {
+        return .error(400, "invalid_argument: invalid memory size \(memory)MB for \(cpus) cpus")
+      }
+    }
+    switch machine.state {
+    case "started", "stopped", "suspended", "created", "failed": break
+    default:
+      return .error(412, "failed_precondition: unable to update machine from current state: '\(machine.state)'")
+    }
+    let previous = SimVersion(
+      version: machine.instanceID, configText: machine.configText, image: machine.image, metadata: machine.metadata)
+    let before = machine.state
+    let wasUp = before == "started"
+    machine.versions.append(previous)
+    machine.instanceID = newULID()
+    machine.configText = SimJSON.object(request.config).text
+    machine.image = image
+    machine.metadata = request.config["metadata"]?.object?.compactMapValues(\.string) ?? [:]
+    machine.updatedAt = now
+    machine.revert = nil
+    let launches = wasUp || !request.skipLaunch
+    machine.crashAfterStart = request.crashes
+    if request.reverts {
+      machine.next = nil
+      machine.revert = (previous, wasUp ? "started" : before, now + configuration.updateDuration)
+      machine.state = "updating"
+    } else if launches {
+      machine.state = "updating"
+      machine.next = ("starting", now + configuration.updateDuration)
+    } else {
+      machine.next = nil
+      if machine.state == "failed" { machine.state = "stopped" }
+    }
+    machines[id] = machine
+    // The answer shows the new version as Fly accepted it, even if it is given up a moment later.
+    let answer = SimAnswer.json(render(machine: machine))
+    advance(machine: id, now: now)
+    return answer
+  }
+
+  /// `GET …/machines/{id}/versions`: every version, newest first.
+  mutating func machineVersions(_ id: String, now: Double) -> SimAnswer {
+    guard let machine = visibleMachine(id, now: now) else { return .error(404, "machine not found") }
+    let current = SimVersion(
+      version: machine.instanceID, configText: machine.configText, image: machine.image, metadata: machine.metadata)
+    let items = ([current] + machine.versions.reversed()).map { version in
+      "{\"version\":\(SimJSON.string(version.version).text),\"user_config\":\(version.configText)}"
+    }
+    return .json("[" + items.joined(separator: ",") + "]")
+  }
+
+  /// `GET …/machines/{id}?version=V`: that version of the machine.
+  mutating func machine(_ id: String, version: String, now: Double) -> SimAnswer {
+    guard var machine = visibleMachine(id, now: now) else { return .error(404, "machine not found") }
+    guard machine.instanceID != version else { return .json(render(machine: machine)) }
+    guard let old = machine.versions.last(where: { $0.version == version }) else {
+      return .error(404, "machine version not found")
+    }
+    machine.instanceID = old.version
+    machine.configText = old.configText
+    machine.image = old.image
+    machine.state = "replaced"
+    return .json(render(machine: machine))
+  }
+
+  /// `PUT …/volumes/{id}/extend`: grow only; a volume mounted by a running machine needs its
+  /// restart to see the new size.
+  mutating func extendVolume(_ id: String, sizeGB: Int?, now: Double) -> SimAnswer {
+    guard var volume = visibleVolume(id, now: now), volume.deletedAt == nil else {
+      return .error(404, "volume not found")
+    }
+    guard let sizeGB else { return .error(400, "invalid_argument: size_gb is required") }
+    guard sizeGB > volume.sizeGB else {
+      return .error(
+        400,
+        "invalid_argument: size_gb \(sizeGB) must be greater than the current size \(volume.sizeGB) (volumes only grow)"
+      )
+    }
+    guard sizeGB <= 500 else { return .error(400, "invalid_argument: size_gb must be between 1 and 500") }
+    volume.sizeGB = sizeGB
+    volume.updatedAt = now
+    volumes[id] = volume
+    var needsRestart = false
+    if let machineID = volume.attachedMachineID, let machine = machines[machineID] {
+      needsRestart = ["started", "starting", "updating"].contains(machine.state)
+    }
+    return .json("{\"volume\":\(render(volume: volume)),\"needs_restart\":\(needsRestart)}")
+  }
+
+  /// Someone else (a human with flyctl) takes the machine's lease: writes without its nonce
+  /// answer 409 until it expires.
+  mutating func driftLease(_ id: String, owner: String, seconds: Double, now: Double) -> Bool {
+    guard var machine = visibleMachine(id, now: now), machine.destroyedAt == nil else { return false }
+    machine.lease = SimLease(
+      nonce: randomString(12, alphabet: "0123456789abcdef"), owner: owner, description: "held by a human",
+      expiresAt: now + seconds)
+    machines[id] = machine
+    return true
+  }
+
+  /// Someone runs `fly machine update` behind the controller's back: a new version with `image`
+  /// and `env` changed, the rest kept.
+  mutating func driftUpdate(_ id: String, image: String?, env: [String: SimJSON]?, now: Double) -> Bool {
+    guard var machine = visibleMachine(id, now: now), machine.destroyedAt == nil,
+      var config = SimJSON.parse(Data(machine.configText.utf8))?.object
+    else { return false }
+    machine.versions.append(
+      SimVersion(
+        version: machine.instanceID, configText: machine.configText, image: machine.image, metadata: machine.metadata))
+    if let image {
+      config["image"] = .string(image)
+      machine.image = image
+    }
+    if let env {
+      var merged = config["env"]?.object ?? [:]
+      merged.merge(env) { _, new in new }
+      config["env"] = .object(merged)
+    }
+    machine.configText = SimJSON.object(config).text
+    machine.instanceID = newULID()
+    machine.updatedAt = now
+    machines[id] = machine
+    return true
   }
 
   /// The drift operations of the control endpoint: things that happen behind the controller's back.

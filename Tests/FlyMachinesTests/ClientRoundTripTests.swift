@@ -196,3 +196,34 @@ struct ListingScannerTests {
     #expect(outcome == false)
   }
 }
+
+/// Update and extend over loopback: the client's bodies pass the spec check, and its errors say
+/// what Fly said.
+struct ClientUpdateRoundTripTests {
+  @Test func updateWithCurrentVersionAndExtend() async throws {
+    try await withSimulator { client, simulator in
+      let volume = try await client.createVolume(CreateVolumeRequest(name: "fk_u1", region: "ord", sizeGB: 1))
+      let created = try await client.createMachine(
+        CreateMachineRequest(name: "fk-u1", region: "ord", config: machineConfig(volume: volume.id)))
+      try await client.waitMachine(created.id, state: "started", timeout: .seconds(5))
+      let v1 = try #require(try await client.getMachine(created.id).version)
+      let updated = try await client.updateMachine(
+        created.id,
+        UpdateMachineRequest(
+          config: machineConfig(image: "registry.fly.io/agent:2", volume: volume.id), currentVersion: v1))
+      #expect(updated.version != nil && updated.version != v1)
+      #expect(updated.config?.image == "registry.fly.io/agent:2")
+      let stale = await flyError {
+        _ = try await client.updateMachine(
+          created.id, UpdateMachineRequest(config: machineConfig(volume: volume.id), currentVersion: v1))
+      }
+      #expect(stale?.code == .conflict)
+      let extended = try await client.extendVolume(volume.id, sizeGB: 2)
+      #expect(extended.volume?.sizeGB == 2)
+      #expect(extended.needsRestart == true)
+      let shrink = await flyError { _ = try await client.extendVolume(volume.id, sizeGB: 1) }
+      #expect(shrink?.status == 400)
+      #expect(simulator.requestLog().allSatisfy { $0.unknownFields.isEmpty })
+    }
+  }
+}
