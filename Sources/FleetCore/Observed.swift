@@ -10,6 +10,10 @@ public struct ObservedMachine: Sendable, Hashable {
   /// The volume of its first mount.
   public var volumeID: String?
   public var privateIP: String?
+  /// ``ConfigDigest/version(_:)`` of Fly's `version` (0: not sent): compared, never shown.
+  public var versionHash: UInt64
+  /// ``ConfigDigest/overview(image:cpuKind:cpus:memoryMB:)`` of the config the list shows (0: none).
+  public var overviewHash: UInt64
   /// Unix seconds (from `created_at`/`updated_at`), when Fly sent them.
   public var createdAt: Double? {
     get { created == -.infinity ? nil : created }
@@ -25,10 +29,13 @@ public struct ObservedMachine: Sendable, Hashable {
 
   public init(
     id: String, name: String? = nil, state: MachineState, region: String, userID: String?, volumeID: String? = nil,
-    privateIP: String? = nil, createdAt: Double? = nil, updatedAt: Double? = nil
+    privateIP: String? = nil, createdAt: Double? = nil, updatedAt: Double? = nil, versionHash: UInt64 = 0,
+    overviewHash: UInt64 = 0
   ) {
+    self.overviewHash = overviewHash
     self.id = id
     self.name = name
+    self.versionHash = versionHash
     self.state = state
     self.region = region
     self.userID = userID

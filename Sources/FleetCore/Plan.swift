@@ -14,6 +14,13 @@ public struct Action: Sendable, Hashable {
     /// longer shows: absence from a list is never proof that something is gone.
     case verifyMachine(machineID: String)
     case verifyVolume(volumeID: String)
+    /// Give the machine the user's desired config (Fly's update: the full config, with the
+    /// machine's `current_version` as a guard). The executor reads the machine first and sends
+    /// nothing when it already runs that config. `target`: the digests the update carries out;
+    /// `skipLaunch`: the machine is stopped and stays so.
+    case updateMachine(machineID: String, volumeID: String?, spec: MachineTemplate, skipLaunch: Bool)
+    /// A read by id of a machine an update was sent to: is it on the new version, and healthy?
+    case checkUpdate(machineID: String)
   }
 
   /// How a create avoids making its resource twice (see ``UserLifecycle``).
@@ -38,23 +45,29 @@ public struct Action: Sendable, Hashable {
     case deleteVolume = "delete_volume"
     case verifyMachine = "verify_machine"
     case verifyVolume = "verify_volume"
+    case updateMachine = "update_machine"
+    case checkUpdate = "check_update"
 
     /// Destroy and delete lose something; they are capped and guarded.
     public var isDestructive: Bool { self == .destroyMachine || self == .deleteVolume }
     public var isCreate: Bool { self == .createVolume || self == .createMachine }
     /// Reads: change nothing on Fly.
-    public var isRead: Bool { self == .verifyMachine || self == .verifyVolume }
+    public var isRead: Bool { self == .verifyMachine || self == .verifyVolume || self == .checkUpdate }
   }
 
   public var userID: String
   public var call: Call
   /// Why, for plan output and events.
   public var reason: String
+  /// A machine create's or update's config digests (``AppliedConfig``, version 0): what the
+  /// machine runs once the call is done.
+  public var target: AppliedConfig
 
-  public init(userID: String, call: Call, reason: String) {
+  public init(userID: String, call: Call, reason: String, target: AppliedConfig = .unknown) {
     self.userID = userID
     self.call = call
     self.reason = reason
+    self.target = target
   }
 
   public var kind: Kind {
@@ -67,13 +80,17 @@ public struct Action: Sendable, Hashable {
     case .deleteVolume: .deleteVolume
     case .verifyMachine: .verifyMachine
     case .verifyVolume: .verifyVolume
+    case .updateMachine: .updateMachine
+    case .checkUpdate: .checkUpdate
     }
   }
 
   /// The machine the call is about, if any.
   public var machineID: String? {
     switch call {
-    case .start(let id), .stop(let id, _), .destroyMachine(let id, _), .verifyMachine(let id): id
+    case .start(let id), .stop(let id, _), .destroyMachine(let id, _), .verifyMachine(let id),
+      .updateMachine(let id, _, _, _), .checkUpdate(let id):
+      id
     default: nil
     }
   }
@@ -82,7 +99,7 @@ public struct Action: Sendable, Hashable {
   public var volumeID: String? {
     switch call {
     case .createMachine(_, let id, _, _), .deleteVolume(let id), .verifyVolume(let id): id
-    case .destroyMachine(_, let id): id
+    case .destroyMachine(_, let id), .updateMachine(_, let id, _, _): id
     default: nil
     }
   }
@@ -98,7 +115,7 @@ public struct Action: Sendable, Hashable {
   /// A create's resolved spec (template with overrides).
   public var spec: MachineTemplate? {
     switch call {
-    case .createVolume(_, let spec, _), .createMachine(_, _, let spec, _): spec
+    case .createVolume(_, let spec, _), .createMachine(_, _, let spec, _), .updateMachine(_, _, let spec, _): spec
     default: nil
     }
   }
@@ -154,6 +171,13 @@ public struct DriftFinding: Sendable, Hashable, Codable {
     /// The controller's clock disagrees with Fly's (its `Date` header) by more than the bound:
     /// retention deletes are held, since they would count from a wrong now.
     case clockSkew = "clock_skew"
+    /// The machine runs a config the controller did not make (a human's `fly machine update`):
+    /// put back to the desired one.
+    case configDrift = "config_drift"
+    /// Fly accepted an update, then silently went back to the old version.
+    case updateReverted = "update_reverted"
+    /// An update's new version did not come up healthy in time.
+    case updateUnhealthy = "update_unhealthy"
     case desiredUnreadable = "desired_unreadable"
     case flyUnreachable = "fly_unreachable"
   }
@@ -198,6 +222,16 @@ public struct PlannerSettings: Sendable, Hashable {
   /// A volume's retention counts only once this process has watched for this long (or the whole
   /// retention, if shorter): a wall clock step across a restart never deletes at once.
   public var retentionFloor: Double = 3600
+  /// At most this many machines whose config was never recorded (made before fleetkeeper kept
+  /// configs, or adopted) are read and compared per pass; the rest wait their turn.
+  public var maxConfigChecksPerPass: Int = 100
+  /// How long an update's new version may take to show started (or stopped) and healthy.
+  public var updateDeadline: Double = 180
+  /// How soon after an update the machine is first read to see it through (Fly's reboot).
+  public var updateSettle: Double = 2
+  /// At most this many updates of one kind in flight at once outside a rollout (users' own
+  /// changes, drift repairs, first config checks).
+  public var maxUpdatesInFlight: Int = 50
   public init() {}
 }
 

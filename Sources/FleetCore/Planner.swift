@@ -19,6 +19,8 @@ public enum Planner {
     public var listsTrusted: Bool
     /// Seconds this process has watched the fleet, by a monotonic clock (retention's floor).
     public var watching: Double = .infinity
+    /// ``ConfigDigest/salt(appName:secrets:)``: the app and the secrets the template names.
+    public var configSalt: UInt64 = 0
 
     public init(
       desired: DesiredSnapshot, observed: Observation, recorded: [String: RecordedMachine] = [:],
@@ -40,13 +42,14 @@ public enum Planner {
       desired: DesiredSnapshot, observed: Observation,
       recordedBy lookup: @escaping @Sendable (String) -> RecordedMachine?,
       states: UserMap<UserState>, guardState: GuardState, now: Double, settings: PlannerSettings,
-      listsTrusted: Bool, watching: Double = .infinity
+      listsTrusted: Bool, watching: Double = .infinity, configSalt: UInt64 = 0
     ) {
       self.init(
         desired: desired, observed: observed, states: states, guardState: guardState, now: now, settings: settings,
         listsTrusted: listsTrusted)
       self.recorded = lookup
       self.watching = watching
+      self.configSalt = configSalt
     }
   }
 
@@ -62,6 +65,11 @@ public enum Planner {
     var verifies = 0
     let now = input.now
     let settings = input.settings
+    // What every user's machine should run: the template's digest, once per pass; a user's own
+    // overrides add theirs.
+    let templateDigest = ConfigDigest.template(input.desired.template, salt: input.configSalt)
+    var updates = ConfigBudget(
+      inFlight: states.values.reduce(0) { $1.update != nil ? $0 + 1 : $0 }, settings: settings)
 
     // Group what Fly shows by user: indices, not copies (100k users fit a small VM).
     let machines = input.observed.machines
@@ -303,6 +311,19 @@ public enum Planner {
           }
           track(
             machine, user: user, state: &state, findings: &findings, waiting: &waiting, now: now, settings: settings)
+          if let problem = state.configProblem {
+            findings.append(Self.finding(problem, user: user, machine: machine.id))
+          }
+          if let watch = state.update {
+            // An update under way: seen through (or found reverted or unhealthy) by a read by id;
+            // nothing else is done to the machine meanwhile (Fly is rebooting it).
+            waiting.append(user)
+            if let check = Self.checkUpdate(machine, watch: watch, user: user, now: now, settings: settings) {
+              actions.append(check)
+            }
+            break
+          }
+          let before = actions.count
           switch (wanted, machine.state) {
           case (.running, .stopped), (.running, .suspended), (.running, .failed):
             if machine.state == .failed {
@@ -330,6 +351,14 @@ public enum Planner {
               Action(userID: user, call: .stop(machineID: machine.id, forRemoval: false), reason: "desired stopped"))
           default:
             break
+          }
+          // Nothing else to do to the machine: does it run what it should?
+          if actions.count == before,
+            let update = Self.configUpdate(
+              machine, user: user, desired: desired!, template: input.desired.template, templateDigest: templateDigest,
+              state: &state, budget: &updates)
+          {
+            actions.append(update)
           }
         } else if wanted == .running {
           if let recorded, state.pending == nil {
@@ -361,7 +390,9 @@ public enum Planner {
                   call: .createMachine(
                     region: volume.region, volumeID: volume.id, spec: spec,
                     guard: UserLifecycle.createGuard(.machine, state)),
-                  reason: "desired running, no machine"))
+                  reason: "desired running, no machine",
+                  target: AppliedConfig(
+                    template: templateDigest, overrides: ConfigDigest.overrides(desired!.overrides))))
             }
           } else if pendingActive && state.pending?.kind == .volume {
             waiting.append(user)
@@ -517,8 +548,8 @@ public enum Planner {
 
     // Order: creates first (users waiting for a machine), then starts, stops, destroys last.
     let order: [Action.Kind: Int] = [
-      .verifyMachine: 0, .verifyVolume: 0, .createVolume: 1, .createMachine: 2, .start: 3, .stop: 4,
-      .destroyMachine: 5, .deleteVolume: 6,
+      .verifyMachine: 0, .verifyVolume: 0, .checkUpdate: 0, .createVolume: 1, .createMachine: 2, .start: 3,
+      .updateMachine: 4, .stop: 5, .destroyMachine: 6, .deleteVolume: 7,
     ]
     actions.sort { (order[$0.kind]!, $0.userID) < (order[$1.kind]!, $1.userID) }
     var plan = Plan(
@@ -544,6 +575,99 @@ public enum Planner {
     var volume: String?
     if let remembered, !listedVolumes.contains(where: { $0.id == remembered }) { volume = remembered }
     return (machine, volume)
+  }
+
+  /// How many updates a pass may start outside a rollout, and config checks of machines whose
+  /// config was never recorded.
+  struct ConfigBudget {
+    var inFlight: Int
+    var checks = 0
+    let settings: PlannerSettings
+
+    mutating func takeUpdate() -> Bool {
+      guard inFlight < settings.maxUpdatesInFlight else { return false }
+      inFlight += 1
+      return true
+    }
+
+    mutating func takeCheck() -> Bool {
+      guard checks < settings.maxConfigChecksPerPass else { return false }
+      checks += 1
+      return true
+    }
+  }
+
+  /// The update a settled machine needs, if any: its config was never recorded (read and compared:
+  /// most match, and nothing is sent), it runs a version the controller did not make (someone
+  /// updated it: compared, put back if it differs), or its desired config changed.
+  static func configUpdate(
+    _ machine: ObservedMachine, user: String, desired: DesiredMachine, template: MachineTemplate,
+    templateDigest: UInt64, state: inout UserState, budget: inout ConfigBudget
+  ) -> Action? {
+    let wanted = desired.state
+    guard (wanted == .running && machine.state == .started) || (wanted == .stopped && machine.state == .stopped)
+    else { return nil }
+    let target = AppliedConfig(template: templateDigest, overrides: ConfigDigest.overrides(desired.overrides))
+    let applied = state.applied
+    let spec = desired.spec(from: template)
+    let reason: String
+    if applied.isUnknown {
+      // Made before configs were recorded (or adopted): what the list shows of its config (image,
+      // size) is compared; the same is taken as the desired config at this version, with no read.
+      guard machine.versionHash != 0, machine.overviewHash != 0 else { return nil }
+      if machine.overviewHash == ConfigDigest.overview(spec) {
+        state.applied = AppliedConfig(
+          template: target.template, overrides: target.overrides, version: machine.versionHash)
+        return nil
+      }
+      guard budget.takeCheck() else { return nil }
+      reason = "config never recorded, and its image or size differ: read, compare, update"
+    } else if machine.versionHash != 0 && machine.versionHash != applied.version {
+      guard budget.takeUpdate() else { return nil }
+      reason = "machine runs a version fleetkeeper did not make: compare and put back"
+    } else if !applied.sameDesired(as: target) {
+      guard budget.takeUpdate() else { return nil }
+      reason =
+        state.configProblem?.kind == .reverted
+        ? "retry the update Fly reverted"
+        : applied.template != target.template ? "template changed" : "user's config changed"
+    } else {
+      return nil
+    }
+    return Action(
+      userID: user,
+      call: .updateMachine(
+        machineID: machine.id, volumeID: machine.volumeID, spec: spec, skipLaunch: machine.state != .started),
+      reason: reason, target: target)
+  }
+
+  /// The read that sees an update through, when it is due: the list shows the machine settled on
+  /// the new version, or back on the old one (a silent revert), or failed, or the deadline passed.
+  static func checkUpdate(
+    _ machine: ObservedMachine, watch: UpdateWatch, user: String, now: Double, settings: PlannerSettings
+  ) -> Action? {
+    let age = now - watch.since
+    guard age >= settings.updateSettle else { return nil }
+    let settled = !machine.state.isTransitional
+    let due =
+      age >= settings.updateDeadline || (settled && machine.versionHash == watch.to)
+      || (settled && machine.versionHash == watch.from) || machine.state == .failed || machine.versionHash == 0
+    guard due else { return nil }
+    return Action(
+      userID: user, call: .checkUpdate(machineID: machine.id), reason: "see the update of \(machine.id) through")
+  }
+
+  static func finding(_ problem: ConfigProblem, user: String, machine: String) -> DriftFinding {
+    switch problem.kind {
+    case .drift:
+      DriftFinding(
+        kind: .configDrift, userID: user, resourceID: machine,
+        message: "machine \(machine) runs a config fleetkeeper did not make: \(problem.detail)")
+    case .reverted:
+      DriftFinding(kind: .updateReverted, userID: user, resourceID: machine, message: problem.detail)
+    case .unhealthy:
+      DriftFinding(kind: .updateUnhealthy, userID: user, resourceID: machine, message: problem.detail)
+    }
   }
 
   /// Tracks how long a machine has been transitional, and reports it stuck past the limit.

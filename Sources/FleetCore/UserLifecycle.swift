@@ -13,9 +13,17 @@ public enum UserLifecycle {
     public var retry: RetryPolicy
     /// How long after a read by id it is read again.
     public var verifyInterval: Double
-    public init(retry: RetryPolicy = RetryPolicy(), verifyInterval: Double = 15) {
+    /// How long an update's new version may take to come through, and how soon it is read again.
+    public var updateDeadline: Double
+    public var updateSettle: Double
+    public init(
+      retry: RetryPolicy = RetryPolicy(), verifyInterval: Double = 15, updateDeadline: Double = 180,
+      updateSettle: Double = 2
+    ) {
       self.retry = retry
       self.verifyInterval = verifyInterval
+      self.updateDeadline = updateDeadline
+      self.updateSettle = updateSettle
     }
   }
 
@@ -90,10 +98,30 @@ public enum UserLifecycle {
     public var id: String
     public var state: MachineState?
     public var privateIP: String?
-    public init(id: String, state: MachineState? = nil, privateIP: String? = nil) {
+    /// A machine's `version`, as the create answered it.
+    public var version: String?
+    public init(id: String, state: MachineState? = nil, privateIP: String? = nil, version: String? = nil) {
       self.id = id
       self.state = state
       self.privateIP = privateIP
+      self.version = version
+    }
+  }
+
+  /// What an update did, as Fly answered it.
+  public struct Updated: Sendable, Hashable {
+    /// The version it replaced (sent as `current_version`) and the one it made.
+    public var from: String?
+    public var to: String?
+    /// What changed, one line per field, secret values masked.
+    public var diff: [String]
+    /// The machine was running and reboots on the new version (false: it stays stopped).
+    public var launched: Bool
+    public init(from: String?, to: String?, diff: [String], launched: Bool) {
+      self.from = from
+      self.to = to
+      self.diff = diff
+      self.launched = launched
     }
   }
 
@@ -107,9 +135,13 @@ public enum UserLifecycle {
     /// The volume of its first mount.
     public var volumeID: String?
     public var privateIP: String?
+    /// Its `version`.
+    public var version: String?
+    /// Its checks: all passing (true), any not (false), none (nil).
+    public var healthy: Bool?
     public init(
       id: String, state: MachineState, owner: String?, region: String? = nil, volumeID: String? = nil,
-      privateIP: String? = nil
+      privateIP: String? = nil, version: String? = nil, healthy: Bool? = nil
     ) {
       self.id = id
       self.state = state
@@ -117,6 +149,8 @@ public enum UserLifecycle {
       self.region = region
       self.volumeID = volumeID
       self.privateIP = privateIP
+      self.version = version
+      self.healthy = healthy
     }
   }
 
@@ -152,6 +186,10 @@ public enum UserLifecycle {
     case lookedUpMachines([FoundMachine])
     case lookedUpVolumes([FoundVolume])
     case lookUpFailed(CallError)
+    /// An update found the machine already running the desired config (at this version): nothing sent.
+    case configMatches(version: String?)
+    /// An update was sent and accepted.
+    case updated(Updated)
   }
 
   /// What the `machines` row does.
@@ -260,7 +298,19 @@ public enum UserLifecycle {
       return Step(
         state: state, events: [event(action, .failed, context, message: why)], outcome: .failed, message: why)
     case .readMachine, .readVolume, .readFailed:
+      if action.kind == .checkUpdate { return checked(action, outcome, state, context, policy) }
       return read(action, outcome, state, context, policy)
+    case .configMatches(let version):
+      var state = state
+      state.applied = AppliedConfig(
+        template: action.target.template, overrides: action.target.overrides, version: ConfigDigest.version(version))
+      state.configProblem = nil
+      state.failures = 0
+      state.backoffUntil = nil
+      state.lastError = nil
+      return Step(state: state, outcome: .ok, message: "the machine runs the desired config")
+    case .updated(let updated):
+      return self.updated(action, updated, state, context)
     case .lookedUpMachines(let candidates):
       return lookedUp(action, candidates, state, context)
     case .lookedUpVolumes(let candidates):
@@ -293,6 +343,12 @@ public enum UserLifecycle {
     case .createMachine(let region, let volume, _, _):
       machineID = made?.id
       state.pending = PendingCreate(kind: .machine, since: context.now, resourceID: made?.id)
+      // What it runs: the config this create carried, at the version Fly answered.
+      state.applied = AppliedConfig(
+        template: action.target.template, overrides: action.target.overrides,
+        version: ConfigDigest.version(made?.version))
+      state.configProblem = nil
+      state.update = nil
       if let made {
         row = .upsert(
           MachineRow(
@@ -306,7 +362,7 @@ public enum UserLifecycle {
         state.volumeID = nil
         state.volumeReleasedAt = nil
       }
-    case .start, .stop, .verifyMachine, .verifyVolume:
+    case .start, .stop, .verifyMachine, .verifyVolume, .updateMachine, .checkUpdate:
       break
     }
     return Step(
@@ -478,6 +534,121 @@ public enum UserLifecycle {
     }
   }
 
+  // MARK: Updates
+
+  /// An update Fly accepted: the machine runs (or is about to run) the target config at the new
+  /// version, watched until it is seen started and healthy on it. Putting back a version the
+  /// controller did not make is config drift: reported until the update is seen through.
+  private static func updated(_ action: Action, _ updated: Updated, _ state: UserState, _ context: Context) -> Step {
+    var state = state
+    let from = ConfigDigest.version(updated.from)
+    let to = ConfigDigest.version(updated.to)
+    let drifted = state.applied.version != 0 && from != 0 && from != state.applied.version
+    state.applied = AppliedConfig(template: action.target.template, overrides: action.target.overrides, version: to)
+    state.update = UpdateWatch(since: context.now, from: from, to: to, launched: updated.launched)
+    state.failures = 0
+    state.backoffUntil = nil
+    state.lastError = nil
+    let summary = updated.diff.isEmpty ? "no field differs" : updated.diff.joined(separator: "; ")
+    if drifted {
+      state.configProblem = ConfigProblem(kind: .drift, detail: summary)
+    } else if state.configProblem?.kind == .drift {
+      state.configProblem = nil
+    }
+    var event = event(action, .ok, context, message: summary)
+    event.details["diff"] = .string(summary)
+    event.details["from_version"] = .string(updated.from ?? "")
+    event.details["to_version"] = .string(updated.to ?? "")
+    event.details["drift"] = .bool(drifted)
+    event.details["skip_launch"] = .bool(!updated.launched)
+    return Step(state: state, events: [event], outcome: .ok, message: summary)
+  }
+
+  /// What a read of an updated machine says: through (the new version, started and healthy; or
+  /// stopped, for a stopped machine), reverted (the old version is back: Fly gave the update up),
+  /// unhealthy (failed, or not through by the deadline), or not yet.
+  private static func checked(
+    _ action: Action, _ outcome: Outcome, _ state: UserState, _ context: Context, _ policy: Policy
+  ) -> Step {
+    var state = state
+    guard let watch = state.update else {
+      return Step(state: state, saveState: false, outcome: .skipped, message: "no update under way")
+    }
+    guard case .readMachine(let machine) = outcome, machine.id == action.machineID else {
+      // A read that says nothing: read again a little later (the deadline still holds).
+      state.backoffUntil = context.now + policy.verifyInterval
+      var message = "the read of the updated machine failed"
+      if case .readFailed(let error) = outcome { message += ": \(error.message)" }
+      return Step(state: state, outcome: .unknown, message: message)
+    }
+    let version = ConfigDigest.version(machine.version)
+    let shown = machine.version ?? "unknown"
+    let late = context.now - watch.since >= policy.updateDeadline
+    func failure(_ kind: ConfigProblem.Kind, _ detail: String, outcome: ActionResult.Outcome) -> Step {
+      state.update = nil
+      state.configProblem = ConfigProblem(kind: kind, detail: detail)
+      state.updateFailures += 1
+      state.failures += 1
+      state.lastError = detail
+      state.backoffUntil = context.now + policy.retry.delay(attempt: state.failures, draw: context.draw)
+      var event = event(action, outcome, context, message: detail)
+      event.details["version"] = .string(shown)
+      return Step(state: state, events: [event], outcome: outcome, message: detail)
+    }
+    if machine.state.isGone {
+      state.update = nil
+      return Step(state: state, outcome: .gone, message: "the machine is \(machine.state.rawValue)")
+    }
+    if version == watch.to {
+      let through =
+        watch.launched ? machine.state == .started && machine.healthy != false : !machine.state.isTransitional
+      if through {
+        state.update = nil
+        state.configProblem = nil
+        state.updateFailures = 0
+        let message =
+          "version \(shown) runs, \(machine.state.rawValue)\(machine.healthy == true ? ", checks passing" : "")"
+        return Step(
+          state: state, events: [event(action, .ok, context, message: message)], outcome: .ok, message: message)
+      }
+      if machine.state == .failed {
+        return failure(.unhealthy, "the new version \(shown) failed on boot", outcome: .failed)
+      }
+      if late {
+        let checks = machine.healthy == false ? ", checks failing" : ""
+        return failure(
+          .unhealthy,
+          "the new version \(shown) is not healthy \(Int(policy.updateDeadline)) s after the update: \(machine.state.rawValue)\(checks)",
+          outcome: .failed)
+      }
+      state.backoffUntil = context.now + policy.updateSettle
+      return Step(state: state, outcome: .notYet, message: "version \(shown) is \(machine.state.rawValue)")
+    }
+    if version == watch.from && !machine.state.isTransitional {
+      // Fly accepted the update, then went back: the machine runs its old version as if nothing happened.
+      state.applied.template = 0
+      state.applied.overrides = 0
+      state.applied.version = watch.from
+      return failure(
+        .reverted,
+        "Fly reverted the update silently: the machine is \(machine.state.rawValue) on its previous version \(shown); retried after a backoff",
+        outcome: .reverted)
+    }
+    if version != watch.from && version != watch.to && version != 0 {
+      // Someone else updated it meanwhile: compared and put back by the next pass.
+      state.update = nil
+      return Step(
+        state: state,
+        events: [event(action, .unknown, context, message: "the machine is at another version, \(shown)")],
+        outcome: .unknown, message: "another version")
+    }
+    if late {
+      return failure(.unhealthy, "the update did not come through in time: \(machine.state.rawValue)", outcome: .failed)
+    }
+    state.backoffUntil = context.now + policy.updateSettle
+    return Step(state: state, outcome: .notYet, message: "\(machine.state.rawValue)")
+  }
+
   // MARK: Look-ups
 
   private static func lookedUp(
@@ -563,6 +734,8 @@ public struct ActionResult: Sendable, Hashable {
     case gone
     /// A read by id found the resource the list left out: nothing replaces it.
     case present
+    /// Fly accepted an update, then silently went back to the old version.
+    case reverted
   }
   public var action: Action
   public var outcome: Outcome

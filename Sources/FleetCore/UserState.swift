@@ -20,6 +20,48 @@ public struct PendingCreate: Sendable, Hashable, Codable {
   }
 }
 
+/// An update the controller sent and has not yet seen through: the machine must show the new
+/// version, started (or stopped, for a stopped machine) and healthy, before `since` + the deadline.
+public struct UpdateWatch: Sendable, Hashable, Codable {
+  /// Unix seconds when Fly accepted the update.
+  public var since: Double
+  /// ``ConfigDigest/version(_:)`` of the version before, and of the one the update made.
+  public var from: UInt64
+  public var to: UInt64
+  /// The machine was running (it reboots on the new version); false: it stays stopped.
+  public var launched: Bool
+  /// A rollout wave's update (counted by the rollout), not a user's own change.
+  public var wave: Int?
+  public init(since: Double, from: UInt64, to: UInt64, launched: Bool, wave: Int? = nil) {
+    self.since = since
+    self.from = from
+    self.to = to
+    self.launched = launched
+    self.wave = wave
+  }
+}
+
+/// Something wrong with what a machine runs, reported (a finding, an alert) until an update is seen
+/// through.
+public struct ConfigProblem: Sendable, Hashable, Codable {
+  public enum Kind: String, Sendable, Hashable, Codable {
+    /// The machine runs a version the controller did not make, and its config differs from the
+    /// desired one (someone ran `fly machine update`).
+    case drift
+    /// Fly took an update, then went back to the old version (an image it could not pull).
+    case reverted
+    /// The new version did not come up healthy (failed, or not started by the deadline).
+    case unhealthy
+  }
+  public var kind: Kind
+  /// What differs or what happened, secrets masked.
+  public var detail: String
+  public init(kind: Kind, detail: String) {
+    self.kind = kind
+    self.detail = detail
+  }
+}
+
 /// What the controller remembers about one user across passes and restarts.
 ///
 /// Compact: a quiet user (the common case at 100k users) holds only its volume id; the rarely set
@@ -29,6 +71,9 @@ public struct UserState: Sendable, Hashable, Codable {
   /// The volume fleetkeeper created or adopted for this user.
   public var volumeID: String?
   private var box: Box?
+  /// The config the controller last gave the user's machine (``AppliedConfig``): every user has one,
+  /// so it is kept inline (24 bytes), not in the box.
+  public var applied = AppliedConfig.unknown
 
   /// The fields a quiet user does not have.
   struct Rare: Sendable, Hashable {
@@ -41,6 +86,9 @@ public struct UserState: Sendable, Hashable, Codable {
     var lostVolume: String?
     var reads: [ReadByID] = []
     var backoffSince: Double?
+    var update: UpdateWatch?
+    var configProblem: ConfigProblem?
+    var updateFailures = 0
   }
 
   final class Box: Sendable {
@@ -104,6 +152,24 @@ public struct UserState: Sendable, Hashable, Codable {
     set { rare.reads = newValue }
   }
 
+  /// An update sent and not yet seen through.
+  public var update: UpdateWatch? {
+    get { rare.update }
+    set { rare.update = newValue }
+  }
+
+  /// What is wrong with what the machine runs (reported until an update is seen through).
+  public var configProblem: ConfigProblem? {
+    get { rare.configProblem }
+    set { rare.configProblem = newValue }
+  }
+
+  /// Consecutive updates that did not come through (reverted, failed, not healthy in time).
+  public var updateFailures: Int {
+    get { rare.updateFailures }
+    set { rare.updateFailures = newValue }
+  }
+
   /// Records what a read by id said of `id`, replacing what an earlier read said of it.
   public mutating func noteRead(_ id: String, found: Bool) {
     reads = reads.filter { $0.id != id } + [ReadByID(id: id, found: found)]
@@ -118,32 +184,34 @@ public struct UserState: Sendable, Hashable, Codable {
     if let released = volumeReleasedAt, !(released <= now) { volumeReleasedAt = now }
     if let since = transitionalSince, !(since <= now) { transitionalSince = now }
     if let since = backoffSince, !(since <= now) { backoffSince = now }
+    if let since = update?.since, !(since <= now) { update?.since = now }
   }
 
   public init() {}
-  public var isEmpty: Bool { volumeID == nil && box == nil }
+  public var isEmpty: Bool { volumeID == nil && box == nil && applied.isUnknown }
 
   /// Nothing waits on a clock: no pending create, backoff, retention, transitional state, failure
   /// streak or read by id. A fleet of quiet users with unchanged inputs plans the same nothing.
   public func isQuiet(now: Double) -> Bool {
     guard box != nil else { return true }
     return pending == nil && (backoffUntil ?? 0) <= now && volumeReleasedAt == nil && transitionalSince == nil
-      && failures == 0 && reads.isEmpty
+      && failures == 0 && reads.isEmpty && update == nil && configProblem == nil
   }
 
   public static func == (a: UserState, b: UserState) -> Bool {
-    a.volumeID == b.volumeID && (a.box === b.box || a.rare == b.rare)
+    a.volumeID == b.volumeID && a.applied == b.applied && (a.box === b.box || a.rare == b.rare)
   }
 
   public func hash(into hasher: inout Hasher) {
     hasher.combine(volumeID)
+    hasher.combine(applied)
     hasher.combine(rare)
   }
 
   // The stored JSON keeps the flat shape of earlier versions.
   enum CodingKeys: String, CodingKey {
     case pending, failures, backoffUntil, lastError, volumeID, volumeReleasedAt, transitionalSince, lostVolume, reads
-    case backoffSince
+    case backoffSince, applied, update, configProblem, updateFailures
   }
 
   public init(from decoder: any Decoder) throws {
@@ -159,6 +227,10 @@ public struct UserState: Sendable, Hashable, Codable {
     rare.lostVolume = try container.decodeIfPresent(String.self, forKey: .lostVolume)
     rare.reads = try container.decodeIfPresent([ReadByID].self, forKey: .reads) ?? []
     rare.backoffSince = try container.decodeIfPresent(Double.self, forKey: .backoffSince)
+    rare.update = try container.decodeIfPresent(UpdateWatch.self, forKey: .update)
+    rare.configProblem = try container.decodeIfPresent(ConfigProblem.self, forKey: .configProblem)
+    rare.updateFailures = try container.decodeIfPresent(Int.self, forKey: .updateFailures) ?? 0
+    applied = try container.decodeIfPresent(AppliedConfig.self, forKey: .applied) ?? .unknown
     self.rare = rare
   }
 
@@ -175,6 +247,10 @@ public struct UserState: Sendable, Hashable, Codable {
     try container.encodeIfPresent(rare.lostVolume, forKey: .lostVolume)
     if !rare.reads.isEmpty { try container.encode(rare.reads, forKey: .reads) }
     try container.encodeIfPresent(rare.backoffSince, forKey: .backoffSince)
+    if !applied.isUnknown { try container.encode(applied, forKey: .applied) }
+    try container.encodeIfPresent(rare.update, forKey: .update)
+    try container.encodeIfPresent(rare.configProblem, forKey: .configProblem)
+    if rare.updateFailures > 0 { try container.encode(rare.updateFailures, forKey: .updateFailures) }
   }
 }
 

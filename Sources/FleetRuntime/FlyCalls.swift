@@ -33,6 +33,7 @@ struct FlyCalls: Sendable {
       switch action.call {
       case .verifyMachine(let id): return .readMachine(Self.found(try await client.getMachine(id)))
       case .verifyVolume(let id): return .readVolume(Self.found(try await client.getVolume(id)))
+      case .checkUpdate(let id): return .readMachine(Self.found(try await client.getMachine(id)))
       default: return .refused("not a read")
       }
     } catch {
@@ -81,7 +82,9 @@ struct FlyCalls: Sendable {
   static func found(_ machine: FlyMachine) -> UserLifecycle.FoundMachine {
     UserLifecycle.FoundMachine(
       id: machine.id, state: MachineState(machine.state), owner: machine.config?.metadata[FleetNames.userMetadataKey],
-      region: machine.region, volumeID: machine.config?.mounts.first?.volume, privateIP: machine.privateIP)
+      region: machine.region, volumeID: machine.config?.mounts.first?.volume, privateIP: machine.privateIP,
+      version: machine.version,
+      healthy: machine.checks.flatMap { $0.isEmpty ? nil : $0.allSatisfy { $0.status == "passing" } })
   }
 
   static func found(_ volume: FlyVolume) -> UserLifecycle.FoundVolume {
@@ -108,7 +111,10 @@ struct FlyCalls: Sendable {
         let machine = try await client.createMachine(
           CreateMachineRequest(name: FleetNames.machineName(forUser: action.userID), region: region, config: config))
         return .done(
-          UserLifecycle.Made(id: machine.id, state: MachineState(machine.state), privateIP: machine.privateIP))
+          UserLifecycle.Made(
+            id: machine.id, state: MachineState(machine.state), privateIP: machine.privateIP, version: machine.version))
+      case .updateMachine(let id, _, _, _):
+        return try await update(id, action)
       case .start(let id):
         _ = try await client.startMachine(id, leaseNonce: nil)
       case .stop(let id, _):
@@ -117,13 +123,42 @@ struct FlyCalls: Sendable {
         try await client.destroyMachine(id, force: false, leaseNonce: nil)
       case .deleteVolume(let id):
         _ = try await client.deleteVolume(id)
-      case .verifyMachine, .verifyVolume:
+      case .verifyMachine, .verifyVolume, .checkUpdate:
         return await read(action)
       }
       return .done(nil)
     } catch {
       return .failed(callError(error))
     }
+  }
+
+  /// An update: read the machine (its version, its config, its state), build the desired config
+  /// on the machine's own volume, and send it only when a field differs, guarded by
+  /// `current_version` (a machine changed since answers 409: read again next pass, never
+  /// clobbered). A stopped machine is updated with `skip_launch` and stays stopped.
+  func update(_ id: String, _ action: Action) async throws(FlyAPIError) -> UserLifecycle.Outcome {
+    let current = try await client.getMachine(id)
+    guard let observed = current.config, current.hostStatus == nil || current.hostStatus == "ok" else {
+      return .failed(
+        UserLifecycle.CallError(
+          kind: .notYet, code: "incomplete_config",
+          message: "machine \(id)'s config cannot be read now (host \(current.hostStatus ?? "unknown")): not updated"))
+    }
+    if let owner = observed.metadata[FleetNames.userMetadataKey], owner != action.userID {
+      return .refused("machine \(id) is tagged for user \(owner), not \(action.userID): not updated")
+    }
+    let desired: FlyMachineConfig
+    do {
+      desired = try machineConfig(action, volume: observed.mounts.first?.volume)
+    } catch {
+      return .refused(redactor.scrub("\(error)"))
+    }
+    let diff = ConfigDiff.lines(current: observed, desired: desired)
+    guard !diff.isEmpty else { return .configMatches(version: current.version) }
+    let launched = current.state == "started"
+    let answer = try await client.updateMachine(
+      id, UpdateMachineRequest(config: desired, currentVersion: current.version, skipLaunch: launched ? nil : true))
+    return .updated(UserLifecycle.Updated(from: current.version, to: answer.version, diff: diff, launched: launched))
   }
 
   /// A missing secret named by the template.
@@ -152,7 +187,7 @@ struct FlyCalls: Sendable {
   /// The config of a user's machine: the template with overrides, secrets resolved, the user's
   /// placeholders expanded (``Placeholders``), tagged ours. Every secret value, shared or derived,
   /// is taught to the redactor before it leaves this function.
-  func machineConfig(_ action: Action) throws -> FlyMachineConfig {
+  func machineConfig(_ action: Action, volume: String?? = nil) throws -> FlyMachineConfig {
     let spec = action.spec ?? MachineTemplate()
     var config = FlyMachineConfig()
     config.image = spec.image
@@ -188,7 +223,7 @@ struct FlyCalls: Sendable {
     {
       config.services = value
     }
-    if let volume = action.volumeID { config.mounts = [FlyMount(volume: volume, path: spec.mountPath)] }
+    if let volume = volume ?? action.volumeID { config.mounts = [FlyMount(volume: volume, path: spec.mountPath)] }
     config.metadata = [FleetNames.userMetadataKey: action.userID, "fleet_managed_by": "fleetkeeper"]
     config.restartPolicy = spec.restartPolicy
     return config

@@ -19,7 +19,10 @@ extension ObservedMachine {
       id: listing.id, name: listing.name, state: MachineState(listing.state), region: listing.region ?? "",
       userID: listing.owner,
       volumeID: listing.volumeID, privateIP: listing.privateIP, createdAt: listing.createdAt.flatMap(parseRFC3339),
-      updatedAt: listing.updatedAt.flatMap(parseRFC3339))
+      updatedAt: listing.updatedAt.flatMap(parseRFC3339), versionHash: ConfigDigest.version(listing.version),
+      overviewHash: ConfigDigest.overview(
+        image: listing.image, cpuKind: listing.guest?.cpuKind, cpus: listing.guest?.cpus,
+        memoryMB: listing.guest?.memoryMB))
   }
 }
 

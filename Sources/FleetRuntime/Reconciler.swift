@@ -238,13 +238,21 @@ public actor Reconciler {
       Planner.Input(
         desired: desired, observed: observation, recordedBy: { UserStates.recorded(rows[$0]) }, states: consume handed,
         guardState: guarded.guardState, now: started, settings: settings.planner, listsTrusted: guarded.trusted,
-        watching: watching))
+        watching: watching, configSalt: configSalt(desired.template)))
     if let skew { plan.findings.append(skew) }
     if apply {
       users.states = plan.states
       plan.states = [:]  // not shared with the report: the next change would copy it
     }
     return plan
+  }
+
+  /// What the template's digest also changes with: the app and the secrets the template names (a
+  /// rotated key is a new config for every user's machine).
+  private func configSalt(_ template: MachineTemplate) -> UInt64 {
+    ConfigDigest.salt(
+      appName: fly.client.appName,
+      secrets: ConfigDigest.secretNames(template).map { ($0, settings.secrets[$0]) })
   }
 
   /// The pass stops before acting: what it could not read becomes its finding (and the alert).
@@ -342,7 +350,9 @@ public actor Reconciler {
       recorded: users.recorded(user))
     let step = UserLifecycle.after(
       action, outcome, users.states[user] ?? UserState(), context,
-      policy: UserLifecycle.Policy(retry: settings.retry, verifyInterval: settings.verifyInterval))
+      policy: UserLifecycle.Policy(
+        retry: settings.retry, verifyInterval: settings.verifyInterval,
+        updateDeadline: settings.planner.updateDeadline, updateSettle: settings.planner.updateSettle))
     if let warning = step.warning { logger.warning("\(warning)", metadata: ["user": "\(user)"]) }
     await users.apply(step, for: user, now: context.now)
     return (ActionResult(action: action, outcome: step.outcome, attempts: attempt, message: step.message), step.next)

@@ -52,9 +52,9 @@ public final class WriteBudget: Sendable {
   private func rate(for kind: Action.Kind) -> (key: String, rate: Double, burst: Double) {
     switch kind {
     case .createVolume, .createMachine, .deleteVolume: (kind.rawValue, limits.perSecond, limits.burst)
-    case .start, .stop, .destroyMachine:
+    case .start, .stop, .destroyMachine, .updateMachine:
       ("per-machine", limits.perMachineKindsPerSecond, limits.perMachineKindsPerSecond)
-    case .verifyMachine, .verifyVolume:
+    case .verifyMachine, .verifyVolume, .checkUpdate:
       // Fly's Get Machine: 5 req/s, bursts of 10.
       ("get", limits.readsPerSecond, limits.readBurst)
     }

@@ -1,5 +1,5 @@
 /// The fields of a listed machine a controller needs, read straight from the list page's bytes.
-public struct FlyMachineListing: Sendable, Hashable {
+public struct FlyMachineListing: Sendable {
   public var id: String
   public var name: String?
   public var state: String
@@ -14,6 +14,24 @@ public struct FlyMachineListing: Sendable, Hashable {
   /// The org-wide list's fields: the machine's app and its config version.
   public var appName: String?
   public var version: String?
+  /// The overview of its config: `config.image` and `config.guest` (cpu kind, cpus, memory).
+  public var image: String?
+  public var guest: (cpuKind: String?, cpus: Int?, memoryMB: Int?)?
+}
+
+extension FlyMachineListing: Hashable {
+  public static func == (a: FlyMachineListing, b: FlyMachineListing) -> Bool {
+    a.id == b.id && a.name == b.name && a.state == b.state && a.region == b.region && a.owner == b.owner
+      && a.volumeID == b.volumeID && a.privateIP == b.privateIP && a.createdAt == b.createdAt
+      && a.updatedAt == b.updatedAt && a.appName == b.appName && a.version == b.version && a.image == b.image
+      && a.guest?.cpuKind == b.guest?.cpuKind && a.guest?.cpus == b.guest?.cpus
+      && a.guest?.memoryMB == b.guest?.memoryMB
+  }
+
+  public func hash(into hasher: inout Hasher) {
+    hasher.combine(id)
+    hasher.combine(version)
+  }
 }
 
 /// One page of an org-wide list (`GET /v1/orgs/{org}/machines|volumes`).
@@ -148,6 +166,9 @@ struct ListingScanner {
 
   private static let nextCursor = Array("next_cursor".utf8), lastUpdatedAt = Array("last_updated_at".utf8)
   private static let errorRegions = Array("error_regions".utf8), appName = Array("app_name".utf8)
+  private static let instanceID = Array("instance_id".utf8), image = Array("image".utf8)
+  private static let guest = Array("guest".utf8), cpuKind = Array("cpu_kind".utf8), cpus = Array("cpus".utf8)
+  private static let memoryMB = Array("memory_mb".utf8)
   private static let version = Array("version".utf8), bytesUsed = Array("bytes_used".utf8)
   private static let bytesTotal = Array("bytes_total".utf8)
 
@@ -255,6 +276,10 @@ struct ListingScanner {
       case Self.updatedAt: listing.updatedAt = try s.optionalString()
       case Self.appName: listing.appName = try s.optionalString()
       case Self.version: listing.version = try s.optionalString()
+      case Self.instanceID:
+        // `version`'s deprecated twin: used when `version` is not sent.
+        let value = try s.optionalString()
+        if listing.version == nil { listing.version = value }
       case Self.config:
         if s.peek() == UInt8(ascii: "n") {
           try s.skipValue()
@@ -344,6 +369,18 @@ struct ListingScanner {
         try s.object { (s: inout ListingScanner, key: Key) throws(Malformed) in
           if key == ownerKey { listing.owner = try s.optionalString() } else { try s.skipValue() }
         }
+      case Self.image: listing.image = try s.optionalString()
+      case Self.guest where s.peek() == UInt8(ascii: "{"):
+        var guest: (cpuKind: String?, cpus: Int?, memoryMB: Int?) = (nil, nil, nil)
+        try s.object { (s: inout ListingScanner, key: Key) throws(Malformed) in
+          switch key {
+          case Self.cpuKind: guest.cpuKind = try s.optionalString()
+          case Self.cpus: guest.cpus = try s.optionalInteger()
+          case Self.memoryMB: guest.memoryMB = try s.optionalInteger()
+          default: try s.skipValue()
+          }
+        }
+        listing.guest = guest
       case Self.mounts where s.peek() == UInt8(ascii: "["):
         try s.expect(UInt8(ascii: "["))
         var first = true

@@ -142,12 +142,15 @@ public struct FlyMachine: Sendable, Hashable, Decodable {
   public var nonce: String?
   /// `version` (`instance_id` is its deprecated twin): unique per config version.
   public var versionField: String?
+  /// Its health checks' statuses (absent in lists).
+  public var checks: [FlyCheckStatus]?
   /// The machine's config version: pass it as an update's `current_version`.
   public var version: String? { versionField ?? instanceID }
 
   enum CodingKeys: String, CodingKey {
     case id, name, state, region, config, nonce
     case versionField = "version"
+    case checks
     case instanceID = "instance_id"
     case privateIP = "private_ip"
     case createdAt = "created_at"
@@ -161,6 +164,16 @@ public struct FlyMachine: Sendable, Hashable, Decodable {
     self.state = state
     self.region = region
     self.config = config
+  }
+}
+
+/// One health check's status (`CheckStatus`): `passing`, `warning`, `critical`.
+public struct FlyCheckStatus: Sendable, Hashable, Decodable {
+  public var name: String?
+  public var status: String?
+  public init(name: String? = nil, status: String? = nil) {
+    self.name = name
+    self.status = status
   }
 }
 

@@ -91,9 +91,12 @@ public struct SimulatorLogEntry: Sendable, Codable {
   public var unknownFields: [String]
   /// The fault injected, if any (`error`, `rate_limit`, `timeout`, `lost_response`, `empty_list`).
   public var fault: String?
+  /// The guards an update sent (`current_version`, `skip_launch`): what a test checks without the
+  /// body (which may hold secrets) being kept.
+  public var guards: [String] = []
 
   enum CodingKeys: String, CodingKey {
-    case seq, time, method, path, query, endpoint, status, fault
+    case seq, time, method, path, query, endpoint, status, fault, guards
     case requestID = "request_id", unknownFields = "unknown_fields"
   }
 }
@@ -191,7 +194,8 @@ public final class FlySimulator: Sendable {
       SimulatorLogEntry(
         seq: state.logSeq, time: now, method: request.method, path: request.path,
         query: request.query.map { "\($0.0)=\($0.1)" }.joined(separator: "&"), endpoint: endpoint,
-        status: answer.status, requestID: requestID, unknownFields: unknown, fault: fault))
+        status: answer.status, requestID: requestID, unknownFields: unknown, fault: fault,
+        guards: request.method == "POST" && endpoint == "POST /machines/{id}" ? Self.guards(request.body) : []))
     if state.log.count > logCapacity { state.log.removeFirst(state.log.count - logCapacity) }
     var headers = answer.headers
     headers.append(("fly-request-id", requestID))
@@ -203,6 +207,15 @@ public final class FlySimulator: Sendable {
     return SimulatorResponse(
       status: answer.status, headers: headers, body: answer.items == nil ? Data(answer.body.utf8) : Data(),
       listItems: answer.items, listWrap: answer.wrap)
+  }
+
+  /// Which guards an update body carries.
+  private static func guards(_ body: Data) -> [String] {
+    guard let object = SimJSON.parse(body)?.object else { return [] }
+    var guards: [String] = []
+    if object["current_version"]?.string != nil { guards.append("current_version") }
+    if object["skip_launch"]?.bool == true { guards.append("skip_launch") }
+    return guards
   }
 
   /// Route: (method, path pieces after `/v1/apps/{app}`) → endpoint template.

@@ -36,6 +36,7 @@ struct Harness {
     settings.writeLimits = .unlimited
     settings.planner.pendingGrace = 1.5
     settings.planner.createdGrace = 1
+    settings.planner.updateSettle = 0.5
     settings.suspectRereadDelay = 0.05
     settings.busyInterval = 0.05
     settings.verifyInterval = 0.3
