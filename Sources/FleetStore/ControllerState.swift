@@ -34,16 +34,35 @@ extension FleetStore {
     }
   }
 
-  /// The common state, `{"volume_id":"<id>"}` and nothing else, without a JSON decoder (a restart
-  /// at 100k users reads 100k of them).
+  /// The common state, `{"volume_id":"<id>"}` or, once its config is recorded,
+  /// `{"applied":{"o":"<hex>","t":"<hex>","v":"<hex>"},"volume_id":"<id>"}`, without a JSON
+  /// decoder (a restart at 100k users reads 100k of them).
   static func plainState(_ text: String) -> UserState? {
-    let prefix = #"{"volume_id":""#
-    let suffix = #""}"#
-    guard text.hasPrefix(prefix), text.hasSuffix(suffix), text.utf8.count > prefix.utf8.count + suffix.utf8.count
-    else { return nil }
-    let id = text.utf8.dropFirst(prefix.utf8.count).dropLast(suffix.utf8.count)
-    guard !id.contains(UInt8(ascii: "\"")), !id.contains(UInt8(ascii: "\\")) else { return nil }
+    var rest = Substring(text)
     var state = UserState()
+    guard rest.hasPrefix("{") else { return nil }
+    rest = rest.dropFirst()
+    let appliedPrefix = #""applied":{"o":""#
+    if rest.hasPrefix(appliedPrefix) {
+      rest = rest.dropFirst(appliedPrefix.count)
+      func hex(_ terminator: String) -> UInt64? {
+        guard let end = rest.range(of: terminator) else { return nil }
+        let digits = rest[..<end.lowerBound]
+        guard !digits.isEmpty, digits.count <= 16, let value = UInt64(digits, radix: 16) else { return nil }
+        rest = rest[end.upperBound...]
+        return value
+      }
+      guard let overrides = hex(#"","t":""#), let template = hex(#"","v":""#), let version = hex(#""},"#) else {
+        return nil
+      }
+      state.applied = AppliedConfig(template: template, overrides: overrides, version: version)
+    }
+    let prefix = #""volume_id":""#
+    let suffix = #""}"#
+    guard rest.hasPrefix(prefix), rest.hasSuffix(suffix), rest.utf8.count > prefix.utf8.count + suffix.utf8.count
+    else { return nil }
+    let id = rest.utf8.dropFirst(prefix.utf8.count).dropLast(suffix.utf8.count)
+    guard !id.contains(UInt8(ascii: "\"")), !id.contains(UInt8(ascii: "\\")) else { return nil }
     state.volumeID = String(decoding: id, as: UTF8.self)
     return state
   }
@@ -53,11 +72,18 @@ extension FleetStore {
     if state.isEmpty { return SQLStatement("DELETE FROM fleet_user_state WHERE user_id = ?", [.text(user)]) }
     var plain = UserState()
     plain.volumeID = state.volumeID
+    plain.applied = state.applied
     let text: String
     if state == plain, let id = state.volumeID,
       !id.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c || $0 == 0x2f })
     {
-      text = #"{"volume_id":""# + id + #""}"#
+      let applied = state.applied
+      let head =
+        applied.isUnknown
+        ? "{"
+        : #"{"applied":{"o":""# + String(applied.overrides, radix: 16) + #"","t":""#
+          + String(applied.template, radix: 16) + #"","v":""# + String(applied.version, radix: 16) + #""},"#
+      text = head + #""volume_id":""# + id + #""}"#
     } else {
       let encoder = JSONEncoder()
       encoder.outputFormatting = .sortedKeys

@@ -28,14 +28,28 @@ struct ControllerStateTests {
     var odd = UserState()
     odd.volumeID = #"vol_"q"/\x"#
     statements.append(FleetStore.saveUserState("odd", odd))
+    // Recorded configs, on the fast path and off it (an update under way).
+    var applied = UserState()
+    applied.volumeID = "vol_applied"
+    applied.applied = AppliedConfig(template: .max, overrides: 0, version: 0x0123_4567_89ab_cdef)
+    statements.append(FleetStore.saveUserState("applied", applied))
+    var updating = applied
+    updating.update = UpdateWatch(since: 7, from: 1, to: 2, launched: true)
+    statements.append(FleetStore.saveUserState("updating", updating))
+    var noVolume = UserState()
+    noVolume.applied = AppliedConfig(template: 3, overrides: 4, version: 5)
+    statements.append(FleetStore.saveUserState("novolume", noVolume))
     try await store.commit(events: [], statements: statements)
 
     let memory = try await store.loadUserStates()
-    #expect(memory.count == users + 2)
-    #expect(memory["u0"]?.volumeID == "vol_0" && memory["u10002"]?.volumeID == "vol_10002")
-    #expect(memory["u9999"]?.pending == nil && memory["u9999"]?.failures == 0)
-    #expect(memory["rich"] == rich)
-    #expect(memory["odd"] == odd)
+    #expect(memory.count == users + 5)
+    #expect(memory["applied"] == applied)
+    #expect(memory["updating"] == updating)
+    #expect(memory["novolume"] == noVolume)
+    // The common recorded state is written in the plain form the restart reads without a decoder.
+    #expect(
+      FleetStore.saveUserState("applied", applied).arguments.last
+        == .text(#"{"applied":{"o":"0","t":"ffffffffffffffff","v":"123456789abcdef"},"volume_id":"vol_applied"}"#))
     let rows = try await store.machineRows()
     #expect(rows.count == users)
     #expect(rows["u10002"]?.id == "m10002" && rows["u5000"]?.volumeID == "vol_5000")
