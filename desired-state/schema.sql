@@ -232,3 +232,51 @@ CREATE TABLE fleet_pause (
 INSERT INTO fleet_pause (id, paused) VALUES (1, 0);
 CREATE TRIGGER desired_version_pause AFTER UPDATE ON fleet_pause
 BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
+
+-- Migration 10: template revisions and rollouts
+-- Template revisions (issue 15): every change of the template, by the CLI or by plain SQL, is
+-- kept, so a rollout says what it rolls out and `rollout undo` can go back.
+CREATE TABLE template_revisions (
+  revision INTEGER PRIMARY KEY AUTOINCREMENT,
+  template TEXT NOT NULL CONSTRAINT template CHECK (json_valid(template)),
+  created_at INTEGER NOT NULL DEFAULT (unixepoch())
+) STRICT;
+CREATE TRIGGER machine_template_revision AFTER UPDATE ON machine_template
+WHEN NEW.image IS NOT OLD.image OR NEW.cpu_kind IS NOT OLD.cpu_kind OR NEW.cpus IS NOT OLD.cpus
+  OR NEW.memory_mb IS NOT OLD.memory_mb OR NEW.init_cmd IS NOT OLD.init_cmd OR NEW.services IS NOT OLD.services
+  OR NEW.env IS NOT OLD.env OR NEW.mount_path IS NOT OLD.mount_path OR NEW.volume_size_gb IS NOT OLD.volume_size_gb
+  OR NEW.encrypted IS NOT OLD.encrypted OR NEW.restart_policy IS NOT OLD.restart_policy
+BEGIN
+  INSERT INTO template_revisions (template) VALUES (json_object(
+    'image', NEW.image, 'cpu_kind', NEW.cpu_kind, 'cpus', NEW.cpus, 'memory_mb', NEW.memory_mb,
+    'init_cmd', json(NEW.init_cmd), 'services', json(NEW.services), 'env', json(NEW.env),
+    'mount_path', NEW.mount_path, 'volume_size_gb', NEW.volume_size_gb, 'encrypted', NEW.encrypted,
+    'restart_policy', NEW.restart_policy));
+END;
+INSERT INTO template_revisions (template) SELECT json_object(
+    'image', image, 'cpu_kind', cpu_kind, 'cpus', cpus, 'memory_mb', memory_mb,
+    'init_cmd', json(init_cmd), 'services', json(services), 'env', json(env),
+    'mount_path', mount_path, 'volume_size_gb', volume_size_gb, 'encrypted', encrypted,
+    'restart_policy', restart_policy)
+  FROM machine_template WHERE id = 1;
+
+-- How template changes roll out (`fleetkeeper rollout …`): the operator's side; the rollout's
+-- progress is the controller's (fleet_controller, key `rollout`).
+CREATE TABLE rollout_control (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  paused INTEGER NOT NULL DEFAULT 0 CONSTRAINT paused CHECK (paused IN (0, 1)),
+  abort_requests INTEGER NOT NULL DEFAULT 0,
+  resume_requests INTEGER NOT NULL DEFAULT 0,
+  canary_machines INTEGER NOT NULL DEFAULT 1 CONSTRAINT canary_machines CHECK (canary_machines BETWEEN 1 AND 100000),
+  canary_percent REAL NOT NULL DEFAULT 1 CONSTRAINT canary_percent CHECK (canary_percent >= 0 AND canary_percent <= 100),
+  max_unavailable_percent REAL NOT NULL DEFAULT 10
+    CONSTRAINT max_unavailable_percent CHECK (max_unavailable_percent > 0 AND max_unavailable_percent <= 100),
+  wave_failures INTEGER NOT NULL DEFAULT 2 CONSTRAINT wave_failures CHECK (wave_failures >= 1),
+  failure_percent REAL NOT NULL DEFAULT 5 CONSTRAINT failure_percent CHECK (failure_percent >= 0 AND failure_percent <= 100),
+  max_attempts INTEGER NOT NULL DEFAULT 2 CONSTRAINT max_attempts CHECK (max_attempts BETWEEN 1 AND 10),
+  windows TEXT NOT NULL DEFAULT '' CONSTRAINT windows CHECK (length(windows) <= 1000),
+  updated_at INTEGER NOT NULL DEFAULT (unixepoch())
+) STRICT;
+INSERT INTO rollout_control (id) VALUES (1);
+CREATE TRIGGER desired_version_rollout AFTER UPDATE ON rollout_control
+BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;

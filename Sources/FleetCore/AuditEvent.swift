@@ -65,6 +65,9 @@ public enum EventType: Sendable, Hashable, CustomStringConvertible {
   case drift(DriftFinding.Kind)
   /// `drift_resolved.<finding kind>`: it cleared.
   case driftResolved(DriftFinding.Kind)
+  /// `rollout_start`, `rollout_wave`, `rollout_pause`, `rollout_resume`, `rollout_waiting`,
+  /// `rollout_halt`, `rollout_abort`, `rollout_finish`: a rollout's steps.
+  case rollout(RolloutStep)
 
   public var rawValue: String {
     switch self {
@@ -73,6 +76,7 @@ public enum EventType: Sendable, Hashable, CustomStringConvertible {
     case .adopted(.volume): "adopt_volume"
     case .drift(let kind): "drift.\(kind.rawValue)"
     case .driftResolved(let kind): "drift_resolved.\(kind.rawValue)"
+    case .rollout(let step): "rollout_\(step.rawValue)"
     }
   }
 
@@ -85,6 +89,8 @@ public enum EventType: Sendable, Hashable, CustomStringConvertible {
       self = .adopted(.volume)
     } else if rawValue.hasPrefix("drift."), let kind = DriftFinding.Kind(rawValue: String(rawValue.dropFirst(6))) {
       self = .drift(kind)
+    } else if rawValue.hasPrefix("rollout_"), let step = RolloutStep(rawValue: String(rawValue.dropFirst(8))) {
+      self = .rollout(step)
     } else if rawValue.hasPrefix("drift_resolved."),
       let kind = DriftFinding.Kind(rawValue: String(rawValue.dropFirst(15)))
     {
@@ -95,6 +101,11 @@ public enum EventType: Sendable, Hashable, CustomStringConvertible {
   }
 
   public var description: String { rawValue }
+}
+
+/// A rollout's step, as its event says.
+public enum RolloutStep: String, Sendable, Hashable, CaseIterable {
+  case start, wave, pause, resume, waiting, halt, abort, finish
 }
 
 /// Minimal JSON text helpers for the core (which imports nothing).

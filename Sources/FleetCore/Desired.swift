@@ -146,6 +146,9 @@ public struct DesiredSnapshot: Sendable, Hashable {
   public var invalidRows: [String: String]
   /// The whole fleet is paused (`fleetkeeper pause`): observed and reported, nothing changed.
   public var fleetPaused = false
+  /// How template changes roll out (the `rollout_control` row), and the template's revision.
+  public var rolloutControl = RolloutControl()
+  public var templateRevision: Int?
 
   public init(template: MachineTemplate, machines: UserMap<DesiredMachine>, invalidRows: [String: String] = [:]) {
     self.template = template

@@ -178,6 +178,8 @@ public struct DriftFinding: Sendable, Hashable, Codable {
     case updateReverted = "update_reverted"
     /// An update's new version did not come up healthy in time.
     case updateUnhealthy = "update_unhealthy"
+    /// A rollout halted: too many of its machines failed.
+    case rolloutHalted = "rollout_halted"
     case desiredUnreadable = "desired_unreadable"
     case flyUnreachable = "fly_unreachable"
   }
@@ -254,6 +256,8 @@ public struct Plan: Sendable, Hashable {
   public var held: [Action] = []
   /// Users paused, one by one or by a fleet-wide pause.
   public var pausedUsers = 0
+  /// The rollout of the template after this plan (nil: none ever).
+  public var rollout: RolloutState?
 
   public var isEmpty: Bool { actions.isEmpty }
 

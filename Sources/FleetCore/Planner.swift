@@ -21,6 +21,11 @@ public enum Planner {
     public var watching: Double = .infinity
     /// ``ConfigDigest/salt(appName:secrets:)``: the app and the secrets the template names.
     public var configSalt: UInt64 = 0
+    /// The rollout as the last pass left it, and what the operator says about rollouts.
+    public var rollout: RolloutState?
+    public var rolloutControl = RolloutControl()
+    /// The template's revision (for what the rollout says).
+    public var templateRevision: Int?
 
     public init(
       desired: DesiredSnapshot, observed: Observation, recorded: [String: RecordedMachine] = [:],
@@ -42,7 +47,8 @@ public enum Planner {
       desired: DesiredSnapshot, observed: Observation,
       recordedBy lookup: @escaping @Sendable (String) -> RecordedMachine?,
       states: UserMap<UserState>, guardState: GuardState, now: Double, settings: PlannerSettings,
-      listsTrusted: Bool, watching: Double = .infinity, configSalt: UInt64 = 0
+      listsTrusted: Bool, watching: Double = .infinity, configSalt: UInt64 = 0, rollout: RolloutState? = nil,
+      rolloutControl: RolloutControl = RolloutControl(), templateRevision: Int? = nil
     ) {
       self.init(
         desired: desired, observed: observed, states: states, guardState: guardState, now: now, settings: settings,
@@ -50,6 +56,9 @@ public enum Planner {
       self.recorded = lookup
       self.watching = watching
       self.configSalt = configSalt
+      self.rollout = rollout
+      self.rolloutControl = rolloutControl
+      self.templateRevision = templateRevision
     }
   }
 
@@ -70,6 +79,8 @@ public enum Planner {
     let templateDigest = ConfigDigest.template(input.desired.template, salt: input.configSalt)
     var updates = ConfigBudget(
       inFlight: states.values.reduce(0) { $1.update != nil ? $0 + 1 : $0 }, settings: settings)
+    // Machines whose template changed, ready for their rollout wave (empty outside rollouts).
+    var rolloutReady: [String: ObservedMachine] = [:]
 
     // Group what Fly shows by user: indices, not copies (100k users fit a small VM).
     let machines = input.observed.machines
@@ -353,12 +364,15 @@ public enum Planner {
             break
           }
           // Nothing else to do to the machine: does it run what it should?
-          if actions.count == before,
-            let update = Self.configUpdate(
+          if actions.count == before {
+            switch Self.configUpdate(
               machine, user: user, desired: desired!, template: input.desired.template, templateDigest: templateDigest,
               state: &state, budget: &updates)
-          {
-            actions.append(update)
+            {
+            case .none: break
+            case .now(let update): actions.append(update)
+            case .rollout: rolloutReady[user] = machine
+            }
           }
         } else if wanted == .running {
           if let recorded, state.pending == nil {
@@ -459,6 +473,11 @@ public enum Planner {
       }
     }
 
+    // The rollout: which of the machines the template change touches are updated this pass.
+    let rollout = Self.rollout(
+      input, templateDigest: templateDigest, ready: rolloutReady, states: &states, changedStates: &changedStates,
+      actions: &actions, findings: &findings, waiting: &waiting)
+
     // Guards.
     var guardState = input.guardState
     var desiredActive = 0
@@ -557,7 +576,67 @@ public enum Planner {
       changedStates: changedStates)
     plan.held = held
     plan.pausedUsers = pausedUsers
+    plan.rollout = rollout
     return plan
+  }
+
+  /// Runs ``Rollout/step(_:)`` over the users the template change touches (not the paused: a wave
+  /// must not wait on them) and turns its choice into updates.
+  static func rollout(
+    _ input: borrowing Input, templateDigest: UInt64, ready: [String: ObservedMachine],
+    states: inout UserMap<UserState>,
+    changedStates: inout [String], actions: inout [Action], findings: inout [DriftFinding], waiting: inout [String]
+  ) -> RolloutState? {
+    let control = input.rolloutControl
+    var outdated: [String] = []
+    for machine in input.desired.machines.values where machine.state != .absent && !machine.paused {
+      guard let state = states[machine.userID], !state.applied.isUnknown else { continue }
+      if state.applied.template != templateDigest || state.update != nil { outdated.append(machine.userID) }
+    }
+    guard !outdated.isEmpty || input.rollout?.isActive == true || input.rollout?.target != templateDigest
+    else { return input.rollout }
+    outdated.sort()
+    var control2 = control
+    control2.paused = control.paused || input.desired.fleetPaused
+    let view = states  // shared, not copied: copied only if a resume resets a count below
+    let output = Rollout.step(
+      Rollout.Input(
+        previous: input.rollout, control: control2, target: templateDigest, revision: input.templateRevision,
+        outdated: outdated,
+        member: { user in
+          guard let state = view[user] else { return .waiting }
+          if state.update != nil { return .underWay }
+          if let problem = state.configProblem,
+            state.updateFailures >= control.maxAttempts || problem.kind == .unhealthy
+          {
+            return .failed
+          }
+          if state.applied.template == templateDigest { return .through }
+          return ready[user] != nil ? .ready : .waiting
+        }, now: input.now))
+    findings += output.findings
+    for user in output.retry where states[user]?.updateFailures ?? 0 > 0 {
+      states[user]?.updateFailures = 0
+      changedStates.append(user)
+    }
+    // A running rollout with machines still to go brings the loop back soon (one waiting user
+    // says so; a rollout between windows, paused or halted does not).
+    if let state = output.state, state.status == .running, state.remaining > 0,
+      let member = state.waveMembers.first ?? outdated.first, !waiting.contains(member)
+    {
+      waiting.append(member)
+    }
+    for user in output.update {
+      guard let machine = ready[user], let desired = input.desired.machines[user] else { continue }
+      actions.append(
+        update(
+          machine, user: user, desired: desired, template: input.desired.template,
+          target: AppliedConfig(template: templateDigest, overrides: ConfigDigest.overrides(desired.overrides)),
+          reason:
+            "rollout wave \(output.state?.wave ?? 0) of template revision \(input.templateRevision.map(String.init) ?? "?")"
+        ))
+    }
+    return output.state
   }
 
   /// The user's machine (its `machines` row) and remembered volume when the lists show neither it
@@ -597,47 +676,64 @@ public enum Planner {
     }
   }
 
-  /// The update a settled machine needs, if any: its config was never recorded (read and compared:
+  /// What a settled machine's config needs.
+  enum ConfigNeed {
+    case none
+    /// An update now (a user's own change, drift put back, a first check).
+    case now(Action)
+    /// The template changed: the machine waits for its rollout wave.
+    case rollout
+  }
+
+  /// The update a settled machine needs, if any: its config was never recorded (read and compare:
   /// most match, and nothing is sent), it runs a version the controller did not make (someone
-  /// updated it: compared, put back if it differs), or its desired config changed.
+  /// updated it: compared, put back if it differs), its user's own config changed, or the
+  /// template changed (a rollout's business: ``Rollout``).
   static func configUpdate(
     _ machine: ObservedMachine, user: String, desired: DesiredMachine, template: MachineTemplate,
     templateDigest: UInt64, state: inout UserState, budget: inout ConfigBudget
-  ) -> Action? {
+  ) -> ConfigNeed {
     let wanted = desired.state
     guard (wanted == .running && machine.state == .started) || (wanted == .stopped && machine.state == .stopped)
-    else { return nil }
+    else { return .none }
     let target = AppliedConfig(template: templateDigest, overrides: ConfigDigest.overrides(desired.overrides))
     let applied = state.applied
-    let spec = desired.spec(from: template)
     let reason: String
     if applied.isUnknown {
       // Made before configs were recorded (or adopted): what the list shows of its config (image,
       // size) is compared; the same is taken as the desired config at this version, with no read.
-      guard machine.versionHash != 0, machine.overviewHash != 0 else { return nil }
-      if machine.overviewHash == ConfigDigest.overview(spec) {
+      guard machine.versionHash != 0, machine.overviewHash != 0 else { return .none }
+      if machine.overviewHash == ConfigDigest.overview(desired.spec(from: template)) {
         state.applied = AppliedConfig(
           template: target.template, overrides: target.overrides, version: machine.versionHash)
-        return nil
+        return .none
       }
-      guard budget.takeCheck() else { return nil }
+      guard budget.takeCheck() else { return .none }
       reason = "config never recorded, and its image or size differ: read, compare, update"
     } else if machine.versionHash != 0 && machine.versionHash != applied.version {
-      guard budget.takeUpdate() else { return nil }
+      guard budget.takeUpdate() else { return .none }
       reason = "machine runs a version fleetkeeper did not make: compare and put back"
-    } else if !applied.sameDesired(as: target) {
-      guard budget.takeUpdate() else { return nil }
-      reason =
-        state.configProblem?.kind == .reverted
-        ? "retry the update Fly reverted"
-        : applied.template != target.template ? "template changed" : "user's config changed"
+    } else if applied.overrides != target.overrides {
+      // The user's own change: at once, outside any wave (with the template, if that changed too).
+      guard budget.takeUpdate() else { return .none }
+      reason = "user's config changed"
+    } else if applied.template != target.template {
+      return .rollout
     } else {
-      return nil
+      return .none
     }
-    return Action(
+    return .now(update(machine, user: user, desired: desired, template: template, target: target, reason: reason))
+  }
+
+  static func update(
+    _ machine: ObservedMachine, user: String, desired: DesiredMachine, template: MachineTemplate,
+    target: AppliedConfig, reason: String
+  ) -> Action {
+    Action(
       userID: user,
       call: .updateMachine(
-        machineID: machine.id, volumeID: machine.volumeID, spec: spec, skipLaunch: machine.state != .started),
+        machineID: machine.id, volumeID: machine.volumeID, spec: desired.spec(from: template),
+        skipLaunch: machine.state != .started),
       reason: reason, target: target)
   }
 

@@ -23,6 +23,8 @@ public actor Reconciler {
   private let observer: Observer
   private let users: UserStates
   private var episodes = FindingEpisodes()
+  /// The rollout as the last pass left it (read back with the episodes).
+  private var rollout: RolloutState?
   /// The open episodes were read back from the database (at start, and after the lease is regained).
   private var episodesLoaded = false
   /// Whether this process may still act (holds the writer lease); checked before every call that
@@ -116,6 +118,7 @@ public actor Reconciler {
       try await users.loadIfNeeded()
       if !episodesLoaded {
         episodes = FindingEpisodes(open: try await store.loadOpenFindings() ?? [])
+        rollout = try await store.loadRollout()
         episodesLoaded = true
       }
     } catch {
@@ -167,7 +170,11 @@ public actor Reconciler {
     }
     // The episodes move on only once their events are written: a failed commit reports them again.
     var episodes = self.episodes
-    let (appeared, events) = episodes.update(plan.findings, now: started)
+    var (appeared, events) = episodes.update(plan.findings, now: started)
+    let rolloutEvents = Rollout.events(from: rollout, to: plan.rollout, now: started)
+    events += rolloutEvents
+    var also: [SQLStatement] = []
+    if let next = plan.rollout, next != rollout { also.append(FleetStore.saveRollout(next)) }
     for finding in appeared {
       logger.warning(
         "drift",
@@ -181,16 +188,21 @@ public actor Reconciler {
     do {
       statements = try await users.commit(
         plan, observation: observation, trusted: guarded.trusted, events: scrubbed,
-        also: events.isEmpty ? [] : [FleetStore.saveOpenFindings(episodes.open.map(redactor.scrub))], now: started)
+        also: also
+          + (events.count == rolloutEvents.count
+            ? [] : [FleetStore.saveOpenFindings(episodes.open.map(redactor.scrub))]),
+        now: started)
     } catch {
       // Nothing was acted on: what this plan changed is planned again from the database.
       return couldNotRun(report, .desiredUnreadable, error.description)
     }
     self.episodes = episodes
+    rollout = plan.rollout
     scrubbed.forEach { onEvent?($0) }
     steady =
       guarded.trusted && plan.actions.isEmpty && plan.waiting.isEmpty && plan.findings.isEmpty && statements == 0
       && events.isEmpty && users.states.values.allSatisfy { $0.isQuiet(now: started) }
+      && rollout?.status != .waiting
     report.results = await execute(
       Self.trim(plan.actions, limits: settings.writeLimits, seconds: settings.passWorkSeconds))
     if report.results.contains(where: { $0.outcome == .failed }) { report.outcome = .actionsFailed }
@@ -238,7 +250,8 @@ public actor Reconciler {
       Planner.Input(
         desired: desired, observed: observation, recordedBy: { UserStates.recorded(rows[$0]) }, states: consume handed,
         guardState: guarded.guardState, now: started, settings: settings.planner, listsTrusted: guarded.trusted,
-        watching: watching, configSalt: configSalt(desired.template)))
+        watching: watching, configSalt: configSalt(desired.template), rollout: rollout,
+        rolloutControl: desired.rolloutControl, templateRevision: desired.templateRevision))
     if let skew { plan.findings.append(skew) }
     if apply {
       users.states = plan.states

@@ -161,6 +161,8 @@ public final class FleetStore: Sendable {
       SQLStatement("SELECT \(Self.templateColumns) FROM machine_template WHERE id = 1"),
       SQLStatement(Self.desiredSelect),
       SQLStatement("SELECT paused FROM fleet_pause WHERE id = 1"),
+      SQLStatement("SELECT \(Self.rolloutColumns) FROM rollout_control WHERE id = 1"),
+      SQLStatement("SELECT max(revision) FROM template_revisions"),
     ])
     guard let templateRow = results[0].rows.first, let template = Self.template(from: templateRow) else {
       throw StoreError(
@@ -206,6 +208,8 @@ public final class FleetStore: Sendable {
     var snapshot = DesiredSnapshot(template: template, machines: machines, invalidRows: invalid)
     // No row (deleted by hand) reads as paused: "cannot read" means "do nothing".
     snapshot.fleetPaused = results[2].rows.first?[0].int != 0
+    snapshot.rolloutControl = Self.rolloutControl(from: results[3].rows.first)
+    snapshot.templateRevision = results[4].rows.first?[0].int.map(Int.init)
     return snapshot
   }
 

@@ -14,6 +14,13 @@ public enum SQLValue: Sendable, Hashable {
     }
   }
   public var string: String? { if case .text(let v) = self { v } else { nil } }
+  public var double: Double? {
+    switch self {
+    case .integer(let v): Double(v)
+    case .real(let v): v
+    default: nil
+    }
+  }
   public var isNull: Bool { self == .null }
 }
 

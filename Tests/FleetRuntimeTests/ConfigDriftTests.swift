@@ -139,8 +139,14 @@ import Testing
       #expect(checks.contains { $0.detailsJSON.contains(#""outcome":"reverted""#) })
       #expect(!checks.contains { $0.detailsJSON.contains(#""outcome":"ok""#) }, "never reported done")
       #expect(reports.contains { $0.findings.contains { $0.kind == .updateReverted && $0.userID == "u0" } })
-      // Fly can pull it again: the retry goes through.
+      // Reverted on every attempt: the canary failed, the rollout halted, the rest untouched.
+      let rollout = try #require(try await harness.store.loadRollout())
+      #expect(rollout.status == .halted)
+      #expect(rollout.failed == ["u0"])
+      #expect(events.contains { $0.eventType == "rollout_halt" })
+      // Fly can pull it again; the operator resumes: the retry goes through.
       harness.simulator.setFaults(SimulatorFaults())
+      try await harness.store.rolloutCommand(.resume)
       await harness.advance(by: 5)
       await harness.converge()
       #expect(images(harness)["u0"] == "registry.fly.io/agent:2")
@@ -178,9 +184,12 @@ import Testing
       var patch = TemplatePatch()
       patch.image = "registry.fly.io/agent:2"
       try await harness.store.setTemplate(patch)
-      let reports = await harness.converge(maxPasses: 5)
+      await harness.converge(maxPasses: 5)
       #expect(images(harness) == ["u0": "registry.fly.io/agent:2", "u1": "registry.fly.io/agent:1"])
-      #expect(reports.contains { $0.plan?.held.contains { $0.kind == .updateMachine && $0.userID == "u1" } == true })
+      // Resumed, it gets the template the rollout brought the others.
+      try await harness.store.setUserPaused("u1", false)
+      await harness.converge()
+      #expect(images(harness) == ["u0": "registry.fly.io/agent:2", "u1": "registry.fly.io/agent:2"])
     }
   }
 }
