@@ -347,9 +347,18 @@ public enum Planner {
                   kind: .stoppedWhileDesiredRunning, userID: user, resourceID: machine.id,
                   message: "machine \(machine.id) is \(machine.state) while desired running"))
             }
-            actions.append(
-              Action(
-                userID: user, call: .start(machineID: machine.id), reason: "desired running, machine \(machine.state)"))
+            // A failed machine whose config is behind is updated instead (the update starts it on
+            // the config it should run: starting the old one again would fail again).
+            let behind =
+              machine.state == .failed && !state.applied.isUnknown
+              && !state.applied.sameDesired(
+                as: AppliedConfig(template: templateDigest, overrides: ConfigDigest.overrides(desired!.overrides)))
+            if !behind {
+              actions.append(
+                Action(
+                  userID: user, call: .start(machineID: machine.id), reason: "desired running, machine \(machine.state)"
+                ))
+            }
           case (.running, .created):
             if now - (machine.createdAt ?? now) >= settings.createdGrace {
               actions.append(
@@ -591,7 +600,7 @@ public enum Planner {
     var outdated: [String] = []
     for machine in input.desired.machines.values where machine.state != .absent && !machine.paused {
       guard let state = states[machine.userID], !state.applied.isUnknown else { continue }
-      if state.applied.template != templateDigest || state.update != nil { outdated.append(machine.userID) }
+      if state.applied.template != templateDigest { outdated.append(machine.userID) }
     }
     guard !outdated.isEmpty || input.rollout?.isActive == true || input.rollout?.target != templateDigest
     else { return input.rollout }
@@ -606,7 +615,8 @@ public enum Planner {
         member: { user in
           guard let state = view[user] else { return .waiting }
           if state.update != nil { return .underWay }
-          if let problem = state.configProblem,
+          // Failed for this rollout's template: every attempt reverted, or its new version unhealthy.
+          if let problem = state.configProblem, problem.target == templateDigest,
             state.updateFailures >= control.maxAttempts || problem.kind == .unhealthy
           {
             return .failed
@@ -694,7 +704,9 @@ public enum Planner {
     templateDigest: UInt64, state: inout UserState, budget: inout ConfigBudget
   ) -> ConfigNeed {
     let wanted = desired.state
-    guard (wanted == .running && machine.state == .started) || (wanted == .stopped && machine.state == .stopped)
+    guard
+      (wanted == .running && (machine.state == .started || machine.state == .failed))
+        || (wanted == .stopped && machine.state == .stopped)
     else { return .none }
     let target = AppliedConfig(template: templateDigest, overrides: ConfigDigest.overrides(desired.overrides))
     let applied = state.applied
@@ -733,7 +745,7 @@ public enum Planner {
       userID: user,
       call: .updateMachine(
         machineID: machine.id, volumeID: machine.volumeID, spec: desired.spec(from: template),
-        skipLaunch: machine.state != .started),
+        skipLaunch: machine.state == .stopped),
       reason: reason, target: target)
   }
 

@@ -393,11 +393,17 @@ public enum Rollout {
       events.append(AuditEvent(type: .rollout(step), details: details, createdAt: Int64(now)))
     }
     let fresh = old == nil || old!.target != new.target
-    if fresh { add(.start) }
+    let revision = new.revision.map { "template revision \($0)" } ?? "the template"
+    if fresh { add(.start, ["message": .string("\(revision) to \(new.total) machine(s)")]) }
     if new.wave >= 0 && (fresh || old!.wave != new.wave) {
       add(
         .wave,
-        ["wave": .int(Int64(new.wave)), "size": .int(Int64(new.waveMembers.count)), "canary": .bool(new.wave == 0)])
+        [
+          "wave": .int(Int64(new.wave)), "size": .int(Int64(new.waveMembers.count)), "canary": .bool(new.wave == 0),
+          "message": .string(
+            "\(new.wave == 0 ? "canary" : "wave \(new.wave)"): \(new.waveMembers.count) machine(s); \(new.through) of \(new.total) through so far"
+          ),
+        ])
     }
     let before = fresh ? RolloutState.Status.running : old!.status
     if new.status != before {
@@ -407,7 +413,15 @@ public enum Rollout {
       case .paused: add(.pause)
       case .halted: add(.halt)
       case .aborted: add(.abort)
-      case .done: add(.finish, ["duration_s": .int(Int64(now - new.startedAt))])
+      case .done:
+        add(
+          .finish,
+          [
+            "duration_s": .int(Int64(now - new.startedAt)),
+            "message": .string(
+              "\(revision): \(new.through) of \(new.total) through, \(new.failed.count) failed, in \(Int(now - new.startedAt)) s"
+            ),
+          ])
       }
     }
     return events

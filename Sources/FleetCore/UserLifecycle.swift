@@ -308,7 +308,7 @@ public enum UserLifecycle {
       state.failures = 0
       state.backoffUntil = nil
       state.lastError = nil
-      return Step(state: state, outcome: .ok, message: "the machine runs the desired config")
+      return Step(state: state, outcome: .ok, message: configMatchesMessage)
     case .updated(let updated):
       return self.updated(action, updated, state, context)
     case .lookedUpMachines(let candidates):
@@ -536,6 +536,9 @@ public enum UserLifecycle {
 
   // MARK: Updates
 
+  /// An update's message when nothing had to be sent.
+  public static let configMatchesMessage = "the machine runs the desired config"
+
   /// An update Fly accepted: the machine runs (or is about to run) the target config at the new
   /// version, watched until it is seen started and healthy on it. Putting back a version the
   /// controller did not make is config drift: reported until the update is seen through.
@@ -544,8 +547,10 @@ public enum UserLifecycle {
     let from = ConfigDigest.version(updated.from)
     let to = ConfigDigest.version(updated.to)
     let drifted = state.applied.version != 0 && from != 0 && from != state.applied.version
+    if state.configProblem?.target != action.target.template { state.updateFailures = 0 }  // a new target's attempts
     state.applied = AppliedConfig(template: action.target.template, overrides: action.target.overrides, version: to)
-    state.update = UpdateWatch(since: context.now, from: from, to: to, launched: updated.launched)
+    state.update = UpdateWatch(
+      since: context.now, from: from, to: to, launched: updated.launched, target: action.target.template)
     state.failures = 0
     state.backoffUntil = nil
     state.lastError = nil
@@ -586,7 +591,7 @@ public enum UserLifecycle {
     let late = context.now - watch.since >= policy.updateDeadline
     func failure(_ kind: ConfigProblem.Kind, _ detail: String, outcome: ActionResult.Outcome) -> Step {
       state.update = nil
-      state.configProblem = ConfigProblem(kind: kind, detail: detail)
+      state.configProblem = ConfigProblem(kind: kind, detail: detail, target: watch.target)
       state.updateFailures += 1
       state.failures += 1
       state.lastError = detail

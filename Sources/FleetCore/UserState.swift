@@ -30,14 +30,34 @@ public struct UpdateWatch: Sendable, Hashable, Codable {
   public var to: UInt64
   /// The machine was running (it reboots on the new version); false: it stays stopped.
   public var launched: Bool
-  /// A rollout wave's update (counted by the rollout), not a user's own change.
-  public var wave: Int?
-  public init(since: Double, from: UInt64, to: UInt64, launched: Bool, wave: Int? = nil) {
+  /// The template digest the update carries (what a failure of it is a failure of).
+  public var target: UInt64
+  public init(since: Double, from: UInt64, to: UInt64, launched: Bool, target: UInt64 = 0) {
     self.since = since
     self.from = from
     self.to = to
     self.launched = launched
-    self.wave = wave
+    self.target = target
+  }
+
+  enum CodingKeys: String, CodingKey { case since, from, to, launched, target }
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    since = try c.decode(Double.self, forKey: .since)
+    from = UInt64(try c.decode(String.self, forKey: .from), radix: 16) ?? 0
+    to = UInt64(try c.decode(String.self, forKey: .to), radix: 16) ?? 0
+    launched = try c.decode(Bool.self, forKey: .launched)
+    target = UInt64(try c.decodeIfPresent(String.self, forKey: .target) ?? "0", radix: 16) ?? 0
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(since, forKey: .since)
+    try c.encode(String(from, radix: 16), forKey: .from)
+    try c.encode(String(to, radix: 16), forKey: .to)
+    try c.encode(launched, forKey: .launched)
+    try c.encode(String(target, radix: 16), forKey: .target)
   }
 }
 
@@ -56,9 +76,29 @@ public struct ConfigProblem: Sendable, Hashable, Codable {
   public var kind: Kind
   /// What differs or what happened, secrets masked.
   public var detail: String
-  public init(kind: Kind, detail: String) {
+  /// The template digest of the update that failed (0: not an update's failure): a rollout counts
+  /// a machine failed only for its own target.
+  public var target: UInt64
+  public init(kind: Kind, detail: String, target: UInt64 = 0) {
     self.kind = kind
     self.detail = detail
+    self.target = target
+  }
+
+  enum CodingKeys: String, CodingKey { case kind, detail, target }
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    kind = try c.decode(Kind.self, forKey: .kind)
+    detail = try c.decode(String.self, forKey: .detail)
+    target = UInt64(try c.decodeIfPresent(String.self, forKey: .target) ?? "0", radix: 16) ?? 0
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(kind, forKey: .kind)
+    try c.encode(detail, forKey: .detail)
+    try c.encode(String(target, radix: 16), forKey: .target)
   }
 }
 

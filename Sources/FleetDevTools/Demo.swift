@@ -103,6 +103,28 @@ public enum Demo {
         body: Data(#"{"op":"create_foreign_machine","region":"ord","name":"someone-elses"}"#.utf8)))
     ok = await converge("repairing") && ok
 
+    say(
+      "\(stamp()) — operator: `fleetkeeper template set --image registry.fly.io/fleet-agent:v2`: a rollout, canary first, a wave at a time"
+    )
+    var v2 = TemplatePatch()
+    v2.image = "registry.fly.io/fleet-agent:v2"
+    try await store.setTemplate(v2)
+    ok = await converge("rolling out", limit: 120) && ok
+    if let rollout = try await store.loadRollout() {
+      say(
+        "\(stamp())   rollout of template revision \(rollout.revision ?? 0): \(rollout.status.rawValue), \(rollout.through) of \(rollout.total) machines through in \(rollout.wave + 1) wave(s), \(rollout.failed.count) failed"
+      )
+    }
+    say("\(stamp()) — someone runs `fly machine update` on carol's machine behind fleetkeeper's back")
+    if let carol = machineID("carol") {
+      _ = await simulator.handle(
+        SimulatorRequest(
+          method: "POST", path: "/_sim/drift",
+          body: Data(
+            #"{"op":"update_machine","machine_id":"\#(carol)","image":"registry.fly.io/fleet-agent:hotfix"}"#.utf8)))
+    }
+    ok = await converge("putting carol's config back") && ok
+
     say("\(stamp()) — operator: `fleetkeeper users remove erin` (machine destroyed, volume kept for 7 days)")
     try await store.removeUser("erin")
     ok = await converge("acting on the edit") && ok

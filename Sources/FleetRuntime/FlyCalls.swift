@@ -155,9 +155,11 @@ struct FlyCalls: Sendable {
     }
     let diff = ConfigDiff.lines(current: observed, desired: desired)
     guard !diff.isEmpty else { return .configMatches(version: current.version) }
-    let launched = current.state == "started"
+    // A stopped machine stays stopped; a running (or failed) one boots on the new config.
+    let skipLaunch = current.state == "stopped" || current.state == "suspended" || current.state == "created"
+    let launched = !skipLaunch
     let answer = try await client.updateMachine(
-      id, UpdateMachineRequest(config: desired, currentVersion: current.version, skipLaunch: launched ? nil : true))
+      id, UpdateMachineRequest(config: desired, currentVersion: current.version, skipLaunch: skipLaunch ? true : nil))
     return .updated(UserLifecycle.Updated(from: current.version, to: answer.version, diff: diff, launched: launched))
   }
 

@@ -31,6 +31,11 @@ public final class FleetMetrics: Sendable {
     "fleetkeeper_unreadable_regions": "1 per region Fly's org-wide lists could not read in the last pass.",
     "fleetkeeper_paused_users": "Users paused (one by one, or all by a fleet-wide pause): observed, never changed.",
     "fleetkeeper_fleet_paused": "1 while the whole fleet is paused (`fleetkeeper pause`).",
+    "fleetkeeper_rollout_status":
+      "1 for the current rollout's status (running, waiting, paused, halted, aborted, done).",
+    "fleetkeeper_rollout_machines": "Machines of the current rollout: total, through, failed, remaining.",
+    "fleetkeeper_rollout_wave": "The current rollout's wave (0 is the canary; -1 before it).",
+    "fleetkeeper_updates_total": "Machine updates by result (updated, through, reverted, unhealthy, unchanged).",
   ]
 
   public init() {
@@ -90,6 +95,16 @@ public final class FleetMetrics: Sendable {
     observe("fleetkeeper_pass_duration_seconds", [:], report.duration)
     for result in report.results {
       increment("fleetkeeper_actions_total", ["kind": result.action.kind.rawValue, "outcome": result.outcome.rawValue])
+      switch (result.action.kind, result.outcome) {
+      case (.updateMachine, .ok):
+        increment(
+          "fleetkeeper_updates_total",
+          ["result": result.message == UserLifecycle.configMatchesMessage ? "unchanged" : "updated"])
+      case (.checkUpdate, .ok): increment("fleetkeeper_updates_total", ["result": "through"])
+      case (.checkUpdate, .reverted): increment("fleetkeeper_updates_total", ["result": "reverted"])
+      case (.checkUpdate, .failed): increment("fleetkeeper_updates_total", ["result": "unhealthy"])
+      default: break
+      }
       if result.attempts > 1 {
         increment(
           "fleetkeeper_action_retries_total", ["kind": result.action.kind.rawValue], by: Double(result.attempts - 1))
@@ -106,6 +121,21 @@ public final class FleetMetrics: Sendable {
       replaceGauge(
         "fleetkeeper_unreadable_regions",
         Dictionary(uniqueKeysWithValues: report.unreadableRegions.map { (["region": $0], 1.0) }))
+    }
+    if let rollout = report.rollout {
+      replaceGauge(
+        "fleetkeeper_rollout_status",
+        Dictionary(
+          uniqueKeysWithValues: ["running", "waiting", "paused", "halted", "aborted", "done"].map {
+            (["status": $0], rollout.status.rawValue == $0 ? 1.0 : 0.0)
+          }))
+      replaceGauge(
+        "fleetkeeper_rollout_machines",
+        [
+          ["state": "total"]: Double(rollout.total), ["state": "through"]: Double(rollout.through),
+          ["state": "failed"]: Double(rollout.failed.count), ["state": "remaining"]: Double(rollout.remaining),
+        ])
+      set("fleetkeeper_rollout_wave", [:], Double(rollout.wave))
     }
     if report.outcome != .couldNotRun {
       var desired: [[String: String]: Double] = [:]

@@ -31,6 +31,8 @@ public struct PassReport: Sendable {
   /// The desired version, the list pages and the states were all as after the previous pass, which
   /// found nothing to do and nothing waiting on a clock: its empty plan stands, not computed again.
   public var steady = false
+  /// The template's rollout after this pass (nil: none ever).
+  public var rollout: RolloutState?
 
   public init(outcome: Outcome, startedAt: Double) {
     self.outcome = outcome

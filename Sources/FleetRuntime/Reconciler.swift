@@ -142,6 +142,7 @@ public actor Reconciler {
       // Nothing changed since a pass that had nothing to do: the same empty plan, without planning.
       steady = true
       report.steady = true
+      report.rollout = rollout
       report.plan = Plan(actions: [], findings: [], waiting: [], states: [:], guardState: users.guardState)
       report.duration = clock.now() - started
       return report
@@ -157,6 +158,7 @@ public actor Reconciler {
     let plan = makePlan(desired.snapshot, observation, guarded, started: started, apply: apply)
     report.plan = plan
     report.findings = plan.findings
+    report.rollout = plan.rollout
     guard apply else {
       report.duration = clock.now() - started
       return report
@@ -198,6 +200,7 @@ public actor Reconciler {
     }
     self.episodes = episodes
     rollout = plan.rollout
+    report.rollout = rollout
     scrubbed.forEach { onEvent?($0) }
     steady =
       guarded.trusted && plan.actions.isEmpty && plan.waiting.isEmpty && plan.findings.isEmpty && statements == 0

@@ -187,6 +187,22 @@ extension FleetStore {
     return (current.revision, previous.revision)
   }
 
+  /// Some users' states (what a rollout's failed machines last said), by user.
+  public func userStates(_ users: [String]) async throws(StoreError) -> [String: UserState] {
+    guard !users.isEmpty else { return [:] }
+    let rows = try await database.read([
+      SQLStatement(
+        "SELECT user_id, state FROM fleet_user_state WHERE user_id IN (\(users.map { _ in "?" }.joined(separator: ",")))",
+        users.map { .text($0) })
+    ])[0].rows
+    var states: [String: UserState] = [:]
+    for row in rows {
+      guard let user = row[0].string, let text = row[1].string else { continue }
+      states[user] = Self.plainState(text) ?? (try? JSONDecoder().decode(UserState.self, from: Data(text.utf8)))
+    }
+    return states
+  }
+
   /// The rollout as the controller last saved it.
   public func loadRollout() async throws(StoreError) -> RolloutState? {
     guard let text = try await controllerValue("rollout") else { return nil }

@@ -55,12 +55,20 @@ struct PlanJSON: JSONLine {
   let fields: [String: JSONValue]
   init(
     actions: [ActionJSON], findings: [FindingJSON], waiting: Int, lists_trusted: Bool, held: [ActionJSON] = [],
-    paused_users: Int = 0
+    paused_users: Int = 0, rollout: RolloutState? = nil
   ) {
     fields = [
       "actions": .array(actions.map { .object($0.fields) }), "findings": .array(findings.map { .object($0.fields) }),
       "waiting": .int(Int64(waiting)), "lists_trusted": .bool(lists_trusted),
       "held": .array(held.map { .object($0.fields) }), "paused_users": .int(Int64(paused_users)),
+      "rollout": rollout.map { rollout in
+        .object([
+          "status": .string(rollout.status.rawValue), "revision": rollout.revision.map { .int(Int64($0)) } ?? .null,
+          "wave": .int(Int64(rollout.wave)), "total": .int(Int64(rollout.total)),
+          "through": .int(Int64(rollout.through)), "failed": .int(Int64(rollout.failed.count)),
+          "remaining": .int(Int64(rollout.remaining)),
+        ])
+      } ?? .null,
     ]
   }
 }

@@ -193,6 +193,15 @@ func observeMode(app: String) throws -> ObserveMode {
   }
 }
 
+/// One line on a rollout, for `plan` and `status` (`rollout status` says more).
+func rolloutLine(_ rollout: RolloutState) -> String {
+  let wave = rollout.wave < 0 ? "no wave yet" : rollout.wave == 0 ? "canary" : "wave \(rollout.wave)"
+  var line =
+    "rollout of template revision \(rollout.revision.map(String.init) ?? "?"): \(rollout.status.rawValue.uppercased()), \(wave), \(rollout.through) of \(rollout.total) through, \(rollout.failed.count) failed, \(rollout.remaining) to go"
+  if let message = rollout.message { line += " (\(message))" }
+  return line
+}
+
 func describe(_ action: Action) -> String {
   var parts = [action.kind.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0), action.userID]
   if let machine = action.machineID { parts.append("machine=\(machine)") }
@@ -229,7 +238,7 @@ struct PlanCommand: AsyncParsableCommand {
         PlanJSON(
           actions: plan.actions.map(ActionJSON.init), findings: plan.findings.map(FindingJSON.init),
           waiting: plan.waiting.count, lists_trusted: report.listsTrusted, held: plan.held.map(ActionJSON.init),
-          paused_users: plan.pausedUsers))
+          paused_users: plan.pausedUsers, rollout: plan.rollout))
     } else {
       print(
         "\(report.desiredUsers) users desired running or stopped; Fly lists \(report.observedMachines) machines, \(report.observedVolumes) volumes"
@@ -237,6 +246,7 @@ struct PlanCommand: AsyncParsableCommand {
       if plan.actions.isEmpty { print("nothing to do") }
       for action in plan.actions { print("  " + describe(action)) }
       if !plan.waiting.isEmpty { print("waiting on \(plan.waiting.count) user(s) (something settling)") }
+      if let rollout = plan.rollout, rollout.status != .done { print(rolloutLine(rollout)) }
       if plan.pausedUsers > 0 {
         print(
           "\(plan.pausedUsers) user(s) paused: \(plan.held.count) change(s) held until resumed (`fleetkeeper resume`, `users resume ID`)"
@@ -464,6 +474,7 @@ struct StatusCommand: AsyncParsableCommand {
     for volume in observation.volumes where !volume.isGone { volumes[volume.name, default: []].append(volume) }
     let users = Set(desired.machines.keys).union(machines.keys).sorted()
     if !json {
+      if let rollout = report.rollout, rollout.status != .done { print(rolloutLine(rollout)) }
       let paused = desired.machines.values.lazy.filter(\.paused).count
       if desired.fleetPaused {
         print("the fleet is PAUSED: nothing is changed until `fleetkeeper resume`")

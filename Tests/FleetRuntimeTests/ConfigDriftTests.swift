@@ -192,4 +192,32 @@ import Testing
       #expect(images(harness) == ["u0": "registry.fly.io/agent:2", "u1": "registry.fly.io/agent:2"])
     }
   }
+
+  @Test func aNewImageThatDoesNotBootHaltsTheRolloutAtTheCanary() async throws {
+    var faults = SimulatorFaults()
+    faults.crashImages = ["registry.fly.io/agent:2"]
+    try await withHarness(simulator: Harness.instant, faults: faults) { harness in
+      try await harness.addUsers(30)
+      await harness.converge()
+      var patch = TemplatePatch()
+      patch.image = "registry.fly.io/agent:2"
+      try await harness.store.setTemplate(patch)
+      let reports = await harness.converge(maxPasses: 40)
+      // The canary (1 machine, or 1% of 30) got it and failed; the other 29 were never touched.
+      #expect(updates(harness).count == 1)
+      #expect(images(harness).values.filter { $0 == "registry.fly.io/agent:2" }.count == 1)
+      let rollout = try #require(try await harness.store.loadRollout())
+      #expect(rollout.status == .halted)
+      #expect(rollout.failed.count == 1 && rollout.wave == 0)
+      #expect(reports.last?.findings.contains { $0.kind == .rolloutHalted } == true)
+      #expect(reports.last?.findings.contains { $0.kind == .updateUnhealthy } == true)
+      let events = try await harness.store.events(limit: 1_000)
+      #expect(events.contains { $0.eventType == "rollout_halt" })
+      // Undo: the template goes back, the canary with it; nobody else is touched.
+      _ = try await harness.store.undoTemplate()
+      await harness.converge()
+      #expect(Set(images(harness).values) == ["registry.fly.io/agent:1"])
+      #expect(updates(harness).count == 2)
+    }
+  }
 }
