@@ -49,8 +49,9 @@ public struct AppliedConfig: Sendable, Hashable, Codable {
 }
 
 /// The digests of ``AppliedConfig``: FNV-1a (64 bits) over a canonical, length-prefixed encoding of
-/// exactly the fields that reach a machine's config (the volume's size and encryption do not: they
-/// are the volume's). Not a secret and not a security boundary: a fingerprint of what was sent.
+/// the fields that reach a machine's config, and the volume's size (a bigger one is extended by the
+/// update, inside a rollout's wave; encryption is fixed at creation). Not a secret and not a
+/// security boundary: a fingerprint of what was sent.
 public enum ConfigDigest {
   /// The template's digest for one app, with `salt` (``salt(appName:secrets:)``) mixed in. Never 0.
   public static func template(_ template: MachineTemplate, salt: UInt64) -> UInt64 {
@@ -66,14 +67,13 @@ public enum ConfigDigest {
     hasher.add(template.env)
     hasher.add(template.mountPath)
     hasher.add(template.restartPolicy)
+    hasher.add(UInt64(bitPattern: Int64(template.volumeSizeGB)))
     return hasher.value == 0 ? 1 : hasher.value
   }
 
-  /// A user's overrides (the machine's fields: image, guest, env): 0 when there are none.
+  /// A user's overrides (image, guest, env, volume size): 0 when there are none.
   public static func overrides(_ overrides: TemplateOverrides) -> UInt64 {
-    var machineFields = overrides
-    machineFields.volumeSizeGB = nil
-    guard !machineFields.isEmpty else { return 0 }
+    guard !overrides.isEmpty else { return 0 }
     var hasher = FNV()
     hasher.add("overrides.v1")
     hasher.add(overrides.image ?? "<none>")
@@ -81,6 +81,7 @@ public enum ConfigDigest {
     hasher.add(UInt64(bitPattern: Int64(overrides.cpus ?? -1)))
     hasher.add(UInt64(bitPattern: Int64(overrides.memoryMB ?? -1)))
     hasher.add(overrides.env ?? [:])
+    hasher.add(UInt64(bitPattern: Int64(overrides.volumeSizeGB ?? -1)))
     return hasher.value == 0 ? 1 : hasher.value
   }
 

@@ -47,6 +47,8 @@ public struct Action: Sendable, Hashable {
     case verifyVolume = "verify_volume"
     case updateMachine = "update_machine"
     case checkUpdate = "check_update"
+    /// Not a call of its own: an update that grew the user's volume first records it so.
+    case extendVolume = "extend_volume"
 
     /// Destroy and delete lose something; they are capped and guarded.
     public var isDestructive: Bool { self == .destroyMachine || self == .deleteVolume }

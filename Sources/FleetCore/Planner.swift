@@ -376,7 +376,8 @@ public enum Planner {
           if actions.count == before {
             switch Self.configUpdate(
               machine, user: user, desired: desired!, template: input.desired.template, templateDigest: templateDigest,
-              state: &state, budget: &updates)
+              state: &state, budget: &updates,
+              volumeSizeGB: keptVolume?.id == machine.volumeID ? keptVolume?.sizeGB : nil)
             {
             case .none: break
             case .now(let update): actions.append(update)
@@ -701,7 +702,7 @@ public enum Planner {
   /// template changed (a rollout's business: ``Rollout``).
   static func configUpdate(
     _ machine: ObservedMachine, user: String, desired: DesiredMachine, template: MachineTemplate,
-    templateDigest: UInt64, state: inout UserState, budget: inout ConfigBudget
+    templateDigest: UInt64, state: inout UserState, budget: inout ConfigBudget, volumeSizeGB: Int? = nil
   ) -> ConfigNeed {
     let wanted = desired.state
     guard
@@ -715,7 +716,8 @@ public enum Planner {
       // Made before configs were recorded (or adopted): what the list shows of its config (image,
       // size) is compared; the same is taken as the desired config at this version, with no read.
       guard machine.versionHash != 0, machine.overviewHash != 0 else { return .none }
-      if machine.overviewHash == ConfigDigest.overview(desired.spec(from: template)) {
+      let spec = desired.spec(from: template)
+      if machine.overviewHash == ConfigDigest.overview(spec), (volumeSizeGB ?? .max) >= spec.volumeSizeGB {
         state.applied = AppliedConfig(
           template: target.template, overrides: target.overrides, version: machine.versionHash)
         return .none
@@ -731,6 +733,10 @@ public enum Planner {
       reason = "user's config changed"
     } else if applied.template != target.template {
       return .rollout
+    } else if let size = volumeSizeGB, size < desired.spec(from: template).volumeSizeGB {
+      // Recorded as done, yet the list shows the volume smaller (an extend lost, or made before): repaired.
+      guard budget.takeUpdate() else { return .none }
+      reason = "volume \(size) GB, desired \(desired.spec(from: template).volumeSizeGB) GB: extend"
     } else {
       return .none
     }

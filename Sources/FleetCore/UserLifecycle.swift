@@ -117,11 +117,28 @@ public enum UserLifecycle {
     public var diff: [String]
     /// The machine was running and reboots on the new version (false: it stays stopped).
     public var launched: Bool
-    public init(from: String?, to: String?, diff: [String], launched: Bool) {
+    /// The volume grown first, in GB (Fly's `needs_restart`: the update's reboot is the restart).
+    public var extended: (volumeID: String, from: Int, to: Int)?
+    public init(
+      from: String?, to: String?, diff: [String], launched: Bool,
+      extended: (volumeID: String, from: Int, to: Int)? = nil
+    ) {
       self.from = from
       self.to = to
       self.diff = diff
       self.launched = launched
+      self.extended = extended
+    }
+
+    public static func == (a: Updated, b: Updated) -> Bool {
+      a.from == b.from && a.to == b.to && a.diff == b.diff && a.launched == b.launched
+        && a.extended?.volumeID == b.extended?.volumeID && a.extended?.from == b.extended?.from
+        && a.extended?.to == b.extended?.to
+    }
+
+    public func hash(into hasher: inout Hasher) {
+      hasher.combine(to)
+      hasher.combine(diff)
     }
   }
 
@@ -549,8 +566,12 @@ public enum UserLifecycle {
     let drifted = state.applied.version != 0 && from != 0 && from != state.applied.version
     if state.configProblem?.target != action.target.template { state.updateFailures = 0 }  // a new target's attempts
     state.applied = AppliedConfig(template: action.target.template, overrides: action.target.overrides, version: to)
-    state.update = UpdateWatch(
-      since: context.now, from: from, to: to, launched: updated.launched, target: action.target.template)
+    // Sent (a new version): watched until seen through. Only a volume grown: nothing to watch.
+    let sent = from != to
+    state.update =
+      sent
+      ? UpdateWatch(since: context.now, from: from, to: to, launched: updated.launched, target: action.target.template)
+      : nil
     state.failures = 0
     state.backoffUntil = nil
     state.lastError = nil
@@ -566,7 +587,22 @@ public enum UserLifecycle {
     event.details["to_version"] = .string(updated.to ?? "")
     event.details["drift"] = .bool(drifted)
     event.details["skip_launch"] = .bool(!updated.launched)
-    return Step(state: state, events: [event], outcome: .ok, message: summary)
+    var events = sent ? [event] : []
+    if let extended = updated.extended {
+      var extend = AuditEvent(
+        type: .action(.extendVolume), userID: action.userID, machineID: action.machineID,
+        volumeID: extended.volumeID,
+        details: [
+          "outcome": .string("ok"), "from_gb": .int(Int64(extended.from)), "to_gb": .int(Int64(extended.to)),
+          "reason": .string(action.reason),
+          "message": .string(
+            "volume \(extended.volumeID): \(extended.from) GB → \(extended.to) GB\(updated.launched ? "; the update's reboot is the restart Fly asks for" : "")"
+          ),
+        ], createdAt: Int64(context.now))
+      extend.details["attempt"] = .int(Int64(context.attempt))
+      events.insert(extend, at: 0)
+    }
+    return Step(state: state, events: events, outcome: .ok, message: summary)
   }
 
   /// What a read of an updated machine says: through (the new version, started and healthy; or

@@ -153,14 +153,35 @@ struct FlyCalls: Sendable {
     } catch {
       return .refused(redactor.scrub("\(error)"))
     }
-    let diff = ConfigDiff.lines(current: observed, desired: desired)
-    guard !diff.isEmpty else { return .configMatches(version: current.version) }
+    var diff = ConfigDiff.lines(current: observed, desired: desired)
     // A stopped machine stays stopped; a running (or failed) one boots on the new config.
     let skipLaunch = current.state == "stopped" || current.state == "suspended" || current.state == "created"
     let launched = !skipLaunch
+    // A bigger volume first (grow only): Fly says whether the machine must restart to see it, and
+    // the update's reboot is that restart, inside the rollout's wave.
+    var extended: (volumeID: String, from: Int, to: Int)?
+    var restart = false
+    if let volumeID = observed.mounts.first?.volume, let wanted = action.spec?.volumeSizeGB {
+      let volume = try await client.getVolume(volumeID)
+      if let size = volume.sizeGB, size < wanted {
+        let answer = try await client.extendVolume(volumeID, sizeGB: wanted)
+        extended = (volumeID, size, wanted)
+        restart = launched && (answer.needsRestart ?? true)
+        diff.append("volume \(volumeID): \(size) GB → \(wanted) GB\(restart ? " (restart)" : "")")
+      }
+    }
+    guard !diff.isEmpty else { return .configMatches(version: current.version) }
+    guard !ConfigDiff.lines(current: observed, desired: desired).isEmpty || restart else {
+      // Only the volume grew, and no restart is needed (the machine is stopped): nothing to send.
+      return .updated(
+        UserLifecycle.Updated(
+          from: current.version, to: current.version, diff: diff, launched: false, extended: extended))
+    }
     let answer = try await client.updateMachine(
       id, UpdateMachineRequest(config: desired, currentVersion: current.version, skipLaunch: skipLaunch ? true : nil))
-    return .updated(UserLifecycle.Updated(from: current.version, to: answer.version, diff: diff, launched: launched))
+    return .updated(
+      UserLifecycle.Updated(
+        from: current.version, to: answer.version, diff: diff, launched: launched, extended: extended))
   }
 
   /// A missing secret named by the template.

@@ -52,7 +52,7 @@ public final class WriteBudget: Sendable {
   private func rate(for kind: Action.Kind) -> (key: String, rate: Double, burst: Double) {
     switch kind {
     case .createVolume, .createMachine, .deleteVolume: (kind.rawValue, limits.perSecond, limits.burst)
-    case .start, .stop, .destroyMachine, .updateMachine:
+    case .start, .stop, .destroyMachine, .updateMachine, .extendVolume:
       ("per-machine", limits.perMachineKindsPerSecond, limits.perMachineKindsPerSecond)
     case .verifyMachine, .verifyVolume, .checkUpdate:
       // Fly's Get Machine: 5 req/s, bursts of 10.

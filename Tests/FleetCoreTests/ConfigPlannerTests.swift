@@ -149,11 +149,11 @@ struct ConfigPlannerTests {
     let c = ConfigDigest.salt(appName: "other", secrets: [("KEY", "one")])
     #expect(Set([a, b, c]).count == 3)
     #expect(ConfigDigest.template(template, salt: a) != ConfigDigest.template(template, salt: b))
-    // The volume's size is the volume's, not the machine's config.
+    // A bigger volume is a change the update carries out (an extend, in the rollout's waves).
     var bigger = template
     bigger.volumeSizeGB = 10
-    #expect(ConfigDigest.template(bigger, salt: a) == ConfigDigest.template(template, salt: a))
-    #expect(ConfigDigest.overrides(TemplateOverrides(volumeSizeGB: 10)) == 0)
+    #expect(ConfigDigest.template(bigger, salt: a) != ConfigDigest.template(template, salt: a))
+    #expect(ConfigDigest.overrides(TemplateOverrides(volumeSizeGB: 10)) != 0)
   }
 
   @Test func appliedConfigsRoundTripExactly() throws {

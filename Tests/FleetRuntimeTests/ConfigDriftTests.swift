@@ -220,4 +220,34 @@ import Testing
       #expect(updates(harness).count == 2)
     }
   }
+
+  @Test func aBiggerVolumeIsExtendedAndTheMachineRestartedInTheRollout() async throws {
+    try await withHarness(simulator: Harness.instant) { harness in
+      try await harness.addUsers(3)
+      await harness.converge()
+      try await harness.store.setUser(UserInput(userID: "u2", state: "stopped"))
+      await harness.converge()
+      var patch = TemplatePatch()
+      patch.volumeSizeGB = 3
+      try await harness.store.setTemplate(patch)
+      await harness.converge()
+      let fleet = harness.fleet()
+      for user in ["u0", "u1", "u2"] {
+        #expect(fleet.volumesByName["fk_\(user)"]?.first?.sizeGB == 3, "\(user)")
+      }
+      #expect(fleet.machine("u2")?.state == "stopped", "a stopped machine stays stopped")
+      #expect(harness.simulator.requestLog().filter { $0.endpoint == "PUT /volumes/{id}/extend" }.count == 3)
+      // The running ones were restarted (an update: a new version, seen through); the stopped one was not.
+      #expect(updates(harness).count == 2)
+      let events = try await harness.store.events(limit: 1_000)
+      let extends = events.filter { $0.eventType == "extend_volume" }
+      #expect(extends.count == 3)
+      #expect(extends.allSatisfy { $0.detailsJSON.contains(#""from_gb":1"#) && $0.detailsJSON.contains(#""to_gb":3"#) })
+      #expect(
+        events.filter { $0.eventType == "check_update" && $0.detailsJSON.contains(#""outcome":"ok""#) }.count == 2)
+      // Done: nothing more is extended or sent.
+      await harness.converge()
+      #expect(harness.simulator.requestLog().filter { $0.endpoint == "PUT /volumes/{id}/extend" }.count == 3)
+    }
+  }
 }
