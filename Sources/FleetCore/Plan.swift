@@ -1,3 +1,14 @@
+/// What a list showed of a machine: its state and version, enough to see an update through when
+/// the machine has no health checks to read.
+public struct ListedMachine: Sendable, Hashable {
+  public var state: MachineState
+  public var versionHash: UInt64
+  public init(state: MachineState, versionHash: UInt64) {
+    self.state = state
+    self.versionHash = versionHash
+  }
+}
+
 /// One call the executor makes to Fly, for one user, and why.
 public struct Action: Sendable, Hashable {
   /// The call and exactly what it needs: a stop names its machine, a create its region and spec.
@@ -18,9 +29,11 @@ public struct Action: Sendable, Hashable {
     /// machine's `current_version` as a guard). The executor reads the machine first and sends
     /// nothing when it already runs that config. `target`: the digests the update carries out;
     /// `skipLaunch`: the machine is stopped and stays so.
-    case updateMachine(machineID: String, volumeID: String?, spec: MachineTemplate, skipLaunch: Bool)
-    /// A read by id of a machine an update was sent to: is it on the new version, and healthy?
-    case checkUpdate(machineID: String)
+    case updateMachine(
+      machineID: String, volumeID: String?, spec: MachineTemplate, skipLaunch: Bool, listedVolumeGB: Int? = nil)
+    /// A read of a machine an update was sent to: is it on the new version, and healthy? `listed`:
+    /// what the list shows, when that is enough to tell (no health checks to read): no request.
+    case checkUpdate(machineID: String, listed: ListedMachine?)
   }
 
   /// How a create avoids making its resource twice (see ``UserLifecycle``).
@@ -91,7 +104,7 @@ public struct Action: Sendable, Hashable {
   public var machineID: String? {
     switch call {
     case .start(let id), .stop(let id, _), .destroyMachine(let id, _), .verifyMachine(let id),
-      .updateMachine(let id, _, _, _), .checkUpdate(let id):
+      .updateMachine(let id, _, _, _, _), .checkUpdate(let id, _):
       id
     default: nil
     }
@@ -101,7 +114,7 @@ public struct Action: Sendable, Hashable {
   public var volumeID: String? {
     switch call {
     case .createMachine(_, let id, _, _), .deleteVolume(let id), .verifyVolume(let id): id
-    case .destroyMachine(_, let id), .updateMachine(_, let id, _, _): id
+    case .destroyMachine(_, let id), .updateMachine(_, let id, _, _, _): id
     default: nil
     }
   }
@@ -117,7 +130,7 @@ public struct Action: Sendable, Hashable {
   /// A create's resolved spec (template with overrides).
   public var spec: MachineTemplate? {
     switch call {
-    case .createVolume(_, let spec, _), .createMachine(_, _, let spec, _), .updateMachine(_, _, let spec, _): spec
+    case .createVolume(_, let spec, _), .createMachine(_, _, let spec, _), .updateMachine(_, _, let spec, _, _): spec
     default: nil
     }
   }
@@ -231,8 +244,9 @@ public struct PlannerSettings: Sendable, Hashable {
   public var maxConfigChecksPerPass: Int = 100
   /// How long an update's new version may take to show started (or stopped) and healthy.
   public var updateDeadline: Double = 180
-  /// How soon after an update the machine is first read to see it through (Fly's reboot).
-  public var updateSettle: Double = 2
+  /// How soon after an update the machine is first read to see it through (the list must show it
+  /// settled on the new version, or back on the old one, as well).
+  public var updateSettle: Double = 1
   /// At most this many updates of one kind in flight at once outside a rollout (users' own
   /// changes, drift repairs, first config checks).
   public var maxUpdatesInFlight: Int = 50

@@ -329,7 +329,10 @@ public enum Planner {
             // An update under way: seen through (or found reverted or unhealthy) by a read by id;
             // nothing else is done to the machine meanwhile (Fly is rebooting it).
             waiting.append(user)
-            if let check = Self.checkUpdate(machine, watch: watch, user: user, now: now, settings: settings) {
+            if let check = Self.checkUpdate(
+              machine, watch: watch, user: user, now: now, settings: settings,
+              hasChecks: desired.map { Self.hasChecks($0.spec(from: input.desired.template)) } ?? true)
+            {
               actions.append(check)
             }
             break
@@ -740,25 +743,29 @@ public enum Planner {
     } else {
       return .none
     }
-    return .now(update(machine, user: user, desired: desired, template: template, target: target, reason: reason))
+    return .now(
+      update(
+        machine, user: user, desired: desired, template: template, target: target, reason: reason,
+        volumeSizeGB: volumeSizeGB))
   }
 
   static func update(
     _ machine: ObservedMachine, user: String, desired: DesiredMachine, template: MachineTemplate,
-    target: AppliedConfig, reason: String
+    target: AppliedConfig, reason: String, volumeSizeGB: Int? = nil
   ) -> Action {
     Action(
       userID: user,
       call: .updateMachine(
         machineID: machine.id, volumeID: machine.volumeID, spec: desired.spec(from: template),
-        skipLaunch: machine.state == .stopped),
+        skipLaunch: machine.state == .stopped, listedVolumeGB: volumeSizeGB),
       reason: reason, target: target)
   }
 
   /// The read that sees an update through, when it is due: the list shows the machine settled on
   /// the new version, or back on the old one (a silent revert), or failed, or the deadline passed.
   static func checkUpdate(
-    _ machine: ObservedMachine, watch: UpdateWatch, user: String, now: Double, settings: PlannerSettings
+    _ machine: ObservedMachine, watch: UpdateWatch, user: String, now: Double, settings: PlannerSettings,
+    hasChecks: Bool = true
   ) -> Action? {
     let age = now - watch.since
     guard age >= settings.updateSettle else { return nil }
@@ -767,8 +774,18 @@ public enum Planner {
       age >= settings.updateDeadline || (settled && machine.versionHash == watch.to)
       || (settled && machine.versionHash == watch.from) || machine.state == .failed || machine.versionHash == 0
     guard due else { return nil }
+    // Without health checks, what the list shows tells as much as a read would: no request.
+    let listed =
+      !hasChecks && settled && machine.versionHash != 0
+      ? ListedMachine(state: machine.state, versionHash: machine.versionHash) : nil
     return Action(
-      userID: user, call: .checkUpdate(machineID: machine.id), reason: "see the update of \(machine.id) through")
+      userID: user, call: .checkUpdate(machineID: machine.id, listed: listed),
+      reason: "see the update of \(machine.id) through")
+  }
+
+  /// Whether a machine of this spec has health checks (in its services) that only a read shows.
+  static func hasChecks(_ spec: MachineTemplate) -> Bool {
+    spec.servicesJSON?.contains("\"checks\"") ?? false
   }
 
   static func finding(_ problem: ConfigProblem, user: String, machine: String) -> DriftFinding {

@@ -18,7 +18,7 @@ public enum UserLifecycle {
     public var updateSettle: Double
     public init(
       retry: RetryPolicy = RetryPolicy(), verifyInterval: Double = 15, updateDeadline: Double = 180,
-      updateSettle: Double = 2
+      updateSettle: Double = 1
     ) {
       self.retry = retry
       self.verifyInterval = verifyInterval
@@ -152,14 +152,17 @@ public enum UserLifecycle {
     /// The volume of its first mount.
     public var volumeID: String?
     public var privateIP: String?
-    /// Its `version`.
+    /// Its `version`, and that version hashed (``ConfigDigest/version(_:)``; given alone when only
+    /// a list was read).
     public var version: String?
+    public var versionHash: UInt64
     /// Its checks: all passing (true), any not (false), none (nil).
     public var healthy: Bool?
     public init(
       id: String, state: MachineState, owner: String?, region: String? = nil, volumeID: String? = nil,
-      privateIP: String? = nil, version: String? = nil, healthy: Bool? = nil
+      privateIP: String? = nil, version: String? = nil, healthy: Bool? = nil, versionHash: UInt64? = nil
     ) {
+      self.versionHash = versionHash ?? ConfigDigest.version(version)
       self.id = id
       self.state = state
       self.owner = owner
@@ -622,8 +625,8 @@ public enum UserLifecycle {
       if case .readFailed(let error) = outcome { message += ": \(error.message)" }
       return Step(state: state, outcome: .unknown, message: message)
     }
-    let version = ConfigDigest.version(machine.version)
-    let shown = machine.version ?? "unknown"
+    let version = machine.versionHash
+    let shown = machine.version ?? "the listed one"
     let late = context.now - watch.since >= policy.updateDeadline
     func failure(_ kind: ConfigProblem.Kind, _ detail: String, outcome: ActionResult.Outcome) -> Step {
       state.update = nil

@@ -33,7 +33,14 @@ struct FlyCalls: Sendable {
       switch action.call {
       case .verifyMachine(let id): return .readMachine(Self.found(try await client.getMachine(id)))
       case .verifyVolume(let id): return .readVolume(Self.found(try await client.getVolume(id)))
-      case .checkUpdate(let id): return .readMachine(Self.found(try await client.getMachine(id)))
+      case .checkUpdate(let id, let listed):
+        if let listed {
+          // The list already tells (no health checks to read): no request.
+          return .readMachine(
+            UserLifecycle.FoundMachine(
+              id: id, state: listed.state, owner: action.userID, versionHash: listed.versionHash))
+        }
+        return .readMachine(Self.found(try await client.getMachine(id)))
       default: return .refused("not a read")
       }
     } catch {
@@ -113,7 +120,7 @@ struct FlyCalls: Sendable {
         return .done(
           UserLifecycle.Made(
             id: machine.id, state: MachineState(machine.state), privateIP: machine.privateIP, version: machine.version))
-      case .updateMachine(let id, _, _, _):
+      case .updateMachine(let id, _, _, _, _):
         return try await update(id, action)
       case .start(let id):
         _ = try await client.startMachine(id, leaseNonce: nil)
@@ -162,8 +169,12 @@ struct FlyCalls: Sendable {
     var extended: (volumeID: String, from: Int, to: Int)?
     var restart = false
     if let volumeID = observed.mounts.first?.volume, let wanted = action.spec?.volumeSizeGB {
-      let volume = try await client.getVolume(volumeID)
-      if let size = volume.sizeGB, size < wanted {
+      // The list's size, when it showed this volume; else a read.
+      var listed: Int?
+      if case .updateMachine(_, let listedVolume, _, _, let gb) = action.call, listedVolume == volumeID { listed = gb }
+      var current = listed
+      if current == nil { current = try await client.getVolume(volumeID).sizeGB }
+      if let size = current, size < wanted {
         let answer = try await client.extendVolume(volumeID, sizeGB: wanted)
         extended = (volumeID, size, wanted)
         restart = launched && (answer.needsRestart ?? true)

@@ -326,7 +326,9 @@ public actor Reconciler {
     if draining || !mayWrite() { return await apply(.abandoned, of: action, started: clock.now(), attempt: 0).result }
     if action.kind.isRead {
       let started = clock.now()
-      guard (try? await budget.acquire(action.kind)) != nil else { return cancelled(action, attempts: 0) }
+      var listed = false
+      if case .checkUpdate(_, let seen) = action.call { listed = seen != nil }
+      if !listed, (try? await budget.acquire(action.kind)) == nil { return cancelled(action, attempts: 0) }
       return await apply(await fly.read(action), of: action, started: started, attempt: 1).result
     }
     if action.lookUpFirst {

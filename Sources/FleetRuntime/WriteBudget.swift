@@ -12,9 +12,12 @@ public final class WriteBudget: Sendable {
     /// Calls per second for start/stop/destroy, which Fly limits per machine (so across machines
     /// they may go faster): a global ceiling for them.
     public var perMachineKindsPerSecond: Double = 10
-    /// Reads by id (GET machine, GET volume) per second and their burst.
-    public var readsPerSecond: Double = 4.5
-    public var readBurst: Double = 10
+    /// Reads by id (GET machine, GET volume) per second and their burst, across machines. Fly
+    /// limits Get Machine per machine (5/s, bursts of 10): this is a global ceiling under which a
+    /// rollout's reads (one before each update, one to see a machine with health checks through)
+    /// keep up with its updates.
+    public var readsPerSecond: Double = 20
+    public var readBurst: Double = 20
     /// Pause after a 429 without Retry-After.
     public var defaultRetryAfter: Double = 1
     public init() {}

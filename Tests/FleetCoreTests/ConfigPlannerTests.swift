@@ -78,7 +78,7 @@ struct ConfigPlannerTests {
     let plan = Planner.plan(input(machines: [machine("u1")], states: ["u1": applied(template: 42)]))
     #expect(plan.actions.first?.reason.hasPrefix("rollout wave 0") == true)
     #expect(plan.actions.first?.target == AppliedConfig(template: digest, overrides: 0))
-    if case .updateMachine(_, let volume, let spec, let skipLaunch) = plan.actions.first?.call {
+    if case .updateMachine(_, let volume, let spec, let skipLaunch, _) = plan.actions.first?.call {
       #expect(volume == "v-u1")
       #expect(spec.image == "registry.fly.io/agent:1")
       #expect(!skipLaunch)
@@ -99,7 +99,7 @@ struct ConfigPlannerTests {
     let desired = ["u1": DesiredMachine(userID: "u1", state: .stopped, region: "ord")]
     let plan = Planner.plan(
       input(machines: [machine("u1", state: .stopped)], states: ["u1": applied(template: 42)], desired: desired))
-    guard case .updateMachine(_, _, _, let skipLaunch) = plan.actions.first?.call else {
+    guard case .updateMachine(_, _, _, let skipLaunch, _) = plan.actions.first?.call else {
       Issue.record("not an update")
       return
     }
@@ -122,7 +122,7 @@ struct ConfigPlannerTests {
   @Test func anUpdateUnderWayIsReadOnceTheListShowsItSettledAndNotBefore() {
     var state = applied(version: "v2")
     state.update = UpdateWatch(
-      since: 999, from: ConfigDigest.version("v1"), to: ConfigDigest.version("v2"), launched: true)
+      since: 999.5, from: ConfigDigest.version("v1"), to: ConfigDigest.version("v2"), launched: true)
     // Too soon: Fly is rebooting it.
     let early = Planner.plan(input(machines: [machine("u1", version: "v2")], states: ["u1": state], now: 1_000))
     #expect(early.actions.isEmpty)
@@ -130,6 +130,20 @@ struct ConfigPlannerTests {
     // Settled on the new version: read to see it through.
     let settled = Planner.plan(input(machines: [machine("u1", version: "v2")], states: ["u1": state], now: 1_005))
     #expect(settled.actions.map(\.kind) == [.checkUpdate])
+    // No health checks in the template: the list tells, no read is needed.
+    if case .checkUpdate(_, let listed) = settled.actions.first?.call {
+      #expect(listed == ListedMachine(state: .started, versionHash: ConfigDigest.version("v2")))
+    }
+    // With health checks: a read.
+    var checked = template
+    checked.servicesJSON = #"[{"internal_port":8080,"checks":[{"type":"http","path":"/healthz"}]}]"#
+    let read = Planner.plan(
+      input(machines: [machine("u1", version: "v2")], states: ["u1": state], template: checked, now: 1_005))
+    if case .checkUpdate(_, let listed) = read.actions.first?.call {
+      #expect(listed == nil)
+    } else {
+      Issue.record("no check")
+    }
     // Back on the old version: read (a silent revert?).
     let back = Planner.plan(input(machines: [machine("u1", version: "v1")], states: ["u1": state], now: 1_005))
     #expect(back.actions.map(\.kind) == [.checkUpdate])
