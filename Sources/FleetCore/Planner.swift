@@ -81,6 +81,8 @@ public enum Planner {
       inFlight: states.values.reduce(0) { $1.update != nil ? $0 + 1 : $0 }, settings: settings)
     // Machines whose template changed, ready for their rollout wave (empty outside rollouts).
     var rolloutReady: [String: ObservedMachine] = [:]
+    // Updates the list shows through this pass (recorded by their checks as this pass acts).
+    var listedThrough: Set<String> = []
 
     // Group what Fly shows by user: indices, not copies (100k users fit a small VM).
     let machines = input.observed.machines
@@ -334,6 +336,12 @@ public enum Planner {
               hasChecks: desired.map { Self.hasChecks($0.spec(from: input.desired.template)) } ?? true)
             {
               actions.append(check)
+              // The list alone shows it through (no checks to read): its wave need not wait a pass.
+              if case .checkUpdate(_, let listed?) = check.call, listed.versionHash == watch.to,
+                watch.launched ? listed.state == .started : listed.state == .stopped
+              {
+                listedThrough.insert(user)
+              }
             }
             break
           }
@@ -488,7 +496,8 @@ public enum Planner {
 
     // The rollout: which of the machines the template change touches are updated this pass.
     let rollout = Self.rollout(
-      input, templateDigest: templateDigest, ready: rolloutReady, states: &states, changedStates: &changedStates,
+      input, templateDigest: templateDigest, ready: rolloutReady, listedThrough: listedThrough, states: &states,
+      changedStates: &changedStates,
       actions: &actions, findings: &findings, waiting: &waiting)
 
     // Guards.
@@ -596,7 +605,7 @@ public enum Planner {
   /// Runs ``Rollout/step(_:)`` over the users the template change touches (not the paused: a wave
   /// must not wait on them) and turns its choice into updates.
   static func rollout(
-    _ input: borrowing Input, templateDigest: UInt64, ready: [String: ObservedMachine],
+    _ input: borrowing Input, templateDigest: UInt64, ready: [String: ObservedMachine], listedThrough: Set<String>,
     states: inout UserMap<UserState>,
     changedStates: inout [String], actions: inout [Action], findings: inout [DriftFinding], waiting: inout [String]
   ) -> RolloutState? {
@@ -618,7 +627,7 @@ public enum Planner {
         outdated: outdated,
         member: { user in
           guard let state = view[user] else { return .waiting }
-          if state.update != nil { return .underWay }
+          if state.update != nil { return listedThrough.contains(user) ? .through : .underWay }
           // Failed for this rollout's template: every attempt reverted, or its new version unhealthy.
           if let problem = state.configProblem, problem.target == templateDigest,
             state.updateFailures >= control.maxAttempts || problem.kind == .unhealthy

@@ -6,7 +6,37 @@ import Foundation
 struct BenchCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench", abstract: "Benchmarks against the built-in simulator (numbers for docs/benchmarks.md).",
-    subcommands: [Converge.self, ScaleCommand.self, PlannerCommand.self, ObserveCommand.self])
+    subcommands: [Converge.self, ScaleCommand.self, PlannerCommand.self, ObserveCommand.self, RolloutCommand.self])
+
+  struct RolloutCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "rollout",
+      abstract:
+        "N users rolled from v1 to v2 under Fly's timings and rate limits: clean, with silent reverts, with a v2 that does not boot."
+    )
+    @Option(help: "Users.") var users: Int = 1000
+    @Option(help: "Scenarios, comma-separated: clean, reverts, boot-failure.") var scenarios: String =
+      "clean,reverts,boot-failure"
+    @Option(help: "Share of updates silently reverted in the reverts scenario.") var revertRate: Double = 0.03
+    func run() async throws {
+      for scenario in scenarios.split(separator: ",").map(String.init) {
+        let r = try await RolloutBench.run(
+          users: users, scenario: scenario, revertRate: revertRate,
+          say: { line in
+            print(line)
+            fflush(nil)
+          })
+        print(
+          "\(r.scenario): \(r.status) in \(String(format: "%.1f", r.seconds)) s (bound \(String(format: "%.1f", r.boundSeconds)) s, ratio \(String(format: "%.2f", r.seconds / r.boundSeconds))), \(r.waves) wave(s), \(r.through) through, \(r.failed) failed"
+        )
+        print(
+          "  updates sent \(r.updatesSent), machines on v2 \(r.onV2) of \(r.users); silent reverts injected \(r.revertsInjected), found \(r.revertsFound); reported done but not on v2: \(r.reportedDoneButNot)"
+        )
+        print("  \(r.requests) API requests (\(r.rateLimited) answered 429) over \(r.passes) passes")
+        fflush(nil)
+      }
+    }
+  }
 
   struct Converge: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
