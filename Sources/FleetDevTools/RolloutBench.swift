@@ -135,7 +135,7 @@ public enum RolloutBench {
     let events = try await store.events(limit: 100_000)
     let checks = events.filter { $0.eventType == "check_update" }
     var lastCheck: [String: String] = [:]
-    for event in checks.sorted(by: { ($0.id ?? 0) < ($1.id ?? 0) }) {
+    for event in checks.sorted(by: { $0.id < $1.id }) {
       if let user = event.userID { lastCheck[user] = event.detailsJSON }
     }
     let reportedDone = lastCheck.filter { $0.value.contains(#""outcome":"ok""#) }.keys

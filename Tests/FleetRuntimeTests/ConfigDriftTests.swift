@@ -250,4 +250,25 @@ import Testing
       #expect(harness.simulator.requestLog().filter { $0.endpoint == "PUT /volumes/{id}/extend" }.count == 3)
     }
   }
+
+  @Test func aLeaseSomeoneElseHoldsIsWaitedOutNeverClobbered() async throws {
+    try await withHarness(simulator: Harness.instant) { harness in
+      try await harness.addUsers(1)
+      await harness.converge()
+      let machine = try #require(harness.fleet().machine("u0"))
+      await harness.drift(
+        #"{"op":"lease_machine","machine_id":"\#(machine.id)","owner":"ops@example.com","seconds":30}"#)
+      try await harness.store.setUser(UserInput(userID: "u0", memoryMB: 512))
+      await harness.converge(maxPasses: 6)
+      // Refused while the lease is held: the machine is as it was.
+      #expect(harness.fleet().machine("u0")?.config?.guest?.memoryMB == 256)
+      #expect(updates(harness).contains { $0.status == 409 })
+      // Once it expires, the update goes through.
+      await harness.advance(by: 31)
+      await harness.converge()
+      #expect(harness.fleet().machine("u0")?.config?.guest?.memoryMB == 512)
+      let events = try await harness.store.events(limit: 100)
+      #expect(events.contains { $0.eventType == "update_machine" && $0.detailsJSON.contains("ops@example.com") })
+    }
+  }
 }
