@@ -83,6 +83,8 @@ public enum Planner {
     var rolloutReady: [String: ObservedMachine] = [:]
     // Updates the list shows through this pass (recorded by their checks as this pass acts).
     var listedThrough: Set<String> = []
+    // Health checks live in the services, which only the template sets: once per pass, not per user.
+    let templateHasChecks = Self.hasChecks(input.desired.template)
 
     // Group what Fly shows by user: indices, not copies (100k users fit a small VM).
     let machines = input.observed.machines
@@ -333,7 +335,7 @@ public enum Planner {
             waiting.append(user)
             if let check = Self.checkUpdate(
               machine, watch: watch, user: user, now: now, settings: settings,
-              hasChecks: desired.map { Self.hasChecks($0.spec(from: input.desired.template)) } ?? true)
+              hasChecks: templateHasChecks)
             {
               actions.append(check)
               // The list alone shows it through (no checks to read): its wave need not wait a pass.
@@ -745,10 +747,13 @@ public enum Planner {
       reason = "user's config changed"
     } else if applied.template != target.template {
       return .rollout
-    } else if let size = volumeSizeGB, size < desired.spec(from: template).volumeSizeGB {
+    } else if let size = volumeSizeGB, case let wantedGB = desired.overrides.volumeSizeGB ?? template.volumeSizeGB,
+      size < wantedGB
+    {
       // Recorded as done, yet the list shows the volume smaller (an extend lost, or made before): repaired.
+      // (Checked for every settled machine each planning pass: no spec is built for it.)
       guard budget.takeUpdate() else { return .none }
-      reason = "volume \(size) GB, desired \(desired.spec(from: template).volumeSizeGB) GB: extend"
+      reason = "volume \(size) GB, desired \(wantedGB) GB: extend"
     } else {
       return .none
     }

@@ -160,7 +160,8 @@ struct FlyCalls: Sendable {
     } catch {
       return .refused(redactor.scrub("\(error)"))
     }
-    var diff = ConfigDiff.lines(current: observed, desired: desired)
+    let configDiff = ConfigDiff.lines(current: observed, desired: desired)
+    var diff = configDiff
     // A stopped machine stays stopped; a running (or failed) one boots on the new config.
     let skipLaunch = current.state == "stopped" || current.state == "suspended" || current.state == "created"
     let launched = !skipLaunch
@@ -182,7 +183,7 @@ struct FlyCalls: Sendable {
       }
     }
     guard !diff.isEmpty else { return .configMatches(version: current.version) }
-    guard !ConfigDiff.lines(current: observed, desired: desired).isEmpty || restart else {
+    guard !configDiff.isEmpty || restart else {
       // Only the volume grew, and no restart is needed (the machine is stopped): nothing to send.
       return .updated(
         UserLifecycle.Updated(
