@@ -27,24 +27,21 @@ public struct AppliedConfig: Sendable, Hashable, Codable {
     template == other.template && overrides == other.overrides
   }
 
-  // Stored as hex strings: JSON numbers above 2^53 are not exact in every reader.
+  // Digests as hex (``KeyedEncodingContainer/encodeDigest(_:forKey:)``).
   enum CodingKeys: String, CodingKey { case template = "t", overrides = "o", version = "v" }
 
   public init(from decoder: any Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
-    func read(_ key: CodingKeys) throws -> UInt64 {
-      UInt64(try c.decodeIfPresent(String.self, forKey: key) ?? "0", radix: 16) ?? 0
-    }
-    template = try read(.template)
-    overrides = try read(.overrides)
-    version = try read(.version)
+    template = try c.decodeDigest(forKey: .template)
+    overrides = try c.decodeDigest(forKey: .overrides)
+    version = try c.decodeDigest(forKey: .version)
   }
 
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encode(String(template, radix: 16), forKey: .template)
-    try c.encode(String(overrides, radix: 16), forKey: .overrides)
-    try c.encode(String(version, radix: 16), forKey: .version)
+    try c.encodeDigest(template, forKey: .template)
+    try c.encodeDigest(overrides, forKey: .overrides)
+    try c.encodeDigest(version, forKey: .version)
   }
 }
 
@@ -164,5 +161,19 @@ public enum ConfigDigest {
         add(map[key]!)
       }
     }
+  }
+}
+
+// 64-bit digests are stored as hex strings: JSON numbers above 2^53 are not exact in every reader.
+extension KeyedDecodingContainer {
+  /// A digest written by ``KeyedEncodingContainer/encodeDigest(_:forKey:)``; 0 when absent or unreadable.
+  func decodeDigest(forKey key: Key) throws -> UInt64 {
+    UInt64(try decodeIfPresent(String.self, forKey: key) ?? "0", radix: 16) ?? 0
+  }
+}
+
+extension KeyedEncodingContainer {
+  mutating func encodeDigest(_ value: UInt64, forKey key: Key) throws {
+    try encode(String(value, radix: 16), forKey: key)
   }
 }

@@ -173,7 +173,7 @@ public struct RolloutState: Sendable, Hashable, Codable {
 
   public init(from decoder: any Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
-    target = UInt64(try c.decode(String.self, forKey: .target), radix: 16) ?? 0
+    target = try c.decodeDigest(forKey: .target)
     revision = try c.decodeIfPresent(Int.self, forKey: .revision)
     startedAt = try c.decode(Double.self, forKey: .startedAt)
     status = try c.decode(Status.self, forKey: .status)
@@ -191,7 +191,7 @@ public struct RolloutState: Sendable, Hashable, Codable {
 
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encode(String(target, radix: 16), forKey: .target)
+    try c.encodeDigest(target, forKey: .target)
     try c.encodeIfPresent(revision, forKey: .revision)
     try c.encode(startedAt, forKey: .startedAt)
     try c.encode(status, forKey: .status)

@@ -45,19 +45,19 @@ public struct UpdateWatch: Sendable, Hashable, Codable {
   public init(from decoder: any Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     since = try c.decode(Double.self, forKey: .since)
-    from = UInt64(try c.decode(String.self, forKey: .from), radix: 16) ?? 0
-    to = UInt64(try c.decode(String.self, forKey: .to), radix: 16) ?? 0
+    from = try c.decodeDigest(forKey: .from)
+    to = try c.decodeDigest(forKey: .to)
     launched = try c.decode(Bool.self, forKey: .launched)
-    target = UInt64(try c.decodeIfPresent(String.self, forKey: .target) ?? "0", radix: 16) ?? 0
+    target = try c.decodeDigest(forKey: .target)
   }
 
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
     try c.encode(since, forKey: .since)
-    try c.encode(String(from, radix: 16), forKey: .from)
-    try c.encode(String(to, radix: 16), forKey: .to)
+    try c.encodeDigest(from, forKey: .from)
+    try c.encodeDigest(to, forKey: .to)
     try c.encode(launched, forKey: .launched)
-    try c.encode(String(target, radix: 16), forKey: .target)
+    try c.encodeDigest(target, forKey: .target)
   }
 }
 
@@ -91,14 +91,14 @@ public struct ConfigProblem: Sendable, Hashable, Codable {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     kind = try c.decode(Kind.self, forKey: .kind)
     detail = try c.decode(String.self, forKey: .detail)
-    target = UInt64(try c.decodeIfPresent(String.self, forKey: .target) ?? "0", radix: 16) ?? 0
+    target = try c.decodeDigest(forKey: .target)
   }
 
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
     try c.encode(kind, forKey: .kind)
     try c.encode(detail, forKey: .detail)
-    try c.encode(String(target, radix: 16), forKey: .target)
+    try c.encodeDigest(target, forKey: .target)
   }
 }
 
