@@ -626,7 +626,8 @@ public enum UserLifecycle {
       return Step(state: state, outcome: .unknown, message: message)
     }
     let version = machine.versionHash
-    let shown = machine.version ?? "the listed one"
+    // The version's name when a read gave it (" 01J…"); nothing when only the list was seen.
+    let shown = machine.version.map { " \($0)" } ?? ""
     let late = context.now - watch.since >= policy.updateDeadline
     func failure(_ kind: ConfigProblem.Kind, _ detail: String, outcome: ActionResult.Outcome) -> Step {
       state.update = nil
@@ -636,7 +637,7 @@ public enum UserLifecycle {
       state.lastError = detail
       state.backoffUntil = context.now + policy.retry.delay(attempt: state.failures, draw: context.draw)
       var event = event(action, outcome, context, message: detail)
-      event.details["version"] = .string(shown)
+      if let version = machine.version { event.details["version"] = .string(version) }
       return Step(state: state, events: [event], outcome: outcome, message: detail)
     }
     if machine.state.isGone {
@@ -651,22 +652,22 @@ public enum UserLifecycle {
         state.configProblem = nil
         state.updateFailures = 0
         let message =
-          "version \(shown) runs, \(machine.state.rawValue)\(machine.healthy == true ? ", checks passing" : "")"
+          "the new version\(shown) runs, \(machine.state.rawValue)\(machine.healthy == true ? ", checks passing" : "")"
         return Step(
           state: state, events: [event(action, .ok, context, message: message)], outcome: .ok, message: message)
       }
       if machine.state == .failed {
-        return failure(.unhealthy, "the new version \(shown) failed on boot", outcome: .failed)
+        return failure(.unhealthy, "the new version\(shown) failed on boot", outcome: .failed)
       }
       if late {
         let checks = machine.healthy == false ? ", checks failing" : ""
         return failure(
           .unhealthy,
-          "the new version \(shown) is not healthy \(Int(policy.updateDeadline)) s after the update: \(machine.state.rawValue)\(checks)",
+          "the new version\(shown) is not healthy \(Int(policy.updateDeadline)) s after the update: \(machine.state.rawValue)\(checks)",
           outcome: .failed)
       }
       state.backoffUntil = context.now + policy.updateSettle
-      return Step(state: state, outcome: .notYet, message: "version \(shown) is \(machine.state.rawValue)")
+      return Step(state: state, outcome: .notYet, message: "the new version\(shown) is \(machine.state.rawValue)")
     }
     if version == watch.from && !machine.state.isTransitional {
       // Fly accepted the update, then went back: the machine runs its old version as if nothing happened.
@@ -675,7 +676,7 @@ public enum UserLifecycle {
       state.applied.version = watch.from
       return failure(
         .reverted,
-        "Fly reverted the update silently: the machine is \(machine.state.rawValue) on its previous version \(shown); retried after a backoff",
+        "Fly reverted the update silently: the machine is \(machine.state.rawValue) on its previous version\(shown); retried after a backoff",
         outcome: .reverted)
     }
     if version != watch.from && version != watch.to && version != 0 {
@@ -683,7 +684,7 @@ public enum UserLifecycle {
       state.update = nil
       return Step(
         state: state,
-        events: [event(action, .unknown, context, message: "the machine is at another version, \(shown)")],
+        events: [event(action, .unknown, context, message: "the machine is at another version\(shown)")],
         outcome: .unknown, message: "another version")
     }
     if late {
