@@ -298,27 +298,34 @@ public enum PlannerBench {
     var memory: UserMap<UserState> = [:]
     machines.reserveCapacity(users)
     volumes.reserveCapacity(users)
+    // Every machine on a version the controller made, running the template: the planner compares
+    // each one's recorded config (the cost a quiet fleet pays since issue 15).
+    let template = MachineTemplate(image: "registry.fly.io/agent:1")
+    let digest = ConfigDigest.template(template, salt: 0)
     for index in 0..<users {
       let user = "b\(index)"
+      let version = ConfigDigest.version("01JV\(index)")
       desired[user] = DesiredMachine(userID: user, state: .running, region: "ord")
       let machineID = String(format: "%014x", 0x1000_0000 + index)
       let volumeID = "vol_" + String(format: "%016x", 0x2000_0000 + index)
       machines.append(
         ObservedMachine(
           id: machineID, name: "fk-\(user)", state: "started", region: "ord", userID: user, volumeID: volumeID,
-          privateIP: "fdaa:0:1:a7b:\(index % 65536):1:1:2", createdAt: 1_700_000_000, updatedAt: 1_700_000_000))
+          privateIP: "fdaa:0:1:a7b:\(index % 65536):1:1:2", createdAt: 1_700_000_000, updatedAt: 1_700_000_000,
+          versionHash: version, overviewHash: ConfigDigest.overview(template)))
       volumes.append(
         ObservedVolume(
           id: volumeID, name: FleetNames.volumeName(forUser: user), state: "created", region: "ord",
           attachedMachineID: machineID, sizeGB: 1, createdAt: 1_700_000_000))
       var state = UserState()
       state.volumeID = volumeID
+      state.applied = AppliedConfig(template: digest, overrides: 0, version: version)
       memory[user] = state
     }
     var guardState = GuardState()
     guardState.desiredBaseline = users
     return Planner.Input(
-      desired: DesiredSnapshot(template: MachineTemplate(image: "registry.fly.io/agent:1"), machines: desired),
+      desired: DesiredSnapshot(template: template, machines: desired),
       observed: Observation(machines: machines, volumes: volumes), states: memory, guardState: guardState,
       now: 1_800_000_000)
   }
