@@ -162,6 +162,12 @@ public final class FlySimulator: Sendable {
     state.withLock { state in state.log.filter { $0.seq >= since } }
   }
 
+  /// The app secrets a machine's environment holds, when it is on its app's latest secrets version
+  /// (nil otherwise): what a test checks instead of reading values off any answer.
+  public func machineSecrets(_ id: String) -> [String: String]? {
+    state.withLock { $0.model.machineSecrets(id) }
+  }
+
   /// The whole state as JSON (what `GET /_sim/state` answers).
   public func stateJSON() -> Data {
     let now = clock.now()
@@ -237,6 +243,13 @@ public final class FlySimulator: Sendable {
     case ("POST", 1) where rest[0] == "volumes": "POST /volumes"
     case ("GET", 2) where rest[0] == "volumes": "GET /volumes/{id}"
     case ("DELETE", 2) where rest[0] == "volumes": "DELETE /volumes/{id}"
+    case ("GET", 1) where rest[0] == "ip_assignments": "GET /ip_assignments"
+    case ("POST", 1) where rest[0] == "ip_assignments": "POST /ip_assignments"
+    case ("GET", 1) where rest[0] == "secrets": "GET /secrets"
+    case ("POST", 1) where rest[0] == "secrets": "POST /secrets"
+    case ("GET", 3) where rest[0] == "machines" && rest[2] == "metadata": "GET /machines/{id}/metadata"
+    case ("POST", 4) where rest[0] == "machines" && rest[2] == "metadata": "POST /machines/{id}/metadata/{key}"
+    case ("DELETE", 4) where rest[0] == "machines" && rest[2] == "metadata": "DELETE /machines/{id}/metadata/{key}"
     default: nil
     }
   }
@@ -253,7 +266,8 @@ public final class FlySimulator: Sendable {
       switch endpoint {
       case "GET /machines", "GET /volumes", "GET /orgs/machines", "GET /orgs/volumes":
         (configuration.listRate, configuration.listBurst)
-      case "GET /machines/{id}", "GET /volumes/{id}", "GET /machines/{id}/wait", "GET /machines/{id}/versions":
+      case "GET /machines/{id}", "GET /volumes/{id}", "GET /machines/{id}/wait", "GET /machines/{id}/versions",
+        "GET /apps/{app}", "GET /ip_assignments", "GET /secrets", "GET /machines/{id}/metadata", "GET /apps":
         (configuration.getRate, configuration.getBurst)
       default: (configuration.mutationRate, configuration.mutationBurst)
       }
@@ -277,9 +291,17 @@ public final class FlySimulator: Sendable {
     {
       return respondOrg(request, org: String(pieces[2]), machines: pieces[3] == "machines", now: now, state: &state)
     }
-    guard pieces.count >= 4, pieces[0] == "v1", pieces[1] == "apps",
-      let endpoint = Self.endpoint(method: request.method, rest: Array(pieces.dropFirst(3)))
-    else {
+    var endpoint: String?
+    if pieces.count >= 2, pieces[0] == "v1", pieces[1] == "apps" {
+      switch (request.method, pieces.count) {
+      case ("GET", 2): endpoint = "GET /apps"
+      case ("POST", 2): endpoint = "POST /apps"
+      case ("GET", 3): endpoint = "GET /apps/{app}"
+      case ("DELETE", 3): endpoint = "DELETE /apps/{app}"
+      default: endpoint = Self.endpoint(method: request.method, rest: Array(pieces.dropFirst(3)))
+      }
+    }
+    guard let endpoint else {
       return finish(.error(404, "not found"), request: request, endpoint: "unknown", now: now, state: &state)
     }
     guard authorized(request) else {
@@ -287,14 +309,20 @@ public final class FlySimulator: Sendable {
         .error(401, "Authenticate: token validation error"), request: request, endpoint: endpoint, now: now,
         state: &state)
     }
-    guard pieces[2] == configuration.appName else {
+    let app = pieces.count >= 3 ? String(pieces[2]) : nil
+    if let app, state.model.ownApp(app) == nil {
       return finish(.error(404, "app not found"), request: request, endpoint: endpoint, now: now, state: &state)
     }
     let id = pieces.count >= 5 ? String(pieces[4]) : nil
+    // Ids answer only under their own app's path.
+    if let id, let app, Self.belongsElsewhere(id, app: app, machines: pieces[3] == "machines", model: state.model) {
+      let noun = pieces[3] == "machines" ? "machine" : "volume"
+      return finish(.error(404, "\(noun) not found"), request: request, endpoint: endpoint, now: now, state: &state)
+    }
     let isMutation = request.method != "GET"
 
     // Rate limits first: Fly's limiter answers before anything else is looked at.
-    if !takeToken(endpoint: endpoint, key: id ?? configuration.appName, now: now, state: &state) {
+    if !takeToken(endpoint: endpoint, key: id ?? app ?? configuration.orgSlug, now: now, state: &state) {
       var answer = SimAnswer.error(429, "rate limit exceeded")
       if configuration.rateLimitRetryAfter { answer.headers.append(("Retry-After", "1")) }
       return finish(answer, request: request, endpoint: endpoint, fault: "bucket", now: now, state: &state)
@@ -327,7 +355,9 @@ public final class FlySimulator: Sendable {
         state: &state)
     }
     var unknown: [String] = []
-    var answer = route(endpoint: endpoint, id: id, request: request, now: now, state: &state, unknown: &unknown)
+    var answer = route(
+      endpoint: endpoint, app: app ?? configuration.appName, id: id, request: request, now: now, state: &state,
+      unknown: &unknown)
     var fault: String?
     if isMutation, faultable, answer.status < 300, faults.lostResponseRate > 0,
       state.model.draw() < faults.lostResponseRate
@@ -342,6 +372,12 @@ public final class FlySimulator: Sendable {
       fault = marked.1
     }
     return finish(answer, request: request, endpoint: endpoint, unknown: unknown, fault: fault, now: now, state: &state)
+  }
+
+  /// Whether a machine or volume id is another app's (answered 404 under this one).
+  private static func belongsElsewhere(_ id: String, app: String, machines: Bool, model: SimulatorModel) -> Bool {
+    if machines { return model.machines[id].map { $0.app != app } ?? false }
+    return model.volumes[id].map { $0.app != app } ?? false
   }
 
   /// `GET /v1/orgs/{org}/machines|volumes`: rate-limited, faulted and logged like the app's lists.
@@ -370,7 +406,7 @@ public final class FlySimulator: Sendable {
         return done(.error(faults.errorStatus, "internal: injected error"), fault: "error")
       }
     }
-    var query = SimulatorModel.OrgQuery(appName: configuration.appName)
+    var query = SimulatorModel.OrgQuery()
     query.includeDeleted = queryValue(request, "include_deleted") == "true"
     query.region = queryValue(request, "region")
     if let text = queryValue(request, "limit") {
@@ -422,10 +458,75 @@ public final class FlySimulator: Sendable {
   }
 
   private func route(
-    endpoint: String, id: String?, request: SimulatorRequest, now: Double, state: inout State, unknown: inout [String]
+    endpoint: String, app: String, id: String?, request: SimulatorRequest, now: Double, state: inout State,
+    unknown: inout [String]
   ) -> SimAnswer {
     let nonce = request.headers["fly-machine-lease-nonce"]
     switch endpoint {
+    case "GET /apps":
+      guard let org = queryValue(request, "org_slug") else {
+        return .error(400, "invalid_argument: org_slug is required")
+      }
+      var limit: Int?
+      if let text = queryValue(request, "limit") {
+        guard let value = Int(text), value >= 1, value <= 5000 else { return .error(400, "invalid limit: \(text)") }
+        limit = value
+      }
+      return state.model.listApps(org: org, limit: limit, cursor: queryValue(request, "cursor"))
+
+    case "POST /apps":
+      guard let body = SimJSON.parse(request.body), let object = body.object else {
+        return .error(400, "invalid character in request body: not a JSON object")
+      }
+      let outcome = validator.validate(body, against: "CreateAppRequest")
+      unknown = outcome.unknownFields
+      if let error = outcome.error { return .error(400, error) }
+      return state.model.createApp(
+        name: object["name"]?.string, org: object["org_slug"]?.string, network: object["network"]?.string,
+        idempotencyKey: object["idempotency_key"]?.string, now: now)
+
+    case "GET /apps/{app}":
+      return .json(state.model.render(app: state.model.ownApp(app)!))
+
+    case "DELETE /apps/{app}":
+      return state.model.deleteApp(app, now: now)
+
+    case "GET /ip_assignments":
+      return state.model.listIPs(app: app)
+
+    case "POST /ip_assignments":
+      guard let body = SimJSON.parse(request.body), let object = body.object else {
+        return .error(400, "invalid character in request body: not a JSON object")
+      }
+      let outcome = validator.validate(body, against: "assignIPRequest")
+      unknown = outcome.unknownFields
+      if let error = outcome.error { return .error(400, error) }
+      return state.model.assignIP(
+        app: app, type: object["type"]?.string, region: object["region"]?.string, now: now)
+
+    case "GET /secrets":
+      return state.model.listSecrets(app: app)
+
+    case "POST /secrets":
+      guard let body = SimJSON.parse(request.body), let values = body.object?["values"]?.object else {
+        return .error(400, "invalid_argument: body must be {\"values\": {NAME: value or null}}")
+      }
+      return state.model.setSecrets(app: app, values: values, now: now)
+
+    case "GET /machines/{id}/metadata":
+      return state.model.metadata(machine: id!, now: now)
+
+    case "POST /machines/{id}/metadata/{key}":
+      guard let body = SimJSON.parse(request.body), let value = body.object?["value"]?.string else {
+        return .error(400, "invalid_argument: body must be {\"value\": \"…\"}")
+      }
+      let key = String(request.path.split(separator: "/")[6])
+      return state.model.setMetadata(machine: id!, key: key, value: value, now: now)
+
+    case "DELETE /machines/{id}/metadata/{key}":
+      let key = String(request.path.split(separator: "/")[6])
+      return state.model.deleteMetadata(machine: id!, key: key, now: now)
+
     case "GET /machines", "GET /volumes":
       var limit: Int?
       if let text = queryValue(request, "limit") {
@@ -458,12 +559,12 @@ public final class FlySimulator: Sendable {
         }
         let states = Set((queryValue(request, "state") ?? "").split(separator: ",").map(String.init))
         page = state.model.listMachines(
-          now: now, includeDeleted: queryValue(request, "include_deleted") == "true",
+          app: app, now: now, includeDeleted: queryValue(request, "include_deleted") == "true",
           region: queryValue(request, "region"),
           states: states, metadata: metadata, summary: queryValue(request, "summary") == "true", limit: limit,
           cursor: cursor, shortPage: shortPage)
       } else {
-        page = state.model.listVolumes(now: now, limit: limit, cursor: cursor, shortPage: shortPage)
+        page = state.model.listVolumes(app: app, now: now, limit: limit, cursor: cursor, shortPage: shortPage)
       }
       var answer = SimAnswer(status: 200, body: "", items: page.items)
       if let next = page.next { answer.headers.append(("fly-next-cursor", next)) }
@@ -485,6 +586,9 @@ public final class FlySimulator: Sendable {
       unknown = outcome.unknownFields
       if let error = outcome.error { return .error(400, error) }
       if let conflict = state.model.leaseBlocks(id!, nonce: nonce, now: now) { return conflict }
+      if let refused = state.model.checkSecretsVersion(app: app, object["min_secrets_version"]?.int) {
+        return refused
+      }
       let config = object["config"]?.object ?? [:]
       let image = config["image"]?.string ?? ""
       let faults = state.faults
@@ -518,6 +622,9 @@ public final class FlySimulator: Sendable {
       unknown = outcome.unknownFields
       if let error = outcome.error { return .error(400, error) }
       let object = body.object!
+      if let refused = state.model.checkSecretsVersion(app: app, object["min_secrets_version"]?.int) {
+        return refused
+      }
       let config = object["config"]?.object ?? [:]
       let region = object["region"]?.string ?? "ord"
       if state.faults.capacityExhaustedRegions.contains(region) {
@@ -528,7 +635,7 @@ public final class FlySimulator: Sendable {
       }
       return state.model.createMachine(
         .init(
-          name: object["name"]?.string, region: object["region"]?.string, config: config,
+          app: app, name: object["name"]?.string, region: object["region"]?.string, config: config,
           skipLaunch: object["skip_launch"]?.bool ?? false,
           crashes: state.faults.crashImages.contains(config["image"]?.string ?? "")), now: now)
 
@@ -577,7 +684,7 @@ public final class FlySimulator: Sendable {
         return .error(412, "no capacity for volumes in region \(region)", flyStatus: "volume_placement_capacity")
       }
       return state.model.createVolume(
-        name: object["name"]?.string ?? "", region: region, sizeGB: Int(object["size_gb"]?.int ?? 3),
+        app: app, name: object["name"]?.string ?? "", region: region, sizeGB: Int(object["size_gb"]?.int ?? 3),
         encrypted: object["encrypted"]?.bool ?? true, now: now)
 
     case "GET /volumes/{id}":
@@ -672,8 +779,11 @@ public final class FlySimulator: Sendable {
         .error(401, "Authenticate: token validation error"), request: request, endpoint: endpoint, now: now,
         state: &state)
     }
-    guard pieces.count >= 5, pieces[2] == configuration.appName else {
+    guard pieces.count >= 5, state.model.ownApp(String(pieces[2])) != nil else {
       return finish(.error(404, "app not found"), request: request, endpoint: endpoint, now: now, state: &state)
+    }
+    if Self.belongsElsewhere(String(pieces[4]), app: String(pieces[2]), machines: true, model: state.model) {
+      return finish(.error(404, "machine not found"), request: request, endpoint: endpoint, now: now, state: &state)
     }
     if !takeToken(endpoint: endpoint, key: String(pieces[4]), now: now, state: &state) {
       return finish(
@@ -718,6 +828,18 @@ public final class FlySimulator: Sendable {
           #"{"error":"body must be {\"users\": N, \"prefix\": \"u\", \"volume_prefix\": \"fk_\", \"region\": \"ord\"}"}"#
         )
       }
+      if body["topology"]?.string == "app-per-user" {
+        state.withLock {
+          $0.model.seedApps(
+            count: Int(count), appPrefix: body["app_prefix"]?.string ?? "agents",
+            userPrefix: body["prefix"]?.string ?? "u", region: body["region"]?.string ?? "ord",
+            image: body["image"]?.string ?? "registry.fly.io/agent:1",
+            volumeName: body["volume_name"]?.string ?? "data",
+            tagged: body["tagged"]?.bool ?? false, now: now,
+            spread: max(0, min(365 * 86_400, body["spread"]?.double ?? 0)))
+        }
+        return text(200, #"{"ok":true}"#)
+      }
       state.withLock {
         $0.model.seed(
           count: Int(count), prefix: body["prefix"]?.string ?? "u",
@@ -760,12 +882,18 @@ public final class FlySimulator: Sendable {
         case "delete_volume":
           return state.model.driftDeleteVolume(volumeID, now: now)
             ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"volume not found"}"#)
+        case "create_foreign_app":
+          return state.model.createForeignApp(
+            name: body["app"]?.string ?? "", org: body["org"]?.string ?? "someone-else", now: now)
+            ? text(200, #"{"ok":true}"#) : text(409, #"{"error":"app name invalid or taken"}"#)
         case "create_foreign_machine":
           let region = body["region"]?.string ?? "ord"
           var config: [String: SimJSON] = ["image": .string(body["image"]?.string ?? "nginx:latest")]
           if let metadata = body["metadata"] { config["metadata"] = metadata }
           let created = state.model.createMachine(
-            .init(name: body["name"]?.string, region: region, config: config, skipLaunch: false), now: now,
+            .init(
+              app: body["app"]?.string ?? configuration.appName, name: body["name"]?.string, region: region,
+              config: config, skipLaunch: false), now: now,
             foreign: true)
           return text(created.status, created.body)
         default:

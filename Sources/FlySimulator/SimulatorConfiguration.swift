@@ -44,6 +44,8 @@ public struct SimulatorConfiguration: Sendable, Codable {
   /// with these limits showed a 10k-user walk never finishing when a 429 restarted it).
   public var listRate: Double = 1
   public var listBurst: Double = 3
+  /// App deletions in any one minute (Fly: 100); more answer 429. Not lifted by `rateLimitsEnabled`.
+  public var appDeletesPerMinute: Int = 100
   /// Turn every rate limit off (benchmarks of our own cost).
   public var rateLimitsEnabled: Bool = true
   /// Send `Retry-After` on a rate-limit 429 (Fly's behaviour is undocumented).

@@ -42,6 +42,8 @@ struct SimLease: Sendable {
 
 struct SimMachine: Sendable {
   var seq: Int
+  /// The app that holds it: every call by id is answered only under this app's path.
+  var app: String
   var id: String
   var name: String
   var region: String
@@ -72,6 +74,8 @@ struct SimMachine: Sendable {
   var revert: (to: SimVersion, state: String, at: Double)?
   /// This version's process dies at boot (an image that does not run).
   var crashAfterStart = false
+  /// The app secrets version this machine's environment holds (set at create and update).
+  var secretsVersion = 0
 }
 
 /// One version of a machine's config.
@@ -103,6 +107,7 @@ extension SimVolume {
 
 struct SimVolume: Sendable {
   var seq: Int
+  var app: String
   var id: String
   var name: String
   var region: String
@@ -137,13 +142,42 @@ struct SimulatorModel: Sendable {
     var volumesUntil = -Double.infinity
   }
   /// Ids in creation order (pagination walks these).
-  private var machineOrder: [String] = []
-  private var volumeOrder: [String] = []
+  private(set) var machineOrder: [String] = []
+  private(set) var volumeOrder: [String] = []
   private var seq = 0
+
+  /// Apps by name, in every org (names are one global namespace); an app of another org is a
+  /// name taken by someone else. The configured app exists from the start.
+  var apps: [String: SimApp] = [:]
+  /// App names in creation order (the apps list walks these).
+  var appOrder: [String] = []
+  /// When each app delete happened (the 100-per-minute limit is a window over these).
+  var appDeletes: [Double] = []
 
   init(configuration: SimulatorConfiguration) {
     self.configuration = configuration
     random = SeededRandom(seed: configuration.seed)
+    apps[configuration.appName] = SimApp(
+      seq: 0, id: "app_shared", name: configuration.appName, org: configuration.orgSlug, network: "default",
+      idempotencyKey: nil, createdAt: 0)
+    appOrder.append(configuration.appName)
+  }
+
+  /// Stores a machine; a new one joins the creation order.
+  mutating func setMachine(_ machine: SimMachine) {
+    if machines[machine.id] == nil { machineOrder.append(machine.id) }
+    machines[machine.id] = machine
+  }
+
+  mutating func setVolume(_ volume: SimVolume) {
+    if volumes[volume.id] == nil { volumeOrder.append(volume.id) }
+    volumes[volume.id] = volume
+  }
+
+  /// The next creation sequence number (machines, volumes and apps share it).
+  mutating func nextSeq() -> Int {
+    seq += 1
+    return seq
   }
 
   // MARK: Ids
@@ -364,7 +398,7 @@ struct SimulatorModel: Sendable {
   }
 
   mutating func listMachines(
-    now: Double, includeDeleted: Bool, region: String?, states: Set<String>, metadata: [String: String],
+    app: String, now: Double, includeDeleted: Bool, region: String?, states: Set<String>, metadata: [String: String],
     summary: Bool, limit: Int?, cursor: String?, shortPage: Bool
   ) -> Page {
     // Transitions are applied when a list starts; later pages of the same walk (moments later) reuse
@@ -373,7 +407,7 @@ struct SimulatorModel: Sendable {
     return page(
       order: machineOrder, store: machines, seq: \.seq,
       include: { machine in
-        self.machineVisible(machine, now: now, includeDeleted: includeDeleted)
+        machine.app == app && self.machineVisible(machine, now: now, includeDeleted: includeDeleted)
           && (region == nil || machine.region == region)
           && (states.isEmpty || states.contains(machine.state))
           && metadata.allSatisfy { machine.metadata[$0.key] == $0.value }
@@ -381,10 +415,10 @@ struct SimulatorModel: Sendable {
       render: { self.renderCached(machine: $0, summary: summary) }, limit: limit, cursor: cursor, shortPage: shortPage)
   }
 
-  mutating func listVolumes(now: Double, limit: Int?, cursor: String?, shortPage: Bool) -> Page {
+  mutating func listVolumes(app: String, now: Double, limit: Int?, cursor: String?, shortPage: Bool) -> Page {
     if cursor == nil { sweepVolumes(now: now) }
     return page(
-      order: volumeOrder, store: volumes, seq: \.seq, include: { self.volumeVisible($0, now: now) },
+      order: volumeOrder, store: volumes, seq: \.seq, include: { $0.app == app && self.volumeVisible($0, now: now) },
       render: { self.renderCached(volume: $0) }, limit: limit, cursor: cursor, shortPage: shortPage)
   }
 
@@ -414,6 +448,7 @@ struct SimulatorModel: Sendable {
   }
 
   struct CreateMachine {
+    var app: String
     var name: String?
     var region: String?
     var config: [String: SimJSON]
@@ -441,7 +476,7 @@ struct SimulatorModel: Sendable {
     if mounts.count > 1 { return .error(400, "invalid_argument: a machine can mount at most one volume") }
     if let mount = mounts.first?.object, let id = mount["volume"]?.string {
       advance(volume: id, now: now)
-      guard let volume = volumes[id], volume.deletedAt == nil else {
+      guard let volume = volumes[id], volume.deletedAt == nil, volume.app == request.app else {
         return .error(404, "volume not found")
       }
       if volume.region != region {
@@ -463,12 +498,13 @@ struct SimulatorModel: Sendable {
     let id = newMachineID()
     let settle = configuration.createSettle
     var machine = SimMachine(
-      seq: seq, id: id, name: name, region: region, state: "created",
+      seq: seq, app: request.app, id: id, name: name, region: region, state: "created",
       configText: SimJSON.object(request.config).text, metadata: metadata, image: image, volumeID: volumeID,
       instanceID: newULID(), privateIP: "fdaa:0:1:a7b:\(seq % 65536):\(Int(random.next() % 65536)):1:2",
       createdAt: now, updatedAt: now, visibleAt: now + configuration.listLag, next: nil, settledAt: now + settle)
     machine.foreign = foreign
     machine.crashAfterStart = request.crashes
+    machine.secretsVersion = apps[request.app]?.secretsVersion ?? 0
     if !request.skipLaunch { machine.next = ("starting", now + settle) }
     machines[id] = machine
     machineOrder.append(id)
@@ -599,6 +635,7 @@ struct SimulatorModel: Sendable {
     machine.revert = nil
     let launches = wasUp || !request.skipLaunch
     machine.crashAfterStart = request.crashes
+    machine.secretsVersion = apps[machine.app]?.secretsVersion ?? 0
     if request.reverts {
       machine.next = nil
       machine.revert = (previous, wasUp ? "started" : before, now + configuration.updateDuration)
@@ -742,7 +779,8 @@ struct SimulatorModel: Sendable {
     seq += 1
     let newID = newVolumeID()
     volumes[newID] = SimVolume(
-      seq: seq, id: newID, name: old.name, region: old.region, zone: randomString(4, alphabet: "0123456789abcdef"),
+      seq: seq, app: old.app, id: newID, name: old.name, region: old.region,
+      zone: randomString(4, alphabet: "0123456789abcdef"),
       sizeGB: old.sizeGB, encrypted: old.encrypted, state: "created", attachedMachineID: id, createdAt: now,
       updatedAt: now, visibleAt: now, deletedAt: nil)
     volumeOrder.append(newID)
@@ -832,7 +870,7 @@ struct SimulatorModel: Sendable {
   }
 
   mutating func createVolume(
-    name: String, region: String, sizeGB: Int, encrypted: Bool, now: Double
+    app: String, name: String, region: String, sizeGB: Int, encrypted: Bool, now: Double
   ) -> SimAnswer {
     guard !name.isEmpty, name.count <= 30,
       name.unicodeScalars.allSatisfy({ ($0.isASCII && CharacterSet.alphanumerics.contains($0)) || $0 == "_" })
@@ -844,7 +882,7 @@ struct SimulatorModel: Sendable {
     seq += 1
     let id = newVolumeID()
     let volume = SimVolume(
-      seq: seq, id: id, name: name, region: region, zone: randomString(4, alphabet: "0123456789abcdef"),
+      seq: seq, app: app, id: id, name: name, region: region, zone: randomString(4, alphabet: "0123456789abcdef"),
       sizeGB: sizeGB, encrypted: encrypted, state: "created", attachedMachineID: nil, createdAt: now,
       updatedAt: now, visibleAt: now + configuration.listLag, deletedAt: nil)
     volumes[id] = volume
@@ -882,7 +920,8 @@ struct SimulatorModel: Sendable {
       seq += 1
       let volumeID = newVolumeID()
       volumes[volumeID] = SimVolume(
-        seq: seq, id: volumeID, name: volumePrefix + user, region: region, zone: "a1b2", sizeGB: 1, encrypted: true,
+        seq: seq, app: configuration.appName, id: volumeID, name: volumePrefix + user, region: region, zone: "a1b2",
+        sizeGB: 1, encrypted: true,
         state: "created", attachedMachineID: nil, createdAt: now, updatedAt: now, visibleAt: now, deletedAt: nil)
       volumeOrder.append(volumeID)
       seq += 1
@@ -895,7 +934,8 @@ struct SimulatorModel: Sendable {
         "restart": .object(["policy": .string("always")]),
       ]
       machines[id] = SimMachine(
-        seq: seq, id: id, name: "fk-" + user, region: region, state: "started", configText: SimJSON.object(config).text,
+        seq: seq, app: configuration.appName, id: id, name: "fk-" + user, region: region, state: "started",
+        configText: SimJSON.object(config).text,
         metadata: ["fleet_user_id": user], image: image, volumeID: volumeID, instanceID: newULID(),
         privateIP: "fdaa:0:1:a7b:\(seq % 65536):1:1:2", createdAt: now, updatedAt: now, visibleAt: now, next: nil,
         settledAt: now)
@@ -914,12 +954,20 @@ struct SimulatorModel: Sendable {
       guard let machine = machines[id] else { return nil }
       var text = render(machine: machine)
       text.removeLast()
-      text += ",\"foreign\":\(machine.foreign),\"lease_nonce\":\(SimJSON.string(machine.lease?.nonce ?? "").text)}"
+      text +=
+        ",\"foreign\":\(machine.foreign),\"lease_nonce\":\(SimJSON.string(machine.lease?.nonce ?? "").text),"
+        + "\"app\":\(SimJSON.string(machine.app).text),\"secrets_version\":\(machine.secretsVersion)}"
       return text
     }
-    let volumeTexts = volumeOrder.compactMap { volumes[$0].map { render(volume: $0) } }
+    let volumeTexts = volumeOrder.compactMap { id -> String? in
+      guard let volume = volumes[id] else { return nil }
+      var text = render(volume: volume)
+      text.removeLast()
+      return text + ",\"app\":\(SimJSON.string(volume.app).text)}"
+    }
+    let appTexts = appOrder.compactMap { apps[$0].map { renderSnapshot(app: $0) } }
     return
-      "{\"now\":\(now),\"machines\":[\(machineTexts.joined(separator: ","))],\"volumes\":[\(volumeTexts.joined(separator: ","))]}"
+      "{\"now\":\(now),\"machines\":[\(machineTexts.joined(separator: ","))],\"volumes\":[\(volumeTexts.joined(separator: ","))],\"apps\":[\(appTexts.joined(separator: ","))]}"
   }
 }
 
@@ -934,7 +982,6 @@ struct SimulatorModel: Sendable {
 /// true `updated_at`), as Fly warns: "offset your timestamps to catch late-arriving events".
 extension SimulatorModel {
   struct OrgQuery {
-    var appName: String
     var includeDeleted = false
     var region: String?
     var updatedAfter: Double?
@@ -990,14 +1037,14 @@ extension SimulatorModel {
 
   mutating func orgListMachines(now: Double, query: OrgQuery, page: Int) -> OrgPage {
     sweepMachines(now: now)
-    // Every machine of the app, the controller's and anyone else's, as Fly lists them.
+    // Every machine of every app of the org, the controller's and anyone else's, as Fly lists them.
     let machines = self.machines
     return orgPage(order: machineOrder, query: query, now: now, page: page) { id in
       guard let machine = machines[id], self.machineVisible(machine, now: now, includeDeleted: query.includeDeleted)
       else { return nil }
       return (machine.region, OrgPosition(updatedAt: machine.updatedAt, seq: machine.seq))
     } render: { id in
-      self.renderOrg(machine: machines[id]!, appName: query.appName)
+      self.renderOrg(machine: machines[id]!)
     }
   }
 
@@ -1010,7 +1057,7 @@ extension SimulatorModel {
       if !query.includeDeleted, let deletedAt = volume.deletedAt, now >= deletedAt + linger { return nil }
       return (volume.region, OrgPosition(updatedAt: volume.updatedAt, seq: volume.seq))
     } render: { id in
-      self.renderOrg(volume: volumes[id]!, appName: query.appName)
+      self.renderOrg(volume: volumes[id]!)
     }
   }
 
@@ -1053,13 +1100,13 @@ extension SimulatorModel {
   }
 
   /// An org list's machine: the overview config (image, guest, metadata), the app's name, the version.
-  func renderOrg(machine: SimMachine, appName: String) -> String {
+  func renderOrg(machine: SimMachine) -> String {
     var writer = JSONWriter()
     writer.add("id", machine.id)
     writer.add("name", machine.name)
     writer.add("state", machine.state)
     writer.add("region", machine.region)
-    writer.add("app_name", appName)
+    writer.add("app_name", machine.app)
     writer.add("version", machine.instanceID)
     writer.add("private_ip", machine.privateIP)
     var config = JSONWriter()
@@ -1075,11 +1122,11 @@ extension SimulatorModel {
   }
 
   /// An org list's volume: the volume, its app's name, `bytes_used`/`bytes_total`, `updated_at`.
-  func renderOrg(volume: SimVolume, appName: String) -> String {
+  func renderOrg(volume: SimVolume) -> String {
     var text = renderCached(volume: volume)
     text.removeLast()
     var writer = JSONWriter()
-    writer.add("app_name", appName)
+    writer.add("app_name", volume.app)
     writer.add("bytes_used", volume.bytesUsed)
     writer.add("bytes_total", volume.sizeGB << 30)
     writer.add("updated_at", isoTimestamp(volume.updatedAt))
