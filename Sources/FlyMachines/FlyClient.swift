@@ -113,6 +113,8 @@ public final class FlyClient: FlyMachinesAPI {
   private let observer: (@Sendable (FlyRequestRecord) -> Void)?
   /// The last `Date` header Fly sent (Unix seconds) and when it came (monotonic).
   private let serverDate = Mutex<(header: String, date: Double, at: ContinuousClock.Instant)?>(nil)
+  /// The app whose paths this client's machine and volume calls use (``forApp(_:)`` makes another).
+  private let app: String
 
   /// A client over HTTP.
   public convenience init(
@@ -135,12 +137,29 @@ public final class FlyClient: FlyMachinesAPI {
     self.observer = observer
     self.gate = RateLimitGate(clock: clock)
     self.clock = clock
+    self.app = configuration.appName
+  }
+
+  /// The same client (transport, Retry-After gate, clock, observer) for another app's machines and
+  /// volumes: one app per user.
+  private init(_ base: FlyClient, app: String) {
+    configuration = base.configuration
+    transport = base.transport
+    logger = base.logger
+    observer = base.observer
+    gate = base.gate
+    clock = base.clock
+    self.app = app
+  }
+
+  public func forApp(_ name: String) -> any FlyMachinesAPI {
+    name == app ? self : FlyClient(self, app: name)
   }
 
   public var credentials: [String] { [configuration.token.value] }
-  public var appName: String { configuration.appName }
+  public var appName: String { app }
 
-  private var appPath: String { "/v1/apps/\(Self.escape(configuration.appName))" }
+  var appPath: String { "/v1/apps/\(Self.escape(app))" }
 
   // MARK: Machines
 
@@ -494,7 +513,7 @@ public final class FlyClient: FlyMachinesAPI {
 
   // MARK: Plumbing
 
-  private func machinePath(_ id: String) -> String { "\(appPath)/machines/\(Self.escape(id))" }
+  func machinePath(_ id: String) -> String { "\(appPath)/machines/\(Self.escape(id))" }
   private func volumePath(_ id: String) -> String { "\(appPath)/volumes/\(Self.escape(id))" }
 
   private func readAll<Item>(
@@ -591,11 +610,11 @@ public final class FlyClient: FlyMachinesAPI {
     }
   }
 
-  private static let noBody: String? = nil
+  static let noBody: String? = nil
   /// The list endpoints, paced by ``FlyClientConfiguration/listPacing``.
   static let pacedEndpoints: Set<String> = ["GET /machines", "GET /volumes", "GET /orgs/machines", "GET /orgs/volumes"]
 
-  private func send(
+  func send(
     _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: (some Encodable & Sendable)? = noBody,
     nonce: String? = nil, timeout: Duration? = nil, endpoint: String
   ) async throws(FlyAPIError) -> Response {
@@ -705,7 +724,7 @@ public final class FlyClient: FlyMachinesAPI {
       code: .transport, message: String(redact(text).prefix(200)), transportKind: kind, operation: operation)
   }
 
-  private func decode<T: Decodable>(_ type: T.Type, _ response: Response) throws(FlyAPIError) -> T {
+  func decode<T: Decodable>(_ type: T.Type, _ response: Response) throws(FlyAPIError) -> T {
     try checkNesting(response)
     do {
       return try JSONDecoder().decode(T.self, from: Data(buffer: response.body, byteTransferStrategy: .noCopy))

@@ -158,4 +158,18 @@ public protocol FlyMachinesAPI: Sendable {
   func deleteVolume(_ id: String) async throws(FlyAPIError) -> FlyVolume?
   func updateMachine(_ id: String, _ request: UpdateMachineRequest) async throws(FlyAPIError) -> FlyMachine
   func extendVolume(_ id: String, sizeGB: Int) async throws(FlyAPIError) -> ExtendVolumeResponse
+
+  /// This API for another app's machines and volumes (one app per user); the same app: itself.
+  func forApp(_ name: String) -> any FlyMachinesAPI
+  /// Apps of the org, every one.
+  func listApps(org: String) async throws(FlyAPIError) -> [FlyApp]
+  func createApp(_ request: CreateAppRequest) async throws(FlyAPIError) -> FlyApp
+  /// This API's app.
+  func getApp() async throws(FlyAPIError) -> FlyApp
+  func deleteApp() async throws(FlyAPIError)
+  func assignIP(_ request: AssignIPRequest) async throws(FlyAPIError) -> FlyIPAssignment
+  func listIPs() async throws(FlyAPIError) -> [FlyIPAssignment]
+  func setSecrets(_ values: [String: String?]) async throws(FlyAPIError) -> Int
+  func listSecrets() async throws(FlyAPIError) -> [FlyAppSecret]
+  func setMetadata(machineID: String, key: String, value: String) async throws(FlyAPIError)
 }

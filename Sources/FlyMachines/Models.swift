@@ -227,17 +227,24 @@ public struct CreateMachineRequest: Sendable, Hashable, Encodable {
   public var config: FlyMachineConfig
   /// Create without booting: the machine stays `created`.
   public var skipLaunch: Bool?
+  /// The app secrets version the machine must see (the answer of the secrets write before it).
+  public var minSecretsVersion: Int?
 
   enum CodingKeys: String, CodingKey {
     case name, region, config
     case skipLaunch = "skip_launch"
+    case minSecretsVersion = "min_secrets_version"
   }
 
-  public init(name: String? = nil, region: String? = nil, config: FlyMachineConfig, skipLaunch: Bool? = nil) {
+  public init(
+    name: String? = nil, region: String? = nil, config: FlyMachineConfig, skipLaunch: Bool? = nil,
+    minSecretsVersion: Int? = nil
+  ) {
     self.name = name
     self.region = region
     self.config = config
     self.skipLaunch = skipLaunch
+    self.minSecretsVersion = minSecretsVersion
   }
 }
 
@@ -250,17 +257,23 @@ public struct UpdateMachineRequest: Sendable, Hashable, Encodable {
   public var currentVersion: String?
   /// Leave a stopped machine stopped (otherwise an update starts it).
   public var skipLaunch: Bool?
+  /// The app secrets version the machine must see after the update.
+  public var minSecretsVersion: Int?
 
   enum CodingKeys: String, CodingKey {
     case config
     case currentVersion = "current_version"
     case skipLaunch = "skip_launch"
+    case minSecretsVersion = "min_secrets_version"
   }
 
-  public init(config: FlyMachineConfig, currentVersion: String? = nil, skipLaunch: Bool? = nil) {
+  public init(
+    config: FlyMachineConfig, currentVersion: String? = nil, skipLaunch: Bool? = nil, minSecretsVersion: Int? = nil
+  ) {
     self.config = config
     self.currentVersion = currentVersion
     self.skipLaunch = skipLaunch
+    self.minSecretsVersion = minSecretsVersion
   }
 }
 
@@ -357,4 +370,97 @@ public struct ListMachinesQuery: Sendable, Hashable {
     self.metadata = metadata
     self.summary = summary
   }
+}
+
+// MARK: Apps
+
+/// An app as `GET /v1/apps` and `GET /v1/apps/{app}` show it.
+public struct FlyApp: Sendable, Hashable, Decodable {
+  public var id: String?
+  public var name: String
+  public var status: String?
+  public var machineCount: Int?
+  public var volumeCount: Int?
+  public var organization: Organization?
+
+  public struct Organization: Sendable, Hashable, Decodable {
+    public var slug: String?
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case id, name, status, organization
+    case machineCount = "machine_count"
+    case volumeCount = "volume_count"
+  }
+
+  public init(name: String, id: String? = nil, machineCount: Int? = nil, volumeCount: Int? = nil) {
+    self.name = name
+    self.id = id
+    self.machineCount = machineCount
+    self.volumeCount = volumeCount
+  }
+}
+
+/// The answer of `GET /v1/apps?org_slug=…`.
+public struct ListAppsResponse: Sendable, Hashable, Decodable {
+  public var apps: [FlyApp]
+  public var nextCursor: String?
+  public var totalApps: Int?
+  enum CodingKeys: String, CodingKey {
+    case apps
+    case nextCursor = "next_cursor"
+    case totalApps = "total_apps"
+  }
+}
+
+/// The body of `POST /v1/apps`. `idempotencyKey`: a create again with the same key and name
+/// answers the first app instead of a false `name_taken` or a second app.
+public struct CreateAppRequest: Sendable, Hashable, Encodable {
+  public var name: String
+  public var orgSlug: String
+  public var network: String?
+  public var idempotencyKey: String?
+  enum CodingKeys: String, CodingKey {
+    case name, network
+    case orgSlug = "org_slug"
+    case idempotencyKey = "idempotency_key"
+  }
+  public init(name: String, orgSlug: String, network: String? = nil, idempotencyKey: String? = nil) {
+    self.name = name
+    self.orgSlug = orgSlug
+    self.network = network
+    self.idempotencyKey = idempotencyKey
+  }
+}
+
+/// The body of `POST /v1/apps/{app}/ip_assignments`.
+public struct AssignIPRequest: Sendable, Hashable, Encodable {
+  /// `shared_v4`, `v6` or `private_v6`.
+  public var type: String
+  public var region: String?
+  public init(type: String, region: String? = nil) {
+    self.type = type
+    self.region = region
+  }
+}
+
+/// One IP address of an app.
+public struct FlyIPAssignment: Sendable, Hashable, Decodable {
+  public var ip: String
+  public var region: String?
+  public var shared: Bool?
+  enum CodingKeys: String, CodingKey { case ip, region, shared }
+  public init(ip: String, region: String? = nil, shared: Bool? = nil) {
+    self.ip = ip
+    self.region = region
+    self.shared = shared
+  }
+  /// Whether the address is public IPv4 (shared) rather than IPv6.
+  public var isV4: Bool { !ip.contains(":") }
+}
+
+/// One app secret as listed: its name and a digest of its value, never the value.
+public struct FlyAppSecret: Sendable, Hashable, Decodable {
+  public var name: String
+  public var digest: String?
 }
