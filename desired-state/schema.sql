@@ -280,3 +280,24 @@ CREATE TABLE rollout_control (
 INSERT INTO rollout_control (id) VALUES (1);
 CREATE TRIGGER desired_version_rollout AFTER UPDATE ON rollout_control
 BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
+
+-- Migration 11: one app per user
+-- One app per user (issue 16): where users' machines live. `shared-app`: all in the app the
+-- controller is given. `app-per-user`: user U's machine and volume in app <app_prefix>-u-<U>
+-- (or <app_prefix>-h-<digest> for ids that cannot be part of an app name) of organization `org`.
+CREATE TABLE fleet_topology (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  topology TEXT NOT NULL DEFAULT 'shared-app'
+    CONSTRAINT topology CHECK (topology IN ('shared-app', 'app-per-user')),
+  app_prefix TEXT CONSTRAINT app_prefix CHECK (app_prefix IS NULL OR (length(app_prefix) BETWEEN 1 AND 30
+    AND app_prefix GLOB '[a-z]*' AND app_prefix NOT GLOB '*[^a-z0-9-]*' AND app_prefix NOT GLOB '*-')),
+  org TEXT CONSTRAINT org CHECK (org IS NULL OR length(org) BETWEEN 1 AND 100),
+  updated_at INTEGER NOT NULL DEFAULT (unixepoch()),
+  CONSTRAINT app_per_user CHECK (topology = 'shared-app' OR (app_prefix IS NOT NULL AND org IS NOT NULL))
+) STRICT;
+INSERT INTO fleet_topology (id) VALUES (1);
+CREATE TRIGGER desired_version_topology AFTER UPDATE ON fleet_topology
+BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
+-- Where the dashboard connects: the machine's app, and (one app per user) its public hostname.
+ALTER TABLE machines ADD COLUMN app_name TEXT;
+ALTER TABLE machines ADD COLUMN hostname TEXT;

@@ -149,6 +149,8 @@ public struct DesiredSnapshot: Sendable, Hashable {
   /// How template changes roll out (the `rollout_control` row), and the template's revision.
   public var rolloutControl = RolloutControl()
   public var templateRevision: Int?
+  /// Where users' machines live (the `fleet_topology` row).
+  public var topology: Topology = .sharedApp
 
   public init(template: MachineTemplate, machines: UserMap<DesiredMachine>, invalidRows: [String: String] = [:]) {
     self.template = template

@@ -21,6 +21,9 @@ public enum FleetNames {
       && userID.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5f }
   }
 
+  /// 26 base32 characters of the id's SHA-256 (130 bits).
+  static func hashedName(_ userID: String) -> String { hashed(userID) }
+
   private static func hashed(_ userID: String) -> String {
     let alphabet = Array("abcdefghijklmnopqrstuvwxyz234567")
     let digest = Digests.sha256(Array(userID.utf8))

@@ -96,10 +96,17 @@ public struct Observation: Sendable, Hashable {
   /// Regions Fly said it could not read (`error_regions`): what the lists show there may be
   /// missing or old, so nothing is created or destroyed there this pass.
   public var unreadableRegions: Set<String>
-  public init(machines: [ObservedMachine], volumes: [ObservedVolume], unreadableRegions: Set<String> = []) {
+  /// One app per user: the names of the org's apps that carry the fleet's prefix (nil: not read,
+  /// the shared app). An app missing here is looked at again before anything is made in its place.
+  public var apps: Set<String>?
+  public init(
+    machines: [ObservedMachine], volumes: [ObservedVolume], unreadableRegions: Set<String> = [],
+    apps: Set<String>? = nil
+  ) {
     self.machines = machines
     self.volumes = volumes
     self.unreadableRegions = unreadableRegions
+    self.apps = apps
   }
 }
 
@@ -124,11 +131,17 @@ public struct MachineRow: Sendable, Hashable {
   public var ipAddress: String?
   public var createdAt: Int64?
   public var updatedAt: Int64?
+  /// The Fly app the machine is in, and (one app per user) its public hostname: where the
+  /// dashboard connects.
+  public var appName: String?
+  public var hostname: String?
   public init(
     id: String, userID: String, region: String, volumeID: String? = nil, status: String? = nil,
     ipAddress: String? = nil,
-    createdAt: Int64? = nil, updatedAt: Int64? = nil
+    createdAt: Int64? = nil, updatedAt: Int64? = nil, appName: String? = nil, hostname: String? = nil
   ) {
+    self.appName = appName
+    self.hostname = hostname
     self.id = id
     self.userID = userID
     self.region = region

@@ -34,6 +34,14 @@ public struct Action: Sendable, Hashable {
     /// A read of a machine an update was sent to: is it on the new version, and healthy? `listed`:
     /// what the list shows, when that is enough to tell (no health checks to read): no request.
     case checkUpdate(machineID: String, listed: ListedMachine?)
+    /// One app per user: make the user's app (`POST /v1/apps` with an idempotency key from the user
+    /// id, so a lost answer never makes two).
+    case createApp(app: String, org: String)
+    /// Give the user's app its public addresses (a shared IPv4 and an IPv6), those it lacks.
+    case assignIPs(app: String)
+    /// Delete the user's app, once nothing of the user is left in it (read first: an app holding
+    /// a machine or a volume is never deleted).
+    case deleteApp(app: String)
   }
 
   /// How a create avoids making its resource twice (see ``UserLifecycle``).
@@ -62,9 +70,12 @@ public struct Action: Sendable, Hashable {
     case checkUpdate = "check_update"
     /// Not a call of its own: an update that grew the user's volume first records it so.
     case extendVolume = "extend_volume"
+    case createApp = "create_app"
+    case assignIPs = "assign_ips"
+    case deleteApp = "delete_app"
 
     /// Destroy and delete lose something; they are capped and guarded.
-    public var isDestructive: Bool { self == .destroyMachine || self == .deleteVolume }
+    public var isDestructive: Bool { self == .destroyMachine || self == .deleteVolume || self == .deleteApp }
     public var isCreate: Bool { self == .createVolume || self == .createMachine }
     /// Reads: change nothing on Fly.
     public var isRead: Bool { self == .verifyMachine || self == .verifyVolume || self == .checkUpdate }
@@ -97,6 +108,17 @@ public struct Action: Sendable, Hashable {
     case .verifyVolume: .verifyVolume
     case .updateMachine: .updateMachine
     case .checkUpdate: .checkUpdate
+    case .createApp: .createApp
+    case .assignIPs: .assignIPs
+    case .deleteApp: .deleteApp
+    }
+  }
+
+  /// The app the call is about, when it is an app's call.
+  public var appName: String? {
+    switch call {
+    case .createApp(let app, _), .assignIPs(let app), .deleteApp(let app): app
+    default: nil
     }
   }
 
@@ -177,6 +199,9 @@ public struct DriftFinding: Sendable, Hashable, Codable {
     /// of users there are held this pass.
     case regionsUnreadable = "regions_unreadable"
     case invalidDesiredRow = "invalid_desired_row"
+    /// One app per user: the user's app name is held by someone else (another organization):
+    /// never adopted; nothing is made for the user until an operator sorts it out.
+    case appNameTaken = "app_name_taken"
     /// Fly's list leaves out a machine or volume that a read by id shows: nothing replaces it.
     case listOmits = "list_omits"
     /// A record of this user (an event, its `machines` row, its states) could not be written.

@@ -62,6 +62,29 @@ public enum Planner {
     }
   }
 
+  /// What the user's app needs before a volume is made in it (one app per user).
+  enum AppGate {
+    case ready
+    case act(Action)
+  }
+
+  /// The app first (made with an idempotency key), then its addresses; the shared app needs nothing.
+  /// An app the list shows is taken as made (its addresses are read before any is added).
+  static func appGate(user: String, topology: Topology, apps: Set<String>?, state: UserState) -> AppGate {
+    guard case .appPerUser(_, let org) = topology, let app = topology.app(forUser: user) else { return .ready }
+    if !state.appSetup.contains(.created) && apps?.contains(app) != true {
+      return .act(
+        Action(userID: user, call: .createApp(app: app, org: org), reason: "desired running, no app \(app)"))
+    }
+    if !state.appSetup.contains(.addressed) {
+      return .act(
+        Action(
+          userID: user, call: .assignIPs(app: app),
+          reason: "app \(app) needs its public addresses (shared IPv4, IPv6)"))
+    }
+    return .ready
+  }
+
   /// Plans a pass. The states map is updated in place when the caller hands it over (moves the
   /// input in, keeping no other reference); otherwise it is copied on the first change.
   public static func plan(_ input: consuming Input) -> Plan {
@@ -85,6 +108,7 @@ public enum Planner {
     var listedThrough: Set<String> = []
     // Health checks live in the services, which only the template sets: once per pass, not per user.
     let templateHasChecks = Self.hasChecks(input.desired.template)
+    let topology = input.desired.topology
 
     // Group what Fly shows by user: indices, not copies (100k users fit a small VM).
     let machines = input.observed.machines
@@ -142,7 +166,8 @@ public enum Planner {
       }
     }
     for (user, state) in states
-    where (state.pending != nil || state.volumeID != nil) && !input.desired.machines.contains(user)
+    where (state.pending != nil || state.volumeID != nil || state.appSetup.contains(.retiring))
+      && !input.desired.machines.contains(user)
       && machinesByUser.first[user] == nil && volumesByUser.first[user] == nil
     {
       users.append(user)
@@ -206,6 +231,14 @@ public enum Planner {
           DriftFinding(
             kind: .actionFailing, userID: user,
             message: "\(state.failures) consecutive failures; last: \(error)"))
+      }
+      if state.appSetup.contains(.nameTaken), let app = topology.app(forUser: user) {
+        findings.append(
+          DriftFinding(
+            kind: .appNameTaken, userID: user, resourceID: app,
+            message:
+              "app name \(app) is held by another organization: never adopted; nothing is made for \(user) (asked again after a backoff)"
+          ))
       }
 
       // Absence from a list is never proof. A machine or volume the controller made or adopted,
@@ -306,6 +339,9 @@ public enum Planner {
         state.volumeReleasedAt = nil
         // Resolved only when a create needs it (most users in a quiet pass need nothing).
         var spec: MachineTemplate { desired!.spec(from: input.desired.template) }
+        if keptMachine != nil, !state.appSetup.isEmpty {
+          state.appSetup = []  // the app is set up: its machine runs in it
+        }
         if let machine = keptMachine {
           if machine.region != desired!.region {
             findings.append(
@@ -433,6 +469,10 @@ public enum Planner {
             }
           } else if pendingActive && state.pending?.kind == .volume {
             waiting.append(user)
+          } else if case .act(let step) = Self.appGate(
+            user: user, topology: topology, apps: input.observed.apps, state: state)
+          {
+            actions.append(step)
           } else {
             if let lost = state.volumeID ?? state.lostVolume ?? recorded?.volumeID, state.pending == nil {
               findings.append(
@@ -492,6 +532,19 @@ public enum Planner {
           state.lostVolume = nil
           state.volumeReleasedAt = nil
           state.transitionalSince = nil
+          // One app per user: the app goes last, once nothing of the user is left in it (the
+          // executor reads it first). Remembered until the list no longer shows it.
+          if let app = topology.app(forUser: user), input.observed.apps?.contains(app) == true {
+            state.appSetup = .retiring
+            actions.append(
+              Action(
+                userID: user, call: .deleteApp(app: app),
+                reason:
+                  "\(desired == nil ? "no desired row" : "desired absent"): nothing of the user is left in app \(app)"
+              ))
+          } else {
+            state.appSetup = []
+          }
         }
       }
     }
@@ -591,10 +644,10 @@ public enum Planner {
 
     // Order: creates first (users waiting for a machine), then starts, stops, destroys last.
     let order: [Action.Kind: Int] = [
-      .verifyMachine: 0, .verifyVolume: 0, .checkUpdate: 0, .createVolume: 1, .createMachine: 2, .start: 3,
-      .updateMachine: 4, .stop: 5, .destroyMachine: 6, .deleteVolume: 7,
+      .verifyMachine: 0, .verifyVolume: 0, .checkUpdate: 0, .createApp: 1, .assignIPs: 1, .createVolume: 1,
+      .createMachine: 2, .start: 3, .updateMachine: 4, .stop: 5, .destroyMachine: 6, .deleteVolume: 7, .deleteApp: 8,
     ]
-    actions.sort { (order[$0.kind]!, $0.userID) < (order[$1.kind]!, $1.userID) }
+    actions.sort { (order[$0.kind] ?? 9, $0.userID) < (order[$1.kind] ?? 9, $1.userID) }
     var plan = Plan(
       actions: actions, findings: findings, waiting: waiting, states: states, guardState: guardState,
       changedStates: changedStates)

@@ -382,6 +382,13 @@ public enum UserLifecycle {
         state.volumeID = nil
         state.volumeReleasedAt = nil
       }
+    case .createApp:
+      state.appSetup.insert(.created)
+      state.appSetup.remove(.nameTaken)
+    case .assignIPs:
+      state.appSetup.insert(.addressed)
+    case .deleteApp:
+      state.appSetup = []
     case .start, .stop, .verifyMachine, .verifyVolume, .updateMachine, .checkUpdate:
       break
     }
@@ -395,7 +402,10 @@ public enum UserLifecycle {
   ) -> Step {
     var state = state
     // Already gone: what a destroy or delete wanted.
-    if error.kind == .notFound, action.kind == .destroyMachine || action.kind == .deleteVolume {
+    if error.kind == .notFound,
+      action.kind == .destroyMachine || action.kind == .deleteVolume || action.kind == .deleteApp
+    {
+      if action.kind == .deleteApp { state.appSetup = [] }
       var row: RowChange?
       if case .destroyMachine(let id, _) = action.call, context.recorded?.machineID == id { row = .delete }
       if case .deleteVolume(let id) = action.call, state.volumeID == id {
@@ -439,6 +449,7 @@ public enum UserLifecycle {
         state.pending = nil
       }
     }
+    if action.kind == .createApp, error.code == "name_taken" { state.appSetup.insert(.nameTaken) }
     if error.kind != .rateLimited { state.failures += 1 }
     state.backoffUntil = context.now + policy.retry.delay(attempt: max(1, state.failures), draw: context.draw)
     state.lastError = error.message

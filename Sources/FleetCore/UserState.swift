@@ -129,6 +129,7 @@ public struct UserState: Sendable, Hashable, Codable {
     var update: UpdateWatch?
     var configProblem: ConfigProblem?
     var updateFailures = 0
+    var appSetup = AppSetup()
   }
 
   final class Box: Sendable {
@@ -210,6 +211,12 @@ public struct UserState: Sendable, Hashable, Codable {
     set { rare.updateFailures = newValue }
   }
 
+  /// One app per user: how far the user's app is set up (kept only until the machine shows).
+  public var appSetup: AppSetup {
+    get { rare.appSetup }
+    set { rare.appSetup = newValue }
+  }
+
   /// Records what a read by id said of `id`, replacing what an earlier read said of it.
   public mutating func noteRead(_ id: String, found: Bool) {
     reads = reads.filter { $0.id != id } + [ReadByID(id: id, found: found)]
@@ -251,7 +258,7 @@ public struct UserState: Sendable, Hashable, Codable {
   // The stored JSON keeps the flat shape of earlier versions.
   enum CodingKeys: String, CodingKey {
     case pending, failures, backoffUntil, lastError, volumeID, volumeReleasedAt, transitionalSince, lostVolume, reads
-    case backoffSince, applied, update, configProblem, updateFailures
+    case backoffSince, applied, update, configProblem, updateFailures, appSetup
   }
 
   public init(from decoder: any Decoder) throws {
@@ -270,6 +277,7 @@ public struct UserState: Sendable, Hashable, Codable {
     rare.update = try container.decodeIfPresent(UpdateWatch.self, forKey: .update)
     rare.configProblem = try container.decodeIfPresent(ConfigProblem.self, forKey: .configProblem)
     rare.updateFailures = try container.decodeIfPresent(Int.self, forKey: .updateFailures) ?? 0
+    rare.appSetup = AppSetup(rawValue: try container.decodeIfPresent(UInt8.self, forKey: .appSetup) ?? 0)
     applied = try container.decodeIfPresent(AppliedConfig.self, forKey: .applied) ?? .unknown
     self.rare = rare
   }
@@ -291,7 +299,23 @@ public struct UserState: Sendable, Hashable, Codable {
     try container.encodeIfPresent(rare.update, forKey: .update)
     try container.encodeIfPresent(rare.configProblem, forKey: .configProblem)
     if rare.updateFailures > 0 { try container.encode(rare.updateFailures, forKey: .updateFailures) }
+    if !rare.appSetup.isEmpty { try container.encode(rare.appSetup.rawValue, forKey: .appSetup) }
   }
+}
+
+/// One app per user: what has been done to set up (or take down) the user's app.
+public struct AppSetup: OptionSet, Sendable, Hashable {
+  public var rawValue: UInt8
+  public init(rawValue: UInt8) { self.rawValue = rawValue }
+  /// Fly answered the create (or the app was found to be ours).
+  public static let created = AppSetup(rawValue: 1)
+  /// The app has its shared IPv4 and its IPv6.
+  public static let addressed = AppSetup(rawValue: 2)
+  /// The name is someone else's: nothing is made until the desired row is edited.
+  public static let nameTaken = AppSetup(rawValue: 4)
+  /// The user is gone and the app is to be deleted once empty (kept so that the user is not
+  /// forgotten while the app remains).
+  public static let retiring = AppSetup(rawValue: 8)
 }
 
 /// What one read by id said of a machine or volume the lists leave out.

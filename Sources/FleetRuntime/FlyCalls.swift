@@ -10,6 +10,14 @@ struct FlyCalls: Sendable {
   let budget: WriteBudget
   let redactor: Redactor
   let secrets: SecretValues
+  /// Where users live (this pass's desired snapshot says): one app per user scopes each user's
+  /// calls to the user's app.
+  var topology: Topology = .sharedApp
+
+  /// The API for `user`'s machine and volume.
+  func client(for user: String) -> any FlyMachinesAPI {
+    topology.app(forUser: user).map { client.forApp($0) } ?? client
+  }
 
   /// The client's error in the lifecycle's terms, redacted; a 429 pauses the write budget.
   func callError(_ error: FlyAPIError) -> UserLifecycle.CallError {
@@ -29,6 +37,7 @@ struct FlyCalls: Sendable {
 
   /// A read by id of a machine or volume the list left out.
   func read(_ action: Action) async -> UserLifecycle.Outcome {
+    let client = self.client(for: action.userID)
     do {
       switch action.call {
       case .verifyMachine(let id): return .readMachine(Self.found(try await client.getMachine(id)))
@@ -51,6 +60,7 @@ struct FlyCalls: Sendable {
   /// Before creating again after a create: look for the resource (by the id Fly answered with;
   /// else machines by metadata, volumes by name). What may be adopted is the lifecycle's to say.
   func lookUp(_ action: Action) async -> UserLifecycle.Outcome {
+    let client = self.client(for: action.userID)
     do {
       switch action.call {
       case .createMachine:
@@ -100,6 +110,7 @@ struct FlyCalls: Sendable {
 
   /// Makes the call.
   func perform(_ action: Action) async -> UserLifecycle.Outcome {
+    let client = self.client(for: action.userID)
     do {
       switch action.call {
       case .createVolume(let region, let spec, _):
@@ -132,6 +143,17 @@ struct FlyCalls: Sendable {
         _ = try await client.deleteVolume(id)
       case .verifyMachine, .verifyVolume, .checkUpdate:
         return await read(action)
+      case .createApp(let app, let org):
+        return try await createApp(app, org: org, user: action.userID)
+      case .assignIPs(let app):
+        let scoped = self.client.forApp(app)
+        let ips = try await scoped.listIPs()
+        if !ips.contains(where: { $0.isV4 }) { _ = try await scoped.assignIP(AssignIPRequest(type: "shared_v4")) }
+        if !ips.contains(where: { !$0.isV4 && !$0.ip.hasPrefix("fdaa:") }) {
+          _ = try await scoped.assignIP(AssignIPRequest(type: "v6"))
+        }
+      case .deleteApp(let app):
+        return try await deleteApp(app)
       }
       return .done(nil)
     } catch {
@@ -139,11 +161,57 @@ struct FlyCalls: Sendable {
     }
   }
 
+  /// `POST /v1/apps` with a key from the user id: the same create again (a lost answer) answers the
+  /// same app. A name answered taken is read: an app of our org is ours (made before the key was
+  /// kept, or by the old provisioning code: the user's app either way), one we cannot read is
+  /// someone else's, never adopted.
+  func createApp(_ app: String, org: String, user: String) async throws(FlyAPIError) -> UserLifecycle.Outcome {
+    let key = "fleetkeeper-" + Digests.hex(Digests.sha256(Array("\(org)/\(user)".utf8))).prefix(32)
+    do {
+      let made = try await client.createApp(CreateAppRequest(name: app, orgSlug: org, idempotencyKey: String(key)))
+      return .done(UserLifecycle.Made(id: made.name))
+    } catch  where error.flyStatus == "name_taken" || error.status == 422 {
+      let ours: FlyApp?
+      do {
+        ours = try await client.forApp(app).getApp()
+      } catch  where error.code == .notFound {
+        ours = nil
+      }
+      if let ours, ours.organization?.slug == nil || ours.organization?.slug == org {
+        return .done(UserLifecycle.Made(id: ours.name))
+      }
+      return .failed(
+        UserLifecycle.CallError(
+          kind: .other, status: 422, requestID: error.requestID, code: "name_taken",
+          message: "app name \(app) is held by another organization: not adopted"))
+    }
+  }
+
+  /// Reads the app's machines and volumes first: an app that still holds either is not deleted
+  /// (deleting an app deletes everything in it).
+  func deleteApp(_ app: String) async throws(FlyAPIError) -> UserLifecycle.Outcome {
+    let scoped = client.forApp(app)
+    let machines = try await scoped.listMachines(ListMachinesQuery())
+    let volumes = try await scoped.listVolumes(summary: true)
+    let liveMachines = machines.filter { !MachineState($0.state).isGone }
+    let liveVolumes = volumes.filter { !VolumeState($0.state).isGone }
+    guard liveMachines.isEmpty && liveVolumes.isEmpty else {
+      let held = liveMachines.map { "machine \($0.id)" } + liveVolumes.map { "volume \($0.id)" }
+      return .failed(
+        UserLifecycle.CallError(
+          kind: .notYet, code: "app_not_empty",
+          message: "app \(app) still holds \(held.joined(separator: ", ")): not deleted"))
+    }
+    try await scoped.deleteApp()
+    return .done(nil)
+  }
+
   /// An update: read the machine (its version, its config, its state), build the desired config
   /// on the machine's own volume, and send it only when a field differs, guarded by
   /// `current_version` (a machine changed since answers 409: read again next pass, never
   /// clobbered). A stopped machine is updated with `skip_launch` and stays stopped.
   func update(_ id: String, _ action: Action) async throws(FlyAPIError) -> UserLifecycle.Outcome {
+    let client = self.client(for: action.userID)
     let current = try await client.getMachine(id)
     guard let observed = current.config, current.hostStatus == nil || current.hostStatus == "ok" else {
       return .failed(
@@ -227,7 +295,7 @@ struct FlyCalls: Sendable {
     var config = FlyMachineConfig()
     config.image = spec.image
     config.guest = FlyGuest(cpuKind: spec.cpuKind, cpus: spec.cpus, memoryMB: spec.memoryMB)
-    let context = Placeholders.Context(userID: action.userID, appName: client.appName)
+    let context = Placeholders.Context(userID: action.userID, appName: client(for: action.userID).appName)
     func expand(_ text: String, field: String) throws -> String {
       // A template written straight into the table may hold what `template set` refuses.
       do throws(Placeholders.Problem) { _ = try Placeholders.parse(text) } catch {

@@ -19,6 +19,10 @@ actor Observer {
   private var resyncCorrections = 0
   /// Full org-wide reads since start.
   private(set) var fullReads = 0
+  /// Where users live, as the last ``observe(expected:full:topology:)`` was told.
+  private var topology: Topology = .sharedApp
+  /// One app per user: the fleet's apps as last listed.
+  private var lastApps: Set<String>?
 
   init(client: any FlyMachinesAPI, settings: ReconcilerSettings, clock: any FleetClock, logger: Logger) {
     self.client = client
@@ -32,16 +36,32 @@ actor Observer {
     machinePages = nil
     volumePages = nil
     orgView = nil
+    lastApps = nil
   }
 
   /// Both lists, read against the last read. `unchanged`: no page of either list changed.
   /// `expected`: about how many items each list holds (its storage is allocated once at that size).
   /// `full`: org-wide, read everything again rather than what changed (the list guard's re-read).
-  func observe(expected: Int, full: Bool = false) async throws(FlyAPIError) -> (
+  func observe(expected: Int, full: Bool = false, topology: Topology? = nil) async throws(FlyAPIError) -> (
     observation: Observation, unchanged: Bool
   ) {
+    if let topology, topology != self.topology {
+      // Another topology: another set of items is ours; nothing read before is a base.
+      self.topology = topology
+      invalidate()
+    }
+    if case .appPerUser(let prefix, let org) = self.topology {
+      // One app per user: the org-wide lists (every user app's items), and the apps themselves.
+      var (observation, unchanged) = try await observeOrg(
+        slug: org, scope: .prefix(prefix + "-"), full: full, expected: expected)
+      let apps = Set(try await client.listApps(org: org).lazy.map(\.name).filter { $0.hasPrefix(prefix + "-") })
+      if apps != lastApps { unchanged = false }
+      lastApps = apps
+      observation.apps = apps
+      return (observation, unchanged)
+    }
     if case .org(let slug, let app) = settings.observe {
-      return try await observeOrg(slug: slug, app: app, full: full, expected: expected)
+      return try await observeOrg(slug: slug, scope: .app(app), full: full, expected: expected)
     }
     // The last lists are handed over, not shared: a changed page is replaced in their storage
     // instead of the whole list being copied. If a read fails they are gone, and the next read
@@ -91,12 +111,12 @@ actor Observer {
         "fly lists look short; reading again",
         metadata: ["machines": "\(counts.machines)", "volumes": "\(counts.volumes)"])
       try? await clock.sleep(seconds: settings.suspectRereadDelay)
-      guard let again = try? await observe(expected: expected, full: true) else { break }
+      guard let again = try? await observe(expected: expected, full: true, topology: topology) else { break }
       observation = again.observation
       counts = Self.counts(observation)
       looksShort = suspect()
     }
-    if looksShort, case .org = settings.observe {
+    if looksShort, settings.observe != .app || topology.isAppPerUser {
       // The view a short full read left is not a base for incremental reads: read whole again next pass.
       orgView = nil
     }
@@ -253,7 +273,21 @@ extension Observer {
   /// and when asked (`full`); otherwise what changed since the newest item seen, minus the overlap,
   /// merged into the view. A full read that disagrees with the incremental view is believed, and
   /// the disagreement logged and counted.
-  func observeOrg(slug: String, app: String, full: Bool, expected: Int = 0) async throws(FlyAPIError) -> (
+  /// Which org-wide items are the fleet's: the one app's, or (one app per user) every app's whose
+  /// name has the fleet's prefix.
+  enum AppScope: Sendable {
+    case app(String)
+    case prefix(String)
+    func contains(_ app: String?) -> Bool {
+      guard let app else { return false }
+      switch self {
+      case .app(let name): return app == name
+      case .prefix(let prefix): return app.hasPrefix(prefix)
+      }
+    }
+  }
+
+  func observeOrg(slug: String, scope: AppScope, full: Bool, expected: Int = 0) async throws(FlyAPIError) -> (
     observation: Observation, unchanged: Bool
   ) {
     let now = clock.now()
@@ -262,11 +296,11 @@ extension Observer {
       let machineAfter = rfc3339(max(0, current.newestMachine - settings.observeOverlap))
       let volumeAfter = rfc3339(max(0, current.newestVolume - settings.observeOverlap))
       let (machines, volumes) = try await readOrg(
-        slug: slug, app: app, machinesAfter: machineAfter, volumesAfter: volumeAfter, expected: 0)
+        slug: slug, scope: scope, machinesAfter: machineAfter, volumesAfter: volumeAfter, expected: 0)
       // Taken only now that the read succeeded (a failed read keeps the view: no full read after a blip),
       // and not shared, so the merge changes a few items in place.
       guard var view = takeOrgView() else {
-        return try await observeOrg(slug: slug, app: app, full: true, expected: expected)
+        return try await observeOrg(slug: slug, scope: scope, full: true, expected: expected)
       }
       var changed = false
       // Every item must be newer than asked: an older one is an error, not data.
@@ -295,7 +329,7 @@ extension Observer {
     }
     // A full read: every item, destroyed ones left out.
     var (machines, volumes) = try await readOrg(
-      slug: slug, app: app, machinesAfter: nil, volumesAfter: nil, expected: expected)
+      slug: slug, scope: scope, machinesAfter: nil, volumesAfter: nil, expected: expected)
     let previous = takeOrgView()
     let regions = Set(machines.errorRegions).union(volumes.errorRegions)
     var newestMachine = -Double.infinity
@@ -352,7 +386,7 @@ extension Observer {
   private func setOrgView(_ view: OrgView) { orgView = view }
 
   /// Both org-wide lists at once, each item of another app a stand-in (``ObservedMachine/otherApp(updatedAt:)``).
-  private func readOrg(slug: String, app: String, machinesAfter: String?, volumesAfter: String?, expected: Int)
+  private func readOrg(slug: String, scope: AppScope, machinesAfter: String?, volumesAfter: String?, expected: Int)
     async throws(FlyAPIError) -> (machines: OrgListPage<ObservedMachine>, volumes: OrgListPage<ObservedVolume>)
   {
     let incremental = machinesAfter != nil
@@ -360,13 +394,14 @@ extension Observer {
       org: slug, updatedAfter: machinesAfter, includeDeleted: incremental, ownerKey: FleetNames.userMetadataKey,
       expected: expected
     ) { listing in
-      listing.appName == app
+      scope.contains(listing.appName)
         ? ObservedMachine(listing) : .otherApp(updatedAt: listing.updatedAt.flatMap(parseRFC3339))
     }
     async let volumes = client.listOrgVolumes(
       org: slug, updatedAfter: volumesAfter, includeDeleted: incremental, expected: expected
     ) { volume in
-      volume.appName == app ? ObservedVolume(volume) : .otherApp(updatedAt: volume.updatedAt.flatMap(parseRFC3339))
+      scope.contains(volume.appName)
+        ? ObservedVolume(volume) : .otherApp(updatedAt: volume.updatedAt.flatMap(parseRFC3339))
     }
     do {
       return try await (machines, volumes)

@@ -19,7 +19,7 @@ public actor Reconciler {
   private let redactor: Redactor
   private let logger: Logger
   private let onEvent: (@Sendable (AuditEvent) -> Void)?
-  private let fly: FlyCalls
+  private var fly: FlyCalls
   private let observer: Observer
   private let users: UserStates
   private var episodes = FindingEpisodes()
@@ -127,9 +127,14 @@ public actor Reconciler {
     report.desired = desired.snapshot
     report.desiredUsers = desired.active
     let expected = desired.snapshot.machines.count
+    // Where users live: each user's calls, rows and lists follow it.
+    let topology = desired.snapshot.topology
+    fly.topology = topology
+    users.topology = topology
+    users.sharedApp = fly.client.appName
     let listed: (observation: Observation, unchanged: Bool)
     do {
-      listed = try await observer.observe(expected: expected)
+      listed = try await observer.observe(expected: expected, topology: topology)
     } catch {
       return couldNotRun(report, .flyUnreachable, error.description, log: "fly lists failed: nothing done")
     }

@@ -20,6 +20,22 @@ final class UserStates {
   /// What the `machines` rows hold, as much as planning and change detection need.
   private(set) var rows = UserMap<RowMemo>()
   private(set) var guardState = GuardState()
+  /// Where users live, and the shared app's name: what each `machines` row says of its app.
+  var topology: Topology = .sharedApp
+  var sharedApp = ""
+
+  /// The row with its app and (one app per user) hostname filled in.
+  func placed(_ row: MachineRow) -> MachineRow {
+    var row = row
+    if let app = topology.app(forUser: row.userID) {
+      row.appName = app
+      row.hostname = FleetNames.hostname(app: app)
+    } else {
+      row.appName = sharedApp.isEmpty ? nil : sharedApp
+      row.hostname = nil
+    }
+    return row
+  }
   /// Users whose state could not be written: written again by the next pass.
   private var dirty: Set<String> = []
   /// Users whose records (events, row, state) could not be written this pass, and why.
@@ -73,6 +89,7 @@ final class UserStates {
     var statements: [SQLStatement] = []
     switch step.row {
     case .upsert(let row):
+      let row = placed(row)
       rows[user] = RowMemo(row)
       statements.append(FleetStore.upsertMachineRow(row))
     case .delete:
@@ -222,18 +239,20 @@ final class UserStates {
         let machine = machines.first(where: { $0.id == row?.id })
           ?? machines.min(by: { ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id) })
       else { continue }
+      let app = topology.app(forUser: user) ?? sharedApp
       let digest = RowMemo.digest(
         region: machine.region, volumeID: machine.volumeID, status: machine.state.rawValue,
-        ipAddress: machine.privateIP)
+        ipAddress: machine.privateIP, app: app)
       if let row, row.id == machine.id, row.digest == digest {
         // Unchanged. Share the observation's string storage instead of a copy read from the database.
         if row.volumeID != nil && row.volumeID == machine.volumeID { rows[user]?.volumeID = machine.volumeID }
         continue
       }
-      let next = MachineRow(
-        id: machine.id, userID: user, region: machine.region, volumeID: machine.volumeID,
-        status: machine.state.rawValue, ipAddress: machine.privateIP,
-        createdAt: row.map(\.createdAt) ?? Int64(machine.createdAt ?? now), updatedAt: Int64(now))
+      let next = placed(
+        MachineRow(
+          id: machine.id, userID: user, region: machine.region, volumeID: machine.volumeID,
+          status: machine.state.rawValue, ipAddress: machine.privateIP,
+          createdAt: row.map(\.createdAt) ?? Int64(machine.createdAt ?? now), updatedAt: Int64(now)))
       rows[user] = RowMemo(next)
       try await writer.add(FleetStore.upsertMachineRow(next), user: user)
     }
@@ -272,15 +291,19 @@ final class UserStates {
       volumeID = row.volumeID
       status = row.status
       createdAt = row.createdAt ?? 0
-      digest = Self.digest(region: row.region, volumeID: row.volumeID, status: row.status, ipAddress: row.ipAddress)
+      digest = Self.digest(
+        region: row.region, volumeID: row.volumeID, status: row.status, ipAddress: row.ipAddress,
+        app: row.appName ?? "")
     }
 
-    /// A missing IP is not a change (the upsert keeps the last one).
-    static func digest(region: String, volumeID: String?, status: String?, ipAddress: String?) -> Int {
+    /// A missing IP is not a change (the upsert keeps the last one). The app: a row written before
+    /// rows named their app is written again once, with it.
+    static func digest(region: String, volumeID: String?, status: String?, ipAddress: String?, app: String) -> Int {
       var hasher = Hasher()
       hasher.combine(region)
       hasher.combine(volumeID)
       hasher.combine(status)
+      hasher.combine(app)
       if let ipAddress { hasher.combine(ipAddress) }
       return hasher.finalize()
     }

@@ -163,6 +163,7 @@ public final class FleetStore: Sendable {
       SQLStatement("SELECT paused FROM fleet_pause WHERE id = 1"),
       SQLStatement("SELECT \(Self.rolloutColumns) FROM rollout_control WHERE id = 1"),
       SQLStatement("SELECT max(revision) FROM template_revisions"),
+      SQLStatement("SELECT topology, app_prefix, org FROM fleet_topology WHERE id = 1"),
     ])
     guard let templateRow = results[0].rows.first, let template = Self.template(from: templateRow) else {
       throw StoreError(
@@ -210,7 +211,54 @@ public final class FleetStore: Sendable {
     snapshot.fleetPaused = results[2].rows.first?[0].int != 0
     snapshot.rolloutControl = Self.rolloutControl(from: results[3].rows.first)
     snapshot.templateRevision = results[4].rows.first?[0].int.map(Int.init)
+    // Where users live cannot be guessed: no row, or one that does not read, is "cannot read".
+    guard let topologyRow = results[5].rows.first, let topology = Self.topology(from: topologyRow) else {
+      throw StoreError(
+        code: .malformed,
+        message:
+          "fleet_topology has no valid row 1 (topology shared-app, or app-per-user with app_prefix and org): run `fleetkeeper fleet set`",
+        database: database.displayName)
+    }
+    snapshot.topology = topology
     return snapshot
+  }
+
+  static func topology(from row: [SQLValue]) -> Topology? {
+    switch row[0].string {
+    case "shared-app": return .sharedApp
+    case "app-per-user":
+      guard let prefix = row[1].string, Topology.prefixProblem(prefix) == nil, let org = row[2].string, !org.isEmpty
+      else { return nil }
+      return .appPerUser(prefix: prefix, org: org)
+    default: return nil
+    }
+  }
+
+  /// How many `machines` rows there are (users with a machine on record).
+  public func machineRowCount() async throws(StoreError) -> Int {
+    try await requireSchema()
+    return Int(try await database.read([SQLStatement("SELECT count(*) FROM machines")])[0].scalar?.int ?? 0)
+  }
+
+  /// Where users' machines live (`fleetkeeper fleet show`).
+  public func topology() async throws(StoreError) -> Topology? {
+    try await requireSchema()
+    let rows = try await database.read([
+      SQLStatement("SELECT topology, app_prefix, org FROM fleet_topology WHERE id = 1")
+    ])
+    return rows[0].rows.first.flatMap(Self.topology(from:))
+  }
+
+  /// `fleetkeeper fleet set`: where users' machines live.
+  public func setTopology(_ topology: Topology) async throws(StoreError) {
+    try await requireSchema()
+    var values: [SQLValue] = [.text(topology.name), .null, .null]
+    if case .appPerUser(let prefix, let org) = topology { values = [.text(topology.name), .text(prefix), .text(org)] }
+    _ = try await database.write([
+      SQLStatement(
+        "UPDATE fleet_topology SET topology = ?, app_prefix = ?, org = ?, updated_at = unixepoch() WHERE id = 1", values
+      )
+    ])
   }
 
   /// `fleetkeeper pause|resume`: the whole fleet.
@@ -692,13 +740,15 @@ public final class FleetStore: Sendable {
     let count = try await database.read([SQLStatement("SELECT count(*) FROM machines")])[0].scalar?.int ?? 0
     var result = UserMap<T>(minimumCapacity: Int(count))
     try await readInChunks(
-      "SELECT user_id, id, region, volume_id, status, ip_address, created_at, updated_at FROM machines", key: "user_id"
+      "SELECT user_id, id, region, volume_id, status, ip_address, created_at, updated_at, app_name, hostname FROM machines",
+      key: "user_id"
     ) { row in
       guard let user = row[0].string, let id = row[1].string else { return }
       result[user] = transform(
         MachineRow(
           id: id, userID: user, region: row[2].string ?? "", volumeID: row[3].string, status: row[4].string,
-          ipAddress: row[5].string, createdAt: row[6].int, updatedAt: row[7].int))
+          ipAddress: row[5].string, createdAt: row[6].int, updatedAt: row[7].int, appName: row[8].string,
+          hostname: row[9].string))
     }
     return result
   }
@@ -707,15 +757,16 @@ public final class FleetStore: Sendable {
   public static func upsertMachineRow(_ row: MachineRow) -> SQLStatement {
     SQLStatement(
       """
-      INSERT INTO machines (id, user_id, region, volume_id, status, ip_address, created_at, updated_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      INSERT INTO machines (id, user_id, region, volume_id, status, ip_address, created_at, updated_at, app_name, hostname)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (user_id) DO UPDATE SET id = excluded.id, region = excluded.region, volume_id = excluded.volume_id,
         status = excluded.status, ip_address = coalesce(excluded.ip_address, machines.ip_address),
-        updated_at = excluded.updated_at
+        updated_at = excluded.updated_at, app_name = excluded.app_name, hostname = excluded.hostname
       """,
       [
         .text(row.id), .text(row.userID), .text(row.region), SQLValue(row.volumeID), SQLValue(row.status),
-        SQLValue(row.ipAddress), SQLValue(row.createdAt), SQLValue(row.updatedAt),
+        SQLValue(row.ipAddress), SQLValue(row.createdAt), SQLValue(row.updatedAt), SQLValue(row.appName),
+        SQLValue(row.hostname),
       ])
   }
 

@@ -11,7 +11,7 @@ struct Fleetkeeper: AsyncParsableCommand {
       MigrateCommand.self, SchemaCommand.self, UsersCommand.self, TemplateCommand.self, RegionsCommand.self,
       EventsCommand.self, PlanCommand.self, ReconcileCommand.self, RunCommand.self, StatusCommand.self,
       PauseCommand.self, ResumeCommand.self, RolloutCommand.self, DemoCommand.self,
-      AlertsCommand.self, SimCommand.self, HranaCommand.self, BenchCommand.self,
+      AlertsCommand.self, SimCommand.self, HranaCommand.self, BenchCommand.self, FleetCommand.self,
     ]
   )
 

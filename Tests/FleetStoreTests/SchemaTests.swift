@@ -23,6 +23,8 @@ struct SchemaTests {
         "id TEXT PK", "user_id TEXT NOT NULL", "region TEXT NOT NULL", "volume_id TEXT", "status TEXT",
         "ip_address TEXT",
         "created_at INTEGER", "updated_at INTEGER", "last_active_at INTEGER",
+        // Added (nullable) for one app per user: where the dashboard connects.
+        "app_name TEXT", "hostname TEXT",
       ])
     #expect(
       try await Self.columns(store, "machine_events") == [

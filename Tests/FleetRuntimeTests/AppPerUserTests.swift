@@ -1,0 +1,149 @@
+import FleetCore
+import FleetRuntime
+import FleetStore
+import FlyMachines
+import FlySimulator
+import Foundation
+import Testing
+
+/// One app per user, end to end against the simulator: each user's app made (once, whatever
+/// answers are lost), given its addresses, then the volume and the machine in it; the machines row
+/// says where to connect; a name someone else holds is reported, never adopted; a removed user's
+/// app goes last, after the volume's retention.
+@Suite(.serialized) struct AppPerUserTests {
+  static let topology = Topology.appPerUser(prefix: "agents", org: "personal")
+
+  /// What the simulator holds, by app: its IPs, machines and volumes (live ones).
+  struct Apps {
+    var ips: [String: Int] = [:]
+    var machines: [String: [String]] = [:]
+    var volumes: [String: [String]] = [:]
+    var names: [String] { ips.keys.sorted() }
+  }
+
+  func apps(_ h: Harness) -> Apps {
+    let state = (try? JSONSerialization.jsonObject(with: h.simulator.stateJSON())) as? [String: Any] ?? [:]
+    var result = Apps()
+    for app in state["apps"] as? [[String: Any]] ?? [] {
+      result.ips[app["name"] as? String ?? ""] = (app["ips"] as? [Any])?.count ?? 0
+    }
+    for machine in state["machines"] as? [[String: Any]] ?? [] {
+      let machineState = machine["state"] as? String ?? ""
+      guard machineState != "destroyed" && machineState != "destroying" else { continue }
+      result.machines[machine["app"] as? String ?? "", default: []].append(machine["id"] as? String ?? "")
+    }
+    for volume in state["volumes"] as? [[String: Any]] ?? [] {
+      let volumeState = volume["state"] as? String ?? ""
+      guard volumeState != "destroyed" && volumeState != "pending_destroy" else { continue }
+      result.volumes[volume["app"] as? String ?? "", default: []].append(volume["id"] as? String ?? "")
+    }
+    return result
+  }
+
+  @Test func eachUserGetsAnAppItsAddressesThenItsVolumeAndMachine() async throws {
+    try await withHarness(simulator: Harness.lagging) { h in
+      try await h.store.setTopology(Self.topology)
+      try await h.addUsers(3)
+      let reports = await h.converge()
+      #expect(reports.last?.converged == true)
+      let apps = apps(h)
+      #expect(apps.names == ["agents-u-u0", "agents-u-u1", "agents-u-u2", "app"])
+      for user in ["u0", "u1", "u2"] {
+        let app = "agents-u-\(user)"
+        #expect(apps.ips[app] == 2, "\(app): a shared IPv4 and an IPv6")
+        #expect(apps.machines[app]?.count == 1)
+        #expect(apps.volumes[app]?.count == 1)
+      }
+      #expect(apps.machines["app"] == nil, "nothing in the shared app")
+      // The dashboard's row says where to connect.
+      let rows = try await h.store.machineRows()
+      #expect(rows["u1"]?.appName == "agents-u-u1")
+      #expect(rows["u1"]?.hostname == "agents-u-u1.fly.dev")
+      #expect(rows["u1"]?.id == apps.machines["agents-u-u1"]?.first)
+      // Each step recorded, once per user.
+      let events = try await h.store.events(limit: 500)
+      for type in ["create_app", "assign_ips", "create_volume", "create_machine"] {
+        #expect(
+          events.filter { $0.eventType == type && $0.detailsJSON.contains(#""outcome":"ok""#) }.count == 3, "\(type)")
+      }
+      // A quiet pass: the two org-wide lists and the apps list, nothing per user.
+      let before = h.simulator.requestLog().last?.seq ?? 0
+      let quiet = await h.reconciler.pass()
+      #expect(quiet.plan?.actions.isEmpty == true)
+      let requests = h.simulator.requestLog(since: before + 1)
+      #expect(requests.count <= 3, "\(requests.map(\.endpoint))")
+    }
+  }
+
+  @Test func lostAnswersNeverMakeTwoApps() async throws {
+    var faults = SimulatorFaults()
+    faults.lostResponseRate = 0.4
+    try await withHarness(simulator: Harness.lagging, faults: faults) { h in
+      try await h.store.setTopology(Self.topology)
+      try await h.addUsers(6)
+      await h.converge()
+      let apps = apps(h)
+      #expect(h.simulator.requestLog().contains { $0.endpoint == "POST /apps" && $0.fault == "lost_response" })
+      for user in 0..<6 {
+        let app = "agents-u-u\(user)"
+        #expect(apps.machines[app]?.count == 1, "\(app)")
+        #expect(apps.volumes[app]?.count == 1, "\(app)")
+        #expect(apps.ips[app] == 2, "\(app): \(apps.ips[app] ?? 0) addresses")
+      }
+      #expect(apps.names.count == 7)
+    }
+  }
+
+  @Test func aNameHeldByAnotherOrganizationIsReportedNeverAdopted() async throws {
+    try await withHarness(simulator: Harness.instant) { h in
+      try await h.store.setTopology(Self.topology)
+      await h.drift(#"{"op":"create_foreign_app","app":"agents-u-u0","org":"someone-else"}"#)
+      try await h.addUsers(2)
+      var reports: [PassReport] = []
+      for _ in 0..<6 {
+        reports.append(await h.reconciler.pass())
+        await h.advance(by: 1)
+      }
+      #expect(reports.last?.findings.contains { $0.kind == .appNameTaken && $0.userID == "u0" } == true)
+      let apps = apps(h)
+      #expect(apps.machines["agents-u-u1"]?.count == 1, "the other user goes on")
+      #expect(apps.machines["agents-u-u0"] == nil)
+      #expect(apps.volumes["agents-u-u0"] == nil)
+      // Nothing was made in (or asked of) the other organization's app.
+      #expect(!h.mutations().contains { $0.path.hasPrefix("/v1/apps/agents-u-u0/") })
+    }
+  }
+
+  @Test func aRemovedUsersAppGoesLastAfterTheVolumesRetention() async throws {
+    var settings = Harness.testSettings()
+    settings.planner.volumeRetention = 30
+    settings.planner.retentionFloor = 0
+    try await withHarness(simulator: Harness.instant, settings: settings) { h in
+      try await h.store.setTopology(Self.topology)
+      try await h.addUsers(2)
+      await h.converge()
+      try await h.store.removeUser("u1")
+      await h.converge(maxPasses: 20)
+      var apps = self.apps(h)
+      #expect(apps.machines["agents-u-u1"] == nil, "machine destroyed")
+      #expect(apps.volumes["agents-u-u1"]?.count == 1, "volume kept for its retention")
+      #expect(apps.names.contains("agents-u-u1"), "the app holds the volume: kept")
+      #expect(!h.mutations().contains { $0.endpoint == "DELETE /apps/{app}" })
+      await h.advance(by: 31)
+      await h.converge()
+      apps = self.apps(h)
+      #expect(apps.volumes["agents-u-u1"] == nil, "volume deleted after retention")
+      #expect(!apps.names.contains("agents-u-u1"), "then the app")
+      #expect(apps.machines["agents-u-u0"]?.count == 1, "the other user untouched")
+      let deletes = h.mutations().filter { $0.endpoint == "DELETE /apps/{app}" }
+      #expect(deletes.map(\.path) == ["/v1/apps/agents-u-u1"])
+      let events = try await h.store.events(limit: 500)
+      #expect(
+        events.contains {
+          $0.eventType == "delete_app" && $0.detailsJSON.contains(#""outcome":"ok""#) && $0.userID == "u1"
+        })
+      // Forgotten once gone: a quiet fleet again.
+      #expect(await h.reconciler.pass().plan?.actions.isEmpty == true)
+    }
+  }
+}
