@@ -298,6 +298,20 @@ CREATE TABLE fleet_topology (
 INSERT INTO fleet_topology (id) VALUES (1);
 CREATE TRIGGER desired_version_topology AFTER UPDATE ON fleet_topology
 BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
+-- Apps of the old fleet whose names do not follow the rule, mapped to their users by hand
+-- (`fleetkeeper fleet map`): adopted as those users' apps.
+CREATE TABLE app_owners (
+  app_name TEXT PRIMARY KEY CONSTRAINT app_name CHECK (length(app_name) BETWEEN 1 AND 63
+    AND app_name GLOB '[a-z]*' AND app_name NOT GLOB '*[^a-z0-9-]*' AND app_name NOT GLOB '*-'),
+  user_id TEXT NOT NULL UNIQUE CONSTRAINT user_id CHECK (length(user_id) BETWEEN 1 AND 128),
+  created_at INTEGER NOT NULL DEFAULT (unixepoch())
+) STRICT;
+CREATE TRIGGER desired_version_app_owners_insert AFTER INSERT ON app_owners
+BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
+CREATE TRIGGER desired_version_app_owners_update AFTER UPDATE ON app_owners
+BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
+CREATE TRIGGER desired_version_app_owners_delete AFTER DELETE ON app_owners
+BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
 -- Where the dashboard connects: the machine's app, and (one app per user) its public hostname.
 ALTER TABLE machines ADD COLUMN app_name TEXT;
 ALTER TABLE machines ADD COLUMN hostname TEXT;

@@ -150,7 +150,12 @@ public struct DesiredSnapshot: Sendable, Hashable {
   public var rolloutControl = RolloutControl()
   public var templateRevision: Int?
   /// Where users' machines live (the `fleet_topology` row).
-  public var topology: Topology = .sharedApp
+  public var topology: Topology {
+    get { placement.topology }
+    set { placement.topology = newValue }
+  }
+  /// Which app each user lives in (the topology, and the `app_owners` rows mapped by hand).
+  public var placement = AppPlacement()
 
   public init(template: MachineTemplate, machines: UserMap<DesiredMachine>, invalidRows: [String: String] = [:]) {
     self.template = template

@@ -14,6 +14,8 @@ public struct ObservedMachine: Sendable, Hashable {
   public var versionHash: UInt64
   /// ``ConfigDigest/overview(image:cpuKind:cpus:memoryMB:)`` of the config the list shows (0: none).
   public var overviewHash: UInt64
+  /// One app per user: the app the org-wide list says it is in (nil otherwise).
+  public var app: String?
   /// Unix seconds (from `created_at`/`updated_at`), when Fly sent them.
   public var createdAt: Double? {
     get { created == -.infinity ? nil : created }
@@ -57,6 +59,8 @@ public struct ObservedVolume: Sendable, Hashable {
   public var region: String
   public var attachedMachineID: String?
   public var sizeGB: Int?
+  /// One app per user: the app the org-wide list says it is in (nil otherwise).
+  public var app: String?
   /// Unix seconds, when Fly sent them (`updated_at` only in the org-wide list).
   public var createdAt: Double? {
     get { created == -.infinity ? nil : created }

@@ -42,6 +42,9 @@ public struct Action: Sendable, Hashable {
     /// Delete the user's app, once nothing of the user is left in it (read first: an app holding
     /// a machine or a volume is never deleted).
     case deleteApp(app: String)
+    /// One app per user: tag the machine the old provisioning code made in the user's app with
+    /// `fleet_user_id` (the metadata endpoint: no new version, no restart), after reading it.
+    case adoptMachine(machineID: String, volumeID: String, region: String)
   }
 
   /// How a create avoids making its resource twice (see ``UserLifecycle``).
@@ -73,6 +76,7 @@ public struct Action: Sendable, Hashable {
     case createApp = "create_app"
     case assignIPs = "assign_ips"
     case deleteApp = "delete_app"
+    case adoptMachine = "adopt_app"
 
     /// Destroy and delete lose something; they are capped and guarded.
     public var isDestructive: Bool { self == .destroyMachine || self == .deleteVolume || self == .deleteApp }
@@ -111,6 +115,7 @@ public struct Action: Sendable, Hashable {
     case .createApp: .createApp
     case .assignIPs: .assignIPs
     case .deleteApp: .deleteApp
+    case .adoptMachine: .adoptMachine
     }
   }
 
@@ -126,7 +131,7 @@ public struct Action: Sendable, Hashable {
   public var machineID: String? {
     switch call {
     case .start(let id), .stop(let id, _), .destroyMachine(let id, _), .verifyMachine(let id),
-      .updateMachine(let id, _, _, _, _), .checkUpdate(let id, _):
+      .updateMachine(let id, _, _, _, _), .checkUpdate(let id, _), .adoptMachine(let id, _, _):
       id
     default: nil
     }
@@ -137,6 +142,7 @@ public struct Action: Sendable, Hashable {
     switch call {
     case .createMachine(_, let id, _, _), .deleteVolume(let id), .verifyVolume(let id): id
     case .destroyMachine(_, let id), .updateMachine(_, let id, _, _, _): id
+    case .adoptMachine(_, let id, _): id
     default: nil
     }
   }
@@ -202,6 +208,9 @@ public struct DriftFinding: Sendable, Hashable, Codable {
     /// One app per user: the user's app name is held by someone else (another organization):
     /// never adopted; nothing is made for the user until an operator sorts it out.
     case appNameTaken = "app_name_taken"
+    /// One app per user: an app made before fleetkeeper that cannot be adopted as it is (two
+    /// machines, a volume without a machine, no user its name stands for): left alone.
+    case adoptionAmbiguous = "adoption_ambiguous"
     /// Fly's list leaves out a machine or volume that a read by id shows: nothing replaces it.
     case listOmits = "list_omits"
     /// A record of this user (an event, its `machines` row, its states) could not be written.

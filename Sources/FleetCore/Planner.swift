@@ -62,6 +62,62 @@ public enum Planner {
     }
   }
 
+  enum Adoption {
+    case adopt(Action)
+    case ambiguous(DriftFinding)
+  }
+
+  /// One app per user, an app the old provisioning code made: adopted only when it holds exactly
+  /// one machine without a tag, mounting the app's only volume, for a user desired running or
+  /// stopped who has no tagged machine. Anything else is reported and left alone.
+  static func adoption(
+    user: String, app: String, untagged: [ObservedMachine], tagged: [ObservedMachine], volumes: [ObservedVolume],
+    unadopted: [ObservedVolume], desired: DesiredMachine?
+  ) -> Adoption {
+    func ambiguous(_ why: String, _ resource: String?) -> Adoption {
+      .ambiguous(
+        DriftFinding(
+          kind: .adoptionAmbiguous, userID: user, resourceID: resource,
+          message: "app \(app): \(why): not adopted, nothing done for \(user) until an operator sorts it out"))
+    }
+    guard let desired, desired.state != .absent else {
+      return ambiguous("made before fleetkeeper, but \(user) is not desired running or stopped", untagged.first?.id)
+    }
+    guard tagged.isEmpty else {
+      return ambiguous(
+        "machine \(tagged[0].id) is already \(user)'s, yet the app also holds "
+          + (untagged.isEmpty
+            ? "volume \(unadopted[0].id) (\(unadopted[0].name)) that it does not mount"
+            : "machine \(untagged[0].id) without a tag"),
+        untagged.first?.id ?? unadopted.first?.id)
+    }
+    guard untagged.count == 1 else {
+      if untagged.isEmpty {
+        return ambiguous(
+          "volume \(unadopted[0].id) (\(unadopted[0].name)) has no machine (it may hold data)", unadopted[0].id)
+      }
+      return ambiguous(
+        "\(untagged.count) machines without a tag (\(untagged.map(\.id).sorted().joined(separator: ", ")))",
+        untagged[0].id)
+    }
+    let machine = untagged[0]
+    guard volumes.count == 1, let volume = volumes.first,
+      machine.volumeID == volume.id || volume.attachedMachineID == machine.id
+    else {
+      return ambiguous(
+        volumes.isEmpty
+          ? "machine \(machine.id) has no volume"
+          : "machine \(machine.id) and \(volumes.count) volume(s) (\(volumes.map(\.id).sorted().joined(separator: ", "))) do not pair one to one",
+        machine.id)
+    }
+    return .adopt(
+      Action(
+        userID: user, call: .adoptMachine(machineID: machine.id, volumeID: volume.id, region: machine.region),
+        reason:
+          "adopt: machine \(machine.id) in app \(app) (made before fleetkeeper, no fleet_user_id) with volume \(volume.id): tag it for \(user), no restart"
+      ))
+  }
+
   /// What the user's app needs before a volume is made in it (one app per user).
   enum AppGate {
     case ready
@@ -70,8 +126,10 @@ public enum Planner {
 
   /// The app first (made with an idempotency key), then its addresses; the shared app needs nothing.
   /// An app the list shows is taken as made (its addresses are read before any is added).
-  static func appGate(user: String, topology: Topology, apps: Set<String>?, state: UserState) -> AppGate {
-    guard case .appPerUser(_, let org) = topology, let app = topology.app(forUser: user) else { return .ready }
+  static func appGate(user: String, placement: AppPlacement, apps: Set<String>?, state: UserState) -> AppGate {
+    guard case .appPerUser(_, let org) = placement.topology, let app = placement.app(forUser: user) else {
+      return .ready
+    }
     if !state.appSetup.contains(.created) && apps?.contains(app) != true {
       return .act(
         Action(userID: user, call: .createApp(app: app, org: org), reason: "desired running, no app \(app)"))
@@ -109,14 +167,43 @@ public enum Planner {
     // Health checks live in the services, which only the template sets: once per pass, not per user.
     let templateHasChecks = Self.hasChecks(input.desired.template)
     let topology = input.desired.topology
+    let placement = input.desired.placement
 
     // Group what Fly shows by user: indices, not copies (100k users fit a small VM).
     let machines = input.observed.machines
     let allVolumes = input.observed.volumes
     var machinesByUser = IndexGroups(capacity: input.desired.machines.count)
+    // One app per user: machines without a tag, in a user's app (the old provisioning code's), by
+    // the user the app's name stands for: adopted, or reported when that is ambiguous.
+    var untaggedByUser = IndexGroups(capacity: 0)
+    // Apps named by the rule's hashed form, by user: built only if an untagged item needs it.
+    var hashedApps: [String: String]?
+    func user(ofApp app: String) -> String? {
+      if let user = placement.user(ofApp: app) { return user }
+      guard case .appPerUser(let prefix, _) = topology, app.hasPrefix(prefix + "-h-") else { return nil }
+      if hashedApps == nil {
+        var map: [String: String] = [:]
+        for user in input.desired.machines.keys where !(placement.app(forUser: user) ?? "").hasPrefix(prefix + "-u-") {
+          if let app = placement.app(forUser: user) { map[app] = user }
+        }
+        hashedApps = map
+      }
+      return hashedApps![app]
+    }
     for (index, machine) in machines.enumerated() {
       guard let user = machine.userID else {
-        if !machine.isGone {
+        if let app = machine.app, !machine.isGone {
+          if let owner = user(ofApp: app), input.desired.machines.contains(owner) {
+            untaggedByUser.add(owner, index)
+          } else {
+            findings.append(
+              DriftFinding(
+                kind: .adoptionAmbiguous, resourceID: machine.id,
+                message:
+                  "machine \(machine.id) in app \(app) has no fleet_user_id and no desired user matches the app's name (map it: fleetkeeper fleet map): left alone"
+              ))
+          }
+        } else if !machine.isGone {
           findings.append(
             DriftFinding(
               kind: .foreignMachine, resourceID: machine.id,
@@ -152,6 +239,9 @@ public enum Planner {
       if let user = FleetNames.directUser(volumeName: volume.name) {
         if known(user) { volumesByUser.add(user, index) }
       } else if let user = userByHashedName[volume.name] {
+        volumesByUser.add(user, index)
+      } else if let app = volume.app, let user = user(ofApp: app), known(user) {
+        // One app per user: whatever its name, a volume in a user's app is that user's.
         volumesByUser.add(user, index)
       }
     }
@@ -202,6 +292,32 @@ public enum Planner {
       let recorded = input.recorded(user)
       state.clampDeadlines(now: now, maxBackoff: settings.maxBackoff)
 
+      // One app per user: a machine without a tag, or a volume fleetkeeper neither made nor adopted,
+      // in the user's app. The old provisioning code's: tagged (adopted) when it is unambiguous,
+      // reported otherwise; nothing else is done for the user meanwhile.
+      if topology.isAppPerUser {
+        let untagged = untaggedByUser.items(user, in: machines) { !$0.isGone }
+        if state.volumeID == nil, untagged.isEmpty,
+          let mounted = volumes.first(where: { volume in live.contains { $0.volumeID == volume.id } })
+        {
+          state.volumeID = mounted.id  // mounted by the user's tagged machine: ours (a state lost)
+        }
+        let unadopted = volumes.filter { !FleetNames.isFleetVolumeName($0.name) && $0.id != state.volumeID }
+        if !untagged.isEmpty || !unadopted.isEmpty {
+          switch Self.adoption(
+            user: user, app: placement.app(forUser: user) ?? "", untagged: Array(untagged), tagged: Array(live),
+            volumes: Array(volumes), unadopted: Array(unadopted), desired: desired)
+          {
+          case .adopt(let action):
+            if (state.backoffUntil ?? 0) <= now { actions.append(action) }
+          case .ambiguous(let finding):
+            findings.append(finding)
+          }
+          waiting.append(user)
+          continue
+        }
+      }
+
       // Clear a pending create whose resource has shown up (or whose answer said it exists).
       if let pending = state.pending {
         let seen: Bool
@@ -232,7 +348,7 @@ public enum Planner {
             kind: .actionFailing, userID: user,
             message: "\(state.failures) consecutive failures; last: \(error)"))
       }
-      if state.appSetup.contains(.nameTaken), let app = topology.app(forUser: user) {
+      if state.appSetup.contains(.nameTaken), let app = placement.app(forUser: user) {
         findings.append(
           DriftFinding(
             kind: .appNameTaken, userID: user, resourceID: app,
@@ -470,7 +586,7 @@ public enum Planner {
           } else if pendingActive && state.pending?.kind == .volume {
             waiting.append(user)
           } else if case .act(let step) = Self.appGate(
-            user: user, topology: topology, apps: input.observed.apps, state: state)
+            user: user, placement: placement, apps: input.observed.apps, state: state)
           {
             actions.append(step)
           } else {
@@ -534,7 +650,7 @@ public enum Planner {
           state.transitionalSince = nil
           // One app per user: the app goes last, once nothing of the user is left in it (the
           // executor reads it first). Remembered until the list no longer shows it.
-          if let app = topology.app(forUser: user), input.observed.apps?.contains(app) == true {
+          if let app = placement.app(forUser: user), input.observed.apps?.contains(app) == true {
             state.appSetup = .retiring
             actions.append(
               Action(
@@ -645,7 +761,8 @@ public enum Planner {
     // Order: creates first (users waiting for a machine), then starts, stops, destroys last.
     let order: [Action.Kind: Int] = [
       .verifyMachine: 0, .verifyVolume: 0, .checkUpdate: 0, .createApp: 1, .assignIPs: 1, .createVolume: 1,
-      .createMachine: 2, .start: 3, .updateMachine: 4, .stop: 5, .destroyMachine: 6, .deleteVolume: 7, .deleteApp: 8,
+      .createMachine: 2, .adoptMachine: 2, .start: 3, .updateMachine: 4, .stop: 5, .destroyMachine: 6, .deleteVolume: 7,
+      .deleteApp: 8,
     ]
     actions.sort { (order[$0.kind] ?? 9, $0.userID) < (order[$1.kind] ?? 9, $1.userID) }
     var plan = Plan(

@@ -73,3 +73,38 @@ extension FleetNames {
   /// The hostname a user app's services answer on.
   public static func hostname(app: String) -> String { "\(app).fly.dev" }
 }
+
+/// Which app each user lives in: the topology's rule, except for apps an operator mapped to users
+/// by hand (`fleetkeeper fleet map`: the old fleet's names that do not follow the rule).
+public struct AppPlacement: Sendable, Hashable {
+  public var topology: Topology
+  /// Mapped by hand: app → user, and user → app.
+  public private(set) var userByApp: [String: String] = [:]
+  public private(set) var appByUser: [String: String] = [:]
+
+  public init(topology: Topology = .sharedApp, mapping: [String: String] = [:]) {
+    self.topology = topology
+    for (app, user) in mapping {
+      userByApp[app] = user
+      appByUser[user] = app
+    }
+  }
+
+  /// The app of `user`'s machine and volume (nil: the shared app).
+  public func app(forUser user: String) -> String? {
+    guard topology.isAppPerUser else { return nil }
+    return appByUser[user] ?? topology.app(forUser: user)
+  }
+
+  /// The user whose app `app` is, when the name says so (by hand, or the rule's direct form).
+  /// The rule's hashed form is not read back here: the planner maps those from the users it knows.
+  public func user(ofApp app: String) -> String? {
+    guard case .appPerUser(let prefix, _) = topology else { return nil }
+    if let user = userByApp[app] { return user }
+    let direct = prefix + "-u-"
+    guard app.hasPrefix(direct) else { return nil }
+    let user = String(app.dropFirst(direct.count))
+    // Only a name the rule gives that user (and not a mapped user's other app) stands for it.
+    return FleetNames.appName(prefix: prefix, userID: user) == app && appByUser[user] == nil ? user : nil
+  }
+}

@@ -389,6 +389,14 @@ public enum UserLifecycle {
       state.appSetup.insert(.addressed)
     case .deleteApp:
       state.appSetup = []
+    case .adoptMachine(let id, let volume, let region):
+      machineID = id
+      volumeID = volume
+      state.volumeID = volume
+      row = .upsert(
+        MachineRow(
+          id: id, userID: action.userID, region: region, volumeID: volume, status: made?.state?.rawValue,
+          ipAddress: made?.privateIP, createdAt: Int64(context.started), updatedAt: Int64(context.now)))
     case .start, .stop, .verifyMachine, .verifyVolume, .updateMachine, .checkUpdate:
       break
     }

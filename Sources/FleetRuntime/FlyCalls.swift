@@ -12,11 +12,11 @@ struct FlyCalls: Sendable {
   let secrets: SecretValues
   /// Where users live (this pass's desired snapshot says): one app per user scopes each user's
   /// calls to the user's app.
-  var topology: Topology = .sharedApp
+  var placement = AppPlacement()
 
   /// The API for `user`'s machine and volume.
   func client(for user: String) -> any FlyMachinesAPI {
-    topology.app(forUser: user).map { client.forApp($0) } ?? client
+    placement.app(forUser: user).map { client.forApp($0) } ?? client
   }
 
   /// The client's error in the lifecycle's terms, redacted; a 429 pauses the write budget.
@@ -154,6 +154,27 @@ struct FlyCalls: Sendable {
         }
       case .deleteApp(let app):
         return try await deleteApp(app)
+      case .adoptMachine(let id, let volumeID, _):
+        // Read first: tagged only if it is still untagged (or already this user's), not gone, and
+        // mounts the volume the plan saw.
+        let machine = try await client.getMachine(id)
+        let owner = machine.config?.metadata[FleetNames.userMetadataKey]
+        if let owner, owner != action.userID {
+          return .refused("machine \(id) is tagged for user \(owner), not \(action.userID): not adopted")
+        }
+        if MachineState(machine.state).isGone {
+          return .refused("machine \(id) is \(machine.state): not adopted")
+        }
+        let mounted = machine.config?.mounts.first?.volume
+        guard mounted == volumeID else {
+          return .refused("machine \(id) mounts \(mounted ?? "no volume"), not \(volumeID): not adopted")
+        }
+        if owner == nil {
+          try await client.setMetadata(machineID: id, key: FleetNames.userMetadataKey, value: action.userID)
+        }
+        return .done(
+          UserLifecycle.Made(
+            id: id, state: MachineState(machine.state), privateIP: machine.privateIP, version: machine.version))
       }
       return .done(nil)
     } catch {

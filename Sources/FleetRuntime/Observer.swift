@@ -394,14 +394,22 @@ extension Observer {
       org: slug, updatedAfter: machinesAfter, includeDeleted: incremental, ownerKey: FleetNames.userMetadataKey,
       expected: expected
     ) { listing in
-      scope.contains(listing.appName)
-        ? ObservedMachine(listing) : .otherApp(updatedAt: listing.updatedAt.flatMap(parseRFC3339))
+      guard scope.contains(listing.appName) else {
+        return ObservedMachine.otherApp(updatedAt: listing.updatedAt.flatMap(parseRFC3339))
+      }
+      var machine = ObservedMachine(listing)
+      if case .prefix = scope { machine.app = listing.appName }
+      return machine
     }
     async let volumes = client.listOrgVolumes(
       org: slug, updatedAfter: volumesAfter, includeDeleted: incremental, expected: expected
     ) { volume in
-      scope.contains(volume.appName)
-        ? ObservedVolume(volume) : .otherApp(updatedAt: volume.updatedAt.flatMap(parseRFC3339))
+      guard scope.contains(volume.appName) else {
+        return ObservedVolume.otherApp(updatedAt: volume.updatedAt.flatMap(parseRFC3339))
+      }
+      var observed = ObservedVolume(volume)
+      if case .prefix = scope { observed.app = volume.appName }
+      return observed
     }
     do {
       return try await (machines, volumes)

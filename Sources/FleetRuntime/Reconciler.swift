@@ -129,8 +129,8 @@ public actor Reconciler {
     let expected = desired.snapshot.machines.count
     // Where users live: each user's calls, rows and lists follow it.
     let topology = desired.snapshot.topology
-    fly.topology = topology
-    users.topology = topology
+    fly.placement = desired.snapshot.placement
+    users.placement = desired.snapshot.placement
     users.sharedApp = fly.client.appName
     let listed: (observation: Observation, unchanged: Bool)
     do {

@@ -21,13 +21,13 @@ final class UserStates {
   private(set) var rows = UserMap<RowMemo>()
   private(set) var guardState = GuardState()
   /// Where users live, and the shared app's name: what each `machines` row says of its app.
-  var topology: Topology = .sharedApp
+  var placement = AppPlacement()
   var sharedApp = ""
 
   /// The row with its app and (one app per user) hostname filled in.
   func placed(_ row: MachineRow) -> MachineRow {
     var row = row
-    if let app = topology.app(forUser: row.userID) {
+    if let app = placement.app(forUser: row.userID) {
       row.appName = app
       row.hostname = FleetNames.hostname(app: app)
     } else {
@@ -239,7 +239,7 @@ final class UserStates {
         let machine = machines.first(where: { $0.id == row?.id })
           ?? machines.min(by: { ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id) })
       else { continue }
-      let app = topology.app(forUser: user) ?? sharedApp
+      let app = placement.app(forUser: user) ?? sharedApp
       let digest = RowMemo.digest(
         region: machine.region, volumeID: machine.volumeID, status: machine.state.rawValue,
         ipAddress: machine.privateIP, app: app)

@@ -57,7 +57,7 @@ public final class WriteBudget: Sendable {
     case .createVolume, .createMachine, .deleteVolume, .createApp: (kind.rawValue, limits.perSecond, limits.burst)
     // Fly allows 100 app deletions a minute, org-wide.
     case .deleteApp: (kind.rawValue, min(limits.perSecond, 100.0 / 60), min(limits.burst, 10))
-    case .assignIPs: ("per-machine", limits.perMachineKindsPerSecond, limits.perMachineKindsPerSecond)
+    case .assignIPs, .adoptMachine: ("per-machine", limits.perMachineKindsPerSecond, limits.perMachineKindsPerSecond)
     case .start, .stop, .destroyMachine, .updateMachine, .extendVolume:
       ("per-machine", limits.perMachineKindsPerSecond, limits.perMachineKindsPerSecond)
     case .verifyMachine, .verifyVolume, .checkUpdate:

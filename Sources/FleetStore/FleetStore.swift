@@ -164,6 +164,7 @@ public final class FleetStore: Sendable {
       SQLStatement("SELECT \(Self.rolloutColumns) FROM rollout_control WHERE id = 1"),
       SQLStatement("SELECT max(revision) FROM template_revisions"),
       SQLStatement("SELECT topology, app_prefix, org FROM fleet_topology WHERE id = 1"),
+      SQLStatement("SELECT app_name, user_id FROM app_owners ORDER BY app_name"),
     ])
     guard let templateRow = results[0].rows.first, let template = Self.template(from: templateRow) else {
       throw StoreError(
@@ -219,8 +220,52 @@ public final class FleetStore: Sendable {
           "fleet_topology has no valid row 1 (topology shared-app, or app-per-user with app_prefix and org): run `fleetkeeper fleet set`",
         database: database.displayName)
     }
-    snapshot.topology = topology
+    snapshot.placement = Self.placement(
+      topology, mapping: results[6].rows, desired: { machines.contains($0) }, invalid: &snapshot.invalidRows)
     return snapshot
+  }
+
+  /// The topology with the apps mapped by hand. A mapping is used only for an app with the fleet's
+  /// prefix that the naming rule does not already give another desired user (a row written around
+  /// the CLI must not put two users in one app); the rest are reported on the mapped user's row.
+  static func placement(
+    _ topology: Topology, mapping rows: [[SQLValue]], desired: (String) -> Bool, invalid: inout [String: String]
+  ) -> AppPlacement {
+    guard case .appPerUser(let prefix, _) = topology else { return AppPlacement(topology: topology) }
+    let rule = AppPlacement(topology: topology)
+    var mapping: [String: String] = [:]
+    for row in rows {
+      guard let app = row[0].string, let user = row[1].string else { continue }
+      if !app.hasPrefix(prefix + "-") {
+        invalid[user] = "app_owners maps app \(app), which does not start with the fleet's prefix \(prefix)-"
+      } else if let other = rule.user(ofApp: app), other != user, desired(other) {
+        invalid[user] = "app_owners maps app \(app), which the naming rule gives user \(other)"
+      } else {
+        mapping[app] = user
+      }
+    }
+    return AppPlacement(topology: topology, mapping: mapping)
+  }
+
+  /// `fleetkeeper fleet map`: apps whose names do not follow the rule, by user (replacing any
+  /// earlier mapping of the same app or user).
+  public func mapApps(_ pairs: [(app: String, user: String)]) async throws(StoreError) {
+    try await requireSchema()
+    var statements: [SQLStatement] = []
+    for pair in pairs {
+      statements.append(
+        SQLStatement("DELETE FROM app_owners WHERE app_name = ? OR user_id = ?", [.text(pair.app), .text(pair.user)]))
+      statements.append(
+        SQLStatement("INSERT INTO app_owners (app_name, user_id) VALUES (?, ?)", [.text(pair.app), .text(pair.user)]))
+    }
+    _ = try await database.write(statements)
+  }
+
+  /// The apps mapped by hand, app → user.
+  public func appMapping() async throws(StoreError) -> [(app: String, user: String)] {
+    try await requireSchema()
+    return try await database.read([SQLStatement("SELECT app_name, user_id FROM app_owners ORDER BY app_name")])[0]
+      .rows.compactMap { row in row[0].string.flatMap { app in row[1].string.map { (app, $0) } } }
   }
 
   static func topology(from row: [SQLValue]) -> Topology? {

@@ -1,12 +1,81 @@
 import ArgumentParser
 import FleetCore
 import FleetStore
+import Foundation
 
 /// `fleetkeeper fleet show|set`: where users' machines live.
 struct FleetCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "fleet", abstract: "Where users' machines live: one shared app, or one app per user.",
-    subcommands: [Show.self, Set.self], defaultSubcommand: Show.self)
+    subcommands: [Show.self, Set.self, Map.self], defaultSubcommand: Show.self)
+
+  struct Map: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract:
+        "One app per user: map apps whose names do not follow the rule to their users (for adoption). A CSV of app_name,user_id lines (a header line is skipped), or one APP USER pair."
+    )
+    @OptionGroup var db: DatabaseOptions
+    @Option(name: .long, help: "A CSV file: app_name,user_id per line.") var file: String?
+    @Argument(help: "APP USER") var pair: [String] = []
+
+    func run() async throws {
+      try await runStoreCommand {
+        var pairs: [(app: String, user: String)] = []
+        var errors: [FieldError] = []
+        func add(_ app: String, _ user: String, line: Int?) {
+          let app = app.trimmingCharacters(in: .whitespaces)
+          let user = user.trimmingCharacters(in: .whitespaces)
+          let bytes = Array(app.utf8)
+          let valid =
+            (1...63).contains(bytes.count) && bytes[0] >= 0x61 && bytes[0] <= 0x7a && bytes.last != 0x2d
+            && bytes.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d }
+          if !valid {
+            errors.append(
+              FieldError(
+                field: "app_name", value: app, reason: "not a Fly app name (lowercase letters, digits, dashes)",
+                line: line))
+            return
+          }
+          do throws(FieldError) {
+            pairs.append((app, try FleetValidation.userID(user)))
+          } catch {
+            var error = error
+            error.line = line
+            errors.append(error)
+          }
+        }
+        if let file {
+          let text = try String(contentsOfFile: file, encoding: .utf8)
+          for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+            if trimmed.isEmpty || (index == 0 && trimmed.hasPrefix("app_name")) { continue }
+            let fields = trimmed.split(separator: ",", omittingEmptySubsequences: false)
+            guard fields.count == 2 else {
+              errors.append(
+                FieldError(field: "line", value: trimmed, reason: "expected app_name,user_id", line: index + 1))
+              continue
+            }
+            add(String(fields[0]), String(fields[1]), line: index + 1)
+          }
+        }
+        if !pair.isEmpty {
+          guard pair.count == 2 else {
+            throw FieldError(field: "pair", value: pair.joined(separator: " "), reason: "expected APP USER")
+          }
+          add(pair[0], pair[1], line: nil)
+        }
+        guard errors.isEmpty else { throw InputError(errors) }
+        guard !pairs.isEmpty else {
+          let mapping = try await db.open().appMapping()
+          for (app, user) in mapping { print("\(app)\t\(user)") }
+          return
+        }
+        let store = try await db.open()
+        try await store.mapApps(pairs)
+        print("mapped \(pairs.count) app(s)")
+      }
+    }
+  }
 
   struct Show: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the fleet's topology.")

@@ -147,3 +147,107 @@ import Testing
     }
   }
 }
+
+/// Taking over a fleet made the old way: one app per user, each with one machine (no
+/// `fleet_user_id`) and one volume. Adopted in place, or reported when ambiguous.
+@Suite(.serialized) struct AdoptionTests {
+  static let topology = Topology.appPerUser(prefix: "agents", org: "personal")
+
+  func seedOldFleet(_ h: Harness, users: Int, prefix: String = "u") async {
+    _ = await h.simulator.handle(
+      SimulatorRequest(
+        method: "POST", path: "/_sim/seed",
+        body: Data(
+          #"{"users":\#(users),"topology":"app-per-user","app_prefix":"agents","prefix":"\#(prefix)","region":"ord","image":"registry.fly.io/agent:1"}"#
+            .utf8)))
+  }
+
+  func creates(_ h: Harness) -> [SimulatorLogEntry] {
+    h.mutations().filter {
+      [
+        "POST /apps", "POST /machines", "POST /volumes", "DELETE /apps/{app}", "DELETE /machines/{id}",
+        "DELETE /volumes/{id}",
+      ].contains($0.endpoint)
+    }
+  }
+
+  @Test func anOldFleetIsAdoptedInPlace() async throws {
+    try await withHarness(simulator: Harness.instant) { h in
+      await seedOldFleet(h, users: 4)
+      try await h.store.setTopology(Self.topology)
+      try await h.addUsers(4, regions: ["ord"])
+      // The plan says it first.
+      let plan = await h.reconciler.pass(apply: false).plan
+      #expect(plan?.actions.map(\.kind) == Array(repeating: .adoptMachine, count: 4))
+      #expect(plan?.actions.first?.reason.contains("tag it for u0, no restart") == true)
+      #expect(h.mutations().isEmpty)
+      await h.converge()
+      #expect(creates(h).isEmpty, "nothing made, nothing destroyed: \(creates(h).map(\.path))")
+      let tags = h.mutations().filter { $0.endpoint == "POST /machines/{id}/metadata/{key}" }
+      #expect(tags.count == 4)
+      let fleet = h.fleet()
+      for user in 0..<4 {
+        #expect(fleet.machine("u\(user)") != nil, "u\(user) tagged")
+      }
+      let rows = try await h.store.machineRows()
+      #expect(rows["u2"]?.appName == "agents-u-u2")
+      #expect(rows["u2"]?.hostname == "agents-u-u2.fly.dev")
+      #expect(rows["u2"]?.volumeID == fleet.machine("u2")?.config?.mounts.first?.volume)
+      let events = try await h.store.events(limit: 500)
+      #expect(
+        events.filter { $0.eventType == "adopt_app" && $0.detailsJSON.contains(#""outcome":"ok""#) }.count == 4)
+    }
+  }
+
+  @Test func ambiguousAppsAreReportedNeverActedOn() async throws {
+    try await withHarness(simulator: Harness.instant) { h in
+      await seedOldFleet(h, users: 4)
+      try await h.store.setTopology(Self.topology)
+      let state = (try? JSONSerialization.jsonObject(with: h.simulator.stateJSON())) as? [String: Any] ?? [:]
+      let machines = state["machines"] as? [[String: Any]] ?? []
+      func machine(in app: String) -> String {
+        machines.first { $0["app"] as? String == app }?["id"] as? String ?? ""
+      }
+      // u1's app holds a second machine; u2's volume has no machine; u3 has no desired row.
+      await h.drift(#"{"op":"create_foreign_machine","app":"agents-u-u1","region":"ord"}"#)
+      await h.drift(#"{"op":"destroy_machine","machine_id":"\#(machine(in: "agents-u-u2"))"}"#)
+      try await h.addUsers(3, regions: ["ord"])
+      var last: PassReport?
+      for _ in 0..<5 {
+        last = await h.reconciler.pass()
+        await h.advance(by: 1)
+      }
+      let ambiguous = (last?.findings ?? []).filter { $0.kind == .adoptionAmbiguous }
+      #expect(ambiguous.contains { $0.userID == "u1" && $0.message.contains("2 machines without a tag") })
+      #expect(ambiguous.contains { $0.userID == "u2" && $0.message.contains("has no machine") })
+      #expect(
+        ambiguous.contains { $0.resourceID == machine(in: "agents-u-u3") && $0.message.contains("no desired user") })
+      #expect(h.fleet().machine("u0") != nil, "the unambiguous one is adopted")
+      let touched = h.mutations().filter {
+        $0.path.contains("/agents-u-u1") || $0.path.contains("/agents-u-u2") || $0.path.contains("/agents-u-u3")
+      }
+      #expect(touched.isEmpty, "\(touched.map(\.path))")
+      #expect(creates(h).isEmpty)
+    }
+  }
+
+  @Test func anAppMappedByHandIsAdoptedForItsUser() async throws {
+    try await withHarness(simulator: Harness.instant) { h in
+      await seedOldFleet(h, users: 1, prefix: "legacy")
+      try await h.store.setTopology(Self.topology)
+      try await h.store.importUsers([UserInput(userID: "ada", state: "running", region: "ord")])
+      try await h.store.mapApps([(app: "agents-u-legacy0", user: "ada")])
+      await h.converge()
+      #expect(h.fleet().machine("ada") != nil)
+      #expect(creates(h).isEmpty, "\(creates(h).map(\.path))")
+      #expect(try await h.store.machineRows()["ada"]?.appName == "agents-u-legacy0")
+      // The user's calls go to the mapped app: a stop lands there.
+      try await h.store.setUser(UserInput(userID: "ada", state: "stopped", region: "ord"))
+      await h.converge()
+      #expect(
+        h.mutations().contains {
+          $0.endpoint == "POST /machines/{id}/stop" && $0.path.hasPrefix("/v1/apps/agents-u-legacy0/")
+        })
+    }
+  }
+}
