@@ -120,14 +120,18 @@ struct FlyCalls: Sendable {
             encrypted: spec.encrypted))
         return .done(UserLifecycle.Made(id: volume.id))
       case .createMachine(let region, _, _, _):
-        let config: FlyMachineConfig
+        let built: (config: FlyMachineConfig, secrets: [String: String])
         do {
-          config = try machineConfig(action)
+          built = try machineConfigAndSecrets(action)
         } catch {
           return .refused(redactor.scrub("\(error)"))
         }
+        // One app per user: the app's secrets first, and the machine made to see that version.
+        let secretsVersion = try await setAppSecrets(built.secrets, client: client)
         let machine = try await client.createMachine(
-          CreateMachineRequest(name: FleetNames.machineName(forUser: action.userID), region: region, config: config))
+          CreateMachineRequest(
+            name: FleetNames.machineName(forUser: action.userID), region: region, config: built.config,
+            minSecretsVersion: secretsVersion))
         return .done(
           UserLifecycle.Made(
             id: machine.id, state: MachineState(machine.state), privateIP: machine.privateIP, version: machine.version))
@@ -244,8 +248,9 @@ struct FlyCalls: Sendable {
       return .refused("machine \(id) is tagged for user \(owner), not \(action.userID): not updated")
     }
     let desired: FlyMachineConfig
+    let secrets: [String: String]
     do {
-      desired = try machineConfig(action, volume: observed.mounts.first?.volume)
+      (desired, secrets) = try machineConfigAndSecrets(action, volume: observed.mounts.first?.volume)
     } catch {
       return .refused(redactor.scrub("\(error)"))
     }
@@ -278,8 +283,14 @@ struct FlyCalls: Sendable {
         UserLifecycle.Updated(
           from: current.version, to: current.version, diff: diff, launched: false, extended: extended))
     }
+    // One app per user: the app's secrets first (a rotation shows as a new digest in the env), and
+    // the machine updated to see that version.
+    let secretsVersion = configDiff.isEmpty ? nil : try await setAppSecrets(secrets, client: client)
     let answer = try await client.updateMachine(
-      id, UpdateMachineRequest(config: desired, currentVersion: current.version, skipLaunch: skipLaunch ? true : nil))
+      id,
+      UpdateMachineRequest(
+        config: desired, currentVersion: current.version, skipLaunch: skipLaunch ? true : nil,
+        minSecretsVersion: secretsVersion))
     return .updated(
       UserLifecycle.Updated(
         from: current.version, to: answer.version, diff: diff, launched: launched, extended: extended))
@@ -306,6 +317,42 @@ struct FlyCalls: Sendable {
     var field: String
     var reason: String
     var description: String { "\(field): \(reason)" }
+  }
+
+  /// The env variable that carries, in a user's own app, a digest of the secrets the app holds for
+  /// the machine: a rotated secret changes it, so the machine's config differs and is updated (to
+  /// see the app's new secrets version) like any other change. The digest, never a value.
+  static let secretsDigestVariable = "FLEETKEEPER_SECRETS_DIGEST"
+
+  /// The machine's config and, one app per user, the env values that are secrets (a `$NAME` the
+  /// controller holds, or a value deriving `{{secret:KEY}}`), taken out of the env: they become
+  /// the app's secrets, which Fly gives the machine as env. In the shared app they stay in the env
+  /// (app secrets there would be every user's).
+  func machineConfigAndSecrets(_ action: Action, volume: String?? = nil) throws -> (
+    config: FlyMachineConfig, secrets: [String: String]
+  ) {
+    var config = try machineConfig(action, volume: volume)
+    guard placement.app(forUser: action.userID) != nil else { return (config, [:]) }
+    let spec = action.spec ?? MachineTemplate()
+    var secrets: [String: String] = [:]
+    for (name, value) in spec.env where (value.hasPrefix("$") && value.count > 1) || value.contains("{{secret:") {
+      if let resolved = config.env[name] {
+        secrets[name] = resolved
+        config.env[name] = nil
+      }
+    }
+    if !secrets.isEmpty {
+      let lines = secrets.keys.sorted().map { "\($0)=\(secrets[$0]!)" }.joined(separator: "\n")
+      config.env[Self.secretsDigestVariable] = String(Digests.hex(Digests.sha256(Array(lines.utf8))).prefix(32))
+    }
+    return (config, secrets)
+  }
+
+  /// Sets the app's secrets (one app per user) and answers the version a machine must see; nil
+  /// when there is none to set.
+  func setAppSecrets(_ secrets: [String: String], client: any FlyMachinesAPI) async throws(FlyAPIError) -> Int? {
+    guard !secrets.isEmpty else { return nil }
+    return try await client.setSecrets(secrets.mapValues { Optional($0) })
   }
 
   /// The config of a user's machine: the template with overrides, secrets resolved, the user's

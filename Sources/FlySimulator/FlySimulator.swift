@@ -201,7 +201,8 @@ public final class FlySimulator: Sendable {
         seq: state.logSeq, time: now, method: request.method, path: request.path,
         query: request.query.map { "\($0.0)=\($0.1)" }.joined(separator: "&"), endpoint: endpoint,
         status: answer.status, requestID: requestID, unknownFields: unknown, fault: fault,
-        guards: request.method == "POST" && endpoint == "POST /machines/{id}" ? Self.guards(request.body) : []))
+        guards: request.method == "POST" && (endpoint == "POST /machines/{id}" || endpoint == "POST /machines")
+          ? Self.guards(request.body) : []))
     if state.log.count > logCapacity { state.log.removeFirst(state.log.count - logCapacity) }
     var headers = answer.headers
     headers.append(("fly-request-id", requestID))
@@ -221,6 +222,7 @@ public final class FlySimulator: Sendable {
     var guards: [String] = []
     if object["current_version"]?.string != nil { guards.append("current_version") }
     if object["skip_launch"]?.bool == true { guards.append("skip_launch") }
+    if object["min_secrets_version"]?.int != nil { guards.append("min_secrets_version") }
     return guards
   }
 

@@ -75,6 +75,36 @@ import Testing
     }
   }
 
+  @Test func secretsAreTheAppsNotTheMachinesAndARotationRollsOut() async throws {
+    try await withHarness(simulator: Harness.instant) { h in
+      try await h.store.setTopology(Self.topology)
+      try await h.addUsers(2)
+      await h.converge()
+      let machine = try #require(h.fleet().machine("u0"))
+      #expect(machine.config?.env["AGENT_KEY"] == nil, "not in the machine's config")
+      #expect(machine.config?.env["FLEETKEEPER_SECRETS_DIGEST"]?.count == 32)
+      #expect(h.simulator.machineSecrets(machine.id) == ["AGENT_KEY": "s3cr3t-agent-value"])
+      #expect(!String(decoding: h.simulator.stateJSON(), as: UTF8.self).contains("s3cr3t-agent-value"))
+      // A rotated secret: each app's secrets set again, each machine updated to see them (a rollout).
+      var settings = h.settings
+      settings.secrets = ["AGENT_SECRET": "rotated-agent-value"]
+      let rotated = h.restarted(settings: settings)
+      await h.converge(using: rotated)
+      #expect(h.simulator.machineSecrets(machine.id) == ["AGENT_KEY": "rotated-agent-value"])
+      let other = try #require(h.fleet().machine("u1"))
+      #expect(h.simulator.machineSecrets(other.id) == ["AGENT_KEY": "rotated-agent-value"])
+      let updates = h.mutations().filter { $0.endpoint == "POST /machines/{id}" }
+      #expect(updates.count == 2)
+      #expect(updates.allSatisfy { $0.path.hasPrefix("/v1/apps/agents-u-u") })
+      // Each create and update asks to see the secrets just set.
+      let creates = h.mutations().filter { $0.endpoint == "POST /machines" }
+      #expect(creates.count == 2)
+      #expect((creates + updates).allSatisfy { $0.guards.contains("min_secrets_version") })
+      let events = try await h.store.events(limit: 500)
+      #expect(!events.contains { $0.detailsJSON.contains("rotated-agent-value") || $0.detailsJSON.contains("s3cr3t") })
+    }
+  }
+
   @Test func lostAnswersNeverMakeTwoApps() async throws {
     var faults = SimulatorFaults()
     faults.lostResponseRate = 0.4
