@@ -6,7 +6,43 @@ import Foundation
 struct BenchCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench", abstract: "Benchmarks against the built-in simulator (numbers for docs/benchmarks.md).",
-    subcommands: [Converge.self, ScaleCommand.self, PlannerCommand.self, ObserveCommand.self, RolloutCommand.self])
+    subcommands: [
+      Converge.self, ScaleCommand.self, PlannerCommand.self, ObserveCommand.self, RolloutCommand.self, AppsCommand.self,
+    ])
+
+  struct AppsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "apps",
+      abstract:
+        "One app per user under Fly's rate limits: N new users (app, addresses, volume, machine), and N apps made the old way adopted."
+    )
+    @Option(help: "Users for the new-users scenario.") var users: Int = 1000
+    @Option(help: "Apps made the old way, for the adoption scenario.") var adopt: Int = 10_000
+    @Option(help: "Scenarios, comma-separated: new, adopt.") var scenarios: String = "new,adopt"
+    func run() async throws {
+      for scenario in scenarios.split(separator: ",").map(String.init) {
+        let r = try await AppsBench.run(
+          scenario: scenario, users: scenario == "adopt" ? adopt : users,
+          say: { line in
+            print(line)
+            fflush(nil)
+          })
+        let count = { (endpoint: String) in r.byEndpoint[endpoint] ?? 0 }
+        print(
+          "\(r.scenario): \(r.users) users \(r.converged ? "converged" : "NOT converged") in \(String(format: "%.1f", r.seconds)) s (bound \(String(format: "%.1f", r.boundSeconds)) s, ratio \(String(format: "%.2f", r.seconds / r.boundSeconds))) over \(r.passes) passes"
+        )
+        print(
+          "  apps created \(count("POST /apps")), IPs assigned \(count("POST /ip_assignments")), volumes created \(count("POST /volumes")), machines created \(count("POST /machines"))"
+        )
+        print(
+          "  machines destroyed \(count("DELETE /machines/{id}")), volumes deleted \(count("DELETE /volumes/{id}")), apps deleted \(count("DELETE /apps/{app}")), metadata writes \(count("POST /machines/{id}/metadata/{key}"))"
+        )
+        print("  \(r.requests) API requests, \(r.rateLimited) answered 429")
+        print("  quiet pass: \(r.quietPass.count) requests: \(r.quietPass.joined(separator: ", "))")
+        fflush(nil)
+      }
+    }
+  }
 
   struct RolloutCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -512,11 +512,21 @@ struct DemoCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "demo", abstract: "Run the loop against the built-in simulator and a temporary SQLite database.")
   @Flag(help: "Keep the demo's database folder.") var keep = false
+  @Option(help: "shared-app, or app-per-user (each user's own app: adoption, creation, drift, removal).")
+  var topology: String = "shared-app"
   func run() async throws {
-    let status = try await Demo.run(
-      print: { line in
-        print(line); fflush(nil)
-      }, keepDatabase: keep)
+    let say: @Sendable (String) -> Void = { line in
+      print(line)
+      fflush(nil)
+    }
+    let status: Int32
+    switch topology {
+    case "shared-app": status = try await Demo.run(print: say, keepDatabase: keep)
+    case "app-per-user": status = try await Demo.runAppPerUser(print: say, keepDatabase: keep)
+    default:
+      complain("refused: topology \"\(topology)\": must be shared-app or app-per-user")
+      throw ExitCode(1)
+    }
     if status != 0 { throw ExitCode(status) }
   }
 }
