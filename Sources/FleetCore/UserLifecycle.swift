@@ -773,6 +773,7 @@ public enum UserLifecycle {
       details["error"] = .string(error.message)
     }
     if let message { details["message"] = .string(message) }
+    if let app = action.appName { details["app"] = .string(app) }
     return AuditEvent(
       type: .action(action.kind), userID: action.userID, machineID: machineID ?? action.machineID,
       volumeID: volumeID ?? action.volumeID, details: details, createdAt: Int64(context.now))

@@ -81,11 +81,13 @@ public enum AppsBench {
     while Date().timeIntervalSince(started) < timeout {
       let report = await reconciler.pass()
       passes += 1
-      if passes % 20 == 0 {
+      if passes % 20 == 0 || ProcessInfo.processInfo.environment["FLEET_BENCH_VERBOSE"] != nil {
+        let findings = Set((report.findings).map(\.kind.rawValue)).sorted().joined(separator: ",")
         say(
           String(
-            format: "  %6.1f s, pass %d: %d actions, %d machines listed", Date().timeIntervalSince(started), passes,
-            report.results.count, report.observedMachines))
+            format: "  %6.1f s, pass %d: %d actions, %d waiting, %d machines listed, findings: %@",
+            Date().timeIntervalSince(started), passes, report.results.count, report.plan?.waiting.count ?? 0,
+            report.observedMachines, findings))
       }
       if report.converged {
         converged = true

@@ -74,7 +74,8 @@ extension Demo {
         let outcome = event.details["outcome"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? ""
         let target = [event.machineID.map { "machine \($0)" }, event.volumeID.map { "volume \($0)" }].compactMap { $0 }
           .joined(separator: ", ")
-        let extra = event.details["message"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? ""
+        var extra = event.details["message"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? ""
+        if case .string(let app)? = event.details["app"] { extra = "app \(app) " + extra }
         say(
           "\(stamp())   \(event.eventType.padding(toLength: 30, withPad: " ", startingAt: 0)) \((event.userID ?? "-").padding(toLength: 8, withPad: " ", startingAt: 0)) \(outcome.padding(toLength: 8, withPad: " ", startingAt: 0)) \(target) \(extra)"
         )

@@ -130,6 +130,7 @@ public actor Reconciler {
     // Where users live: each user's calls, rows and lists follow it.
     let topology = desired.snapshot.topology
     fly.placement = desired.snapshot.placement
+    budget.setAppPerUser(topology.isAppPerUser)
     users.placement = desired.snapshot.placement
     users.sharedApp = fly.client.appName
     let listed: (observation: Observation, unchanged: Bool)
@@ -212,7 +213,9 @@ public actor Reconciler {
       && events.isEmpty && users.states.values.allSatisfy { $0.isQuiet(now: started) }
       && rollout?.status != .waiting
     report.results = await execute(
-      Self.trim(plan.actions, limits: settings.writeLimits, seconds: settings.passWorkSeconds))
+      Self.trim(
+        plan.actions, limits: settings.writeLimits, seconds: settings.passWorkSeconds,
+        appPerUser: desired.snapshot.topology.isAppPerUser))
     if report.results.contains(where: { $0.outcome == .failed }) { report.outcome = .actionsFailed }
     let failures = users.takeRecordFailures()
     if !failures.isEmpty {
@@ -294,11 +297,21 @@ public actor Reconciler {
 
   /// Keeps of each rate-limited kind only what the write budget lets through in `seconds`; the
   /// rest is planned again next pass (soon, since the loop comes back quickly while busy).
-  static func trim(_ actions: [Action], limits: WriteBudget.Limits, seconds: Double) -> [Action] {
+  static func trim(_ actions: [Action], limits: WriteBudget.Limits, seconds: Double, appPerUser: Bool = false)
+    -> [Action]
+  {
     let allowed = Int(min(1e9, limits.burst + limits.perSecond * seconds))
+    // One app per user: these go to many apps, under the per-machine ceiling.
+    let perApp = Int(min(1e9, limits.perMachineKindsPerSecond * (1 + seconds)))
     var counts: [Action.Kind: Int] = [:]
     return actions.filter { action in
-      guard action.kind == .createVolume || action.kind == .createMachine || action.kind == .deleteVolume else {
+      switch action.kind {
+      case .createApp:
+        break
+      case .createVolume, .createMachine, .deleteVolume:
+        counts[action.kind, default: 0] += 1
+        return counts[action.kind]! <= (appPerUser ? perApp : allowed)
+      default:
         return true
       }
       counts[action.kind, default: 0] += 1

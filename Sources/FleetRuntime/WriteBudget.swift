@@ -39,6 +39,7 @@ public final class WriteBudget: Sendable {
   }
   private struct State {
     var buckets: [String: Bucket] = [:]
+    var appPerUser = false
     var pausedUntil: Double = 0
     var throttled = 0
   }
@@ -52,8 +53,17 @@ public final class WriteBudget: Sendable {
     self.clock = clock
   }
 
+  /// One app per user: volume and machine creates (and volume deletes) go each to its own user's
+  /// app, where Fly's per-app limit is never near; only the org-wide app create keeps the per-kind
+  /// rate. Set by the reconciler from the topology each pass.
+  public func setAppPerUser(_ value: Bool) { state.withLock { $0.appPerUser = value } }
+
   private func rate(for kind: Action.Kind) -> (key: String, rate: Double, burst: Double) {
-    switch kind {
+    let appPerUser = state.withLock { $0.appPerUser }
+    if appPerUser, kind == .createVolume || kind == .createMachine || kind == .deleteVolume {
+      return (kind.rawValue, limits.perMachineKindsPerSecond, limits.perMachineKindsPerSecond)
+    }
+    return switch kind {
     case .createVolume, .createMachine, .deleteVolume, .createApp: (kind.rawValue, limits.perSecond, limits.burst)
     // Fly allows 100 app deletions a minute, org-wide.
     case .deleteApp: (kind.rawValue, min(limits.perSecond, 100.0 / 60), min(limits.burst, 10))
