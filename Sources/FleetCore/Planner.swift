@@ -119,9 +119,11 @@ public enum Planner {
   }
 
   /// What the user's app needs before a volume is made in it (one app per user).
-  enum AppGate {
+  enum AppGate: Equatable {
     case ready
     case act(Action)
+    /// The app is being deleted (the user came back meanwhile): wait until it is gone.
+    case wait
   }
 
   /// The app first (made with an idempotency key), then its addresses; the shared app needs nothing.
@@ -129,6 +131,13 @@ public enum Planner {
   static func appGate(user: String, placement: AppPlacement, apps: Set<String>?, state: UserState) -> AppGate {
     guard case .appPerUser(_, let org) = placement.topology, let app = placement.app(forUser: user) else {
       return .ready
+    }
+    if state.appSetup.contains(.retiring) {
+      // Deleted a moment ago: nothing is made in an app on its way out; once the list drops
+      // it, the user starts over with a new one.
+      if apps?.contains(app) == true { return .wait }
+      return .act(
+        Action(userID: user, call: .createApp(app: app, org: org), reason: "desired running, no app \(app)"))
     }
     if !state.appSetup.contains(.created) && apps?.contains(app) != true {
       return .act(
@@ -212,6 +221,19 @@ public enum Planner {
         }
         continue
       }
+      if let app = machine.app, app != placement.app(forUser: user) {
+        // Tagged for a user, but not in that user's app (another fleet's prefix, a copy): never
+        // taken for the user's, so never stopped or destroyed as a duplicate or an orphan.
+        if !machine.isGone {
+          findings.append(
+            DriftFinding(
+              kind: .foreignMachine, resourceID: machine.id,
+              message:
+                "machine \(machine.id) is tagged for \(user) but is in app \(app), not \(placement.app(forUser: user) ?? "-"): left alone"
+            ))
+        }
+        continue
+      }
       machinesByUser.add(user, index)
     }
     // A volume belongs to a known user (desired, tagged on a machine, or remembered) by its name.
@@ -237,9 +259,11 @@ public enum Planner {
     // volume be taken for gone without a read by id.
     for (index, volume) in allVolumes.enumerated() {
       if let user = FleetNames.directUser(volumeName: volume.name) {
-        if known(user) { volumesByUser.add(user, index) }
+        if known(user), volume.app == nil || volume.app == placement.app(forUser: user) {
+          volumesByUser.add(user, index)
+        }
       } else if let user = userByHashedName[volume.name] {
-        volumesByUser.add(user, index)
+        if volume.app == nil || volume.app == placement.app(forUser: user) { volumesByUser.add(user, index) }
       } else if let app = volume.app, let user = user(ofApp: app), known(user) {
         // One app per user: whatever its name, a volume in a user's app is that user's.
         volumesByUser.add(user, index)
@@ -302,7 +326,19 @@ public enum Planner {
         {
           state.volumeID = mounted.id  // mounted by the user's tagged machine: ours (a state lost)
         }
-        let unadopted = volumes.filter { !FleetNames.isFleetVolumeName($0.name) && $0.id != state.volumeID }
+        // A volume the user's tagged machine mounts is the user's (a host migration forks it under
+        // a new id with the same name).
+        if untagged.isEmpty,
+          let mounted = volumes.first(where: { volume in
+            volume.id != state.volumeID && live.contains { $0.volumeID == volume.id }
+          })
+        {
+          state.volumeID = mounted.id
+        }
+        let unadopted = volumes.filter { volume in
+          !FleetNames.isFleetVolumeName(volume.name) && volume.id != state.volumeID
+            && !live.contains { $0.volumeID == volume.id }
+        }
         if !untagged.isEmpty || !unadopted.isEmpty {
           switch Self.adoption(
             user: user, app: placement.app(forUser: user) ?? "", untagged: Array(untagged), tagged: Array(live),
@@ -585,10 +621,10 @@ public enum Planner {
             }
           } else if pendingActive && state.pending?.kind == .volume {
             waiting.append(user)
-          } else if case .act(let step) = Self.appGate(
-            user: user, placement: placement, apps: input.observed.apps, state: state)
+          } else if case let gate = Self.appGate(
+            user: user, placement: placement, apps: input.observed.apps, state: state), gate != .ready
           {
-            actions.append(step)
+            if case .act(let step) = gate { actions.append(step) } else { waiting.append(user) }
           } else {
             if let lost = state.volumeID ?? state.lostVolume ?? recorded?.volumeID, state.pending == nil {
               findings.append(
@@ -651,13 +687,19 @@ public enum Planner {
           // One app per user: the app goes last, once nothing of the user is left in it (the
           // executor reads it first). Remembered until the list no longer shows it.
           if let app = placement.app(forUser: user), input.observed.apps?.contains(app) == true {
+            // Seen empty on two passes in a row (lists lag and lie), with every region readable:
+            // then deleted (the executor reads the app first).
+            if state.appSetup.contains(.retiring), input.observed.unreadableRegions.isEmpty {
+              actions.append(
+                Action(
+                  userID: user, call: .deleteApp(app: app),
+                  reason:
+                    "\(desired == nil ? "no desired row" : "desired absent"): nothing of the user is left in app \(app)"
+                ))
+            } else {
+              waiting.append(user)
+            }
             state.appSetup = .retiring
-            actions.append(
-              Action(
-                userID: user, call: .deleteApp(app: app),
-                reason:
-                  "\(desired == nil ? "no desired row" : "desired absent"): nothing of the user is left in app \(app)"
-              ))
           } else {
             state.appSetup = []
           }

@@ -32,12 +32,14 @@ public enum Topology: Sendable, Hashable {
   /// dashes, starting with a letter, not ending with a dash.
   public static func prefixProblem(_ prefix: String) -> String? {
     let bytes = Array(prefix.utf8)
+    // `-u-` and `-h-` inside a prefix would let two prefixes name the same app.
     let valid =
-      !bytes.isEmpty && bytes.count <= 30 && bytes[0] >= 0x61 && bytes[0] <= 0x7a && bytes.last != 0x2d
+      !prefix.contains("-u-") && !prefix.contains("-h-") && !bytes.isEmpty && bytes.count <= 30 && bytes[0] >= 0x61
+      && bytes[0] <= 0x7a && bytes.last != 0x2d
       && bytes.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d }
     return valid
       ? nil
-      : "app prefix \"\(prefix)\" must be 1 to 30 lowercase letters, digits or dashes, starting with a letter and not ending with a dash"
+      : "app prefix \"\(prefix)\" must be 1 to 30 lowercase letters, digits or dashes, starting with a letter, not ending with a dash, without -u- or -h-"
   }
 }
 

@@ -40,6 +40,9 @@ public enum UserLifecycle {
     public var mayRetry: Bool
     /// The user's `machines` row as the controller last wrote or read it.
     public var recorded: RecordedMachine?
+    /// One app per user: reads went to the user's own app, so a volume found there by the id
+    /// remembered is the user's whatever its name (an adopted one keeps the old fleet's name).
+    public var ownApp = false
 
     public init(
       started: Double, now: Double, attempt: Int = 1, draw: Double = 0.5, mayRetry: Bool = true,
@@ -383,12 +386,12 @@ public enum UserLifecycle {
         state.volumeReleasedAt = nil
       }
     case .createApp:
-      state.appSetup.insert(.created)
-      state.appSetup.remove(.nameTaken)
+      state.appSetup = .created
     case .assignIPs:
       state.appSetup.insert(.addressed)
     case .deleteApp:
-      state.appSetup = []
+      // Fly deletes an app in the background: remembered until the apps list drops it.
+      state.appSetup = .retiring
     case .adoptMachine(let id, let volume, let region):
       machineID = id
       volumeID = volume
@@ -480,7 +483,7 @@ public enum UserLifecycle {
     case cannotTell(String)
   }
 
-  static func answer(_ action: Action, _ outcome: Outcome) -> Answer {
+  static func answer(_ action: Action, _ outcome: Outcome, ownApp: Bool = false) -> Answer {
     let user = action.userID
     switch outcome {
     case .readMachine(let machine):
@@ -499,7 +502,7 @@ public enum UserLifecycle {
       let shows = volume.state.rawValue
       if volume.id != id { return .cannotTell("a read of \(id) answered volume \(volume.id)") }
       if volume.state.isGone { return .gone("a read by id shows it \(shows)", lost: true) }
-      if volume.name != FleetNames.volumeName(forUser: user) {
+      if !ownApp && volume.name != FleetNames.volumeName(forUser: user) {
         return .gone("a read by id shows it named \(volume.name), not this user's", lost: false)
       }
       return .present(shows)
@@ -521,7 +524,7 @@ public enum UserLifecycle {
     let isMachine = action.kind == .verifyMachine
     let noun = isMachine ? "machine" : "volume"
     let id = (isMachine ? action.machineID : action.volumeID) ?? ""
-    let answer = answer(action, outcome)
+    let answer = answer(action, outcome, ownApp: context.ownApp)
     if case .cannotTell = answer {
     } else if state.lastError?.hasPrefix("read by id") == true {
       state.failures = 0  // this read answered: the streak of reads that could not tell ends

@@ -191,18 +191,18 @@ struct FlyCalls: Sendable {
   /// kept, or by the old provisioning code: the user's app either way), one we cannot read is
   /// someone else's, never adopted.
   func createApp(_ app: String, org: String, user: String) async throws(FlyAPIError) -> UserLifecycle.Outcome {
-    let key = "fleetkeeper-" + Digests.hex(Digests.sha256(Array("\(org)/\(user)".utf8))).prefix(32)
+    let key = "fleetkeeper-" + Digests.hex(Digests.sha256(Array("\(org)/\(user)/\(app)".utf8))).prefix(32)
     do {
       let made = try await client.createApp(CreateAppRequest(name: app, orgSlug: org, idempotencyKey: String(key)))
       return .done(UserLifecycle.Made(id: made.name))
-    } catch  where error.flyStatus == "name_taken" || error.status == 422 {
+    } catch  where error.flyStatus == "name_taken" {
       let ours: FlyApp?
       do {
         ours = try await client.forApp(app).getApp()
       } catch  where error.code == .notFound {
         ours = nil
       }
-      if let ours, ours.organization?.slug == nil || ours.organization?.slug == org {
+      if let ours, ours.organization?.slug == org {
         return .done(UserLifecycle.Made(id: ours.name))
       }
       return .failed(
@@ -216,6 +216,16 @@ struct FlyCalls: Sendable {
   /// (deleting an app deletes everything in it).
   func deleteApp(_ app: String) async throws(FlyAPIError) -> UserLifecycle.Outcome {
     let scoped = client.forApp(app)
+    // The app's own counts first, then its lists: any of them showing something holds the delete.
+    let counts = try await scoped.getApp()
+    if (counts.machineCount ?? 0) > 0 || (counts.volumeCount ?? 0) > 0 {
+      return .failed(
+        UserLifecycle.CallError(
+          kind: .notYet, code: "app_not_empty",
+          message:
+            "app \(app) still counts \(counts.machineCount ?? 0) machine(s) and \(counts.volumeCount ?? 0) volume(s): not deleted"
+        ))
+    }
     let machines = try await scoped.listMachines(ListMachinesQuery())
     let volumes = try await scoped.listVolumes(summary: true)
     let liveMachines = machines.filter { !MachineState($0.state).isGone }

@@ -381,9 +381,10 @@ public actor Reconciler {
     -> (result: ActionResult, next: UserLifecycle.Step.Next)
   {
     let user = action.userID
-    let context = UserLifecycle.Context(
+    var context = UserLifecycle.Context(
       started: started, now: clock.now(), attempt: attempt, draw: jitter.next(), mayRetry: !draining,
       recorded: users.recorded(user))
+    context.ownApp = fly.placement.app(forUser: user) != nil
     let step = UserLifecycle.after(
       action, outcome, users.states[user] ?? UserState(), context,
       policy: UserLifecycle.Policy(

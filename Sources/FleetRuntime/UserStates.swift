@@ -239,7 +239,7 @@ final class UserStates {
         let machine = machines.first(where: { $0.id == row?.id })
           ?? machines.min(by: { ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id) })
       else { continue }
-      let app = placement.app(forUser: user) ?? sharedApp
+      let app = machine.app ?? placement.app(forUser: user) ?? sharedApp
       let digest = RowMemo.digest(
         region: machine.region, volumeID: machine.volumeID, status: machine.state.rawValue,
         ipAddress: machine.privateIP, app: app)

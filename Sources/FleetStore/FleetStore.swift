@@ -238,6 +238,8 @@ public final class FleetStore: Sendable {
       guard let app = row[0].string, let user = row[1].string else { continue }
       if !app.hasPrefix(prefix + "-") {
         invalid[user] = "app_owners maps app \(app), which does not start with the fleet's prefix \(prefix)-"
+      } else if app.hasPrefix(prefix + "-h-"), app != rule.app(forUser: user) {
+        invalid[user] = "app_owners maps app \(app), a name the naming rule gives another user's id"
       } else if let other = rule.user(ofApp: app), other != user, desired(other) {
         invalid[user] = "app_owners maps app \(app), which the naming rule gives user \(other)"
       } else {

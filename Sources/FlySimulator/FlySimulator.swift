@@ -488,7 +488,8 @@ public final class FlySimulator: Sendable {
         idempotencyKey: object["idempotency_key"]?.string, now: now)
 
     case "GET /apps/{app}":
-      return .json(state.model.render(app: state.model.ownApp(app)!))
+      let counts = state.model.counts(app: app)
+      return .json(state.model.render(app: state.model.ownApp(app)!, machineCount: counts.0, volumeCount: counts.1))
 
     case "DELETE /apps/{app}":
       return state.model.deleteApp(app, now: now)

@@ -159,6 +159,13 @@ extension SimulatorModel {
     return .json(writer.finished())
   }
 
+  /// The app's live machines and volumes (what `machine_count` and `volume_count` say).
+  func counts(app name: String) -> (Int, Int) {
+    let machines = machines.values.filter { $0.app == name && $0.destroyedAt == nil && $0.state != "destroying" }
+    let volumes = volumes.values.filter { $0.app == name && $0.deletedAt == nil }
+    return (machines.count, volumes.count)
+  }
+
   func render(app: SimApp, machineCount: Int? = nil, volumeCount: Int? = nil) -> String {
     var writer = JSONWriter()
     writer.add("id", app.id)

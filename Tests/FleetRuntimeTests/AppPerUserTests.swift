@@ -105,6 +105,45 @@ import Testing
     }
   }
 
+  @Test func aMachineTaggedForAUserInAnotherAppIsLeftAlone() async throws {
+    try await withHarness(simulator: Harness.instant) { h in
+      try await h.store.setTopology(Self.topology)
+      _ = await h.simulator.handle(
+        SimulatorRequest(
+          method: "POST", path: "/v1/apps", headers: ["authorization": "Bearer tok"],
+          body: Data(#"{"name":"agents-copy","org_slug":"personal"}"#.utf8)))
+      await h.drift(
+        #"{"op":"create_foreign_machine","app":"agents-copy","region":"ord","metadata":{"fleet_user_id":"u0"}}"#)
+      try await h.addUsers(1)
+      let reports = await h.converge()
+      #expect(
+        reports.last?.findings.contains { $0.kind == .foreignMachine && $0.message.contains("agents-copy") } == true)
+      #expect(apps(h).machines["agents-copy"]?.count == 1, "not stopped, not destroyed")
+      #expect(apps(h).machines["agents-u-u0"]?.count == 1, "the user's own machine, in its own app")
+      #expect(!h.mutations().contains { $0.path.hasPrefix("/v1/apps/agents-copy/") })
+    }
+  }
+
+  @Test func aUserBackAfterTheirAppWasDeletedGetsANewOne() async throws {
+    var settings = Harness.testSettings()
+    settings.planner.volumeRetention = 5
+    settings.planner.retentionFloor = 0
+    try await withHarness(simulator: Harness.instant, settings: settings) { h in
+      try await h.store.setTopology(Self.topology)
+      try await h.addUsers(1)
+      await h.converge()
+      try await h.store.removeUser("u0")
+      await h.converge(maxPasses: 20)
+      await h.advance(by: 6)
+      await h.converge()
+      #expect(!apps(h).names.contains("agents-u-u0"))
+      try await h.store.setUser(UserInput(userID: "u0", state: "running", region: "cdg"))
+      await h.converge()
+      #expect(apps(h).machines["agents-u-u0"]?.count == 1, "a new app, volume and machine")
+      #expect(h.mutations().filter { $0.endpoint == "POST /apps" }.count == 2)
+    }
+  }
+
   @Test func lostAnswersNeverMakeTwoApps() async throws {
     var faults = SimulatorFaults()
     faults.lostResponseRate = 0.4
