@@ -245,6 +245,8 @@ public final class FlySimulator: Sendable {
     case ("POST", 1) where rest[0] == "volumes": "POST /volumes"
     case ("GET", 2) where rest[0] == "volumes": "GET /volumes/{id}"
     case ("DELETE", 2) where rest[0] == "volumes": "DELETE /volumes/{id}"
+    case ("GET", 3) where rest[0] == "volumes" && rest[2] == "snapshots": "GET /volumes/{id}/snapshots"
+    case ("POST", 3) where rest[0] == "volumes" && rest[2] == "snapshots": "POST /volumes/{id}/snapshots"
     case ("GET", 1) where rest[0] == "ip_assignments": "GET /ip_assignments"
     case ("POST", 1) where rest[0] == "ip_assignments": "POST /ip_assignments"
     case ("GET", 1) where rest[0] == "secrets": "GET /secrets"
@@ -497,6 +499,12 @@ public final class FlySimulator: Sendable {
     case "GET /ip_assignments":
       return state.model.listIPs(app: app)
 
+    case "GET /volumes/{id}/snapshots":
+      return state.model.listSnapshots(volume: id!, now: now)
+
+    case "POST /volumes/{id}/snapshots":
+      return state.model.createSnapshot(volume: id!, now: now)
+
     case "POST /ip_assignments":
       guard let body = SimJSON.parse(request.body), let object = body.object else {
         return .error(400, "invalid character in request body: not a JSON object")
@@ -688,7 +696,10 @@ public final class FlySimulator: Sendable {
       }
       return state.model.createVolume(
         app: app, name: object["name"]?.string ?? "", region: region, sizeGB: Int(object["size_gb"]?.int ?? 3),
-        encrypted: object["encrypted"]?.bool ?? true, now: now)
+        encrypted: object["encrypted"]?.bool ?? true, now: now,
+        options: .init(
+          snapshotRetention: object["snapshot_retention"]?.int.map { Int($0) },
+          autoBackup: object["auto_backup_enabled"]?.bool, snapshotID: object["snapshot_id"]?.string))
 
     case "GET /volumes/{id}":
       guard let volume = state.model.visibleVolume(id!, now: now) else { return .error(404, "volume not found") }
@@ -884,6 +895,9 @@ public final class FlySimulator: Sendable {
             ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"volume not found"}"#)
         case "delete_volume":
           return state.model.driftDeleteVolume(volumeID, now: now)
+            ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"volume not found"}"#)
+        case "fill_volume":
+          return state.model.driftFill(volumeID, bytesUsed: Int(body["bytes_used"]?.int ?? 0), now: now)
             ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"volume not found"}"#)
         case "create_foreign_app":
           return state.model.createForeignApp(

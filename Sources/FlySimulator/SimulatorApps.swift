@@ -388,3 +388,89 @@ extension SimulatorModel {
     }
   }
 }
+
+/// One snapshot of a volume (`GET/POST …/volumes/{id}/snapshots`).
+struct SimSnapshot: Sendable {
+  var id: String
+  var app: String
+  var volumeID: String
+  /// Bytes of data it holds (the volume's `bytes_used` when taken).
+  var size: Int
+  var volumeSizeGB: Int
+  var createdAt: Double
+  var retentionDays: Int
+  var automatic: Bool
+}
+
+/// Snapshots as API-FACTS-2 describes them: daily ones for volumes with `auto_backup_enabled`,
+/// one on demand with `POST`, each kept `snapshot_retention` days (the volume's, when taken), kept
+/// after the volume is deleted until then; a volume created with `snapshot_id` holds its data and
+/// must be at least as big as the snapshot's volume.
+extension SimulatorModel {
+  /// Takes the daily snapshots due for `volumeID` up to `now`, and drops expired ones.
+  mutating func advanceSnapshots(_ volumeID: String, now: Double) {
+    if var volume = volumes[volumeID], volume.autoBackup, volume.deletedAt == nil {
+      var last = volume.lastAutoSnapshot ?? volume.createdAt
+      while last + 86_400 <= now {
+        last += 86_400
+        snapshots[volumeID, default: []].append(
+          SimSnapshot(
+            id: "vs_" + String(newMachineID().prefix(12)), app: volume.app, volumeID: volumeID, size: volume.bytesUsed,
+            volumeSizeGB: volume.sizeGB, createdAt: last, retentionDays: volume.snapshotRetention, automatic: true))
+      }
+      volume.lastAutoSnapshot = last
+      setVolume(volume)
+    }
+    snapshots[volumeID]?.removeAll { now >= $0.createdAt + Double($0.retentionDays) * 86_400 }
+  }
+
+  func snapshot(_ id: String, now: Double) -> SimSnapshot? {
+    for list in snapshots.values {
+      if let found = list.first(where: { $0.id == id }), now < found.createdAt + Double(found.retentionDays) * 86_400 {
+        return found
+      }
+    }
+    return nil
+  }
+
+  mutating func listSnapshots(volume id: String, now: Double) -> SimAnswer {
+    guard volumes[id] != nil else { return .error(404, "volume not found") }
+    advanceSnapshots(id, now: now)
+    return .json("[" + (snapshots[id] ?? []).map(render(snapshot:)).joined(separator: ",") + "]")
+  }
+
+  mutating func createSnapshot(volume id: String, now: Double) -> SimAnswer {
+    guard let volume = visibleVolume(id, now: now), volume.deletedAt == nil else {
+      return .error(404, "volume not found")
+    }
+    advanceSnapshots(id, now: now)
+    let snapshot = SimSnapshot(
+      id: "vs_" + String(newMachineID().prefix(12)), app: volume.app, volumeID: id, size: volume.bytesUsed,
+      volumeSizeGB: volume.sizeGB, createdAt: now, retentionDays: volume.snapshotRetention, automatic: false)
+    snapshots[id, default: []].append(snapshot)
+    return .json(render(snapshot: snapshot))
+  }
+
+  func render(snapshot: SimSnapshot) -> String {
+    var writer = JSONWriter()
+    writer.add("id", snapshot.id)
+    writer.add("size", snapshot.size)
+    writer.add("volume_size", snapshot.volumeSizeGB)
+    var digest: UInt64 = 0xCBF2_9CE4_8422_2325
+    for byte in snapshot.id.utf8 { digest = (digest ^ UInt64(byte)) &* 0x100_0000_01B3 }
+    writer.add("digest", String(digest, radix: 16))
+    writer.add("created_at", isoTimestamp(snapshot.createdAt))
+    writer.add("status", "created")
+    writer.add("retention_days", snapshot.retentionDays)
+    return writer.finished()
+  }
+
+  /// Someone's data fills the volume (tests of full disks).
+  mutating func driftFill(_ id: String, bytesUsed: Int, now: Double) -> Bool {
+    guard var volume = volumes[id], volume.deletedAt == nil else { return false }
+    volume.bytesUsed = max(0, min(bytesUsed, volume.sizeGB << 30))
+    volume.updatedAt = now
+    setVolume(volume)
+    return true
+  }
+}

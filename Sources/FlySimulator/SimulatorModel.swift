@@ -101,7 +101,8 @@ extension SimVolume {
     state == other.state && attachedMachineID == other.attachedMachineID && createdAt == other.createdAt
       && updatedAt == other.updatedAt && bytesUsed == other.bytesUsed && name == other.name && region == other.region
       && zone == other.zone && sizeGB == other.sizeGB
-      && encrypted == other.encrypted
+      && encrypted == other.encrypted && snapshotRetention == other.snapshotRetention
+      && autoBackup == other.autoBackup
   }
 }
 
@@ -123,6 +124,13 @@ struct SimVolume: Sendable {
   var deletedAt: Double?
   /// What `bytes_used` says (tests fill it).
   var bytesUsed: Int = 0
+  /// Days each snapshot of it is kept (1 to 60), and whether Fly takes one daily.
+  var snapshotRetention = 5
+  var autoBackup = true
+  /// The snapshot it was restored from, if any.
+  var restoredFrom: String?
+  /// The last daily snapshot Fly took of it (auto backups).
+  var lastAutoSnapshot: Double?
 }
 
 /// Fly's machines and volumes as a state machine over explicit time. Every method takes `now`, so
@@ -151,6 +159,8 @@ struct SimulatorModel: Sendable {
   var apps: [String: SimApp] = [:]
   /// App names in creation order (the apps list walks these).
   var appOrder: [String] = []
+  /// Snapshots by volume id (kept after the volume is deleted, until their retention ends).
+  var snapshots: [String: [SimSnapshot]] = [:]
   /// When each app delete happened (the 100-per-minute limit is a window over these).
   var appDeletes: [Double] = []
 
@@ -354,8 +364,8 @@ struct SimulatorModel: Sendable {
     writer.add("attached_alloc_id", nil)
     writer.add("created_at", isoTimestamp(volume.createdAt))
     writer.add("fstype", "ext4")
-    writer.add("snapshot_retention", 5)
-    writer.add("auto_backup_enabled", true)
+    writer.add("snapshot_retention", volume.snapshotRetention)
+    writer.add("auto_backup_enabled", volume.autoBackup)
     writer.add("host_status", "ok")
     return writer.finished()
   }
@@ -869,8 +879,16 @@ struct SimulatorModel: Sendable {
     return volume
   }
 
+  struct VolumeOptions {
+    var snapshotRetention: Int?
+    var autoBackup: Bool?
+    /// Restore: a new volume holding this snapshot's data.
+    var snapshotID: String?
+  }
+
   mutating func createVolume(
-    app: String, name: String, region: String, sizeGB: Int, encrypted: Bool, now: Double
+    app: String, name: String, region: String, sizeGB: Int, encrypted: Bool, now: Double,
+    options: VolumeOptions = VolumeOptions()
   ) -> SimAnswer {
     guard !name.isEmpty, name.count <= 30,
       name.unicodeScalars.allSatisfy({ ($0.isASCII && CharacterSet.alphanumerics.contains($0)) || $0 == "_" })
@@ -879,12 +897,33 @@ struct SimulatorModel: Sendable {
     }
     guard configuration.regions.contains(region) else { return .error(400, "invalid region: \(region)") }
     guard sizeGB >= 1, sizeGB <= 500 else { return .error(400, "invalid_argument: size_gb must be between 1 and 500") }
+    if let retention = options.snapshotRetention, !(1...60).contains(retention) {
+      return .error(400, "invalid_argument: snapshot_retention must be between 1 and 60 days")
+    }
+    var restored: SimSnapshot?
+    if let snapshotID = options.snapshotID {
+      guard let snapshot = snapshot(snapshotID, now: now), snapshot.app == app else {
+        return .error(404, "snapshot not found")
+      }
+      guard sizeGB >= snapshot.volumeSizeGB else {
+        return .error(
+          400,
+          "invalid_argument: size_gb \(sizeGB) is smaller than the snapshot's volume (\(snapshot.volumeSizeGB) GB)")
+      }
+      restored = snapshot
+    }
     seq += 1
     let id = newVolumeID()
-    let volume = SimVolume(
+    var volume = SimVolume(
       seq: seq, app: app, id: id, name: name, region: region, zone: randomString(4, alphabet: "0123456789abcdef"),
       sizeGB: sizeGB, encrypted: encrypted, state: "created", attachedMachineID: nil, createdAt: now,
       updatedAt: now, visibleAt: now + configuration.listLag, deletedAt: nil)
+    volume.snapshotRetention = options.snapshotRetention ?? 5
+    volume.autoBackup = options.autoBackup ?? true
+    if let restored {
+      volume.bytesUsed = restored.size
+      volume.restoredFrom = restored.id
+    }
     volumes[id] = volume
     volumeOrder.append(id)
     return .json(render(volume: volume))
