@@ -22,9 +22,7 @@ public enum FleetNames {
   }
 
   /// 26 base32 characters of the id's SHA-256 (130 bits).
-  static func hashedName(_ userID: String) -> String { hashed(userID) }
-
-  private static func hashed(_ userID: String) -> String {
+  static func hashed(_ userID: String) -> String {
     let alphabet = Array("abcdefghijklmnopqrstuvwxyz234567")
     let digest = Digests.sha256(Array(userID.utf8))
     var bits = 0

@@ -19,12 +19,6 @@ public enum Topology: Sendable, Hashable {
     return FleetNames.appName(prefix: prefix, userID: user)
   }
 
-  /// The prefix every user app's name starts with (`<prefix>-`), if one app per user.
-  public var appNamePrefix: String? {
-    guard case .appPerUser(let prefix, _) = self else { return nil }
-    return prefix + "-"
-  }
-
   /// `shared-app` or `app-per-user`.
   public var name: String { isAppPerUser ? "app-per-user" : "shared-app" }
 
@@ -52,7 +46,7 @@ extension FleetNames {
   public static func appName(prefix: String, userID: String) -> String {
     let direct = "\(prefix)-u-\(userID)"
     if direct.utf8.count <= 63, isAppNamePiece(userID) { return direct }
-    return "\(prefix)-h-\(hashedName(userID))"
+    return "\(prefix)-h-\(hashed(userID))"
   }
 
   /// Lowercase letters and digits, single dashes between them.

@@ -532,11 +532,11 @@ public final class FlySimulator: Sendable {
         return .error(400, "invalid_argument: body must be {\"value\": \"…\"}")
       }
       let key = String(request.path.split(separator: "/")[6])
-      return state.model.setMetadata(machine: id!, key: key, value: value, now: now)
+      return state.model.writeMetadata(machine: id!, key: key, value: value, now: now)
 
     case "DELETE /machines/{id}/metadata/{key}":
       let key = String(request.path.split(separator: "/")[6])
-      return state.model.deleteMetadata(machine: id!, key: key, now: now)
+      return state.model.writeMetadata(machine: id!, key: key, value: nil, now: now)
 
     case "GET /machines", "GET /volumes":
       var limit: Int?

@@ -301,28 +301,14 @@ extension SimulatorModel {
 
   // MARK: Metadata
 
-  /// `POST …/machines/{id}/metadata/{key} {value}`: the key set in the machine's config, with no
-  /// new version and no restart.
-  mutating func setMetadata(machine id: String, key: String, value: String, now: Double) -> SimAnswer {
+  /// `POST …/machines/{id}/metadata/{key} {value}` (a value) and `DELETE …/metadata/{key}` (nil):
+  /// the key set or removed in the machine's config, with no new version and no restart.
+  mutating func writeMetadata(machine id: String, key: String, value: String?, now: Double) -> SimAnswer {
     guard var machine = visibleMachine(id, now: now), machine.destroyedAt == nil else {
       return .error(404, "machine not found")
     }
     guard !key.isEmpty else { return .error(400, "invalid_argument: metadata key is required") }
     machine.metadata[key] = value
-    if var config = SimJSON.parse(Data(machine.configText.utf8))?.object {
-      config["metadata"] = .object(machine.metadata.mapValues { .string($0) })
-      machine.configText = SimJSON.object(config).text
-    }
-    machine.updatedAt = now
-    setMachine(machine)
-    return SimAnswer(status: 204, body: "")
-  }
-
-  mutating func deleteMetadata(machine id: String, key: String, now: Double) -> SimAnswer {
-    guard var machine = visibleMachine(id, now: now), machine.destroyedAt == nil else {
-      return .error(404, "machine not found")
-    }
-    machine.metadata[key] = nil
     if var config = SimJSON.parse(Data(machine.configText.utf8))?.object {
       config["metadata"] = .object(machine.metadata.mapValues { .string($0) })
       machine.configText = SimJSON.object(config).text
