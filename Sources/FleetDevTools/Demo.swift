@@ -10,6 +10,40 @@ import Logging
 /// `fleetkeeper demo`: the built-in simulator and a fresh SQLite database in a temporary folder, a
 /// few users, and the loop at work: the fleet created, drift injected behind its back, repaired.
 public enum Demo {
+  /// One audit event as the demo prints it: type, user, outcome, what it touched, its message.
+  static func line(_ event: AuditEvent) -> String {
+    func text(_ key: String) -> String? { if case .string(let s)? = event.details[key] { s } else { nil } }
+    let target = [
+      text("app").map { "app \($0)" }, event.machineID.map { "machine \($0)" }, event.volumeID.map { "volume \($0)" },
+    ].compactMap { $0 }.joined(separator: ", ")
+    return [
+      event.eventType.padding(toLength: 34, withPad: " ", startingAt: 0),
+      (event.userID ?? "-").padding(toLength: 8, withPad: " ", startingAt: 0),
+      (text("outcome") ?? "").padding(toLength: 8, withPad: " ", startingAt: 0), target, text("message") ?? "",
+    ].joined(separator: " ")
+  }
+
+  /// Passes (700 ms apart, on the wall clock: a demo runs against a live simulator) until one has
+  /// nothing to do, or `limit` seconds pass.
+  static func converge(
+    _ reconciler: Reconciler, _ label: String, limit: Double, say: (String) -> Void, stamp: () -> String
+  ) async -> Bool {
+    say("\(stamp()) — \(label)")
+    let deadline = Date().addingTimeInterval(limit)
+    while Date() < deadline {
+      let report = await reconciler.pass()
+      if report.converged {
+        say(
+          "\(stamp())   converged: nothing to do (\(report.observedMachines) machines, \(report.observedVolumes) volumes listed)"
+        )
+        return true
+      }
+      try? await Task.sleep(for: .milliseconds(700))
+    }
+    say("\(stamp())   did not converge within \(Int(limit)) s")
+    return false
+  }
+
   public static func run(print say: @escaping @Sendable (String) -> Void, keepDatabase: Bool = false) async throws
     -> Int32
   {
@@ -57,31 +91,9 @@ public enum Demo {
     quiet.logLevel = .critical
     let reconciler = Reconciler(
       client: client, store: store, settings: settings, logger: quiet,
-      onEvent: { event in
-        let outcome = event.details["outcome"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? ""
-        let target = [event.machineID.map { "machine \($0)" }, event.volumeID.map { "volume \($0)" }].compactMap { $0 }
-          .joined(separator: ", ")
-        let extra = event.details["message"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? ""
-        say(
-          "\(stamp())   \(event.eventType.padding(toLength: 36, withPad: " ", startingAt: 0)) \((event.userID ?? "-").padding(toLength: 6, withPad: " ", startingAt: 0)) \(outcome.padding(toLength: 8, withPad: " ", startingAt: 0)) \(target) \(extra)"
-        )
-      })
-
+      onEvent: { say("\(stamp())   " + Self.line($0)) })
     func converge(_ label: String, limit: Double = 60) async -> Bool {
-      say("\(stamp()) — \(label)")
-      let deadline = Date().addingTimeInterval(limit)
-      while Date() < deadline {
-        let report = await reconciler.pass()
-        if report.converged {
-          say(
-            "\(stamp())   converged: nothing to do (\(report.observedMachines) machines, \(report.observedVolumes) volumes listed)"
-          )
-          return true
-        }
-        try? await Task.sleep(for: .milliseconds(700))
-      }
-      say("\(stamp())   did not converge within \(Int(limit)) s")
-      return false
+      await Self.converge(reconciler, label, limit: limit, say: say, stamp: stamp)
     }
 
     var ok = await converge("pass after pass until Fly matches the table")

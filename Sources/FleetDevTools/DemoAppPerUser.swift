@@ -70,30 +70,9 @@ extension Demo {
     quiet.logLevel = .critical
     let reconciler = Reconciler(
       client: client, store: store, settings: settings, logger: quiet,
-      onEvent: { event in
-        let outcome = event.details["outcome"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? ""
-        let target = [event.machineID.map { "machine \($0)" }, event.volumeID.map { "volume \($0)" }].compactMap { $0 }
-          .joined(separator: ", ")
-        var extra = event.details["message"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? ""
-        if case .string(let app)? = event.details["app"] { extra = "app \(app) " + extra }
-        say(
-          "\(stamp())   \(event.eventType.padding(toLength: 30, withPad: " ", startingAt: 0)) \((event.userID ?? "-").padding(toLength: 8, withPad: " ", startingAt: 0)) \(outcome.padding(toLength: 8, withPad: " ", startingAt: 0)) \(target) \(extra)"
-        )
-      })
-
+      onEvent: { say("\(stamp())   " + Self.line($0)) })
     func converge(_ label: String, limit: Double = 90) async -> Bool {
-      say("\(stamp()) — \(label)")
-      let deadline = Date().addingTimeInterval(limit)
-      while Date() < deadline {
-        let report = await reconciler.pass()
-        if report.converged {
-          say("\(stamp())   converged: nothing to do (\(report.observedMachines) machines listed)")
-          return true
-        }
-        try? await Task.sleep(for: .milliseconds(700))
-      }
-      say("\(stamp())   did not converge within \(Int(limit)) s")
-      return false
+      await Self.converge(reconciler, label, limit: limit, say: say, stamp: stamp)
     }
 
     let plan = await reconciler.pass(apply: false).plan
