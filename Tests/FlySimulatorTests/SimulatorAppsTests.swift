@@ -19,10 +19,7 @@ struct SimulatorAppsTests {
   }
 
   func call(_ method: String, _ target: String, body: String? = nil) async -> (Int, SimJSON?) {
-    let response = await simulator.handle(
-      SimulatorRequest(
-        method: method, target: target, headers: ["authorization": "Bearer t"], body: Data((body ?? "").utf8)))
-    return (response.status, SimJSON.parse(response.body))
+    await simulator.call(method, target, body: body)
   }
 
   func appNames() async -> [String] {
