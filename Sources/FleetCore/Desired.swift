@@ -156,6 +156,10 @@ public struct DesiredSnapshot: Sendable, Hashable {
   }
   /// Which app each user lives in (the topology, and the `app_owners` rows mapped by hand).
   public var placement = AppPlacement()
+  /// How users' volumes are looked after (the `volume_policy` row).
+  public var volumePolicy = VolumePolicy()
+  /// Restores asked for and not yet carried out (`restores` rows with status `requested`), by user.
+  public var restores: [String: RestoreRequest] = [:]
 
   public init(template: MachineTemplate, machines: UserMap<DesiredMachine>, invalidRows: [String: String] = [:]) {
     self.template = template
@@ -165,5 +169,48 @@ public struct DesiredSnapshot: Sendable, Hashable {
 
   public init(template: MachineTemplate, machines: [String: DesiredMachine], invalidRows: [String: String] = [:]) {
     self.init(template: template, machines: UserMap(machines), invalidRows: invalidRows)
+  }
+}
+
+/// How users' volumes are looked after (issue 17): snapshots, full disks, growing them.
+public struct VolumePolicy: Sendable, Hashable {
+  /// Days Fly keeps each snapshot of a new volume (1 to 60); nil: Fly's default (5).
+  public var snapshotRetentionDays: Int?
+  /// Fly takes a snapshot of each new volume daily.
+  public var autoBackup = true
+  /// A volume fuller than this (percent of its size) is the `disk_full` finding.
+  public var diskFullPercent = 85
+  /// Grow a full volume by `autoExtendStepGB` at a time, up to this size (nil: never grown).
+  public var autoExtendToGB: Int?
+  public var autoExtendStepGB = 1
+  public init(
+    snapshotRetentionDays: Int? = nil, autoBackup: Bool = true, diskFullPercent: Int = 85, autoExtendToGB: Int? = nil,
+    autoExtendStepGB: Int = 1
+  ) {
+    self.snapshotRetentionDays = snapshotRetentionDays
+    self.autoBackup = autoBackup
+    self.diskFullPercent = diskFullPercent
+    self.autoExtendToGB = autoExtendToGB
+    self.autoExtendStepGB = autoExtendStepGB
+  }
+}
+
+/// A restore of a user's volume from a snapshot (`fleetkeeper users restore`, a `restores` row):
+/// a new volume from the snapshot, a new machine on it, then the old machine destroyed; the old
+/// volume kept for the retention.
+public struct RestoreRequest: Sendable, Hashable, Codable {
+  /// The `restores` row.
+  public var id: Int64
+  public var userID: String
+  public var snapshotID: String
+  /// The new volume's size (at least the snapshot's volume size); nil: the user's desired size.
+  public var sizeGB: Int?
+  public var requestedAt: Int64
+  public init(id: Int64, userID: String, snapshotID: String, sizeGB: Int? = nil, requestedAt: Int64 = 0) {
+    self.id = id
+    self.userID = userID
+    self.snapshotID = snapshotID
+    self.sizeGB = sizeGB
+    self.requestedAt = requestedAt
   }
 }

@@ -77,6 +77,9 @@ public struct Action: Sendable, Hashable {
     case assignIPs = "assign_ips"
     case deleteApp = "delete_app"
     case adoptMachine = "adopt_app"
+    /// Not a call of its own: a snapshot taken before a step that destroys data (a volume's
+    /// delete, an extend, a restore), or asked for by an operator (`users snapshot`).
+    case snapshotVolume = "snapshot_volume"
 
     /// Destroy and delete lose something; they are capped and guarded.
     public var isDestructive: Bool { self == .destroyMachine || self == .deleteVolume || self == .deleteApp }

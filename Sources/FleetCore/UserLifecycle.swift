@@ -103,12 +103,47 @@ public enum UserLifecycle {
     public var privateIP: String?
     /// A machine's `version`, as the create answered it.
     public var version: String?
-    public init(id: String, state: MachineState? = nil, privateIP: String? = nil, version: String? = nil) {
+    /// The snapshot a destructive step stood on (taken first, or a fresh one reused).
+    public var snapshot: Snapshot?
+    public init(
+      id: String, state: MachineState? = nil, privateIP: String? = nil, version: String? = nil,
+      snapshot: Snapshot? = nil
+    ) {
       self.id = id
       self.state = state
       self.privateIP = privateIP
       self.version = version
+      self.snapshot = snapshot
     }
+  }
+
+  /// A snapshot taken (or a fresh one found) before a step that destroys data.
+  public struct Snapshot: Sendable, Hashable {
+    public var id: String
+    public var volumeID: String
+    /// Found fresh (taken moments before, by an earlier attempt or Fly's daily backup), not taken now.
+    public var reused: Bool
+    public init(id: String, volumeID: String, reused: Bool) {
+      self.id = id
+      self.volumeID = volumeID
+      self.reused = reused
+    }
+  }
+
+  /// The event that records a snapshot a destructive step stands on.
+  static func snapshotEvent(_ snapshot: Snapshot, before action: Action, _ context: Context, step: String)
+    -> AuditEvent
+  {
+    AuditEvent(
+      type: .action(.snapshotVolume), userID: action.userID, machineID: action.machineID,
+      volumeID: snapshot.volumeID,
+      details: [
+        "outcome": .string("ok"), "snapshot_id": .string(snapshot.id), "reused": .bool(snapshot.reused),
+        "before": .string(step), "attempt": .int(Int64(context.attempt)),
+        "message": .string(
+          "snapshot \(snapshot.id) of volume \(snapshot.volumeID) \(snapshot.reused ? "(taken moments before) " : "")stands before \(step)"
+        ),
+      ], createdAt: Int64(context.now))
   }
 
   /// What an update did, as Fly answered it.
@@ -122,15 +157,18 @@ public enum UserLifecycle {
     public var launched: Bool
     /// The volume grown first, in GB (Fly's `needs_restart`: the update's reboot is the restart).
     public var extended: (volumeID: String, from: Int, to: Int)?
+    /// The snapshot taken before the volume was grown.
+    public var snapshot: Snapshot?
     public init(
       from: String?, to: String?, diff: [String], launched: Bool,
-      extended: (volumeID: String, from: Int, to: Int)? = nil
+      extended: (volumeID: String, from: Int, to: Int)? = nil, snapshot: Snapshot? = nil
     ) {
       self.from = from
       self.to = to
       self.diff = diff
       self.launched = launched
       self.extended = extended
+      self.snapshot = snapshot
     }
 
     public static func == (a: Updated, b: Updated) -> Bool {
@@ -403,9 +441,12 @@ public enum UserLifecycle {
     case .start, .stop, .verifyMachine, .verifyVolume, .updateMachine, .checkUpdate:
       break
     }
-    return Step(
-      state: state, events: [event(action, .ok, context, machineID: machineID, volumeID: volumeID)], row: row,
-      outcome: .ok, message: made?.id ?? "")
+    var events = [event(action, .ok, context, machineID: machineID, volumeID: volumeID)]
+    if let snapshot = made?.snapshot {
+      events[0].details["snapshot_id"] = .string(snapshot.id)
+      events.insert(snapshotEvent(snapshot, before: action, context, step: action.kind.rawValue), at: 0)
+    }
+    return Step(state: state, events: events, row: row, outcome: .ok, message: made?.id ?? "")
   }
 
   private static func failed(
@@ -625,7 +666,11 @@ public enum UserLifecycle {
           ),
         ], createdAt: Int64(context.now))
       extend.details["attempt"] = .int(Int64(context.attempt))
+      if let snapshot = updated.snapshot { extend.details["snapshot_id"] = .string(snapshot.id) }
       events.insert(extend, at: 0)
+      if let snapshot = updated.snapshot {
+        events.insert(snapshotEvent(snapshot, before: action, context, step: "extend_volume"), at: 0)
+      }
     }
     return Step(state: state, events: events, outcome: .ok, message: summary)
   }

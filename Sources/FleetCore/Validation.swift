@@ -189,6 +189,18 @@ public enum FleetValidation {
     }
   }
 
+  /// What is wrong with a snapshot id (Fly's are `vs_` and letters and digits), nil when nothing:
+  /// it goes into a URL path, so only letters, digits, `_` and `-`.
+  public static func snapshotIDProblem(_ id: String) -> String? {
+    guard (1...100).contains(id.utf8.count) else { return "must be 1 to 100 characters" }
+    guard
+      id.utf8.allSatisfy({
+        ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45
+      })
+    else { return "may hold only letters, digits, _ and -" }
+    return nil
+  }
+
   public static func restartPolicy(_ value: String) throws(FieldError) -> String {
     guard ["no", "always", "on-failure"].contains(value) else {
       throw FieldError(field: "restart_policy", value: value, reason: "must be no, always or on-failure")

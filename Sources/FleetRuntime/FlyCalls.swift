@@ -10,9 +10,13 @@ struct FlyCalls: Sendable {
   let budget: WriteBudget
   let redactor: Redactor
   let secrets: SecretValues
+  /// The controller's clock (how fresh a snapshot before a destructive step is).
+  var clock: any FleetClock = SystemFleetClock()
   /// Where users live (this pass's desired snapshot says): one app per user scopes each user's
   /// calls to the user's app.
   var placement = AppPlacement()
+  /// How new volumes are made (snapshot retention, daily backups): this pass's desired snapshot.
+  var volumePolicy = VolumePolicy()
 
   /// The API for `user`'s machine and volume.
   func client(for user: String) -> any FlyMachinesAPI {
@@ -117,7 +121,8 @@ struct FlyCalls: Sendable {
         let volume = try await client.createVolume(
           CreateVolumeRequest(
             name: FleetNames.volumeName(forUser: action.userID), region: region, sizeGB: spec.volumeSizeGB,
-            encrypted: spec.encrypted))
+            encrypted: spec.encrypted, snapshotRetention: volumePolicy.snapshotRetentionDays,
+            autoBackupEnabled: volumePolicy.autoBackup))
         return .done(UserLifecycle.Made(id: volume.id))
       case .createMachine(let region, _, _, _):
         let built: (config: FlyMachineConfig, secrets: [String: String])
@@ -144,7 +149,10 @@ struct FlyCalls: Sendable {
       case .destroyMachine(let id, _):
         try await client.destroyMachine(id, force: false, leaseNonce: nil)
       case .deleteVolume(let id):
+        // The data goes with it: a snapshot first, or the delete waits (retried, then alerted).
+        let snapshot = try await snapshotBefore("deleting", volumeID: id, client: client)
         _ = try await client.deleteVolume(id)
+        return .done(UserLifecycle.Made(id: id, snapshot: snapshot))
       case .verifyMachine, .verifyVolume, .checkUpdate:
         return await read(action)
       case .createApp(let app, let org):
@@ -183,6 +191,25 @@ struct FlyCalls: Sendable {
       return .done(nil)
     } catch {
       return .failed(callError(error))
+    }
+  }
+
+  /// A complete snapshot of `volumeID` from the last few minutes, or one taken now: what a step
+  /// that destroys data stands on. Without one the step does not go (the error says so).
+  func snapshotBefore(
+    _ step: String, volumeID: String, client: any FlyMachinesAPI
+  ) async throws(FlyAPIError) -> UserLifecycle.Snapshot {
+    do {
+      let (snapshot, reused) = try await Snapshots.fresh(client, volumeID: volumeID, now: clock.now())
+      return UserLifecycle.Snapshot(id: snapshot.id, volumeID: volumeID, reused: reused)
+    } catch {
+      // A volume already gone stays "already gone" (404); anything else holds the step.
+      if error.code == .notFound { throw error }
+      var held = error
+      held.message =
+        "no snapshot of volume \(volumeID) before \(step) it (\(error.message)): not \(step == "deleting" ? "deleted" : "extended") until one is taken"
+      if held.code != .rateLimited { held.code = .precondition }
+      throw held
     }
   }
 
@@ -272,6 +299,7 @@ struct FlyCalls: Sendable {
     // A bigger volume first (grow only): Fly says whether the machine must restart to see it, and
     // the update's reboot is that restart, inside the rollout's wave.
     var extended: (volumeID: String, from: Int, to: Int)?
+    var snapshot: UserLifecycle.Snapshot?
     var restart = false
     if let volumeID = observed.mounts.first?.volume, let wanted = action.spec?.volumeSizeGB {
       // The list's size, when it showed this volume; else a read.
@@ -280,6 +308,7 @@ struct FlyCalls: Sendable {
       var current = listed
       if current == nil { current = try await client.getVolume(volumeID).sizeGB }
       if let size = current, size < wanted {
+        snapshot = try await snapshotBefore("extending", volumeID: volumeID, client: client)
         let answer = try await client.extendVolume(volumeID, sizeGB: wanted)
         extended = (volumeID, size, wanted)
         restart = launched && (answer.needsRestart ?? true)
@@ -291,7 +320,8 @@ struct FlyCalls: Sendable {
       // Only the volume grew, and no restart is needed (the machine is stopped): nothing to send.
       return .updated(
         UserLifecycle.Updated(
-          from: current.version, to: current.version, diff: diff, launched: false, extended: extended))
+          from: current.version, to: current.version, diff: diff, launched: false, extended: extended,
+          snapshot: snapshot))
     }
     // One app per user: the app's secrets first (a rotation shows as a new digest in the env), and
     // the machine updated to see that version.
@@ -303,7 +333,8 @@ struct FlyCalls: Sendable {
         minSecretsVersion: secretsVersion))
     return .updated(
       UserLifecycle.Updated(
-        from: current.version, to: answer.version, diff: diff, launched: launched, extended: extended))
+        from: current.version, to: answer.version, diff: diff, launched: launched, extended: extended,
+        snapshot: snapshot))
   }
 
   /// A missing secret named by the template.

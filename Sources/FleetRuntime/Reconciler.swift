@@ -54,7 +54,7 @@ public actor Reconciler {
     redactor.add(client.credentials)
     self.logger = logger
     self.onEvent = onEvent
-    fly = FlyCalls(client: client, budget: budget, redactor: redactor, secrets: settings.secrets)
+    fly = FlyCalls(client: client, budget: budget, redactor: redactor, secrets: settings.secrets, clock: clock)
     observer = Observer(client: client, settings: settings, clock: clock, logger: logger)
     users = UserStates(store: store, redactor: redactor, logger: logger, onEvent: onEvent)
   }
@@ -130,6 +130,7 @@ public actor Reconciler {
     // Where users live: each user's calls, rows and lists follow it.
     let topology = desired.snapshot.topology
     fly.placement = desired.snapshot.placement
+    fly.volumePolicy = desired.snapshot.volumePolicy
     budget.setAppPerUser(topology.isAppPerUser)
     users.placement = desired.snapshot.placement
     users.sharedApp = fly.client.appName

@@ -68,7 +68,7 @@ public final class WriteBudget: Sendable {
     // Fly allows 100 app deletions a minute, org-wide.
     case .deleteApp: (kind.rawValue, min(limits.perSecond, 100.0 / 60), min(limits.burst, 10))
     case .assignIPs, .adoptMachine: ("per-machine", limits.perMachineKindsPerSecond, limits.perMachineKindsPerSecond)
-    case .start, .stop, .destroyMachine, .updateMachine, .extendVolume:
+    case .start, .stop, .destroyMachine, .updateMachine, .extendVolume, .snapshotVolume:
       ("per-machine", limits.perMachineKindsPerSecond, limits.perMachineKindsPerSecond)
     case .verifyMachine, .verifyVolume, .checkUpdate:
       // Fly's Get Machine: 5 req/s, bursts of 10.

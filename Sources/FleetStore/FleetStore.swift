@@ -165,6 +165,9 @@ public final class FleetStore: Sendable {
       SQLStatement("SELECT max(revision) FROM template_revisions"),
       SQLStatement("SELECT topology, app_prefix, org FROM fleet_topology WHERE id = 1"),
       SQLStatement("SELECT app_name, user_id FROM app_owners ORDER BY app_name"),
+      SQLStatement("SELECT \(Self.volumePolicyColumns) FROM volume_policy WHERE id = 1"),
+      SQLStatement(
+        "SELECT id, user_id, snapshot_id, size_gb, requested_at FROM restores WHERE status = 'requested' ORDER BY id"),
     ])
     guard let templateRow = results[0].rows.first, let template = Self.template(from: templateRow) else {
       throw StoreError(
@@ -222,7 +225,186 @@ public final class FleetStore: Sendable {
     }
     snapshot.placement = Self.placement(
       topology, mapping: results[6].rows, desired: { machines.contains($0) }, invalid: &snapshot.invalidRows)
+    guard let policyRow = results[7].rows.first, let policy = Self.volumePolicy(from: policyRow) else {
+      throw StoreError(
+        code: .malformed, message: "volume_policy has no valid row 1: run `fleetkeeper template set`",
+        database: database.displayName)
+    }
+    snapshot.volumePolicy = policy
+    for row in results[8].rows {
+      guard let request = Self.restore(from: row) else { continue }
+      if machines.contains(request.userID) { snapshot.restores[request.userID] = request }
+    }
     return snapshot
+  }
+
+  static let volumePolicyColumns =
+    "snapshot_retention_days, auto_backup, disk_full_percent, auto_extend_to_gb, auto_extend_step_gb"
+
+  static func volumePolicy(from row: [SQLValue]) -> VolumePolicy? {
+    guard let backup = row[1].int, let percent = row[2].int, let step = row[4].int else { return nil }
+    let retention = row[0].int.map(Int.init)
+    let extendTo = row[3].int.map(Int.init)
+    // Written around the CLI: the table's checks hold, but a value out of range is "cannot read".
+    guard retention.map({ (1...60).contains($0) }) ?? true, (50...99).contains(percent), (1...100).contains(step),
+      extendTo.map({ (1...500).contains($0) }) ?? true
+    else { return nil }
+    return VolumePolicy(
+      snapshotRetentionDays: retention, autoBackup: backup != 0, diskFullPercent: Int(percent),
+      autoExtendToGB: extendTo, autoExtendStepGB: Int(step))
+  }
+
+  static func restore(from row: [SQLValue]) -> RestoreRequest? {
+    guard let id = row[0].int, let user = row[1].string, let snapshot = row[2].string,
+      FleetValidation.snapshotIDProblem(snapshot) == nil
+    else { return nil }
+    return RestoreRequest(
+      id: id, userID: user, snapshotID: snapshot, sizeGB: row[3].int.map(Int.init), requestedAt: row[4].int ?? 0)
+  }
+
+  /// The user's volume as the controller last recorded it: its `machines` row, else its state.
+  public func recordedVolume(_ userID: String) async throws(StoreError) -> String? {
+    try await requireSchema()
+    let rows = try await database.read([
+      SQLStatement("SELECT volume_id FROM machines WHERE user_id = ?", [.text(userID)]),
+      SQLStatement("SELECT state FROM fleet_user_state WHERE user_id = ?", [.text(userID)]),
+    ])
+    if let volume = rows[0].rows.first?[0].string { return volume }
+    guard let text = rows[1].rows.first?[0].string else { return nil }
+    return (Self.plainState(text) ?? (try? JSONDecoder().decode(UserState.self, from: Data(text.utf8))))?.volumeID
+  }
+
+  /// `fleetkeeper users restore`: asks the loop to restore the user's volume from `snapshotID`.
+  /// Refused for a user who is not desired running or stopped, a bad snapshot id, or while another
+  /// restore of the user is open. Answers the request's id.
+  public func requestRestore(
+    userID: String, snapshotID: String, sizeGB: Int?
+  ) async throws(InputErrorOrStore) -> Int64 {
+    if let problem = FleetValidation.snapshotIDProblem(snapshotID) {
+      throw .input(InputError([FieldError(field: "snapshot_id", value: snapshotID, reason: problem)]))
+    }
+    let existing: DesiredMachine?
+    do { existing = try await desiredMachine(userID) } catch { throw .store(error) }
+    guard let existing, existing.state != .absent else {
+      throw .input(
+        InputError([
+          FieldError(
+            field: "user_id", value: userID,
+            reason: existing == nil ? "no such user" : "desired absent: nothing to restore into")
+        ]))
+    }
+    do {
+      if let open = try await restores(userID: userID).first(where: { $0.status == "requested" }) {
+        throw InputErrorOrStore.input(
+          InputError([
+            FieldError(
+              field: "user_id", value: userID,
+              reason: "restore #\(open.id) from snapshot \(open.snapshotID) is still under way")
+          ]))
+      }
+      let rows = try await database.write([
+        SQLStatement(
+          "INSERT INTO restores (user_id, snapshot_id, size_gb) VALUES (?, ?, ?)",
+          [.text(userID), .text(snapshotID), sizeGB.map { .integer(Int64($0)) } ?? .null]),
+        SQLStatement("SELECT max(id) FROM restores WHERE user_id = ?", [.text(userID)]),
+      ])
+      return rows.last?.scalar?.int ?? 0
+    } catch let error as InputErrorOrStore {
+      throw error
+    } catch let error as StoreError {
+      throw .store(error)
+    } catch {
+      throw .store(StoreError(code: .malformed, message: "\(error)", database: database.displayName))
+    }
+  }
+
+  /// A user's restores, newest first (or every user's, when `userID` is nil).
+  public func restores(userID: String? = nil, limit: Int = 20) async throws(StoreError) -> [RestoreRow] {
+    try await requireSchema()
+    let filter = userID == nil ? "" : "WHERE user_id = ?"
+    let rows = try await database.read([
+      SQLStatement(
+        "SELECT id, user_id, snapshot_id, size_gb, requested_at, status, finished_at, detail FROM restores \(filter) ORDER BY id DESC LIMIT ?",
+        (userID.map { [SQLValue.text($0)] } ?? []) + [.integer(Int64(limit))])
+    ])[0].rows
+    return rows.map {
+      RestoreRow(
+        id: $0[0].int ?? 0, userID: $0[1].string ?? "", snapshotID: $0[2].string ?? "",
+        sizeGB: $0[3].int.map(Int.init), requestedAt: $0[4].int ?? 0, status: $0[5].string ?? "",
+        finishedAt: $0[6].int, detail: $0[7].string)
+    }
+  }
+
+  /// The statement that closes a restore request (in the same write as its last step's events).
+  public static func finishRestoreStatement(id: Int64, status: String, detail: String, at: Int64) -> SQLStatement {
+    SQLStatement(
+      "UPDATE restores SET status = ?, finished_at = ?, detail = ? WHERE id = ? AND status = 'requested'",
+      [.text(status), .integer(at), .text(String(detail.prefix(2000))), .integer(id)])
+  }
+
+  /// How users' volumes are looked after (`fleetkeeper template show`).
+  public func volumePolicy() async throws(StoreError) -> VolumePolicy? {
+    try await requireSchema()
+    let rows = try await database.read([
+      SQLStatement("SELECT \(Self.volumePolicyColumns) FROM volume_policy WHERE id = 1")
+    ])
+    return rows[0].rows.first.flatMap(Self.volumePolicy(from:))
+  }
+
+  /// `fleetkeeper template set --snapshot-retention-days … --auto-extend-to-gb …`: every field
+  /// checked first, nothing written when one is refused. `autoExtendToGB` 0 turns auto-extend off.
+  public func setVolumePolicy(
+    snapshotRetentionDays: Int? = nil, autoBackup: Bool? = nil, diskFullPercent: Int? = nil,
+    autoExtendToGB: Int? = nil, autoExtendStepGB: Int? = nil, dryRun: Bool = false
+  ) async throws(InputErrorOrStore) {
+    var errors: [FieldError] = []
+    if let days = snapshotRetentionDays, !(1...60).contains(days) {
+      errors.append(FieldError(field: "snapshot_retention_days", value: "\(days)", reason: "must be 1 to 60 days"))
+    }
+    if let percent = diskFullPercent, !(50...99).contains(percent) {
+      errors.append(FieldError(field: "disk_full_percent", value: "\(percent)", reason: "must be 50 to 99"))
+    }
+    if let size = autoExtendToGB, !(0...500).contains(size) {
+      errors.append(
+        FieldError(field: "auto_extend_to_gb", value: "\(size)", reason: "must be 1 to 500 GB (0 turns it off)"))
+    }
+    if let step = autoExtendStepGB, !(1...100).contains(step) {
+      errors.append(FieldError(field: "auto_extend_step_gb", value: "\(step)", reason: "must be 1 to 100 GB"))
+    }
+    guard errors.isEmpty else { throw .input(InputError(errors)) }
+    if dryRun { return }
+    var sets: [String] = []
+    var values: [SQLValue] = []
+    if let days = snapshotRetentionDays {
+      sets.append("snapshot_retention_days = ?")
+      values.append(.integer(Int64(days)))
+    }
+    if let autoBackup {
+      sets.append("auto_backup = ?")
+      values.append(.integer(autoBackup ? 1 : 0))
+    }
+    if let percent = diskFullPercent {
+      sets.append("disk_full_percent = ?")
+      values.append(.integer(Int64(percent)))
+    }
+    if let size = autoExtendToGB {
+      sets.append("auto_extend_to_gb = ?")
+      values.append(size == 0 ? .null : .integer(Int64(size)))
+    }
+    if let step = autoExtendStepGB {
+      sets.append("auto_extend_step_gb = ?")
+      values.append(.integer(Int64(step)))
+    }
+    guard !sets.isEmpty else { return }
+    do {
+      try await requireSchema()
+      _ = try await database.write([
+        SQLStatement(
+          "UPDATE volume_policy SET \(sets.joined(separator: ", ")), updated_at = unixepoch() WHERE id = 1", values)
+      ])
+    } catch {
+      throw .store(error)
+    }
   }
 
   /// The topology with the apps mapped by hand. A mapping is used only for an app with the fleet's
@@ -851,4 +1033,17 @@ extension JSONEncoder {
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     return encoder
   }
+}
+
+/// One `restores` row.
+public struct RestoreRow: Sendable, Hashable {
+  public var id: Int64
+  public var userID: String
+  public var snapshotID: String
+  public var sizeGB: Int?
+  public var requestedAt: Int64
+  /// `requested`, `done`, `failed` or `cancelled`.
+  public var status: String
+  public var finishedAt: Int64?
+  public var detail: String?
 }

@@ -23,6 +23,7 @@ public enum Schema {
     Migration(version: 9, name: "pause", sql: v9),
     Migration(version: 10, name: "template revisions and rollouts", sql: v10),
     Migration(version: 11, name: "one app per user", sql: v11),
+    Migration(version: 12, name: "volume care and restores", sql: v12),
   ]
 
   /// The whole schema, as `desired-state/schema.sql` holds it.
@@ -371,6 +372,47 @@ public enum Schema {
     ) STRICT;
     INSERT INTO rollout_control (id) VALUES (1);
     CREATE TRIGGER desired_version_rollout AFTER UPDATE ON rollout_control
+    BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
+
+    """
+
+  static let v12 = """
+    -- How users' volumes are looked after (issue 17): one row. Snapshot retention and daily
+    -- backups apply to volumes created after a change; the disk threshold and auto-extend at once.
+    CREATE TABLE volume_policy (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      snapshot_retention_days INTEGER CONSTRAINT snapshot_retention_days
+        CHECK (snapshot_retention_days IS NULL OR snapshot_retention_days BETWEEN 1 AND 60),
+      auto_backup INTEGER NOT NULL DEFAULT 1 CONSTRAINT auto_backup CHECK (auto_backup IN (0, 1)),
+      disk_full_percent INTEGER NOT NULL DEFAULT 85 CONSTRAINT disk_full_percent CHECK (disk_full_percent BETWEEN 50 AND 99),
+      auto_extend_to_gb INTEGER CONSTRAINT auto_extend_to_gb
+        CHECK (auto_extend_to_gb IS NULL OR auto_extend_to_gb BETWEEN 1 AND 500),
+      auto_extend_step_gb INTEGER NOT NULL DEFAULT 1 CONSTRAINT auto_extend_step_gb CHECK (auto_extend_step_gb BETWEEN 1 AND 100),
+      updated_at INTEGER NOT NULL DEFAULT (unixepoch())
+    ) STRICT;
+    INSERT INTO volume_policy (id) VALUES (1);
+    CREATE TRIGGER desired_version_volume_policy AFTER UPDATE ON volume_policy
+    BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
+
+    -- Restores of a user's volume from a snapshot (`fleetkeeper users restore`, or the dashboard):
+    -- asked for here, carried out by the loop (new volume, new machine, old machine destroyed, old
+    -- volume kept for the retention), every step in machine_events. At most one open per user.
+    CREATE TABLE restores (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      user_id TEXT NOT NULL CONSTRAINT user_id CHECK (length(user_id) BETWEEN 1 AND 255),
+      snapshot_id TEXT NOT NULL CONSTRAINT snapshot_id
+        CHECK (length(snapshot_id) BETWEEN 1 AND 100 AND snapshot_id NOT GLOB '*[^A-Za-z0-9_-]*'),
+      size_gb INTEGER CONSTRAINT size_gb CHECK (size_gb IS NULL OR size_gb BETWEEN 1 AND 500),
+      requested_at INTEGER NOT NULL DEFAULT (unixepoch()),
+      status TEXT NOT NULL DEFAULT 'requested'
+        CONSTRAINT status CHECK (status IN ('requested', 'done', 'failed', 'cancelled')),
+      finished_at INTEGER,
+      detail TEXT CONSTRAINT detail CHECK (detail IS NULL OR length(detail) <= 2000)
+    ) STRICT;
+    CREATE UNIQUE INDEX restores_one_open ON restores (user_id) WHERE status = 'requested';
+    CREATE TRIGGER desired_version_restore_insert AFTER INSERT ON restores
+    BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
+    CREATE TRIGGER desired_version_restore_update AFTER UPDATE ON restores
     BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
 
     """

@@ -511,6 +511,28 @@ public final class FlyClient: FlyMachinesAPI {
     return try? decode(FlyVolume.self, response)
   }
 
+  /// `GET …/volumes/{id}/snapshots`: the volume's snapshots, daily and on demand.
+  public func listSnapshots(volumeID: String) async throws(FlyAPIError) -> [FlySnapshot] {
+    try decode(
+      [FlySnapshot].self,
+      try await send(.GET, volumePath(volumeID) + "/snapshots", endpoint: "GET /volumes/{id}/snapshots"))
+  }
+
+  /// `POST …/volumes/{id}/snapshots`: takes one now. Fly's answer carries no snapshot (the spec
+  /// documents no body): the new one is found by listing.
+  public func createSnapshot(volumeID: String) async throws(FlyAPIError) {
+    _ = try await send(.POST, volumePath(volumeID) + "/snapshots", endpoint: "POST /volumes/{id}/snapshots")
+  }
+
+  /// `GET …/machines/{id}/events?limit=` (at most 50, newest first).
+  public func machineEvents(_ id: String, limit: Int = 50) async throws(FlyAPIError) -> [FlyMachineEvent] {
+    try decode(
+      [FlyMachineEvent].self,
+      try await send(
+        .GET, machinePath(id) + "/events", query: [("limit", String(min(50, max(1, limit))))],
+        endpoint: "GET /machines/{id}/events"))
+  }
+
   // MARK: Plumbing
 
   func machinePath(_ id: String) -> String { "\(appPath)/machines/\(Self.escape(id))" }

@@ -158,6 +158,11 @@ public protocol FlyMachinesAPI: Sendable {
   func deleteVolume(_ id: String) async throws(FlyAPIError) -> FlyVolume?
   func updateMachine(_ id: String, _ request: UpdateMachineRequest) async throws(FlyAPIError) -> FlyMachine
   func extendVolume(_ id: String, sizeGB: Int) async throws(FlyAPIError) -> ExtendVolumeResponse
+  /// Snapshots of a volume, and one taken now (Fly answers no id: list to find it).
+  func listSnapshots(volumeID: String) async throws(FlyAPIError) -> [FlySnapshot]
+  func createSnapshot(volumeID: String) async throws(FlyAPIError)
+  /// A machine's recent events (exits, with exit codes and OOM kills).
+  func machineEvents(_ id: String, limit: Int) async throws(FlyAPIError) -> [FlyMachineEvent]
 
   /// This API for another app's machines and volumes (one app per user); the same app: itself.
   func forApp(_ name: String) -> any FlyMachinesAPI

@@ -295,6 +295,7 @@ struct ListingScanner {
 
   private static let sizeGB = Array("size_gb".utf8), encrypted = Array("encrypted".utf8)
   private static let attached = Array("attached_machine_id".utf8)
+  private static let retention = Array("snapshot_retention".utf8), autoBackup = Array("auto_backup_enabled".utf8)
 
   mutating func volume() throws(Malformed) -> FlyVolume {
     var volume = FlyVolume(id: "", name: "", state: "", region: "")
@@ -321,6 +322,8 @@ struct ListingScanner {
       case Self.appName: volume.appName = try s.optionalString()
       case Self.bytesUsed: volume.bytesUsed = try s.optionalInteger()
       case Self.bytesTotal: volume.bytesTotal = try s.optionalInteger()
+      case Self.retention: volume.snapshotRetention = try s.optionalInteger()
+      case Self.autoBackup: volume.autoBackupEnabled = try s.optionalBool()
       default: try s.skipValue()
       }
     }

@@ -194,9 +194,14 @@ public struct FlyVolume: Sendable, Hashable, Decodable {
   public var updatedAt: String?
   public var bytesUsed: Int?
   public var bytesTotal: Int?
+  /// Days each snapshot of it is kept, and whether Fly takes one daily.
+  public var snapshotRetention: Int?
+  public var autoBackupEnabled: Bool?
 
   enum CodingKeys: String, CodingKey {
     case id, name, state, region, encrypted
+    case snapshotRetention = "snapshot_retention"
+    case autoBackupEnabled = "auto_backup_enabled"
     case sizeGB = "size_gb"
     case attachedMachineID = "attached_machine_id"
     case createdAt = "created_at"
@@ -294,17 +299,123 @@ public struct CreateVolumeRequest: Sendable, Hashable, Encodable {
   public var region: String
   public var sizeGB: Int
   public var encrypted: Bool
+  /// Days each snapshot is kept (1 to 60; Fly's default 5), and whether Fly takes one daily.
+  public var snapshotRetention: Int?
+  public var autoBackupEnabled: Bool?
+  /// Restore: the new volume holds this snapshot's data (at least the snapshot's volume size).
+  public var snapshotID: String?
 
   enum CodingKeys: String, CodingKey {
     case name, region, encrypted
     case sizeGB = "size_gb"
+    case snapshotRetention = "snapshot_retention"
+    case autoBackupEnabled = "auto_backup_enabled"
+    case snapshotID = "snapshot_id"
   }
 
-  public init(name: String, region: String, sizeGB: Int, encrypted: Bool = true) {
+  public init(
+    name: String, region: String, sizeGB: Int, encrypted: Bool = true, snapshotRetention: Int? = nil,
+    autoBackupEnabled: Bool? = nil, snapshotID: String? = nil
+  ) {
     self.name = name
     self.region = region
     self.sizeGB = sizeGB
     self.encrypted = encrypted
+    self.snapshotRetention = snapshotRetention
+    self.autoBackupEnabled = autoBackupEnabled
+    self.snapshotID = snapshotID
+  }
+}
+
+/// One snapshot of a volume (`VolumeSnapshot`): `size` in bytes, `volume_size` in GB.
+public struct FlySnapshot: Sendable, Hashable, Decodable {
+  public var id: String
+  public var size: Int?
+  public var volumeSize: Int?
+  public var digest: String?
+  public var createdAt: String?
+  public var status: String?
+  public var retentionDays: Int?
+
+  enum CodingKeys: String, CodingKey {
+    case id, size, digest, status
+    case volumeSize = "volume_size"
+    case createdAt = "created_at"
+    case retentionDays = "retention_days"
+  }
+
+  public init(
+    id: String, size: Int? = nil, volumeSize: Int? = nil, createdAt: String? = nil, status: String? = nil,
+    retentionDays: Int? = nil
+  ) {
+    self.id = id
+    self.size = size
+    self.volumeSize = volumeSize
+    self.createdAt = createdAt
+    self.status = status
+    self.retentionDays = retentionDays
+  }
+}
+
+/// One event of a machine (`GET …/machines/{id}/events`): an `exit` carries what ended the
+/// process (`request.exit_event`).
+public struct FlyMachineEvent: Sendable, Hashable, Decodable {
+  public var id: String?
+  public var type: String
+  public var status: String?
+  /// `user` or `flyd`.
+  public var source: String?
+  /// Unix milliseconds.
+  public var timestamp: Int64?
+  public var exit: Exit?
+
+  public struct Exit: Sendable, Hashable, Decodable {
+    public var exitCode: Int?
+    public var oomKilled: Bool?
+    public var requestedStop: Bool?
+    public var restarting: Bool?
+    public var signal: Int?
+    enum CodingKeys: String, CodingKey {
+      case signal, restarting
+      case exitCode = "exit_code"
+      case oomKilled = "oom_killed"
+      case requestedStop = "requested_stop"
+    }
+    public init(
+      exitCode: Int? = nil, oomKilled: Bool? = nil, requestedStop: Bool? = nil, restarting: Bool? = nil,
+      signal: Int? = nil
+    ) {
+      self.exitCode = exitCode
+      self.oomKilled = oomKilled
+      self.requestedStop = requestedStop
+      self.restarting = restarting
+      self.signal = signal
+    }
+  }
+
+  enum CodingKeys: String, CodingKey { case id, type, status, source, timestamp, request }
+  struct Request: Decodable {
+    var exitEvent: Exit?
+    enum CodingKeys: String, CodingKey { case exitEvent = "exit_event" }
+  }
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    id = try c.decodeIfPresent(String.self, forKey: .id)
+    type = try c.decodeIfPresent(String.self, forKey: .type) ?? ""
+    status = try c.decodeIfPresent(String.self, forKey: .status)
+    source = try c.decodeIfPresent(String.self, forKey: .source)
+    timestamp = try c.decodeIfPresent(Int64.self, forKey: .timestamp)
+    // `request` is free-form: anything but an exit event is ignored, never a decoding failure.
+    exit = (try? c.decodeIfPresent(Request.self, forKey: .request))?.exitEvent
+  }
+
+  public init(type: String, status: String? = nil, source: String? = nil, timestamp: Int64? = nil, exit: Exit? = nil) {
+    self.type = type
+    self.status = status
+    self.source = source
+    self.timestamp = timestamp
+    self.exit = exit
   }
 }
 

@@ -182,7 +182,17 @@ public final class FlySimulator: Sendable {
     if latency > 0 { try? await clock.sleep(seconds: Double(latency) / 1000) }
     if request.method == "GET", request.path.hasSuffix("/wait") { return await wait(request) }
     let now = clock.now()
-    var response = state.withLock { state in respond(request, now: now, state: &state) }
+    var (response, hold) = state.withLock { state in
+      let response = respond(request, now: now, state: &state)
+      // A held answer: done at Fly, never answered while the caller lives (a crash test's moment).
+      let held =
+        response.status < 300 && state.log.last.map { state.faults.holdAnswers.contains($0.endpoint) } == true
+      return (response, held ? state.faults.holdSeconds : 0)
+    }
+    if hold > 0 {
+      try? await clock.sleep(seconds: hold)
+      hold = 0
+    }
     if let items = response.listItems {
       response.body = SimulatorResponse.joinList(items, wrap: response.listWrap)
       response.listItems = nil
@@ -234,6 +244,7 @@ public final class FlySimulator: Sendable {
     case ("GET", 2) where rest[0] == "machines": "GET /machines/{id}"
     case ("POST", 2) where rest[0] == "machines": "POST /machines/{id}"
     case ("GET", 3) where rest[0] == "machines" && rest[2] == "versions": "GET /machines/{id}/versions"
+    case ("GET", 3) where rest[0] == "machines" && rest[2] == "events": "GET /machines/{id}/events"
     case ("PUT", 3) where rest[0] == "volumes" && rest[2] == "extend": "PUT /volumes/{id}/extend"
     case ("DELETE", 2) where rest[0] == "machines": "DELETE /machines/{id}"
     case ("POST", 3) where rest[0] == "machines" && rest[2] == "start": "POST /machines/{id}/start"
@@ -271,7 +282,8 @@ public final class FlySimulator: Sendable {
       case "GET /machines", "GET /volumes", "GET /orgs/machines", "GET /orgs/volumes":
         (configuration.listRate, configuration.listBurst)
       case "GET /machines/{id}", "GET /volumes/{id}", "GET /machines/{id}/wait", "GET /machines/{id}/versions",
-        "GET /apps/{app}", "GET /ip_assignments", "GET /secrets", "GET /machines/{id}/metadata", "GET /apps":
+        "GET /machines/{id}/events", "GET /volumes/{id}/snapshots", "GET /apps/{app}", "GET /ip_assignments",
+        "GET /secrets", "GET /machines/{id}/metadata", "GET /apps":
         (configuration.getRate, configuration.getBurst)
       default: (configuration.mutationRate, configuration.mutationBurst)
       }
@@ -333,6 +345,11 @@ public final class FlySimulator: Sendable {
     }
     // Injected faults.
     let faults = state.faults
+    if faults.failEndpoints.contains(endpoint) {
+      return finish(
+        .error(503, "internal: injected outage of \(endpoint)"), request: request, endpoint: endpoint,
+        fault: "fail_endpoint", now: now, state: &state)
+    }
     let faultable = isMutation || !faults.mutationsOnly
     if faultable {
       if faults.rateLimitRate > 0, state.model.draw() < faults.rateLimitRate {
@@ -503,7 +520,9 @@ public final class FlySimulator: Sendable {
       return state.model.listSnapshots(volume: id!, now: now)
 
     case "POST /volumes/{id}/snapshots":
-      return state.model.createSnapshot(volume: id!, now: now)
+      // Fly's spec documents no body for this answer: the snapshot is found by listing.
+      let answer = state.model.createSnapshot(volume: id!, now: now)
+      return answer.status == 200 ? SimAnswer(status: 200, body: "") : answer
 
     case "POST /ip_assignments":
       guard let body = SimJSON.parse(request.body), let object = body.object else {
@@ -588,6 +607,9 @@ public final class FlySimulator: Sendable {
 
     case "GET /machines/{id}/versions":
       return state.model.machineVersions(id!, now: now)
+
+    case "GET /machines/{id}/events":
+      return state.model.machineEvents(id!, limit: queryValue(request, "limit"), now: now)
 
     case "POST /machines/{id}":
       guard let body = SimJSON.parse(request.body), let object = body.object else {
@@ -896,6 +918,14 @@ public final class FlySimulator: Sendable {
         case "delete_volume":
           return state.model.driftDeleteVolume(volumeID, now: now)
             ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"volume not found"}"#)
+        case "crash_loop":
+          return state.model.driftCrashLoop(
+            machineID, every: body["every"]?.double ?? 10, exitCode: Int(body["exit_code"]?.int ?? 1),
+            oomKilled: body["oom_killed"]?.bool ?? false, times: body["times"]?.int.map { Int($0) }, now: now)
+            ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found"}"#)
+        case "heal_machine":
+          return state.model.driftHeal(machineID, now: now)
+            ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"machine not found"}"#)
         case "fill_volume":
           return state.model.driftFill(volumeID, bytesUsed: Int(body["bytes_used"]?.int ?? 0), now: now)
             ? text(200, #"{"ok":true}"#) : text(404, #"{"error":"volume not found"}"#)

@@ -135,6 +135,12 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
   public var lateSeconds: Double = 0
   /// The org-wide lists ignore `updated_after` (a server that does not filter): older items come back.
   public var ignoreUpdatedAfter: Bool = false
+  /// Endpoints (`POST /volumes`, `DELETE /machines/{id}`, …) whose successful answers are held for
+  /// `holdSeconds` after the change is made: a test kills the caller while it waits.
+  public var holdAnswers: [String] = []
+  /// Endpoints that answer 503 without doing anything, every time (an endpoint down).
+  public var failEndpoints: [String] = []
+  public var holdSeconds: Double = 3600
 
   public init() {}
 
@@ -149,6 +155,7 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     case errorRegions = "error_regions", lateRate = "late_rate", lateSeconds = "late_seconds"
     case ignoreUpdatedAfter = "ignore_updated_after"
     case revertImages = "revert_images", revertRate = "revert_rate", crashImages = "crash_images"
+    case holdAnswers = "hold_answers", holdSeconds = "hold_seconds", failEndpoints = "fail_endpoints"
   }
 
   public init(from decoder: any Decoder) throws {
@@ -177,6 +184,9 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     revertRate = try c.decodeIfPresent(Double.self, forKey: .revertRate) ?? 0
     crashImages = try c.decodeIfPresent([String].self, forKey: .crashImages) ?? []
     mutationsOnly = try c.decodeIfPresent(Bool.self, forKey: .mutationsOnly) ?? d.mutationsOnly
+    holdAnswers = try c.decodeIfPresent([String].self, forKey: .holdAnswers) ?? []
+    failEndpoints = try c.decodeIfPresent([String].self, forKey: .failEndpoints) ?? []
+    holdSeconds = try c.decodeIfPresent(Double.self, forKey: .holdSeconds) ?? d.holdSeconds
   }
 
   private static let defaults = SimulatorFaults()

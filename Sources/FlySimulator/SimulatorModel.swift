@@ -76,6 +76,10 @@ struct SimMachine: Sendable {
   var crashAfterStart = false
   /// The app secrets version this machine's environment holds (set at create and update).
   var secretsVersion = 0
+  /// Recent events, oldest first (at most ``SimulatorModel/keptEvents``).
+  var events: [SimEvent] = []
+  /// Its process keeps dying and Fly keeps restarting it.
+  var crashLoop: SimCrashLoop?
 }
 
 /// One version of a machine's config.
@@ -161,6 +165,8 @@ struct SimulatorModel: Sendable {
   var appOrder: [String] = []
   /// Snapshots by volume id (kept after the volume is deleted, until their retention ends).
   var snapshots: [String: [SimSnapshot]] = [:]
+  /// Machine events made so far (their ids; not drawn from the random stream, which tests replay).
+  var eventCount = 0
   /// When each app delete happened (the 100-per-minute limit is a window over these).
   var appDeletes: [Double] = []
 
@@ -231,6 +237,7 @@ struct SimulatorModel: Sendable {
       machine.state = next.state
       machine.updatedAt = next.at
       machine.next = nil
+      transitionEvent(&machine, to: next.state, at: next.at)
       switch next.state {
       case "starting":
         // A version whose process dies at boot ends `failed`.
@@ -240,8 +247,10 @@ struct SimulatorModel: Sendable {
       default: break
       }
     }
+    if advanceCrashLoop(&machine, now: now) { changed = true }
     if changed { machines[id] = machine }
-    return [machine.next?.at, machine.revert?.at].compactMap { $0 }.min()
+    let crash = machine.state == "started" ? machine.crashLoop?.nextAt : nil
+    return [machine.next?.at, machine.revert?.at, crash].compactMap { $0 }.min()
   }
 
   /// Applies a volume's due changes: detachment after its machine was destroyed, deletion steps.
@@ -644,6 +653,7 @@ struct SimulatorModel: Sendable {
     machine.updatedAt = now
     machine.revert = nil
     let launches = wasUp || !request.skipLaunch
+    machine.crashLoop = nil  // a new version: whatever crashed is replaced
     machine.crashAfterStart = request.crashes
     machine.secretsVersion = apps[machine.app]?.secretsVersion ?? 0
     if request.reverts {

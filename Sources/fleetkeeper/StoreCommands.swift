@@ -121,7 +121,10 @@ struct UserFields: ParsableArguments {
 struct UsersCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "users", abstract: "Edit the desired state of users' machines.",
-    subcommands: [Add.self, Set.self, Remove.self, List.self, Import.self, Pause.self, Resume.self])
+    subcommands: [
+      Add.self, Set.self, Remove.self, List.self, Import.self, Pause.self, Resume.self, TakeSnapshot.self,
+      ListSnapshots.self, Restore.self,
+    ])
 
   struct Pause: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -280,6 +283,11 @@ struct TemplateCommand: AsyncParsableCommand {
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         encoder.keyEncodingStrategy = .convertToSnakeCase
         print(String(decoding: try encoder.encode(template), as: UTF8.self))
+        if let policy = try await store.volumePolicy() {
+          print(
+            "volumes: snapshots kept \(policy.snapshotRetentionDays.map { "\($0) days" } ?? "Fly's default (5 days)"), daily backups \(policy.autoBackup ? "on" : "off"), disk_full above \(policy.diskFullPercent)%, auto-extend \(policy.autoExtendToGB.map { "up to \($0) GB by \(policy.autoExtendStepGB) GB" } ?? "off")"
+          )
+        }
       }
     }
   }
@@ -304,6 +312,15 @@ struct TemplateCommand: AsyncParsableCommand {
     @Option(help: "Volume size in GB (volumes only grow).") var volumeSizeGb: Int?
     @Option(help: "Encrypt volumes: true or false.") var encrypted: Bool?
     @Option(help: "Restart policy: no, always, on-failure.") var restartPolicy: String?
+    @Option(help: "Days Fly keeps each snapshot of a new volume, 1 to 60 (Fly's default: 5).")
+    var snapshotRetentionDays: Int?
+    @Option(help: "Fly takes a daily snapshot of each new volume: true or false (default true).")
+    var autoBackup: Bool?
+    @Option(help: "A volume fuller than this percent is reported (disk_full), 50 to 99 (default 85).")
+    var diskFullPercent: Int?
+    @Option(help: "Grow a full volume up to this many GB, a step at a time, a snapshot first (0: never; default).")
+    var autoExtendToGb: Int?
+    @Option(help: "How many GB each automatic extend adds, 1 to 100 (default 1).") var autoExtendStepGb: Int?
     func run() async throws {
       try await runStoreCommand {
         let store = try await db.open()
@@ -336,7 +353,14 @@ struct TemplateCommand: AsyncParsableCommand {
         patch.volumeSizeGB = volumeSizeGb
         patch.encrypted = encrypted
         patch.restartPolicy = restartPolicy
+        // The volume policy's fields first (checked, nothing written if one is refused), then the template's.
+        try await store.setVolumePolicy(
+          snapshotRetentionDays: snapshotRetentionDays, autoBackup: autoBackup, diskFullPercent: diskFullPercent,
+          autoExtendToGB: autoExtendToGb, autoExtendStepGB: autoExtendStepGb, dryRun: true)
         try await store.setTemplate(patch)
+        try await store.setVolumePolicy(
+          snapshotRetentionDays: snapshotRetentionDays, autoBackup: autoBackup, diskFullPercent: diskFullPercent,
+          autoExtendToGB: autoExtendToGb, autoExtendStepGB: autoExtendStepGb)
         print("template updated")
       }
     }
