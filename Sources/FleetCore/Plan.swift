@@ -45,6 +45,21 @@ public struct Action: Sendable, Hashable {
     /// One app per user: tag the machine the old provisioning code made in the user's app with
     /// `fleet_user_id` (the metadata endpoint: no new version, no restart), after reading it.
     case adoptMachine(machineID: String, volumeID: String, region: String)
+    /// A restore's first step: a new volume from the snapshot (at least the snapshot's size), after
+    /// a snapshot of the volume it replaces. `replacing`: the user's volume until the restore is
+    /// done (never taken for the new one by a look-up).
+    case restoreVolume(
+      region: String, snapshotID: String, sizeGB: Int, spec: MachineTemplate, replacing: String?,
+      existing: [String], guard: CreateGuard)
+    /// A restore's last step, no call to Fly: the new machine runs on the new volume and the old
+    /// machine is gone; the old volume is kept for the retention, the request closed.
+    case finishRestore(
+      requestID: Int64, outcome: RestoreOutcome, newVolumeID: String?, retiredVolumeID: String?, detail: String)
+  }
+
+  /// How a restore ended.
+  public enum RestoreOutcome: String, Sendable, Hashable, Codable {
+    case done, failed, cancelled
   }
 
   /// How a create avoids making its resource twice (see ``UserLifecycle``).
@@ -80,10 +95,12 @@ public struct Action: Sendable, Hashable {
     /// Not a call of its own: a snapshot taken before a step that destroys data (a volume's
     /// delete, an extend, a restore), or asked for by an operator (`users snapshot`).
     case snapshotVolume = "snapshot_volume"
+    case restoreVolume = "restore_volume"
+    case finishRestore = "restore_done"
 
     /// Destroy and delete lose something; they are capped and guarded.
     public var isDestructive: Bool { self == .destroyMachine || self == .deleteVolume || self == .deleteApp }
-    public var isCreate: Bool { self == .createVolume || self == .createMachine }
+    public var isCreate: Bool { self == .createVolume || self == .createMachine || self == .restoreVolume }
     /// Reads: change nothing on Fly.
     public var isRead: Bool { self == .verifyMachine || self == .verifyVolume || self == .checkUpdate }
   }
@@ -119,6 +136,8 @@ public struct Action: Sendable, Hashable {
     case .assignIPs: .assignIPs
     case .deleteApp: .deleteApp
     case .adoptMachine: .adoptMachine
+    case .restoreVolume: .restoreVolume
+    case .finishRestore: .finishRestore
     }
   }
 
@@ -146,6 +165,8 @@ public struct Action: Sendable, Hashable {
     case .createMachine(_, let id, _, _), .deleteVolume(let id), .verifyVolume(let id): id
     case .destroyMachine(_, let id), .updateMachine(_, let id, _, _, _): id
     case .adoptMachine(_, let id, _): id
+    case .restoreVolume(_, _, _, _, let replacing, _, _): replacing
+    case .finishRestore(_, _, let id, _, _): id
     default: nil
     }
   }
@@ -154,6 +175,7 @@ public struct Action: Sendable, Hashable {
   public var region: String? {
     switch call {
     case .createVolume(let region, _, _), .createMachine(let region, _, _, _): region
+    case .restoreVolume(let region, _, _, _, _, _, _): region
     default: nil
     }
   }
@@ -162,6 +184,7 @@ public struct Action: Sendable, Hashable {
   public var spec: MachineTemplate? {
     switch call {
     case .createVolume(_, let spec, _), .createMachine(_, _, let spec, _), .updateMachine(_, _, let spec, _, _): spec
+    case .restoreVolume(_, _, _, let spec, _, _, _): spec
     default: nil
     }
   }
@@ -170,6 +193,7 @@ public struct Action: Sendable, Hashable {
   public var createGuard: CreateGuard? {
     switch call {
     case .createVolume(_, _, let g), .createMachine(_, _, _, let g): g
+    case .restoreVolume(_, _, _, _, _, _, let g): g
     default: nil
     }
   }

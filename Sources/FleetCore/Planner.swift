@@ -355,11 +355,21 @@ public enum Planner {
       }
 
       // Clear a pending create whose resource has shown up (or whose answer said it exists).
+      // A restore closed or withdrawn around the loop (its row no longer asks): forgotten; what it
+      // made is then the user's like anything else (a second machine is a duplicate).
+      if let restore = state.restore, input.desired.restores[user]?.id != restore.requestID {
+        state.restore = nil
+      }
       if let pending = state.pending {
         let seen: Bool
-        switch pending.kind {
-        case .volume: seen = !volumes.isEmpty
-        case .machine: seen = !live.isEmpty
+        switch (pending.kind, state.restore) {
+        // Restoring, the old volume and machine are listed all along: only the new ones count.
+        case (.volume, let restore?):
+          seen = volumes.contains { $0.id != restore.oldVolumeID && !restore.existingVolumes.contains($0.id) }
+        case (.machine, let restore?):
+          seen = restore.newVolumeID.map { id in live.contains { $0.volumeID == id } } ?? false
+        case (.volume, nil): seen = !volumes.isEmpty
+        case (.machine, nil): seen = !live.isEmpty
         }
         if seen { state.pending = nil }
       }
@@ -431,18 +441,57 @@ public enum Planner {
       }
 
       // Which machine and volume are the user's: the recorded one, the attached one, the oldest.
+      // Never a volume a restore replaced (kept for its retention, then deleted).
+      let retiredIDs = state.retired.map(\.id)
       let keptMachine: ObservedMachine? =
         live.first { $0.id == recorded?.machineID }
         ?? live.min { ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id) }
       let keptVolume: ObservedVolume? =
         volumes.first { $0.id == keptMachine?.volumeID }
         ?? volumes.first { $0.attachedMachineID != nil && $0.attachedMachineID == keptMachine?.id }
-        ?? volumes.first { $0.id == recorded?.volumeID }
+        ?? volumes.first { $0.id == recorded?.volumeID && !retiredIDs.contains($0.id) }
         ?? volumes.first { $0.id == state.volumeID }
-        ?? volumes.min { ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id) }
+        ?? volumes.filter { !retiredIDs.contains($0.id) }.min {
+          ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id)
+        }
       if let keptVolume {
         state.volumeID = keptVolume.id
         state.lostVolume = nil
+      }
+
+      // A restore asked for: carried out step by step, one step a pass, each recorded; nothing
+      // else is done for the user meanwhile.
+      if let request = input.desired.restores[user], let desired {
+        if state.restore?.requestID != request.id {
+          state.restore = RestoreProgress(
+            requestID: request.id, snapshotID: request.snapshotID, oldMachineID: keptMachine?.id,
+            oldVolumeID: keptVolume?.id ?? state.volumeID, existingVolumes: listedVolumes.map(\.id), since: now)
+        }
+        if let step = Self.restoreStep(
+          request, desired: desired, spec: desired.spec(from: input.desired.template), templateDigest: templateDigest,
+          live: Array(live), volumes: Array(volumes), state: &state, now: now, settings: settings,
+          pendingActive: pendingActive)
+        {
+          if !backedOff { actions.append(step) }
+        }
+        waiting.append(user)
+        continue
+      }
+      for retired in state.retired {
+        // What a restore replaced: kept for the retention, then deleted (a snapshot first).
+        guard let volume = listedVolumes.first(where: { $0.id == retired.id }) else { continue }
+        if volume.isGone {
+          state.retired.removeAll { $0.id == retired.id }
+          continue
+        }
+        if volume.attachedMachineID == nil, let retention = settings.volumeRetention, !backedOff,
+          now - retired.since >= retention, input.watching >= min(retention, settings.retentionFloor)
+        {
+          actions.append(
+            Action(
+              userID: user, call: .deleteVolume(volumeID: volume.id),
+              reason: "replaced by a restore; retention of \(Int(retention)) s passed"))
+        }
       }
 
       // Duplicates: report; an extra machine is stopped and destroyed, an extra volume never deleted.
@@ -462,7 +511,7 @@ public enum Planner {
           )
         }
       }
-      for extra in volumes where extra.id != keptVolume?.id {
+      for extra in volumes where extra.id != keptVolume?.id && !retiredIDs.contains(extra.id) {
         // Never deleted as a side effect: which of two volumes holds the user's data is not
         // something a list can tell (an older one may be the original, a newer one a restore), so
         // an operator decides. Reported until then.
@@ -1045,6 +1094,92 @@ public enum Planner {
           kind: .stuck, userID: user, resourceID: machine.id,
           message: "machine \(machine.id) has been \(machine.state) for \(Int(now - since)) s"))
     }
+  }
+
+  /// The next step of a restore (nil: wait, something is settling): a new volume from the
+  /// snapshot, a new machine on it, that machine started, the old machine stopped and destroyed,
+  /// then the request closed. Each step is read back off Fly before the next, so a crash or a lost
+  /// answer at any step resumes without a duplicate (creates carry the usual look-up guard).
+  static func restoreStep(
+    _ request: RestoreRequest, desired: DesiredMachine, spec: MachineTemplate, templateDigest: UInt64,
+    live: [ObservedMachine], volumes: [ObservedVolume], state: inout UserState, now: Double,
+    settings: PlannerSettings, pendingActive: Bool
+  ) -> Action? {
+    guard var progress = state.restore else { return nil }
+    defer { state.restore = progress }
+    let user = desired.userID
+    let label = "restore #\(request.id) from snapshot \(request.snapshotID)"
+    if desired.state == .absent {
+      return Action(
+        userID: user,
+        call: .finishRestore(
+          requestID: request.id, outcome: .cancelled, newVolumeID: nil, retiredVolumeID: nil,
+          detail: "the user is desired absent: not restored"),
+        reason: "\(label): the user is desired absent")
+    }
+    if progress.newVolumeID == nil,
+      let made = volumes.first(where: { $0.id != progress.oldVolumeID && !progress.existingVolumes.contains($0.id) })
+    {
+      // Made by this restore (the user had no such volume when it began) and listed, though its
+      // answer was lost: the restored volume, never made twice.
+      progress.newVolumeID = made.id
+    }
+    if let id = progress.newVolumeID { state.volumeID = id }
+    guard let newID = progress.newVolumeID else {
+      if pendingActive && state.pending?.kind == .volume { return nil }
+      return Action(
+        userID: user,
+        call: .restoreVolume(
+          region: desired.region, snapshotID: request.snapshotID, sizeGB: max(request.sizeGB ?? 0, spec.volumeSizeGB),
+          spec: spec, replacing: progress.oldVolumeID, existing: progress.existingVolumes,
+          guard: UserLifecycle.createGuard(.volume, state)),
+        reason: "\(label): a new volume from the snapshot")
+    }
+    // Not listed yet: lists lag (a read by id of it goes before, as for any volume of the user).
+    guard let volume = volumes.first(where: { $0.id == newID }) else { return nil }
+    let onNew = live.filter { $0.volumeID == newID }
+    guard let machine = onNew.min(by: { ($0.createdAt ?? 0, $0.id) < ($1.createdAt ?? 0, $1.id) }) else {
+      if volume.attachedMachineID != nil || (pendingActive && state.pending?.kind == .machine) { return nil }
+      return Action(
+        userID: user,
+        call: .createMachine(
+          region: volume.region, volumeID: newID, spec: spec, guard: UserLifecycle.createGuard(.machine, state)),
+        reason: "\(label): a new machine on volume \(newID)",
+        target: AppliedConfig(template: templateDigest, overrides: ConfigDigest.overrides(desired.overrides)))
+    }
+    switch machine.state {
+    case .started:
+      break
+    case .created where now - (machine.createdAt ?? now) < settings.createdGrace:
+      return nil
+    case .created, .stopped, .suspended, .failed:
+      return Action(
+        userID: user, call: .start(machineID: machine.id),
+        reason: "\(label): start the new machine before the old one goes")
+    default:
+      return nil  // starting, or on its way somewhere: read again next pass
+    }
+    // The new machine runs: the old one (any other of the user's) goes, stopped first.
+    if let old = live.first(where: { $0.volumeID != newID && $0.id != machine.id }) {
+      if old.state.isUp {
+        return Action(
+          userID: user, call: .stop(machineID: old.id, forRemoval: true),
+          reason: "\(label): the new machine \(machine.id) is started; the old one stops")
+      }
+      if old.state.isTransitional { return nil }
+      return Action(
+        userID: user, call: .destroyMachine(machineID: old.id, volumeID: old.volumeID),
+        reason: "\(label): the new machine \(machine.id) is started; the old one goes (its volume is kept)")
+    }
+    let retired = progress.oldVolumeID.flatMap { $0 == newID ? nil : $0 }
+    return Action(
+      userID: user,
+      call: .finishRestore(
+        requestID: request.id, outcome: .done, newVolumeID: newID, retiredVolumeID: retired,
+        detail:
+          "machine \(machine.id) runs on volume \(newID), restored from snapshot \(request.snapshotID)\(retired.map { "; volume \($0) kept for the retention" } ?? "")"
+      ),
+      reason: "\(label): the new machine runs and the old one is gone")
   }
 
   /// Whether a fresh list looks like one of Fly's bad days (empty, or sharply shorter than the

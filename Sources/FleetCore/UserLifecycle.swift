@@ -274,6 +274,8 @@ public enum UserLifecycle {
     public var next: Next = .done
     /// Something the operator should see in the log (not an event).
     public var warning: String?
+    /// A restore request that ended with this step: its `restores` row is closed in the same write.
+    public var restoreClosed: RestoreClosed?
 
     public enum Next: Sendable, Hashable {
       /// The action is over for this pass.
@@ -282,6 +284,18 @@ public enum UserLifecycle {
       case retry(after: Double)
       /// A look-up found nothing: create.
       case create
+    }
+  }
+
+  /// A restore request closed by a step.
+  public struct RestoreClosed: Sendable, Hashable {
+    public var requestID: Int64
+    public var outcome: Action.RestoreOutcome
+    public var detail: String
+    public init(requestID: Int64, outcome: Action.RestoreOutcome, detail: String) {
+      self.requestID = requestID
+      self.outcome = outcome
+      self.detail = detail
     }
   }
 
@@ -299,7 +313,8 @@ public enum UserLifecycle {
   public static func intent(_ action: Action, _ state: UserState, now: Double) -> UserState {
     var state = state
     state.pending = PendingCreate(
-      kind: action.kind == .createVolume ? .volume : .machine, since: now, outcomeUnknown: true)
+      kind: action.kind == .createVolume || action.kind == .restoreVolume ? .volume : .machine, since: now,
+      outcomeUnknown: true)
     return state
   }
 
@@ -314,6 +329,13 @@ public enum UserLifecycle {
   public static func adoptable(_ volume: FoundVolume, for action: Action) -> Bool {
     volume.name == FleetNames.volumeName(forUser: action.userID) && !volume.state.isGone
       && (action.region == nil || volume.region == action.region)
+      // A restore's new volume is never one the user had when it began.
+      && !(action.kind == .restoreVolume && restoreExisting(action).contains(volume.id))
+  }
+
+  static func restoreExisting(_ action: Action) -> [String] {
+    guard case .restoreVolume(_, _, _, _, let replacing, let existing, _) = action.call else { return [] }
+    return existing + (replacing.map { [$0] } ?? [])
   }
 
   // MARK: After an outcome
@@ -395,7 +417,23 @@ public enum UserLifecycle {
     var row: RowChange?
     var machineID: String?
     var volumeID: String?
+    var closed: RestoreClosed?
     switch action.call {
+    case .restoreVolume:
+      volumeID = made?.id
+      state.volumeID = made?.id
+      state.restore?.newVolumeID = made?.id
+      state.pending = PendingCreate(kind: .volume, since: context.now, resourceID: made?.id)
+    case .finishRestore(let request, let outcome, let newVolume, let retired, let detail):
+      if outcome == .done, let newVolume {
+        state.volumeID = newVolume
+        if let retired, retired != newVolume, !state.retired.contains(where: { $0.id == retired }) {
+          state.retired.append(RetiredVolume(id: retired, since: context.now))
+        }
+      }
+      state.restore = nil
+      state.pending = nil
+      closed = RestoreClosed(requestID: request, outcome: outcome, detail: detail)
     case .createVolume:
       volumeID = made?.id
       state.volumeID = made?.id
@@ -423,6 +461,7 @@ public enum UserLifecycle {
         state.volumeID = nil
         state.volumeReleasedAt = nil
       }
+      state.retired.removeAll { $0.id == id }
     case .createApp:
       state.appSetup = .created
     case .assignIPs:
@@ -446,7 +485,13 @@ public enum UserLifecycle {
       events[0].details["snapshot_id"] = .string(snapshot.id)
       events.insert(snapshotEvent(snapshot, before: action, context, step: action.kind.rawValue), at: 0)
     }
-    return Step(state: state, events: events, row: row, outcome: .ok, message: made?.id ?? "")
+    if case .finishRestore(_, let outcome, _, _, let detail) = action.call {
+      events[0].details["outcome"] = .string(outcome.rawValue)
+      events[0].details["message"] = .string(detail)
+    }
+    var step = Step(state: state, events: events, row: row, outcome: .ok, message: made?.id ?? "")
+    step.restoreClosed = closed
+    return step
   }
 
   private static func failed(
@@ -460,9 +505,12 @@ public enum UserLifecycle {
       if action.kind == .deleteApp { state.appSetup = [] }
       var row: RowChange?
       if case .destroyMachine(let id, _) = action.call, context.recorded?.machineID == id { row = .delete }
-      if case .deleteVolume(let id) = action.call, state.volumeID == id {
-        state.volumeID = nil
-        state.volumeReleasedAt = nil
+      if case .deleteVolume(let id) = action.call {
+        if state.volumeID == id {
+          state.volumeID = nil
+          state.volumeReleasedAt = nil
+        }
+        state.retired.removeAll { $0.id == id }
       }
       return Step(
         state: state, events: [event(action, .ok, context, error: error, message: "already gone")], row: row,
@@ -500,6 +548,18 @@ public enum UserLifecycle {
       } else {
         state.pending = nil
       }
+    }
+    // A restore Fly refuses outright (no such snapshot, a size too small): nothing was made, and
+    // asking again changes nothing. The request is closed as failed, saying why.
+    if action.kind == .restoreVolume, !unknown, !error.retryable, let request = state.restore?.requestID,
+      state.restore?.newVolumeID == nil
+    {
+      state.restore = nil
+      var step = Step(
+        state: state, events: [event(action, .failed, context, error: error)], outcome: .failed, message: error.message)
+      step.restoreClosed = RestoreClosed(
+        requestID: request, outcome: .failed, detail: "Fly refused the new volume: \(error.message)")
+      return step
     }
     if action.kind == .createApp, error.code == "name_taken" { state.appSetup.insert(.nameTaken) }
     if error.kind != .rateLimited { state.failures += 1 }
@@ -796,6 +856,7 @@ public enum UserLifecycle {
     var state = state
     state.pending = PendingCreate(kind: .volume, since: context.started, resourceID: volume.id)
     state.volumeID = volume.id
+    if action.kind == .restoreVolume { state.restore?.newVolumeID = volume.id }
     var adoption = event(action, .adopted, context, attempt: 0, volumeID: volume.id)
     adoption.type = .adopted(.volume)
     return Step(state: state, events: [adoption], outcome: .adopted, message: volume.id)

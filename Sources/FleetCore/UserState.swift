@@ -130,6 +130,8 @@ public struct UserState: Sendable, Hashable, Codable {
     var configProblem: ConfigProblem?
     var updateFailures = 0
     var appSetup = AppSetup()
+    var restore: RestoreProgress?
+    var retired: [RetiredVolume] = []
   }
 
   final class Box: Sendable {
@@ -217,6 +219,18 @@ public struct UserState: Sendable, Hashable, Codable {
     set { rare.appSetup = newValue }
   }
 
+  /// A restore under way (``RestoreProgress``).
+  public var restore: RestoreProgress? {
+    get { rare.restore }
+    set { rare.restore = newValue }
+  }
+
+  /// Volumes a restore replaced: kept for the retention, then deleted (a snapshot first).
+  public var retired: [RetiredVolume] {
+    get { rare.retired }
+    set { rare.retired = newValue }
+  }
+
   /// Records what a read by id said of `id`, replacing what an earlier read said of it.
   public mutating func noteRead(_ id: String, found: Bool) {
     reads = reads.filter { $0.id != id } + [ReadByID(id: id, found: found)]
@@ -232,6 +246,7 @@ public struct UserState: Sendable, Hashable, Codable {
     if let since = transitionalSince, !(since <= now) { transitionalSince = now }
     if let since = backoffSince, !(since <= now) { backoffSince = now }
     if let since = update?.since, !(since <= now) { update?.since = now }
+    for index in retired.indices where !(retired[index].since <= now) { retired[index].since = now }
   }
 
   public init() {}
@@ -242,7 +257,7 @@ public struct UserState: Sendable, Hashable, Codable {
   public func isQuiet(now: Double) -> Bool {
     guard box != nil else { return true }
     return pending == nil && (backoffUntil ?? 0) <= now && volumeReleasedAt == nil && transitionalSince == nil
-      && failures == 0 && reads.isEmpty && update == nil && configProblem == nil
+      && failures == 0 && reads.isEmpty && update == nil && configProblem == nil && restore == nil && retired.isEmpty
   }
 
   public static func == (a: UserState, b: UserState) -> Bool {
@@ -258,7 +273,7 @@ public struct UserState: Sendable, Hashable, Codable {
   // The stored JSON keeps the flat shape of earlier versions.
   enum CodingKeys: String, CodingKey {
     case pending, failures, backoffUntil, lastError, volumeID, volumeReleasedAt, transitionalSince, lostVolume, reads
-    case backoffSince, applied, update, configProblem, updateFailures, appSetup
+    case backoffSince, applied, update, configProblem, updateFailures, appSetup, restore, retired
   }
 
   public init(from decoder: any Decoder) throws {
@@ -278,6 +293,8 @@ public struct UserState: Sendable, Hashable, Codable {
     rare.configProblem = try container.decodeIfPresent(ConfigProblem.self, forKey: .configProblem)
     rare.updateFailures = try container.decodeIfPresent(Int.self, forKey: .updateFailures) ?? 0
     rare.appSetup = AppSetup(rawValue: try container.decodeIfPresent(UInt8.self, forKey: .appSetup) ?? 0)
+    rare.restore = try container.decodeIfPresent(RestoreProgress.self, forKey: .restore)
+    rare.retired = try container.decodeIfPresent([RetiredVolume].self, forKey: .retired) ?? []
     applied = try container.decodeIfPresent(AppliedConfig.self, forKey: .applied) ?? .unknown
     self.rare = rare
   }
@@ -300,6 +317,47 @@ public struct UserState: Sendable, Hashable, Codable {
     try container.encodeIfPresent(rare.configProblem, forKey: .configProblem)
     if rare.updateFailures > 0 { try container.encode(rare.updateFailures, forKey: .updateFailures) }
     if !rare.appSetup.isEmpty { try container.encode(rare.appSetup.rawValue, forKey: .appSetup) }
+    try container.encodeIfPresent(rare.restore, forKey: .restore)
+    if !rare.retired.isEmpty { try container.encode(rare.retired, forKey: .retired) }
+  }
+}
+
+/// A restore under way: what the user had when it began, and what it has made so far. The rest
+/// (is the new machine started, is the old one gone) is read off Fly each pass.
+public struct RestoreProgress: Sendable, Hashable, Codable {
+  /// The `restores` row.
+  public var requestID: Int64
+  public var snapshotID: String
+  /// The machine and volume the restore replaces.
+  public var oldMachineID: String?
+  public var oldVolumeID: String?
+  /// Every volume of the user listed when it began: never taken for the restored one.
+  public var existingVolumes: [String]
+  /// The volume made from the snapshot, once Fly answered (or a look-up found it).
+  public var newVolumeID: String?
+  /// When the loop began it.
+  public var since: Double
+  public init(
+    requestID: Int64, snapshotID: String, oldMachineID: String?, oldVolumeID: String?, existingVolumes: [String] = [],
+    newVolumeID: String? = nil, since: Double
+  ) {
+    self.existingVolumes = existingVolumes
+    self.requestID = requestID
+    self.snapshotID = snapshotID
+    self.oldMachineID = oldMachineID
+    self.oldVolumeID = oldVolumeID
+    self.newVolumeID = newVolumeID
+    self.since = since
+  }
+}
+
+/// A volume a restore replaced, kept for the retention from `since`.
+public struct RetiredVolume: Sendable, Hashable, Codable {
+  public var id: String
+  public var since: Double
+  public init(id: String, since: Double) {
+    self.id = id
+    self.since = since
   }
 }
 

@@ -76,7 +76,7 @@ struct FlyCalls: Sendable {
         return .lookedUpMachines(
           try await client.listMachines(ListMachinesQuery(metadata: [FleetNames.userMetadataKey: action.userID]))
             .map(Self.found))
-      case .createVolume:
+      case .createVolume, .restoreVolume:
         if let id = action.knownResourceID {
           return .lookedUpVolumes(
             try await ifPresent { () async throws(FlyAPIError) in try await client.getVolume(id) }.map(Self.found))
@@ -124,6 +124,25 @@ struct FlyCalls: Sendable {
             encrypted: spec.encrypted, snapshotRetention: volumePolicy.snapshotRetentionDays,
             autoBackupEnabled: volumePolicy.autoBackup))
         return .done(UserLifecycle.Made(id: volume.id))
+      case .restoreVolume(let region, let snapshotID, let sizeGB, let spec, let replacing, _, _):
+        // The volume it replaces stays (kept for the retention once the restore is done), but a
+        // snapshot of it comes first all the same: a restore is a step back in the user's data.
+        var snapshot: UserLifecycle.Snapshot?
+        if let replacing {
+          do {
+            snapshot = try await snapshotBefore("restoring over", volumeID: replacing, client: client)
+          } catch  where error.code == .notFound {
+            snapshot = nil  // gone already: nothing left to keep
+          }
+        }
+        let volume = try await client.createVolume(
+          CreateVolumeRequest(
+            name: FleetNames.volumeName(forUser: action.userID), region: region, sizeGB: sizeGB,
+            encrypted: spec.encrypted, snapshotRetention: volumePolicy.snapshotRetentionDays,
+            autoBackupEnabled: volumePolicy.autoBackup, snapshotID: snapshotID))
+        return .done(UserLifecycle.Made(id: volume.id, snapshot: snapshot))
+      case .finishRestore:
+        return .done(nil)
       case .createMachine(let region, _, _, _):
         let built: (config: FlyMachineConfig, secrets: [String: String])
         do {
@@ -207,7 +226,7 @@ struct FlyCalls: Sendable {
       if error.code == .notFound { throw error }
       var held = error
       held.message =
-        "no snapshot of volume \(volumeID) before \(step) it (\(error.message)): not \(step == "deleting" ? "deleted" : "extended") until one is taken"
+        "no snapshot of volume \(volumeID) before \(step) it (\(error.message)): waits until one is taken"
       if held.code != .rateLimited { held.code = .precondition }
       throw held
     }

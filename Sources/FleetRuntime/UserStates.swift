@@ -101,6 +101,12 @@ final class UserStates {
     case nil:
       break
     }
+    if let closed = step.restoreClosed {
+      // Closed in the same write as the step's events and state: never one without the other.
+      statements.append(
+        FleetStore.finishRestoreStatement(
+          id: closed.requestID, status: closed.outcome.rawValue, detail: redactor.scrub(closed.detail), at: Int64(now)))
+    }
     let events = step.events.map(redactor.scrub)
     guard step.saveState || !events.isEmpty || !statements.isEmpty else { return true }
     return await record(events, user: user, statements: statements, saveState: step.saveState)

@@ -60,11 +60,15 @@ public final class WriteBudget: Sendable {
 
   private func rate(for kind: Action.Kind) -> (key: String, rate: Double, burst: Double) {
     let appPerUser = state.withLock { $0.appPerUser }
-    if appPerUser, kind == .createVolume || kind == .createMachine || kind == .deleteVolume {
+    if appPerUser, kind == .createVolume || kind == .createMachine || kind == .deleteVolume || kind == .restoreVolume {
       return (kind.rawValue, limits.perMachineKindsPerSecond, limits.perMachineKindsPerSecond)
     }
     return switch kind {
     case .createVolume, .createMachine, .deleteVolume, .createApp: (kind.rawValue, limits.perSecond, limits.burst)
+    // A restore's volume is a volume create: the same bucket.
+    case .restoreVolume: (Action.Kind.createVolume.rawValue, limits.perSecond, limits.burst)
+    // No call to Fly.
+    case .finishRestore: ("none", 1_000_000, 1_000_000)
     // Fly allows 100 app deletions a minute, org-wide.
     case .deleteApp: (kind.rawValue, min(limits.perSecond, 100.0 / 60), min(limits.burst, 10))
     case .assignIPs, .adoptMachine: ("per-machine", limits.perMachineKindsPerSecond, limits.perMachineKindsPerSecond)

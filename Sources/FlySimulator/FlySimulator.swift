@@ -380,8 +380,9 @@ public final class FlySimulator: Sendable {
       endpoint: endpoint, app: app ?? configuration.appName, id: id, request: request, now: now, state: &state,
       unknown: &unknown)
     var fault: String?
-    if isMutation, faultable, answer.status < 300, faults.lostResponseRate > 0,
-      state.model.draw() < faults.lostResponseRate
+    if isMutation, answer.status < 300,
+      faults.loseAnswers.contains(endpoint)
+        || (faultable && faults.lostResponseRate > 0 && state.model.draw() < faults.lostResponseRate)
     {
       answer = SimAnswer(
         status: 502, body: "<html><head><title>502 Bad Gateway</title></head><body>502 Bad Gateway</body></html>",

@@ -140,6 +140,8 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
   public var holdAnswers: [String] = []
   /// Endpoints that answer 503 without doing anything, every time (an endpoint down).
   public var failEndpoints: [String] = []
+  /// Endpoints whose successful answers are lost every time (done, then a 502 from the proxy).
+  public var loseAnswers: [String] = []
   public var holdSeconds: Double = 3600
 
   public init() {}
@@ -156,6 +158,7 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     case ignoreUpdatedAfter = "ignore_updated_after"
     case revertImages = "revert_images", revertRate = "revert_rate", crashImages = "crash_images"
     case holdAnswers = "hold_answers", holdSeconds = "hold_seconds", failEndpoints = "fail_endpoints"
+    case loseAnswers = "lose_answers"
   }
 
   public init(from decoder: any Decoder) throws {
@@ -186,6 +189,7 @@ public struct SimulatorFaults: Sendable, Codable, Equatable {
     mutationsOnly = try c.decodeIfPresent(Bool.self, forKey: .mutationsOnly) ?? d.mutationsOnly
     holdAnswers = try c.decodeIfPresent([String].self, forKey: .holdAnswers) ?? []
     failEndpoints = try c.decodeIfPresent([String].self, forKey: .failEndpoints) ?? []
+    loseAnswers = try c.decodeIfPresent([String].self, forKey: .loseAnswers) ?? []
     holdSeconds = try c.decodeIfPresent(Double.self, forKey: .holdSeconds) ?? d.holdSeconds
   }
 
