@@ -123,7 +123,7 @@ struct UsersCommand: AsyncParsableCommand {
     commandName: "users", abstract: "Edit the desired state of users' machines.",
     subcommands: [
       Add.self, Set.self, Remove.self, List.self, Import.self, Pause.self, Resume.self, TakeSnapshot.self,
-      ListSnapshots.self, Restore.self,
+      ListSnapshots.self, Restore.self, Restores.self,
     ])
 
   struct Pause: AsyncParsableCommand {

@@ -84,6 +84,21 @@ extension UsersCommand {
     }
   }
 
+  struct Restores: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The user's restores, newest first, and how each ended.")
+    @OptionGroup var db: DatabaseOptions
+    @Argument(help: "The user id.") var userID: String
+    func run() async throws {
+      try await runStoreCommand {
+        for row in try await db.open().restores(userID: userID) {
+          print(
+            "#\(row.id)\t\(rfc3339(Double(row.requestedAt)))\t\(row.status)\tsnapshot=\(row.snapshotID)\tsize=\(row.sizeGB.map { "\($0) GB" } ?? "-")\t\(row.detail ?? "")"
+          )
+        }
+      }
+    }
+  }
+
   struct Restore: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
       abstract:
