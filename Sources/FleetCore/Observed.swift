@@ -59,6 +59,9 @@ public struct ObservedVolume: Sendable, Hashable {
   public var region: String
   public var attachedMachineID: String?
   public var sizeGB: Int?
+  /// How full it is, in tenths of a percent (`bytes_used` of `bytes_total`); `UInt16.max`: not sent.
+  /// (Beside `sizeGB`'s spare bytes: the struct stays at 128 bytes.)
+  private var usedPermille: UInt16 = .max
   /// One app per user: the app the org-wide list says it is in (nil otherwise).
   public var app: String?
   /// Unix seconds, when Fly sent them (`updated_at` only in the org-wide list).
@@ -86,6 +89,12 @@ public struct ObservedVolume: Sendable, Hashable {
     self.sizeGB = sizeGB
     self.created = createdAt ?? -.infinity
     self.updated = updatedAt ?? -.infinity
+  }
+
+  /// How full it is, in percent, when the list said (`bytes_used` of `bytes_total`).
+  public var usedPercent: Double? {
+    get { usedPermille == .max ? nil : Double(usedPermille) / 10 }
+    set { usedPermille = newValue.map { UInt16(max(0, min(1000, ($0 * 10).rounded()))) } ?? .max }
   }
 
   /// Fly lists volumes on their way out (`scheduling_destroy`, `pending_destroy`, `destroying`,

@@ -55,6 +55,11 @@ public struct Action: Sendable, Hashable {
     /// machine is gone; the old volume is kept for the retention, the request closed.
     case finishRestore(
       requestID: Int64, outcome: RestoreOutcome, newVolumeID: String?, retiredVolumeID: String?, detail: String)
+    /// Grow a full volume (the volume policy's auto-extend), a snapshot first. The executor reads
+    /// the volume first and grows it only if it is still smaller than `toGB`.
+    case extendVolume(volumeID: String, machineID: String?, toGB: Int)
+    /// Read a machine's recent events (its `updated_at` moved): exits, exit codes, OOM kills.
+    case readEvents(machineID: String, updatedAt: Double)
   }
 
   /// How a restore ended.
@@ -96,13 +101,16 @@ public struct Action: Sendable, Hashable {
     /// delete, an extend, a restore), or asked for by an operator (`users snapshot`).
     case snapshotVolume = "snapshot_volume"
     case restoreVolume = "restore_volume"
+    case readEvents = "read_events"
     case finishRestore = "restore_done"
 
     /// Destroy and delete lose something; they are capped and guarded.
     public var isDestructive: Bool { self == .destroyMachine || self == .deleteVolume || self == .deleteApp }
     public var isCreate: Bool { self == .createVolume || self == .createMachine || self == .restoreVolume }
     /// Reads: change nothing on Fly.
-    public var isRead: Bool { self == .verifyMachine || self == .verifyVolume || self == .checkUpdate }
+    public var isRead: Bool {
+      self == .verifyMachine || self == .verifyVolume || self == .checkUpdate || self == .readEvents
+    }
   }
 
   public var userID: String
@@ -138,6 +146,8 @@ public struct Action: Sendable, Hashable {
     case .adoptMachine: .adoptMachine
     case .restoreVolume: .restoreVolume
     case .finishRestore: .finishRestore
+    case .extendVolume: .extendVolume
+    case .readEvents: .readEvents
     }
   }
 
@@ -153,8 +163,9 @@ public struct Action: Sendable, Hashable {
   public var machineID: String? {
     switch call {
     case .start(let id), .stop(let id, _), .destroyMachine(let id, _), .verifyMachine(let id),
-      .updateMachine(let id, _, _, _, _), .checkUpdate(let id, _), .adoptMachine(let id, _, _):
+      .updateMachine(let id, _, _, _, _), .checkUpdate(let id, _), .adoptMachine(let id, _, _), .readEvents(let id, _):
       id
+    case .extendVolume(_, let id, _): id
     default: nil
     }
   }
@@ -167,6 +178,7 @@ public struct Action: Sendable, Hashable {
     case .adoptMachine(_, let id, _): id
     case .restoreVolume(_, _, _, _, let replacing, _, _): replacing
     case .finishRestore(_, _, let id, _, _): id
+    case .extendVolume(let id, _, _): id
     default: nil
     }
   }
@@ -256,6 +268,12 @@ public struct DriftFinding: Sendable, Hashable, Codable {
     case updateUnhealthy = "update_unhealthy"
     /// A rollout halted: too many of its machines failed.
     case rolloutHalted = "rollout_halted"
+    /// The user's volume is fuller than the volume policy's threshold (`bytes_used`).
+    case diskFull = "disk_full"
+    /// The machine's process keeps exiting (Fly restarts it, so it is listed `started`).
+    case crashLooping = "crash_looping"
+    /// The machine's process was killed for running out of memory.
+    case outOfMemory = "out_of_memory"
     case desiredUnreadable = "desired_unreadable"
     case flyUnreachable = "fly_unreachable"
   }
@@ -311,6 +329,10 @@ public struct PlannerSettings: Sendable, Hashable {
   /// At most this many updates of one kind in flight at once outside a rollout (users' own
   /// changes, drift repairs, first config checks).
   public var maxUpdatesInFlight: Int = 50
+  /// At most this many machines' events are read per pass (machines whose `updated_at` moved).
+  public var maxEventReadsPerPass: Int = 20
+  /// This many unrequested exits within the crash window make a machine `crash_looping`.
+  public var crashLoopExits: Int = 3
   public init() {}
 }
 
@@ -335,6 +357,9 @@ public struct Plan: Sendable, Hashable {
   public var pausedUsers = 0
   /// The rollout of the template after this plan (nil: none ever).
   public var rollout: RolloutState?
+  /// Reads of machines' events (their `updated_at` moved): observation, not change; not held by
+  /// a pause, never a pending change.
+  public var eventReads: [Action] = []
 
   public var isEmpty: Bool { actions.isEmpty }
 

@@ -162,6 +162,8 @@ public enum Planner {
     input.states = [:]
     var changedStates: [String] = []
     var verifies = 0
+    var eventReads = 0
+    var eventReadActions: [Action] = []
     let now = input.now
     let settings = input.settings
     // What every user's machine should run: the template's digest, once per pass; a user's own
@@ -566,6 +568,13 @@ public enum Planner {
           if let problem = state.configProblem {
             findings.append(Self.finding(problem, user: user, machine: machine.id))
           }
+          Self.health(
+            machine, user: user, state: &state, findings: &findings, reads: &eventReadActions, budget: &eventReads,
+            now: now,
+            watchStart: now - input.watching, settings: settings)
+          let diskFull = Self.diskFull(
+            keptVolume?.id == machine.volumeID ? keptVolume : nil, policy: input.desired.volumePolicy, user: user)
+          if let diskFull { findings.append(diskFull) }
           if let watch = state.update {
             // An update under way: seen through (or found reverted or unhealthy) by a read by id;
             // nothing else is done to the machine meanwhile (Fly is rebooting it).
@@ -621,6 +630,12 @@ public enum Planner {
               Action(userID: user, call: .stop(machineID: machine.id, forRemoval: false), reason: "desired stopped"))
           default:
             break
+          }
+          // A full disk grows first (auto-extend, a snapshot first), up to the policy's cap.
+          if actions.count == before, diskFull != nil, let volume = keptVolume,
+            let extend = Self.autoExtend(volume, machine: machine, policy: input.desired.volumePolicy, user: user)
+          {
+            actions.append(extend)
           }
           // Nothing else to do to the machine: does it run what it should?
           if actions.count == before {
@@ -862,6 +877,7 @@ public enum Planner {
     plan.held = held
     plan.pausedUsers = pausedUsers
     plan.rollout = rollout
+    plan.eventReads = eventReadActions
     return plan
   }
 
@@ -1094,6 +1110,80 @@ public enum Planner {
           kind: .stuck, userID: user, resourceID: machine.id,
           message: "machine \(machine.id) has been \(machine.state) for \(Int(now - since)) s"))
     }
+  }
+
+  /// Crash loops and OOM kills: findings from the exits the machine's events showed (within the
+  /// crash window), and a read of its events when its `updated_at` moved since they were last
+  /// read (a restart moves it) and since this process began watching: a quiet machine is never read.
+  static func health(
+    _ machine: ObservedMachine, user: String, state: inout UserState, findings: inout [DriftFinding],
+    reads: inout [Action], budget: inout Int, now: Double, watchStart: Double, settings: PlannerSettings
+  ) {
+    if let health = state.health, health.machineID != machine.id { state.health = nil }
+    if var health = state.health {
+      let kept = health.exits.filter { now - $0.at < UserLifecycle.crashWindow }
+      if kept != health.exits {
+        health.exits = kept
+        state.health = health
+      }
+    }
+    let recent = state.health?.exits ?? []
+    let minutes = Int(UserLifecycle.crashWindow / 60)
+    if recent.count >= settings.crashLoopExits {
+      let codes = recent.suffix(5).map { $0.oomKilled ? "OOM" : $0.exitCode.map(String.init) ?? "?" }
+      findings.append(
+        DriftFinding(
+          kind: .crashLooping, userID: user, resourceID: machine.id,
+          message:
+            "machine \(machine.id) exited \(recent.count) times in the last \(minutes) min (exit codes \(codes.joined(separator: ", "))), restarted by Fly each time"
+        ))
+    }
+    let ooms = recent.filter(\.oomKilled).count
+    if ooms > 0 {
+      findings.append(
+        DriftFinding(
+          kind: .outOfMemory, userID: user, resourceID: machine.id,
+          message:
+            "machine \(machine.id) was killed for running out of memory \(ooms) time(s) in the last \(minutes) min: give it more (users set \(user) --memory-mb, or template set --memory-mb)"
+        ))
+    }
+    // A machine's own boot moves `updated_at` too: only a move a minute after its creation counts.
+    guard let updated = machine.updatedAt, updated > max(state.health?.seenUpdatedAt ?? -.infinity, watchStart),
+      updated - (machine.createdAt ?? -.infinity) > 60, budget < settings.maxEventReadsPerPass,
+      !machine.state.isTransitional
+    else { return }
+    budget += 1
+    reads.append(
+      Action(
+        userID: user, call: .readEvents(machineID: machine.id, updatedAt: updated),
+        reason: "machine \(machine.id) changed since its events were read: read its recent exits"))
+  }
+
+  /// A volume fuller than the policy's threshold (`bytes_used` as the list shows it).
+  static func diskFull(_ volume: ObservedVolume?, policy: VolumePolicy, user: String) -> DriftFinding? {
+    guard let volume, let used = volume.usedPercent, used >= Double(policy.diskFullPercent) else { return nil }
+    let size = volume.sizeGB.map { "\($0) GB" } ?? "? GB"
+    var message =
+      "volume \(volume.id) is \(Int(used.rounded(.down)))% full (\(size); reported above \(policy.diskFullPercent)%)"
+    if let cap = policy.autoExtendToGB {
+      message +=
+        (volume.sizeGB ?? 0) < cap
+        ? "; auto-extend grows it up to \(cap) GB" : "; auto-extend is at its cap of \(cap) GB"
+    }
+    return DriftFinding(kind: .diskFull, userID: user, resourceID: volume.id, message: message)
+  }
+
+  /// The policy's next extend of a full volume: one step, never past the cap.
+  static func autoExtend(_ volume: ObservedVolume, machine: ObservedMachine, policy: VolumePolicy, user: String)
+    -> Action?
+  {
+    guard let cap = policy.autoExtendToGB, let size = volume.sizeGB, size < cap else { return nil }
+    let target = min(cap, size + policy.autoExtendStepGB)
+    return Action(
+      userID: user, call: .extendVolume(volumeID: volume.id, machineID: machine.id, toGB: target),
+      reason:
+        "volume \(volume.id) is \(Int((volume.usedPercent ?? 0).rounded(.down)))% full: \(size) GB → \(target) GB (auto-extend, up to \(cap) GB)"
+    )
   }
 
   /// The next step of a restore (nil: wait, something is settling): a new volume from the

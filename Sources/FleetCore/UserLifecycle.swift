@@ -251,6 +251,8 @@ public enum UserLifecycle {
     case configMatches(version: String?)
     /// An update was sent and accepted.
     case updated(Updated)
+    /// A machine's events were read: its unrequested exits.
+    case eventsRead([MachineExit])
   }
 
   /// What the `machines` row does.
@@ -380,6 +382,16 @@ public enum UserLifecycle {
       state.lastError = why
       return Step(
         state: state, events: [event(action, .failed, context, message: why)], outcome: .failed, message: why)
+    case .eventsRead(let exits):
+      return eventsRead(action, exits, state, context)
+    case .readFailed where action.kind == .readEvents:
+      // Not read: marked seen all the same (the next restart moves `updated_at` again).
+      var state = state
+      if case .readEvents(let id, let updated) = action.call {
+        state.health = MachineHealth(
+          machineID: id, seenUpdatedAt: updated, exits: state.health?.machineID == id ? state.health?.exits ?? [] : [])
+      }
+      return Step(state: state, outcome: .failed, message: "events not read")
     case .readMachine, .readVolume, .readFailed:
       if action.kind == .checkUpdate { return checked(action, outcome, state, context, policy) }
       return read(action, outcome, state, context, policy)
@@ -477,7 +489,9 @@ public enum UserLifecycle {
         MachineRow(
           id: id, userID: action.userID, region: region, volumeID: volume, status: made?.state?.rawValue,
           ipAddress: made?.privateIP, createdAt: Int64(context.started), updatedAt: Int64(context.now)))
-    case .start, .stop, .verifyMachine, .verifyVolume, .updateMachine, .checkUpdate:
+    case .extendVolume(let id, _, _):
+      volumeID = id
+    case .start, .stop, .verifyMachine, .verifyVolume, .updateMachine, .checkUpdate, .readEvents:
       break
     }
     var events = [event(action, .ok, context, machineID: machineID, volumeID: volumeID)]
@@ -485,6 +499,7 @@ public enum UserLifecycle {
       events[0].details["snapshot_id"] = .string(snapshot.id)
       events.insert(snapshotEvent(snapshot, before: action, context, step: action.kind.rawValue), at: 0)
     }
+    if case .extendVolume(_, _, let to) = action.call { events[events.count - 1].details["to_gb"] = .int(Int64(to)) }
     if case .finishRestore(_, let outcome, _, _, let detail) = action.call {
       events[0].details["outcome"] = .string(outcome.rawValue)
       events[0].details["message"] = .string(detail)
@@ -567,6 +582,23 @@ public enum UserLifecycle {
     state.lastError = error.message
     return Step(
       state: state, events: [event(action, outcome, context, error: error)], outcome: outcome, message: error.message)
+  }
+
+  /// How long an exit counts (a machine that ran this long without one runs cleanly).
+  public static let crashWindow: Double = 600
+
+  private static func eventsRead(_ action: Action, _ exits: [MachineExit], _ state: UserState, _ context: Context)
+    -> Step
+  {
+    var state = state
+    guard case .readEvents(let id, let updated) = action.call else {
+      return Step(state: state, outcome: .ok, message: "")
+    }
+    var known = state.health?.machineID == id ? state.health?.exits ?? [] : []
+    for exit in exits where !known.contains(where: { $0.at == exit.at }) { known.append(exit) }
+    known = known.filter { context.now - $0.at < crashWindow }.sorted { $0.at < $1.at }.suffix(50).map { $0 }
+    state.health = MachineHealth(machineID: id, seenUpdatedAt: updated, exits: known)
+    return Step(state: state, outcome: .ok, message: "\(exits.count) exit(s)")
   }
 
   // MARK: Reads by id

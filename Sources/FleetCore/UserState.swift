@@ -132,6 +132,7 @@ public struct UserState: Sendable, Hashable, Codable {
     var appSetup = AppSetup()
     var restore: RestoreProgress?
     var retired: [RetiredVolume] = []
+    var health: MachineHealth?
   }
 
   final class Box: Sendable {
@@ -231,6 +232,12 @@ public struct UserState: Sendable, Hashable, Codable {
     set { rare.retired = newValue }
   }
 
+  /// What the machine's recent events said (kept once its `updated_at` moved while watched).
+  public var health: MachineHealth? {
+    get { rare.health }
+    set { rare.health = newValue }
+  }
+
   /// Records what a read by id said of `id`, replacing what an earlier read said of it.
   public mutating func noteRead(_ id: String, found: Bool) {
     reads = reads.filter { $0.id != id } + [ReadByID(id: id, found: found)]
@@ -258,6 +265,7 @@ public struct UserState: Sendable, Hashable, Codable {
     guard box != nil else { return true }
     return pending == nil && (backoffUntil ?? 0) <= now && volumeReleasedAt == nil && transitionalSince == nil
       && failures == 0 && reads.isEmpty && update == nil && configProblem == nil && restore == nil && retired.isEmpty
+      && (health?.exits.isEmpty ?? true)
   }
 
   public static func == (a: UserState, b: UserState) -> Bool {
@@ -273,7 +281,7 @@ public struct UserState: Sendable, Hashable, Codable {
   // The stored JSON keeps the flat shape of earlier versions.
   enum CodingKeys: String, CodingKey {
     case pending, failures, backoffUntil, lastError, volumeID, volumeReleasedAt, transitionalSince, lostVolume, reads
-    case backoffSince, applied, update, configProblem, updateFailures, appSetup, restore, retired
+    case backoffSince, applied, update, configProblem, updateFailures, appSetup, restore, retired, health
   }
 
   public init(from decoder: any Decoder) throws {
@@ -295,6 +303,7 @@ public struct UserState: Sendable, Hashable, Codable {
     rare.appSetup = AppSetup(rawValue: try container.decodeIfPresent(UInt8.self, forKey: .appSetup) ?? 0)
     rare.restore = try container.decodeIfPresent(RestoreProgress.self, forKey: .restore)
     rare.retired = try container.decodeIfPresent([RetiredVolume].self, forKey: .retired) ?? []
+    rare.health = try container.decodeIfPresent(MachineHealth.self, forKey: .health)
     applied = try container.decodeIfPresent(AppliedConfig.self, forKey: .applied) ?? .unknown
     self.rare = rare
   }
@@ -319,6 +328,35 @@ public struct UserState: Sendable, Hashable, Codable {
     if !rare.appSetup.isEmpty { try container.encode(rare.appSetup.rawValue, forKey: .appSetup) }
     try container.encodeIfPresent(rare.restore, forKey: .restore)
     if !rare.retired.isEmpty { try container.encode(rare.retired, forKey: .retired) }
+    try container.encodeIfPresent(rare.health, forKey: .health)
+  }
+}
+
+/// An exit of a machine's process that nobody asked for (a crash, an OOM kill).
+public struct MachineExit: Sendable, Hashable, Codable {
+  /// Unix seconds.
+  public var at: Double
+  public var exitCode: Int?
+  public var oomKilled: Bool
+  public init(at: Double, exitCode: Int?, oomKilled: Bool) {
+    self.at = at
+    self.exitCode = exitCode
+    self.oomKilled = oomKilled
+  }
+}
+
+/// What a machine's recent events said: read only when its `updated_at` moved (a restart moves
+/// it), never every machine every pass.
+public struct MachineHealth: Sendable, Hashable, Codable {
+  public var machineID: String
+  /// The listed `updated_at` the events were last read for.
+  public var seenUpdatedAt: Double
+  /// Unrequested exits within the crash window, oldest first.
+  public var exits: [MachineExit]
+  public init(machineID: String, seenUpdatedAt: Double, exits: [MachineExit] = []) {
+    self.machineID = machineID
+    self.seenUpdatedAt = seenUpdatedAt
+    self.exits = exits
   }
 }
 

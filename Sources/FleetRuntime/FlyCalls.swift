@@ -54,6 +54,15 @@ struct FlyCalls: Sendable {
               id: id, state: listed.state, owner: action.userID, versionHash: listed.versionHash))
         }
         return .readMachine(Self.found(try await client.getMachine(id)))
+      case .readEvents(let id, _):
+        // Exits nobody asked for (a stop of ours, or an operator's, says `requested_stop`).
+        let events = try await client.machineEvents(id, limit: 50)
+        return .eventsRead(
+          events.compactMap { event in
+            guard event.type == "exit", let exit = event.exit, exit.requestedStop != true else { return nil }
+            return MachineExit(
+              at: Double(event.timestamp ?? 0) / 1000, exitCode: exit.exitCode, oomKilled: exit.oomKilled == true)
+          })
       default: return .refused("not a read")
       }
     } catch {
@@ -143,6 +152,15 @@ struct FlyCalls: Sendable {
         return .done(UserLifecycle.Made(id: volume.id, snapshot: snapshot))
       case .finishRestore:
         return .done(nil)
+      case .extendVolume(let id, _, let toGB):
+        // Read first: grown already (a lagging list, an earlier attempt) is done, never grown twice.
+        let volume = try await client.getVolume(id)
+        guard let size = volume.sizeGB, size < toGB else { return .done(UserLifecycle.Made(id: id)) }
+        let snapshot = try await snapshotBefore("extending", volumeID: id, client: client)
+        _ = try await client.extendVolume(id, sizeGB: toGB)
+        return .done(UserLifecycle.Made(id: id, snapshot: snapshot))
+      case .readEvents:
+        return await read(action)
       case .createMachine(let region, _, _, _):
         let built: (config: FlyMachineConfig, secrets: [String: String])
         do {

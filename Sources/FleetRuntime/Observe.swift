@@ -32,5 +32,8 @@ extension ObservedVolume {
       id: volume.id, name: volume.name, state: VolumeState(volume.state), region: volume.region,
       attachedMachineID: volume.attachedMachineID.flatMap { $0.isEmpty ? nil : $0 }, sizeGB: volume.sizeGB,
       createdAt: volume.createdAt.flatMap(parseRFC3339), updatedAt: volume.updatedAt.flatMap(parseRFC3339))
+    if let used = volume.bytesUsed, let total = volume.bytesTotal ?? volume.sizeGB.map({ $0 << 30 }), total > 0 {
+      usedPercent = Double(used) / Double(total) * 100
+    }
   }
 }

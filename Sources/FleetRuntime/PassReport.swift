@@ -12,6 +12,8 @@ public struct PassReport: Sendable {
   public var outcome: Outcome
   public var plan: Plan?
   public var results: [ActionResult] = []
+  /// Machines whose events were read (their `updated_at` moved).
+  public var eventsRead = 0
   public var findings: [DriftFinding] = []
   /// Users desired running or stopped (not those marked absent).
   public var desiredUsers = 0

@@ -210,13 +210,16 @@ public actor Reconciler {
     report.rollout = rollout
     scrubbed.forEach { onEvent?($0) }
     steady =
-      guarded.trusted && plan.actions.isEmpty && plan.waiting.isEmpty && plan.findings.isEmpty && statements == 0
+      guarded.trusted && plan.actions.isEmpty && plan.eventReads.isEmpty && plan.waiting.isEmpty
+      && plan.findings.isEmpty && statements == 0
       && events.isEmpty && users.states.values.allSatisfy { $0.isQuiet(now: started) }
       && rollout?.status != .waiting
     report.results = await execute(
       Self.trim(
         plan.actions, limits: settings.writeLimits, seconds: settings.passWorkSeconds,
         appPerUser: desired.snapshot.topology.isAppPerUser))
+    // Then what the machines' events say (crash loops, OOM kills): reads, after the changes.
+    report.eventsRead = await execute(plan.eventReads).count
     if report.results.contains(where: { $0.outcome == .failed }) { report.outcome = .actionsFailed }
     let failures = users.takeRecordFailures()
     if !failures.isEmpty {

@@ -74,7 +74,7 @@ public final class WriteBudget: Sendable {
     case .assignIPs, .adoptMachine: ("per-machine", limits.perMachineKindsPerSecond, limits.perMachineKindsPerSecond)
     case .start, .stop, .destroyMachine, .updateMachine, .extendVolume, .snapshotVolume:
       ("per-machine", limits.perMachineKindsPerSecond, limits.perMachineKindsPerSecond)
-    case .verifyMachine, .verifyVolume, .checkUpdate:
+    case .verifyMachine, .verifyVolume, .checkUpdate, .readEvents:
       // Fly's Get Machine: 5 req/s, bursts of 10.
       ("get", limits.readsPerSecond, limits.readBurst)
     }

@@ -375,6 +375,8 @@ struct SimulatorModel: Sendable {
     writer.add("fstype", "ext4")
     writer.add("snapshot_retention", volume.snapshotRetention)
     writer.add("auto_backup_enabled", volume.autoBackup)
+    writer.add("bytes_used", volume.bytesUsed)
+    writer.add("bytes_total", volume.sizeGB << 30)
     writer.add("host_status", "ok")
     return writer.finished()
   }

@@ -104,7 +104,7 @@ func census(_ base: String) async throws -> (machines: [String: Int], started: I
     #expect(try await fleetkeeper(["users", "import", users.path, "--database", db]).status == 0)
     let env = [
       "FLY_API_BASE_URL": base, "FLY_APP_NAME": "app", "FLY_API_TOKEN": "tok", "FLEET_DATABASE": db,
-      "FLEET_INTERVAL": "1", "FLEET_WRITE_RATE": "50",
+      "FLEET_INTERVAL": "1", "FLEET_WRITE_RATE": "50", "FLEET_LISTEN": "127.0.0.1:0",
     ]
     var generator = SystemRandomNumberGenerator()
     for _ in 0..<6 {
