@@ -44,6 +44,10 @@ public enum Demo {
     return false
   }
 
+  static func drift(_ simulator: FlySimulator, _ body: String) async throws {
+    _ = await simulator.handle(SimulatorRequest(method: "POST", path: "/_sim/drift", body: Data(body.utf8)))
+  }
+
   public static func run(print say: @escaping @Sendable (String) -> Void, keepDatabase: Bool = false) async throws
     -> Int32
   {
@@ -97,6 +101,13 @@ public enum Demo {
     }
 
     var ok = await converge("pass after pass until Fly matches the table")
+    // Alice's agent fills its workspace; an operator takes a snapshot of it.
+    let aliceVolume = try await store.recordedVolume("alice") ?? ""
+    try await drift(simulator, #"{"op":"fill_volume","volume_id":"\#(aliceVolume)","bytes_used":419430400}"#)
+    let snapshot = try await Snapshots.take(client, volumeID: aliceVolume)
+    say(
+      "\(stamp()) — alice's agent writes 400 MB to its workspace; operator: `fleetkeeper users snapshot alice` → \(snapshot.id)"
+    )
     let machines = try await client.listMachines()
     func machineID(_ user: String) -> String? {
       machines.first { $0.config?.metadata[FleetNames.userMetadataKey] == user && $0.state != "destroyed" }?.id
@@ -136,6 +147,26 @@ public enum Demo {
             #"{"op":"update_machine","machine_id":"\#(carol)","image":"registry.fly.io/fleet-agent:hotfix"}"#.utf8)))
     }
     ok = await converge("putting carol's config back") && ok
+
+    say("\(stamp()) — alice's agent wipes its workspace by mistake (400 MB → 1 MB)")
+    try await drift(simulator, #"{"op":"fill_volume","volume_id":"\#(aliceVolume)","bytes_used":1048576}"#)
+    say(
+      "\(stamp()) — operator: `fleetkeeper users restore alice --latest`: a new volume from \(snapshot.id), a new machine on it, then the old machine goes (its volume kept)"
+    )
+    _ = try await store.requestRestore(userID: "alice", snapshotID: snapshot.id, sizeGB: snapshot.volumeSize)
+    if let plan = await reconciler.pass(apply: false).plan, let first = plan.actions.first {
+      say("\(stamp())   plan: \(first.kind.rawValue) alice — \(first.reason)")
+    }
+    ok = await converge("restoring alice", limit: 90) && ok
+    if let volume = try await store.recordedVolume("alice"), volume != aliceVolume {
+      let restored = try await client.getVolume(volume)
+      say(
+        "\(stamp())   alice runs on volume \(volume): \((restored.bytesUsed ?? 0) >> 20) MB, as in the snapshot; volume \(aliceVolume) kept for the retention"
+      )
+    } else {
+      say("\(stamp())   alice was not restored")
+      ok = false
+    }
 
     say("\(stamp()) — operator: `fleetkeeper users remove erin` (machine destroyed, volume kept for 7 days)")
     try await store.removeUser("erin")
