@@ -354,3 +354,5 @@ CREATE TRIGGER desired_version_restore_insert AFTER INSERT ON restores
 BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
 CREATE TRIGGER desired_version_restore_update AFTER UPDATE ON restores
 BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
+CREATE TRIGGER desired_version_restore_delete AFTER DELETE ON restores
+BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;

@@ -274,6 +274,8 @@ public struct DriftFinding: Sendable, Hashable, Codable {
     case crashLooping = "crash_looping"
     /// The machine's process was killed for running out of memory.
     case outOfMemory = "out_of_memory"
+    /// A restore has been under way far longer than its steps take.
+    case restoreStuck = "restore_stuck"
     case desiredUnreadable = "desired_unreadable"
     case flyUnreachable = "fly_unreachable"
   }
@@ -333,6 +335,12 @@ public struct PlannerSettings: Sendable, Hashable {
   public var maxEventReadsPerPass: Int = 20
   /// This many unrequested exits within the crash window make a machine `crash_looping`.
   public var crashLoopExits: Int = 3
+  /// A restore's new machine must have been `started` this long before the old one goes.
+  public var restoreSettle: Double = 10
+  /// A restore under way this long is `restore_stuck`.
+  public var restoreStuckAfter: Double = 1800
+  /// After an automatic extend, the next waits this long (the guest may need a restart to see it).
+  public var extendCooldown: Double = 600
   public init() {}
 }
 

@@ -162,8 +162,7 @@ public enum Planner {
     input.states = [:]
     var changedStates: [String] = []
     var verifies = 0
-    var eventReads = 0
-    var eventReadActions: [Action] = []
+    var eventReadActions: [(seen: Double, action: Action)] = []
     let now = input.now
     let settings = input.settings
     // What every user's machine should run: the template's digest, once per pass; a user's own
@@ -359,8 +358,10 @@ public enum Planner {
       // Clear a pending create whose resource has shown up (or whose answer said it exists).
       // A restore closed or withdrawn around the loop (its row no longer asks): forgotten; what it
       // made is then the user's like anything else (a second machine is a duplicate).
-      if let restore = state.restore, input.desired.restores[user]?.id != restore.requestID {
-        state.restore = nil
+      if let restore = state.restore, input.desired.restores[user]?.id != restore.requestID,
+        restore.newVolumeID == nil
+      {
+        state.restore = nil  // nothing made yet: withdrawn cleanly
       }
       if let pending = state.pending {
         let seen: Bool
@@ -462,12 +463,44 @@ public enum Planner {
       }
 
       // A restore asked for: carried out step by step, one step a pass, each recorded; nothing
-      // else is done for the user meanwhile.
-      if let request = input.desired.restores[user], let desired {
+      // else is done for the user meanwhile. One that has made its volume is finished even if its
+      // row is withdrawn (stopping halfway would leave two machines, the running one a
+      // "duplicate"); one this controller closed is never carried out again (its row, if it still
+      // asks, is closed again).
+      var request = input.desired.restores[user]
+      if let closed = state.closedRestore, request?.id == closed.id {
+        actions.append(
+          Action(
+            userID: user,
+            call: .finishRestore(
+              requestID: closed.id, outcome: closed.outcome, newVolumeID: nil, retiredVolumeID: nil,
+              detail: closed.detail),
+            reason: "restore #\(closed.id) is over (\(closed.outcome.rawValue)); its row still asks: closed again"))
+        request = nil
+      }
+      if request == nil, let progress = state.restore, progress.newVolumeID != nil {
+        request = RestoreRequest(id: progress.requestID, userID: user, snapshotID: progress.snapshotID)
+      }
+      if let request, let desired {
         if state.restore?.requestID != request.id {
+          // Begun only once no create of the user's is in doubt (its volume could be taken for the restored one).
+          if state.pending != nil {
+            waiting.append(user)
+            continue
+          }
+          let existing =
+            listedVolumes.map(\.id) + state.retired.map(\.id) + [state.volumeID, recorded?.volumeID].compactMap { $0 }
           state.restore = RestoreProgress(
             requestID: request.id, snapshotID: request.snapshotID, oldMachineID: keptMachine?.id,
-            oldVolumeID: keptVolume?.id ?? state.volumeID, existingVolumes: listedVolumes.map(\.id), since: now)
+            oldVolumeID: keptVolume?.id ?? state.volumeID, existingVolumes: Array(Set(existing)).sorted(), since: now)
+        }
+        if let progress = state.restore, now - progress.since >= settings.restoreStuckAfter {
+          findings.append(
+            DriftFinding(
+              kind: .restoreStuck, userID: user, resourceID: progress.newVolumeID ?? progress.oldVolumeID,
+              message:
+                "restore #\(progress.requestID) from snapshot \(progress.snapshotID) has been under way for \(Int((now - progress.since) / 60)) min\(state.lastError.map { "; last error: \($0)" } ?? "")"
+            ))
         }
         if let step = Self.restoreStep(
           request, desired: desired, spec: desired.spec(from: input.desired.template), templateDigest: templateDigest,
@@ -569,8 +602,7 @@ public enum Planner {
             findings.append(Self.finding(problem, user: user, machine: machine.id))
           }
           Self.health(
-            machine, user: user, state: &state, findings: &findings, reads: &eventReadActions, budget: &eventReads,
-            now: now,
+            machine, user: user, state: &state, findings: &findings, reads: &eventReadActions, now: now,
             watchStart: now - input.watching, settings: settings)
           let diskFull = Self.diskFull(
             keptVolume?.id == machine.volumeID ? keptVolume : nil, policy: input.desired.volumePolicy, user: user)
@@ -633,6 +665,7 @@ public enum Planner {
           }
           // A full disk grows first (auto-extend, a snapshot first), up to the policy's cap.
           if actions.count == before, diskFull != nil, let volume = keptVolume,
+            now - (state.extendedAt ?? -.infinity) >= settings.extendCooldown,
             let extend = Self.autoExtend(volume, machine: machine, policy: input.desired.volumePolicy, user: user)
           {
             actions.append(extend)
@@ -706,6 +739,7 @@ public enum Planner {
         }
       case .absent:
         state.pending = nil
+        state.health = nil  // no machine to watch
         if backedOff && (keptMachine != nil || keptVolume != nil) {
           // A refused stop, destroy or delete waits its backoff: it neither hammers Fly nor takes a
           // place under the destroy cap from another user's.
@@ -877,7 +911,10 @@ public enum Planner {
     plan.held = held
     plan.pausedUsers = pausedUsers
     plan.rollout = rollout
-    plan.eventReads = eventReadActions
+    // The machines read longest ago first (never read: first of all), at most the budget a pass:
+    // many machines moving at once are all read in turn, none starved.
+    plan.eventReads = eventReadActions.sorted { ($0.seen, $0.action.userID) < ($1.seen, $1.action.userID) }
+      .prefix(settings.maxEventReadsPerPass).map(\.action)
     return plan
   }
 
@@ -1117,7 +1154,7 @@ public enum Planner {
   /// read (a restart moves it) and since this process began watching: a quiet machine is never read.
   static func health(
     _ machine: ObservedMachine, user: String, state: inout UserState, findings: inout [DriftFinding],
-    reads: inout [Action], budget: inout Int, now: Double, watchStart: Double, settings: PlannerSettings
+    reads: inout [(seen: Double, action: Action)], now: Double, watchStart: Double, settings: PlannerSettings
   ) {
     if let health = state.health, health.machineID != machine.id { state.health = nil }
     if var health = state.health {
@@ -1149,14 +1186,15 @@ public enum Planner {
     }
     // A machine's own boot moves `updated_at` too: only a move a minute after its creation counts.
     guard let updated = machine.updatedAt, updated > max(state.health?.seenUpdatedAt ?? -.infinity, watchStart),
-      updated - (machine.createdAt ?? -.infinity) > 60, budget < settings.maxEventReadsPerPass,
-      !machine.state.isTransitional
+      updated - (machine.createdAt ?? -.infinity) > 60, !machine.state.isTransitional
     else { return }
-    budget += 1
     reads.append(
-      Action(
-        userID: user, call: .readEvents(machineID: machine.id, updatedAt: updated),
-        reason: "machine \(machine.id) changed since its events were read: read its recent exits"))
+      (
+        state.health?.seenUpdatedAt ?? -.infinity,
+        Action(
+          userID: user, call: .readEvents(machineID: machine.id, updatedAt: updated),
+          reason: "machine \(machine.id) changed since its events were read: read its recent exits")
+      ))
   }
 
   /// A volume fuller than the policy's threshold (`bytes_used` as the list shows it).
@@ -1208,7 +1246,10 @@ public enum Planner {
         reason: "\(label): the user is desired absent")
     }
     if progress.newVolumeID == nil,
-      let made = volumes.first(where: { $0.id != progress.oldVolumeID && !progress.existingVolumes.contains($0.id) })
+      let made = volumes.first(where: {
+        $0.id != progress.oldVolumeID && !progress.existingVolumes.contains($0.id)
+          && ($0.createdAt ?? .infinity) >= progress.since - 900
+      })
     {
       // Made by this restore (the user had no such volume when it began) and listed, though its
       // answer was lost: the restored volume, never made twice.
@@ -1249,8 +1290,11 @@ public enum Planner {
     default:
       return nil  // starting, or on its way somewhere: read again next pass
     }
-    // The new machine runs: the old one (any other of the user's) goes, stopped first.
-    if let old = live.first(where: { $0.volumeID != newID && $0.id != machine.id }) {
+    // The new machine has run a while (a crash at boot would show): the old one (any other of
+    // the user's) goes, stopped first.
+    let others = live.filter { $0.volumeID != newID && $0.id != machine.id }
+    if !others.isEmpty, now - (machine.updatedAt ?? now) < settings.restoreSettle { return nil }
+    if let old = others.first {
       if old.state.isUp {
         return Action(
           userID: user, call: .stop(machineID: old.id, forRemoval: true),

@@ -437,6 +437,7 @@ public enum UserLifecycle {
       state.restore?.newVolumeID = made?.id
       state.pending = PendingCreate(kind: .volume, since: context.now, resourceID: made?.id)
     case .finishRestore(let request, let outcome, let newVolume, let retired, let detail):
+      state.closedRestore = ClosedRestore(id: request, outcome: outcome, detail: detail)
       if outcome == .done, let newVolume {
         state.volumeID = newVolume
         if let retired, retired != newVolume, !state.retired.contains(where: { $0.id == retired }) {
@@ -491,6 +492,7 @@ public enum UserLifecycle {
           ipAddress: made?.privateIP, createdAt: Int64(context.started), updatedAt: Int64(context.now)))
     case .extendVolume(let id, _, _):
       volumeID = id
+      state.extendedAt = context.now
     case .start, .stop, .verifyMachine, .verifyVolume, .updateMachine, .checkUpdate, .readEvents:
       break
     }
@@ -570,10 +572,11 @@ public enum UserLifecycle {
       state.restore?.newVolumeID == nil
     {
       state.restore = nil
+      let detail = "not restored: \(error.message)"
+      state.closedRestore = ClosedRestore(id: request, outcome: .failed, detail: detail)
       var step = Step(
         state: state, events: [event(action, .failed, context, error: error)], outcome: .failed, message: error.message)
-      step.restoreClosed = RestoreClosed(
-        requestID: request, outcome: .failed, detail: "Fly refused the new volume: \(error.message)")
+      step.restoreClosed = RestoreClosed(requestID: request, outcome: .failed, detail: detail)
       return step
     }
     if action.kind == .createApp, error.code == "name_taken" { state.appSetup.insert(.nameTaken) }

@@ -133,6 +133,8 @@ public struct UserState: Sendable, Hashable, Codable {
     var restore: RestoreProgress?
     var retired: [RetiredVolume] = []
     var health: MachineHealth?
+    var closedRestore: ClosedRestore?
+    var extendedAt: Double?
   }
 
   final class Box: Sendable {
@@ -238,6 +240,20 @@ public struct UserState: Sendable, Hashable, Codable {
     set { rare.health = newValue }
   }
 
+  /// The last restore this controller closed (a row that still asks for it is closed again,
+  /// never carried out twice).
+  public var closedRestore: ClosedRestore? {
+    get { rare.closedRestore }
+    set { rare.closedRestore = newValue }
+  }
+
+  /// When auto-extend last grew the user's volume (the next step waits a while: the guest may
+  /// need a restart, or the list a moment, to see the new size).
+  public var extendedAt: Double? {
+    get { rare.extendedAt }
+    set { rare.extendedAt = newValue }
+  }
+
   /// Records what a read by id said of `id`, replacing what an earlier read said of it.
   public mutating func noteRead(_ id: String, found: Bool) {
     reads = reads.filter { $0.id != id } + [ReadByID(id: id, found: found)]
@@ -253,6 +269,8 @@ public struct UserState: Sendable, Hashable, Codable {
     if let since = transitionalSince, !(since <= now) { transitionalSince = now }
     if let since = backoffSince, !(since <= now) { backoffSince = now }
     if let since = update?.since, !(since <= now) { update?.since = now }
+    if let since = restore?.since, !(since <= now) { restore?.since = now }
+    if let at = extendedAt, !(at <= now) { extendedAt = now }
     for index in retired.indices where !(retired[index].since <= now) { retired[index].since = now }
   }
 
@@ -282,6 +300,7 @@ public struct UserState: Sendable, Hashable, Codable {
   enum CodingKeys: String, CodingKey {
     case pending, failures, backoffUntil, lastError, volumeID, volumeReleasedAt, transitionalSince, lostVolume, reads
     case backoffSince, applied, update, configProblem, updateFailures, appSetup, restore, retired, health
+    case closedRestore, extendedAt
   }
 
   public init(from decoder: any Decoder) throws {
@@ -304,6 +323,8 @@ public struct UserState: Sendable, Hashable, Codable {
     rare.restore = try container.decodeIfPresent(RestoreProgress.self, forKey: .restore)
     rare.retired = try container.decodeIfPresent([RetiredVolume].self, forKey: .retired) ?? []
     rare.health = try container.decodeIfPresent(MachineHealth.self, forKey: .health)
+    rare.closedRestore = try container.decodeIfPresent(ClosedRestore.self, forKey: .closedRestore)
+    rare.extendedAt = try container.decodeIfPresent(Double.self, forKey: .extendedAt)
     applied = try container.decodeIfPresent(AppliedConfig.self, forKey: .applied) ?? .unknown
     self.rare = rare
   }
@@ -329,6 +350,20 @@ public struct UserState: Sendable, Hashable, Codable {
     try container.encodeIfPresent(rare.restore, forKey: .restore)
     if !rare.retired.isEmpty { try container.encode(rare.retired, forKey: .retired) }
     try container.encodeIfPresent(rare.health, forKey: .health)
+    try container.encodeIfPresent(rare.closedRestore, forKey: .closedRestore)
+    try container.encodeIfPresent(rare.extendedAt, forKey: .extendedAt)
+  }
+}
+
+/// A restore request this controller closed, and how.
+public struct ClosedRestore: Sendable, Hashable, Codable {
+  public var id: Int64
+  public var outcome: Action.RestoreOutcome
+  public var detail: String
+  public init(id: Int64, outcome: Action.RestoreOutcome, detail: String) {
+    self.id = id
+    self.outcome = outcome
+    self.detail = detail
   }
 }
 

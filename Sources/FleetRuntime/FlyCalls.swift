@@ -133,7 +133,27 @@ struct FlyCalls: Sendable {
             encrypted: spec.encrypted, snapshotRetention: volumePolicy.snapshotRetentionDays,
             autoBackupEnabled: volumePolicy.autoBackup))
         return .done(UserLifecycle.Made(id: volume.id))
-      case .restoreVolume(let region, let snapshotID, let sizeGB, let spec, let replacing, _, _):
+      case .restoreVolume(let region, let snapshotID, let sizeGB, let spec, let replacing, let existing, _):
+        // Only a snapshot of this user's own volumes (a row written by hand, or by a dashboard,
+        // must never put another user's data in this user's machine).
+        var volumes = existing
+        if let replacing, !volumes.contains(replacing) { volumes.insert(replacing, at: 0) }
+        var owned = false
+        for id in volumes where !owned {
+          do {
+            owned = try await client.listSnapshots(volumeID: id).contains { $0.id == snapshotID }
+          } catch  where error.code == .notFound {
+            continue  // a volume gone: its snapshots are not listed under it
+          }
+        }
+        guard owned else {
+          return .failed(
+            UserLifecycle.CallError(
+              kind: .other, code: "snapshot_not_users",
+              message:
+                "snapshot \(snapshotID) is not a snapshot of \(action.userID)'s volumes (\(volumes.joined(separator: ", ")))"
+            ))
+        }
         // The volume it replaces stays (kept for the retention once the restore is done), but a
         // snapshot of it comes first all the same: a restore is a step back in the user's data.
         var snapshot: UserLifecycle.Snapshot?
@@ -245,7 +265,8 @@ struct FlyCalls: Sendable {
       var held = error
       held.message =
         "no snapshot of volume \(volumeID) before \(step) it (\(error.message)): waits until one is taken"
-      if held.code != .rateLimited { held.code = .precondition }
+      // "Not yet" for what may pass (a 5xx, a snapshot still being taken); a refusal stays one.
+      if held.code != .rateLimited && held.isRetryable { held.code = .precondition }
       throw held
     }
   }

@@ -414,6 +414,8 @@ public enum Schema {
     BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
     CREATE TRIGGER desired_version_restore_update AFTER UPDATE ON restores
     BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
+    CREATE TRIGGER desired_version_restore_delete AFTER DELETE ON restores
+    BEGIN UPDATE fleet_desired_version SET version = version + 1 WHERE id = 1; END;
 
     """
 }

@@ -126,4 +126,74 @@ import Testing
       #expect(harness.fleet().volumesByName[FleetNames.volumeName(forUser: "u1")]?.map(\.id) == [oldVolume])
     }
   }
+
+  /// A closed restore whose row still asks (its close was lost, or someone set it back by hand)
+  /// is closed again, never carried out a second time.
+  @Test func aClosedRestoreIsNeverCarriedOutTwice() async throws {
+    try await withHarness(settings: Self.settings()) { harness in
+      let (snapshot, _) = try await Self.prepare(harness)
+      let id = try await harness.store.requestRestore(userID: "u1", snapshotID: snapshot, sizeGB: 1)
+      await harness.converge()
+      let machine = try #require(harness.fleet().machine("u1")?.id)
+      _ = try await harness.store.database.write([
+        SQLStatement("UPDATE restores SET status = 'requested' WHERE id = ?", [.integer(id)])
+      ])
+      await harness.converge()
+      #expect(harness.fleet().machine("u1")?.id == machine, "not restored again")
+      #expect(harness.fleet().volumesByName[FleetNames.volumeName(forUser: "u1")]?.count == 2)
+      #expect(try await harness.store.restores(userID: "u1").first?.status == "done", "closed again")
+      let creates = harness.mutations().filter { $0.endpoint == "POST /volumes" }
+      #expect(creates.count == 3)
+    }
+  }
+
+  /// Withdrawn once its volume is made: finished all the same (the user keeps one machine, never
+  /// loses the running one before the new one is started).
+  @Test func aRestoreWithdrawnHalfwayIsFinishedSafely() async throws {
+    try await withHarness(settings: Self.settings()) { harness in
+      let (snapshot, oldVolume) = try await Self.prepare(harness)
+      let u0 = harness.fleet().machine("u0")?.id
+      let id = try await harness.store.requestRestore(userID: "u1", snapshotID: snapshot, sizeGB: 1)
+      for _ in 0..<20 where harness.fleet().machinesByUser["u1"]?.count != 2 {
+        _ = await harness.reconciler.pass()
+        await harness.advance(by: 1)
+      }
+      #expect(harness.fleet().machinesByUser["u1"]?.count == 2, "the new machine is made")
+      _ = try await harness.store.database.write([
+        SQLStatement("UPDATE restores SET status = 'cancelled' WHERE id = ?", [.integer(id)])
+      ])
+      for _ in 0..<60 {
+        let report = await harness.reconciler.pass()
+        let machines = harness.fleet().machinesByUser["u1"] ?? []
+        #expect(machines.contains { $0.state == "started" }, "u1 always has a started machine")
+        if report.converged { break }
+        await harness.advance(by: 1)
+      }
+      #expect(harness.fleet().machinesByUser["u1"]?.count == 1)
+      let machine = try #require(harness.fleet().machine("u1"))
+      #expect(machine.config?.mounts.first?.volume != oldVolume, "finished onto the restored volume")
+      #expect(harness.fleet().machine("u0")?.id == u0)
+    }
+  }
+
+  /// A row naming another user's snapshot (the dashboard wrote it, or someone did by hand): refused,
+  /// closed as failed, nothing made.
+  @Test func anotherUsersSnapshotIsRefused() async throws {
+    try await withHarness(settings: Self.settings()) { harness in
+      try await harness.addUsers(2)
+      await harness.converge()
+      let theirs = try #require(harness.fleet().volumesByName[FleetNames.volumeName(forUser: "u0")]?.first)
+      let snapshot = try await Snapshots.take(harness.client, volumeID: theirs.id)
+      _ = try await harness.store.database.write([
+        SQLStatement(
+          "INSERT INTO restores (user_id, snapshot_id, size_gb) VALUES ('u1', ?, 1)", [.text(snapshot.id)])
+      ])
+      await harness.converge()
+      let row = try #require(try await harness.store.restores(userID: "u1").first)
+      #expect(row.status == "failed")
+      #expect(row.detail?.contains("not a snapshot of u1's volumes") == true, "\(row.detail ?? "")")
+      #expect(harness.fleet().volumesByName[FleetNames.volumeName(forUser: "u1")]?.count == 1)
+      #expect(harness.mutations().filter { $0.endpoint == "POST /volumes" }.count == 2, "only the users' own volumes")
+    }
+  }
 }
