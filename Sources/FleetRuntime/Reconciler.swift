@@ -104,6 +104,40 @@ public actor Reconciler {
     return (desired, active, false)
   }
 
+  /// The users' remembered states as the last pass left them (`status`, `describe`).
+  public func userStates() -> UserMap<UserState> { users.states }
+
+  /// `describe`: what differs between the user's machine and the config it should run (no env
+  /// value or init argument is ever shown), or why it cannot be told.
+  public func configDiff(user: String, machineID: String, desired: DesiredSnapshot) async -> [String] {
+    guard let want = desired.machines[user] else { return ["no desired row: nothing to compare"] }
+    var calls = fly
+    calls.placement = desired.placement
+    let machine: FlyMachine
+    do {
+      machine = try await calls.client(for: user).getMachine(machineID)
+    } catch {
+      return ["machine \(machineID) cannot be read: \(redactor.scrub(error.description))"]
+    }
+    guard let current = machine.config else {
+      return ["machine \(machineID)'s config cannot be read now (host \(machine.hostStatus ?? "unknown"))"]
+    }
+    let action = Action(
+      userID: user,
+      call: .updateMachine(
+        machineID: machineID, volumeID: current.mounts.first?.volume, spec: want.spec(from: desired.template),
+        skipLaunch: false),
+      reason: "describe")
+    do {
+      let built = try calls.machineConfigAndSecrets(action, volume: current.mounts.first?.volume)
+      let lines = ConfigDiff.lines(current: current, desired: built.config)
+      return lines.isEmpty
+        ? ["as desired (image \(current.image ?? "-"))"] : ["differs from the desired config:"] + lines
+    } catch {
+      return ["the desired config cannot be built: \(redactor.scrub("\(error)"))"]
+    }
+  }
+
   /// Runs one pass. With `apply: false` it plans only: nothing is called but the lists, nothing is written.
   public func pass(apply: Bool = true) async -> PassReport {
     let started = clock.now()

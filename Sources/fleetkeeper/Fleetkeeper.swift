@@ -10,6 +10,7 @@ struct Fleetkeeper: AsyncParsableCommand {
     subcommands: [
       MigrateCommand.self, SchemaCommand.self, UsersCommand.self, TemplateCommand.self, RegionsCommand.self,
       EventsCommand.self, PlanCommand.self, ReconcileCommand.self, RunCommand.self, StatusCommand.self,
+      DescribeCommand.self,
       PauseCommand.self, ResumeCommand.self, RolloutCommand.self, DemoCommand.self,
       AlertsCommand.self, SimCommand.self, HranaCommand.self, BenchCommand.self, FleetCommand.self,
     ]

@@ -99,16 +99,3 @@ struct AlertJSON: JSONLine {
     ]
   }
 }
-
-struct StatusJSON: JSONLine {
-  let fields: [String: JSONValue]
-  init(
-    user_id: String, desired: String?, observed: String?, region: String, machine_id: String?, volume_id: String?,
-    paused: Bool = false
-  ) {
-    fields = [
-      "user_id": .string(user_id), "desired": .text(desired), "observed": .text(observed), "region": .string(region),
-      "machine_id": .text(machine_id), "volume_id": .text(volume_id), "paused": .bool(paused),
-    ]
-  }
-}

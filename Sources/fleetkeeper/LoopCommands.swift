@@ -450,64 +450,6 @@ func bootstrapLogging(redactor: Redactor) throws -> Logger {
   return Logger(label: "fleetkeeper")
 }
 
-struct StatusCommand: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(
-    commandName: "status", abstract: "Desired against observed, per user.")
-  @OptionGroup var db: DatabaseOptions
-  @OptionGroup var fly: FlyOptions
-  @OptionGroup var loop: LoopOptions
-  @Flag(help: "JSON lines.") var json = false
-
-  func run() async throws {
-    let (reconciler, _, _) = try await makeReconciler(
-      db: db, fly: fly, loop: loop, logger: makeLogger(level: .critical))
-    let report = await reconciler.pass(apply: false)
-    guard let desired = report.desired, let observation = report.observation else {
-      complain("error: \(report.error ?? "could not read")")
-      throw ExitCode(1)
-    }
-    var machines: [String: [ObservedMachine]] = [:]
-    for machine in observation.machines where !machine.isGone {
-      machines[machine.userID ?? "(foreign)", default: []].append(machine)
-    }
-    var volumes: [String: [ObservedVolume]] = [:]
-    for volume in observation.volumes where !volume.isGone { volumes[volume.name, default: []].append(volume) }
-    let users = Set(desired.machines.keys).union(machines.keys).sorted()
-    if !json {
-      if let rollout = report.rollout, rollout.status != .done { print(rolloutLine(rollout)) }
-      let paused = desired.machines.values.lazy.filter(\.paused).count
-      if desired.fleetPaused {
-        print("the fleet is PAUSED: nothing is changed until `fleetkeeper resume`")
-      } else if paused > 0 {
-        print("\(paused) user(s) PAUSED (marked below): nothing is changed for them until `users resume ID`")
-      }
-      print(
-        "USER".padding(toLength: 28, withPad: " ", startingAt: 0) + "DESIRED  OBSERVED   REGION MACHINE         VOLUME")
-    }
-    for user in users {
-      let want = desired.machines[user]
-      let have = machines[user]?.first
-      let volume = volumes[FleetNames.volumeName(forUser: user)]?.first
-      if json {
-        JSONOutput.print(
-          StatusJSON(
-            user_id: user, desired: want?.state.rawValue, observed: have?.state.rawValue,
-            region: have?.region ?? want?.region ?? "", machine_id: have?.id, volume_id: volume?.id,
-            paused: desired.fleetPaused || want?.paused == true))
-      } else {
-        let observed: String = have?.state.rawValue ?? "-"
-        print(
-          user.padding(toLength: 28, withPad: " ", startingAt: 0)
-            + (want?.state.rawValue ?? "-").padding(toLength: 9, withPad: " ", startingAt: 0)
-            + observed.padding(toLength: 11, withPad: " ", startingAt: 0)
-            + (have?.region ?? want?.region ?? "-").padding(toLength: 7, withPad: " ", startingAt: 0)
-            + (have?.id ?? "-").padding(toLength: 16, withPad: " ", startingAt: 0) + (volume?.id ?? "-")
-            + (want?.paused == true ? "  PAUSED" : ""))
-      }
-    }
-  }
-}
-
 struct DemoCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "demo", abstract: "Run the loop against the built-in simulator and a temporary SQLite database.")
