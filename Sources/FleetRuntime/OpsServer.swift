@@ -25,10 +25,31 @@ public final class Readiness: Sendable {
 public enum OpsServer {
   public static func application(
     host: String, port: Int, store: FleetStore, metrics: FleetMetrics, readiness: Readiness, interval: Double,
-    clock: any FleetClock = SystemFleetClock(), logger: Logger,
+    clock: any FleetClock = SystemFleetClock(), logger: Logger, api: DashboardAPI? = nil,
     onListening: @escaping @Sendable (Int) -> Void = { _ in }
   ) -> some ApplicationProtocol {
     let router = Router()
+    if let api {
+      // The dashboard's API (its own bearer token): `/v1/…`.
+      for method in [HTTPRequest.Method.get, .put, .post] {
+        router.on("/v1/**", method: method) { request, _ -> Response in
+          var request = request
+          let body = try await request.collectBody(upTo: 64 << 10)
+          var query: [String: String] = [:]
+          for (key, value) in request.uri.queryParameters where query[String(key)] == nil {
+            query[String(key)] = String(value)
+          }
+          let answer = await api.handle(
+            method: request.method.rawValue, path: request.uri.path, query: query,
+            authorization: request.headers[.authorization], body: Data(body.readableBytesView))
+          var headers: HTTPFields = [.contentType: "application/json"]
+          if answer.status == 401 { headers[.wwwAuthenticate] = "Bearer" }
+          return Response(
+            status: HTTPResponse.Status(code: answer.status), headers: headers,
+            body: .init(byteBuffer: ByteBuffer(string: answer.body)))
+        }
+      }
+    }
     router.get("/healthz") { _, _ in "ok\n" }
     router.get("/readyz") { _, _ -> Response in
       let (ready, reason) = await check(store: store, readiness: readiness, interval: interval, now: clock.now())

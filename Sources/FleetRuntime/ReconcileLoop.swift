@@ -2,6 +2,7 @@ import FleetCore
 public import FleetStore
 public import Logging
 public import ServiceLifecycle
+import Synchronization
 
 /// `fleetkeeper run`'s loop as a Service: a pass, then wait for the next one (the full interval
 /// when the fleet is quiet, the busy interval while something is under way), cut short by any edit
@@ -17,14 +18,17 @@ public struct ReconcileLoop: Service {
   private let onStandby: @Sendable (Bool) async -> Void
   /// The writer lease; nil runs without one (a single process).
   public let lease: WriterLease?
+  /// Cuts the wait short (the dashboard API's `ensure`): the next pass starts within 0.1 s.
+  public let waker: LoopWaker?
 
   public init(
     reconciler: Reconciler, store: FleetStore, settings: ReconcilerSettings, clock: any FleetClock = SystemFleetClock(),
-    logger: Logger = Logger(label: "fleetkeeper"), lease: WriterLease? = nil,
+    logger: Logger = Logger(label: "fleetkeeper"), lease: WriterLease? = nil, waker: LoopWaker? = nil,
     onStandby: @escaping @Sendable (Bool) async -> Void = { _ in },
     onPass: @escaping @Sendable (PassReport) async -> Void = { _ in }
   ) {
     self.lease = lease
+    self.waker = waker
     self.onStandby = onStandby
     self.reconciler = reconciler
     self.store = store
@@ -138,12 +142,21 @@ public struct ReconcileLoop: Service {
       let delay = Self.nextDelay(after: report, settings: settings, failedInARow: failedInARow)
       let seen = version
       do {
-        version = try await cancelWhenGracefulShutdown { [settings, clock, store, logger] in
+        version = try await cancelWhenGracefulShutdown { [settings, clock, store, logger, waker] in
           var waited = 0.0
+          var sincePoll = 0.0
           while waited < delay {
-            let step = min(settings.desiredPollInterval, delay - waited)
+            // Woken (an `ensure`): a pass now. The version is read every poll interval.
+            let step = min(waker == nil ? settings.desiredPollInterval : 0.1, delay - waited)
             try await clock.sleep(seconds: step)
             waited += step
+            sincePoll += step
+            if waker?.take() == true {
+              logger.debug("woken: passing now")
+              return (try? await store.desiredVersion()) ?? seen
+            }
+            guard sincePoll >= settings.desiredPollInterval || waited >= delay else { continue }
+            sincePoll = 0
             if let now = try? await store.desiredVersion(), now != seen {
               logger.debug("desired state edited: passing now")
               return now
@@ -154,6 +167,20 @@ public struct ReconcileLoop: Service {
       } catch {
         break
       }
+    }
+  }
+}
+
+/// Wakes the loop between passes (the dashboard API's `ensure`: a user is waiting).
+public final class LoopWaker: Sendable {
+  private let flag = Mutex(false)
+  public init() {}
+  public func wake() { flag.withLock { $0 = true } }
+  func take() -> Bool {
+    flag.withLock {
+      let woken = $0
+      $0 = false
+      return woken
     }
   }
 }

@@ -982,6 +982,20 @@ public final class FleetStore: Sendable {
     return result
   }
 
+  /// One user's `machines` row (the dashboard API).
+  public func machineRow(_ userID: String) async throws(StoreError) -> MachineRow? {
+    let rows = try await database.read([
+      SQLStatement(
+        "SELECT user_id, id, region, volume_id, status, ip_address, created_at, updated_at, app_name, hostname FROM machines WHERE user_id = ?",
+        [.text(userID)])
+    ])[0].rows
+    guard let row = rows.first, let user = row[0].string, let id = row[1].string else { return nil }
+    return MachineRow(
+      id: id, userID: user, region: row[2].string ?? "", volumeID: row[3].string, status: row[4].string,
+      ipAddress: row[5].string, createdAt: row[6].int, updatedAt: row[7].int, appName: row[8].string,
+      hostname: row[9].string)
+  }
+
   /// Statements that make a user's `machines` row follow reality (one row per user).
   public static func upsertMachineRow(_ row: MachineRow) -> SQLStatement {
     SQLStatement(

@@ -161,6 +161,9 @@ public protocol FlyMachinesAPI: Sendable {
   /// Snapshots of a volume, and one taken now (Fly answers no id: list to find it).
   func listSnapshots(volumeID: String) async throws(FlyAPIError) -> [FlySnapshot]
   func createSnapshot(volumeID: String) async throws(FlyAPIError)
+  /// Waits (at most 60 s, Fly's bound) for the machine to reach `state`.
+  func waitMachine(_ id: String, state: String, timeout: Duration, instanceID: String?) async throws(FlyAPIError)
+    -> WaitMachineResponse
   /// A machine's recent events (exits, with exit codes and OOM kills).
   func machineEvents(_ id: String, limit: Int) async throws(FlyAPIError) -> [FlyMachineEvent]
 

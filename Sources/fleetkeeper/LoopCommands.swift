@@ -379,8 +379,22 @@ struct RunCommand: AsyncParsableCommand {
     let readiness = Readiness()
     let lease = WriterLease(store: store, holder: writerIdentity("run"), ttl: settings.leaseSeconds)
     let ages = DriftAges()
+    let board = StatusBoard()
+    let waker = LoopWaker()
+    let retryBudget = settings.planner.retryBudget
+    // The dashboard's API, only with its own token (never the Fly token).
+    let apiToken = env["FLEET_API_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    if let apiToken {
+      guard apiToken.utf8.count >= 16 else {
+        throw SettingError("FLEET_API_TOKEN: at least 16 characters (a random token: openssl rand -hex 32)")
+      }
+      redactor.add([apiToken])
+    }
+    let api = apiToken.map {
+      DashboardAPI(store: store, board: board, waker: waker, client: client, token: $0)
+    }
     let service = ReconcileLoop(
-      reconciler: reconciler, store: store, settings: settings, logger: logger, lease: lease,
+      reconciler: reconciler, store: store, settings: settings, logger: logger, lease: lease, waker: waker,
       onStandby: { standby in
         if standby != readiness.isStandby {
           logger.info(standby ? "standby: another process holds the writer lease" : "holding the writer lease")
@@ -400,10 +414,19 @@ struct RunCommand: AsyncParsableCommand {
             "duration_ms": "\(Int(report.duration * 1000))",
           ])
         await alerter.process(report.findings, unsettled: report.unsettledUsers, now: now)
+        // Who is not in sync, for the API (a steady pass changed nothing).
+        if let plan = report.plan, let desired = report.desired, let observation = report.observation,
+          !report.steady || board.updatedAt == nil
+        {
+          board.update(
+            FleetStatus.users(
+              plan: plan, desired: desired, observation: observation, states: await reconciler.userStates(),
+              retryBudget: retryBudget, now: now), at: now)
+        }
       })
     let ops = OpsServer.application(
       host: host, port: port, store: store, metrics: metrics, readiness: readiness, interval: settings.interval,
-      logger: logger
+      logger: logger, api: api
     ) { bound in
       logger.info("ops server listening", metadata: ["address": "\(host):\(bound)"])
     }
