@@ -1,4 +1,5 @@
-import FleetCore
+public import FleetCore
+import Foundation
 import Prometheus
 import Synchronization
 
@@ -9,7 +10,7 @@ public final class FleetMetrics: Sendable {
   private let registry = PrometheusCollectorRegistry()
   /// The label sets of the gauges ``replaceGauge(_:_:)`` manages, to unregister the ones that went.
   private let replaced = Mutex<[String: [[String: String]: Gauge]]>([:])
-  static let help: [String: String] = [
+  public static let help: [String: String] = [
     "fleetkeeper_passes_total": "Reconcile passes by result.",
     "fleetkeeper_pass_duration_seconds": "Duration of a reconcile pass.",
     "fleetkeeper_actions_total": "Actions attempted, by kind and outcome.",
@@ -36,6 +37,13 @@ public final class FleetMetrics: Sendable {
     "fleetkeeper_rollout_machines": "Machines of the current rollout: total, through, failed, remaining.",
     "fleetkeeper_rollout_wave": "The current rollout's wave (0 is the canary; -1 before it).",
     "fleetkeeper_updates_total": "Machine updates by result (updated, through, reverted, unhealthy, unchanged).",
+    "fleetkeeper_users": "Users by condition after the last pass (in_sync, pending, failing, paused, rolling_out).",
+    "fleetkeeper_active_alerts": "Active alerts, by state (pending, firing).",
+    "fleetkeeper_machine_events_read_total": "Machines whose events were read (their updated_at moved).",
+    "process_resident_memory_bytes": "Resident memory of this process.",
+    "process_cpu_seconds_total": "CPU time this process used (user and system).",
+    "process_open_fds": "Open file descriptors of this process.",
+    "process_start_time_seconds": "Unix time this process started.",
   ]
 
   public init() {
@@ -82,8 +90,54 @@ public final class FleetMetrics: Sendable {
       .record(value)
   }
 
+  /// Users by condition (the status board after a pass).
+  public func recordConditions(_ summary: [UserCondition: Int]) {
+    for condition in UserCondition.allCases {
+      set("fleetkeeper_users", ["condition": condition.rawValue], Double(summary[condition] ?? 0))
+    }
+  }
+
+  /// Active alerts, by state.
+  public func recordAlerts(pending: Int, firing: Int) {
+    set("fleetkeeper_active_alerts", ["state": "pending"], Double(pending))
+    set("fleetkeeper_active_alerts", ["state": "firing"], Double(firing))
+  }
+
+  private let started = Date().timeIntervalSince1970
+  private let cpuSeen = Mutex(0.0)
+
+  /// The process's own figures, read from /proc at each scrape (Linux; nothing elsewhere).
+  func sampleProcess() {
+    set("process_start_time_seconds", [:], started)
+    if let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+      let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Double($0) })
+    {
+      set("process_resident_memory_bytes", [:], pages * Double(sysconf(Int32(_SC_PAGESIZE))))
+    }
+    if let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+      let close = stat.lastIndex(of: ")")
+    {
+      // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+      let fields = stat[stat.index(after: close)...].split(separator: " ")
+      if fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) {
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let total = (user + system) / max(1, ticks)
+        let delta = cpuSeen.withLock { seen -> Double in
+          let delta = max(0, total - seen)
+          seen = max(seen, total)
+          return delta
+        }
+        increment("process_cpu_seconds_total", [:], by: delta)
+      }
+    }
+    if let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
+      set("process_open_fds", [:], Double(fds.count))
+    }
+  }
+
   /// The exposition text.
   public func render() -> String {
+    sampleProcess()
     var buffer: [UInt8] = []
     registry.emit(into: &buffer)
     return String(decoding: buffer, as: UTF8.self)
@@ -92,6 +146,7 @@ public final class FleetMetrics: Sendable {
   /// Records a finished pass.
   public func record(_ report: PassReport, now: Double, oldestDriftAge: Double) {
     increment("fleetkeeper_passes_total", ["result": report.outcome.rawValue])
+    if report.eventsRead > 0 { increment("fleetkeeper_machine_events_read_total", [:], by: Double(report.eventsRead)) }
     observe("fleetkeeper_pass_duration_seconds", [:], report.duration)
     for result in report.results {
       increment("fleetkeeper_actions_total", ["kind": result.action.kind.rawValue, "outcome": result.outcome.rawValue])

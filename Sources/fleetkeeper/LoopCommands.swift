@@ -422,6 +422,11 @@ struct RunCommand: AsyncParsableCommand {
             FleetStatus.users(
               plan: plan, desired: desired, observation: observation, states: await reconciler.userStates(),
               retryBudget: retryBudget, now: now), at: now)
+          metrics.recordConditions(board.summary)
+        }
+        if let alerts = try? await alerter.activeAlerts() {
+          let firing = alerts.filter(\.isFiring).count
+          metrics.recordAlerts(pending: alerts.count - firing, firing: firing)
         }
       })
     let ops = OpsServer.application(

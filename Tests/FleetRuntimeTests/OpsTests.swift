@@ -51,6 +51,33 @@ import Testing
     }
   }
 
+  /// deploy/grafana-dashboard.json is JSON, and every metric its queries name is one fleetkeeper
+  /// exports (a renamed metric would leave a panel silently empty).
+  @Test func theGrafanaDashboardQueriesOnlyMetricsWeExport() throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent()
+    let data = try Data(contentsOf: root.appendingPathComponent("deploy/grafana-dashboard.json"))
+    let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    let panels = try #require(dashboard["panels"] as? [[String: Any]])
+    #expect(panels.count >= 10)
+    var named: Set<String> = []
+    for panel in panels {
+      for target in panel["targets"] as? [[String: Any]] ?? [] {
+        let expr = try #require(target["expr"] as? String)
+        var rest = Substring(expr)
+        while let range = rest.range(of: #"(fleetkeeper|process)_[a-z_]+"#, options: .regularExpression) {
+          var name = String(rest[range])
+          if name.hasSuffix("_bucket") { name = String(name.dropLast(7)) }
+          named.insert(name)
+          rest = rest[range.upperBound...]
+        }
+      }
+    }
+    let known = Set(FleetMetrics.help.keys)
+    #expect(named.subtracting(known).isEmpty, "unknown metrics: \(named.subtracting(known).sorted())")
+    #expect(named.contains("fleetkeeper_users") && named.contains("fleetkeeper_active_alerts"))
+  }
+
   @Test func metricsAreValidPrometheusText() async throws {
     try await withHarness { harness in
       try await harness.addUsers(3)
@@ -59,7 +86,15 @@ import Testing
       metrics.increment("fleetkeeper_api_requests_total", ["endpoint": "GET /machines", "status": "200"])
       metrics.observe("fleetkeeper_api_request_duration_seconds", ["endpoint": "GET /machines"], 0.02)
       metrics.increment("fleetkeeper_alert_deliveries_total", ["outcome": "delivered"])
+      metrics.recordConditions([.inSync: 2, .failing: 1])
+      metrics.recordAlerts(pending: 0, firing: 1)
       let text = metrics.render()
+      #expect(text.contains(#"fleetkeeper_users{condition="failing"} 1"#), "users by condition")
+      #expect(text.contains(#"fleetkeeper_users{condition="rolling_out"} 0"#))
+      #expect(text.contains(#"fleetkeeper_active_alerts{state="firing"} 1"#))
+      for name in ["process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds"] {
+        #expect(text.contains(name + " "), "\(name) missing")
+      }
       for name in [
         "fleetkeeper_passes_total", "fleetkeeper_pass_duration_seconds_bucket", "fleetkeeper_actions_total",
         "fleetkeeper_api_requests_total", "fleetkeeper_api_request_duration_seconds_bucket",
