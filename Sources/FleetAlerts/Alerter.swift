@@ -236,15 +236,26 @@ public struct AlertSender: Sendable {
   }
 
   func runCommand(_ path: String, input: String) async -> String? {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    let stdin = Pipe()
-    process.standardInput = stdin
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    // Never through a shell, and without the controller's own credentials and settings.
-    process.environment = Self.commandEnvironment(ProcessInfo.processInfo.environment)
-    do { try process.run() } catch { return "cannot run \(path)" }
+    // A script just written may still be open for writing somewhere (another process forked
+    // meanwhile holds the descriptor: ETXTBSY): a few tries, 100 ms apart, each a new process.
+    var launched: (Process, Pipe)?
+    for attempt in 0..<5 where launched == nil {
+      let process = Process()
+      process.executableURL = URL(fileURLWithPath: path)
+      let stdin = Pipe()
+      process.standardInput = stdin
+      process.standardOutput = FileHandle.nullDevice
+      process.standardError = FileHandle.nullDevice
+      // Never through a shell, and without the controller's own credentials and settings.
+      process.environment = Self.commandEnvironment(ProcessInfo.processInfo.environment)
+      do {
+        try process.run()
+        launched = (process, stdin)
+      } catch {
+        if attempt < 4 { try? await Task.sleep(for: .milliseconds(100)) }
+      }
+    }
+    guard let (process, stdin) = launched else { return "cannot run \(path)" }
     stdin.fileHandleForWriting.write(Data(input.utf8))
     try? stdin.fileHandleForWriting.close()
     let deadline = Date().addingTimeInterval(commandTimeout)

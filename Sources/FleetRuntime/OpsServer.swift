@@ -1,5 +1,6 @@
 public import FleetStore
 import Foundation
+import HTTPTypes
 public import Hummingbird
 public import Logging
 import NIOCore
@@ -25,10 +26,33 @@ public final class Readiness: Sendable {
 public enum OpsServer {
   public static func application(
     host: String, port: Int, store: FleetStore, metrics: FleetMetrics, readiness: Readiness, interval: Double,
-    clock: any FleetClock = SystemFleetClock(), logger: Logger, api: DashboardAPI? = nil,
+    clock: any FleetClock = SystemFleetClock(), logger: Logger, api: DashboardAPI? = nil, pages: Pages? = nil,
     onListening: @escaping @Sendable (Int) -> Void = { _ in }
   ) -> some ApplicationProtocol {
     let router = Router()
+    if let pages {
+      // The operator's pages (their own token): HTML, no script at all.
+      let handler: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, _ in
+        var query: [String: String] = [:]
+        for (key, value) in request.uri.queryParameters where query[String(key)] == nil {
+          query[String(key)] = String(value)
+        }
+        let page = await pages.handle(path: request.uri.path, query: query, cookieHeader: request.headers[.cookie])
+        var headers: HTTPFields = [
+          .contentType: "text/html; charset=utf-8", .cacheControl: "no-store",
+          .contentSecurityPolicy: "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+        ]
+        headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
+        for (name, value) in page.headers {
+          if let field = HTTPField.Name(name) { headers[field] = value }
+        }
+        return Response(
+          status: HTTPResponse.Status(code: page.status), headers: headers,
+          body: .init(byteBuffer: ByteBuffer(string: page.body)))
+      }
+      router.get("/ui", use: handler)
+      router.get("/ui/**", use: handler)
+    }
     if let api {
       // The dashboard's API (its own bearer token): `/v1/…`.
       for method in [HTTPRequest.Method.get, .put, .post] {

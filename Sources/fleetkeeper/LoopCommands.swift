@@ -393,6 +393,23 @@ struct RunCommand: AsyncParsableCommand {
     let api = apiToken.map {
       DashboardAPI(store: store, board: board, waker: waker, client: client, token: $0)
     }
+    // The operator's pages, only with their own token.
+    let uiToken = env["FLEET_UI_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    if let uiToken {
+      guard uiToken.utf8.count >= 16, uiToken.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != 0x3B && $0 != 0x2C })
+      else {
+        throw SettingError(
+          "FLEET_UI_TOKEN: at least 16 printable characters without spaces, commas or semicolons (openssl rand -hex 32)"
+        )
+      }
+      redactor.add([uiToken])
+    }
+    let pageState = PageState()
+    let pages = uiToken.map {
+      Pages(
+        store: store, board: board, state: pageState, token: $0,
+        alerts: { (try? await alerter.activeAlerts()) ?? [] })
+    }
     let service = ReconcileLoop(
       reconciler: reconciler, store: store, settings: settings, logger: logger, lease: lease, waker: waker,
       onStandby: { standby in
@@ -400,11 +417,13 @@ struct RunCommand: AsyncParsableCommand {
           logger.info(standby ? "standby: another process holds the writer lease" : "holding the writer lease")
         }
         readiness.setStandby(standby)
+        pageState.setStandby(standby)
         metrics.set("fleetkeeper_writer_lease_held", [:], standby ? 0 : 1)
       },
       onPass: { report in
         let now = report.startedAt + report.duration
         if report.outcome != .couldNotRun { readiness.passSucceeded(at: now) }
+        pageState.passed(report, at: now)
         metrics.record(report, now: now, oldestDriftAge: ages.update(report.findings, now: now))
         logger.info(
           "pass",
@@ -431,7 +450,7 @@ struct RunCommand: AsyncParsableCommand {
       })
     let ops = OpsServer.application(
       host: host, port: port, store: store, metrics: metrics, readiness: readiness, interval: settings.interval,
-      logger: logger, api: api
+      logger: logger, api: api, pages: pages
     ) { bound in
       logger.info("ops server listening", metadata: ["address": "\(host):\(bound)"])
     }
