@@ -48,14 +48,29 @@ public enum FleetStatus {
     plan: Plan, desired: DesiredSnapshot, observation: Observation, states: UserMap<UserState>,
     alertsSince: [String: Double] = [:], retryBudget: Int = 5, now: Double
   ) -> [UserStatus] {
+    board(
+      plan: plan, desired: desired, observation: observation, states: states, alertsSince: alertsSince,
+      retryBudget: retryBudget, now: now, includeInSync: true
+    ).users
+  }
+
+  /// The users not in sync, each in full, and how many users are in each condition: what the
+  /// status board keeps after a pass. An in-sync user costs a count, not a value (100k users).
+  public static func board(
+    plan: Plan, desired: DesiredSnapshot, observation: Observation, states: UserMap<UserState>,
+    alertsSince: [String: Double] = [:], retryBudget: Int = 5, now: Double, includeInSync: Bool = false
+  ) -> (users: [UserStatus], summary: [UserCondition: Int]) {
+    var summary: [UserCondition: Int] = [:]
+    for condition in UserCondition.allCases { summary[condition] = 0 }
     var findings: [String: [DriftFinding]] = [:]
     for finding in plan.findings { if let user = finding.userID { findings[user, default: []].append(finding) } }
     var planned: [String: [Action]] = [:]
     for action in plan.actions + plan.held { planned[action.userID, default: []].append(action) }
     let waiting = Set(plan.waiting)
-    var machines: [String: ObservedMachine] = [:]
-    for machine in observation.machines where !machine.isGone {
-      if let user = machine.userID, machines[user] == nil { machines[user] = machine }
+    var machines: [String: Int] = [:]
+    machines.reserveCapacity(observation.machines.count)
+    for (index, machine) in observation.machines.enumerated() where !machine.isGone {
+      if let user = machine.userID, machines[user] == nil { machines[user] = index }
     }
     var users = desired.machines.keys
     for user in machines.keys where !desired.machines.contains(user) { users.append(user) }
@@ -66,10 +81,17 @@ public enum FleetStatus {
     out.reserveCapacity(users.count)
     for user in users {
       let want = desired.machines[user]
-      let state = states[user] ?? UserState()
-      let machine = machines[user]
       let mine = findings[user] ?? []
       let actions = planned[user] ?? []
+      let state = states[user] ?? UserState()
+      // The common case, at no cost: nothing planned, found, waiting, failing, paused or updating.
+      if !includeInSync, mine.isEmpty, actions.isEmpty, !desired.fleetPaused, want?.paused != true,
+        state.failures == 0, state.update == nil, !waiting.contains(user)
+      {
+        summary[.inSync, default: 0] += 1
+        continue
+      }
+      let machine = machines[user].map { observation.machines[$0] }
       var status = UserStatus(
         userID: user, condition: .inSync, since: nil, desired: want?.state, observed: machine?.state,
         machineID: machine?.id, volumeID: machine?.volumeID ?? state.volumeID, region: machine?.region ?? want?.region,
@@ -92,9 +114,10 @@ public enum FleetStatus {
           [state.pending?.since, state.transitionalSince, state.backoffSince, state.restore?.since].compactMap { $0 }
           .min() ?? mine.compactMap { alertsSince[$0.fingerprint] }.min() ?? want.map { Double($0.updatedAt) }
       }
-      out.append(status)
+      summary[status.condition, default: 0] += 1
+      if includeInSync || status.condition != .inSync { out.append(status) }
     }
-    return out
+    return (out, summary)
   }
 
   /// How many users are in each condition.

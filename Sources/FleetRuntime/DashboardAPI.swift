@@ -16,10 +16,14 @@ public final class StatusBoard: Sendable {
   public init() {}
 
   public func update(_ statuses: [UserStatus], at now: Double) {
+    update((statuses, FleetStatus.summary(statuses)), at: now)
+  }
+
+  /// What ``FleetStatus/board(plan:desired:observation:states:alertsSince:retryBudget:now:includeInSync:)`` answered.
+  public func update(_ board: (users: [UserStatus], summary: [UserCondition: Int]), at now: Double) {
     var users: [String: UserStatus] = [:]
-    for status in statuses where status.condition != .inSync { users[status.userID] = status }
-    let summary = FleetStatus.summary(statuses)
-    state.withLock { $0 = State(users: users, summary: summary, at: now) }
+    for status in board.users where status.condition != .inSync { users[status.userID] = status }
+    state.withLock { $0 = State(users: users, summary: board.summary, at: now) }
   }
 
   public func status(of user: String) -> UserStatus? { state.withLock { $0.users[user] } }

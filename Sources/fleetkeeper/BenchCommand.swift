@@ -8,6 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
     commandName: "bench", abstract: "Benchmarks against the built-in simulator (numbers for docs/benchmarks.md).",
     subcommands: [
       Converge.self, ScaleCommand.self, PlannerCommand.self, ObserveCommand.self, RolloutCommand.self, AppsCommand.self,
+      PagesCommand.self, EnsureCommand.self,
     ])
 
   struct AppsCommand: AsyncParsableCommand {
@@ -41,6 +42,52 @@ struct BenchCommand: AsyncParsableCommand {
         print("  quiet pass: \(r.quietPass.count) requests: \(r.quietPass.joined(separator: ", "))")
         fflush(nil)
       }
+    }
+  }
+
+  struct EnsureCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "ensure",
+      abstract:
+        "The dashboard's ensure against the loop, with Fly's timings and rate limits on: one new user's overhead after its machine started, then N new users at once against the write budget's bound."
+    )
+    @Option(help: "New users ensured at once.") var users: Int = 100
+    func run() async throws {
+      let r = try await EnsureBench.run(users: users)
+      print(
+        String(
+          format:
+            "one new user: answered after %.2f s; the simulator's machine was started after %.2f s; overhead %.3f s",
+          r.single, r.singleStartedAfter, r.overhead))
+      print(
+        String(
+          format:
+            "%d new users at once: %d answered started in %.1f s (bound %.1f s, ratio %.2f); %d machines; %d requests, %d answered 429",
+          r.users, r.ready, r.seconds, r.bound, r.seconds / r.bound, r.machines, r.requests, r.rateLimited))
+      fflush(nil)
+    }
+  }
+
+  struct PagesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "pages",
+      abstract:
+        "The status board and the operator's pages at N users, some not in sync: our own CPU only (no Fly), medians in ms."
+    )
+    @Option(help: "Users.") var users: Int = 100_000
+    @Option(help: "Users not in sync (a full disk each).") var drifting: Int = 5000
+    func run() async throws {
+      let r = try await PagesBench.run(users: users, drifting: drifting)
+      func ms(_ value: Double) -> String { String(format: "%.1f ms", value) }
+      print("\(r.users) users, \(r.drifting) not in sync (medians; our CPU only, no Fly)")
+      print("  every user's condition after a pass (FleetStatus.board): \(ms(r.statuses))")
+      print("  status board update: \(ms(r.boardUpdate))")
+      print("  overview page: \(ms(r.overview)) (\(r.overviewBytes) bytes)")
+      print(
+        "  not-in-sync list: \(ms(r.list)); filtered by condition: \(ms(r.filtered)); searched: \(ms(r.searched)); page 40: \(ms(r.laterPage))"
+      )
+      print("  a user's page: \(ms(r.userPage))")
+      fflush(nil)
     }
   }
 

@@ -438,7 +438,7 @@ struct RunCommand: AsyncParsableCommand {
           !report.steady || board.updatedAt == nil
         {
           board.update(
-            FleetStatus.users(
+            FleetStatus.board(
               plan: plan, desired: desired, observation: observation, states: await reconciler.userStates(),
               retryBudget: retryBudget, now: now), at: now)
           metrics.recordConditions(board.summary)

@@ -63,6 +63,19 @@ struct FleetStatusTests {
     #expect(FleetStatus.summaryLine(summary) == "6 users: 1 in sync, 1 pending, 2 failing, 1 paused, 1 rolling out")
   }
 
+  /// The board's fast path (an in-sync user costs a count) says what the full list says.
+  @Test func theBoardCountsWhatTheFullListSays() {
+    let snapshot = Self.snapshot(paused: ["held"])
+    let observation = Observation(machines: [], volumes: [])
+    let full = FleetStatus.users(
+      plan: Self.plan(), desired: snapshot, observation: observation, states: Self.states(), now: Self.now)
+    let board = FleetStatus.board(
+      plan: Self.plan(), desired: snapshot, observation: observation, states: Self.states(), now: Self.now)
+    #expect(board.summary == FleetStatus.summary(full))
+    #expect(board.users.map(\.userID).sorted() == full.filter { $0.condition != .inSync }.map(\.userID).sorted())
+    #expect(!board.users.contains { $0.userID == "ok" })
+  }
+
   @Test func exitCodes() {
     #expect(FleetStatus.exitCode([.inSync: 3, .paused: 2]) == 0, "paused users are as the operator wants them")
     #expect(FleetStatus.exitCode([.inSync: 3, .pending: 1]) == 2)
