@@ -62,6 +62,13 @@ import Testing
     for user in ["ada", "grace", hostile] {
       try await fleetkeeper(["users", "add", user, "--region", "cdg"], env: env)
     }
+    // hal's image cannot be pulled: its machine's create fails, with an error to show.
+    try await fleetkeeper(
+      ["users", "add", "hal", "--region", "cdg", "--image", "registry.fly.io/missing:1"], env: env)
+    var faults = HTTPClientRequest(url: base + "/_sim/faults")
+    faults.method = .POST
+    faults.body = .bytes(ByteBuffer(string: #"{"bad_images":["registry.fly.io/missing:1"]}"#))
+    _ = try await HTTPClient.shared.execute(faults, timeout: .seconds(5))
     let run = try Background(["run"], env: env)
     defer { run.signal(SIGTERM) }
     let listening = try #require(await run.readLine(containing: "ops server listening", fromStandardError: true))
@@ -107,11 +114,13 @@ import Testing
     for expected in ["grace", "failing", "disk_full", "Events", "create_machine"] {
       #expect(user.contains(expected), "grace's page shows \(expected)")
     }
+    let hal = try await Self.chromium(ui + "/users/hal?token=\(Self.token)")
+    #expect(hal.contains("Last error") && hal.contains("missing:1"), "hal's page shows the last error:\n\(hal)")
     let list = try await Self.chromium(ui + "/users?condition=failing&token=\(Self.token)")
     #expect(list.contains("grace") && !list.contains(">ada<"), "the filter keeps the failing user only")
 
     try FileManager.default.createDirectory(at: Self.screenshots, withIntermediateDirectories: true)
-    for (name, path) in [("overview", ""), ("user", "/users/grace")] {
+    for (name, path) in [("overview", ""), ("user", "/users/grace"), ("user-error", "/users/hal")] {
       let file = Self.screenshots.appendingPathComponent("\(name).png")
       try? FileManager.default.removeItem(at: file)
       _ = try await Self.chromium(ui + path + "?token=\(Self.token)", screenshot: file)
