@@ -97,14 +97,15 @@ public enum FleetStatus {
         machineID: machine?.id, volumeID: machine?.volumeID ?? state.volumeID, region: machine?.region ?? want?.region,
         findings: mine, planned: actions, lastError: state.lastError,
         nextRetry: (state.backoffUntil ?? 0) > now ? state.backoffUntil : nil, failures: state.failures)
-      if desired.fleetPaused || want?.paused == true {
-        status.condition = .paused
-        status.since = want.map { Double($0.updatedAt) }
-      } else if mine.contains(where: { failingKinds.contains($0.kind) }) || state.failures >= retryBudget {
+      // Failing first: a paused user whose disk is full or who crash-loops is still loud.
+      if mine.contains(where: { failingKinds.contains($0.kind) }) || state.failures >= retryBudget {
         status.condition = .failing
         status.since =
           mine.compactMap { alertsSince[$0.fingerprint] }.min() ?? state.backoffSince
           ?? want.map { Double($0.updatedAt) }
+      } else if desired.fleetPaused || want?.paused == true {
+        status.condition = .paused
+        status.since = want.map { Double($0.updatedAt) }
       } else if state.update != nil {
         status.condition = .rollingOut
         status.since = state.update?.since

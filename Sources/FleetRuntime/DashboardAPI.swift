@@ -103,7 +103,9 @@ public struct DashboardAPI: Sendable {
     guard authorized(authorization) else { return Self.problem(401, "a valid bearer token is required") }
     let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
     // "", "v1", "users", id[, "ensure"]
-    guard parts.count >= 4, parts[1] == "v1", parts[2] == "users" else { return Self.problem(404, "no such endpoint") }
+    guard parts.count == 4 || parts.count == 5, parts[1] == "v1", parts[2] == "users" else {
+      return Self.problem(404, "no such endpoint")
+    }
     let raw = parts[3]
     guard let id = raw.removingPercentEncoding else {
       return Self.problem(
@@ -140,6 +142,10 @@ public struct DashboardAPI: Sendable {
   func view(_ id: String, desired: DesiredMachine?, row: MachineRow?, started: Bool = false) -> [String: JSONValue] {
     let status = board.status(of: id)
     var condition = status?.condition.rawValue ?? (board.updatedAt == nil ? "unknown" : "in_sync")
+    // Not on the board but wanted with no machine on record: edited since the last pass.
+    if status == nil, row == nil, let desired, desired.state != .absent, board.updatedAt != nil {
+      condition = "pending"
+    }
     if started, condition == "pending" { condition = "in_sync" }
     var overrides: [String: JSONValue] = [:]
     if let o = desired?.overrides {
@@ -147,7 +153,8 @@ public struct DashboardAPI: Sendable {
       if let cpus = o.cpus { overrides["cpus"] = .int(Int64(cpus)) }
       if let memory = o.memoryMB { overrides["memory_mb"] = .int(Int64(memory)) }
       if let size = o.volumeSizeGB { overrides["volume_size_gb"] = .int(Int64(size)) }
-      if let env = o.env { overrides["env"] = .object(env.mapValues { .string($0) }) }
+      // The names only: an env value may be a secret of the user's (the pages and describe do the same).
+      if let env = o.env { overrides["env_names"] = .array(env.keys.sorted().map { .string($0) }) }
     }
     return [
       "user_id": .string(id),
@@ -166,6 +173,7 @@ public struct DashboardAPI: Sendable {
       "private_ip": row?.ipAddress.map { .string($0) } ?? .null,
       "volume_id": row?.volumeID.map { .string($0) } ?? .null,
       "why": .array((status?.findings ?? []).map { .string("\($0.kind.rawValue): \($0.message)") }),
+      "as_of": board.updatedAt.map { .string(rfc3339($0)) } ?? .null,
     ]
   }
 
@@ -285,6 +293,10 @@ public struct DashboardAPI: Sendable {
     let started = clock.now()
     do {
       let existing = try await store.desiredMachine(id)
+      let fleetPaused = try await store.fleetPausedOrThrow()
+      if existing?.paused == true || fleetPaused {
+        return Self.problem(409, "paused: nothing is changed for this user until it is resumed")
+      }
       if existing?.state != .running || existing == nil {
         var input = UserInput(userID: id, state: "running", region: existing == nil ? region : nil)
         do throws(InputErrorOrStore) {
@@ -322,6 +334,7 @@ public struct DashboardAPI: Sendable {
           return Self.json(200, .object(view(id, desired: try await store.desiredMachine(id), row: row, ready: true)))
         }
         let left = deadline - clock.now()
+        var pause = 0.2
         if let row, left >= 1 {
           let scoped = row.appName.map { client.forApp($0) } ?? client
           if (try? await scoped.waitMachine(row.id, state: "started", timeout: .seconds(Int(left)), instanceID: nil))
@@ -330,12 +343,13 @@ public struct DashboardAPI: Sendable {
             return Self.json(
               200, .object(view(id, desired: try await store.desiredMachine(id), row: row, ready: true, started: true)))
           }
+          pause = 1  // Fly's wait failed (a stale id, an error): not again at once
         }
         if clock.now() >= deadline {
           return Self.json(202, .object(view(id, desired: try await store.desiredMachine(id), row: row, ready: false)))
         }
-        waker.wake()
-        try? await clock.sleep(seconds: min(0.1, max(0, deadline - clock.now())))
+        // Woken once above; the loop, busy with the user, passes every couple of seconds on its own.
+        try? await clock.sleep(seconds: min(pause, max(0, deadline - clock.now())))
       }
     } catch {
       return Self.problem(503, "the desired state cannot be read: \(error.code.rawValue)")

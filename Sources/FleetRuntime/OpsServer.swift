@@ -40,7 +40,8 @@ public enum OpsServer {
         let page = await pages.handle(path: request.uri.path, query: query, cookieHeader: request.headers[.cookie])
         var headers: HTTPFields = [
           .contentType: "text/html; charset=utf-8", .cacheControl: "no-store",
-          .contentSecurityPolicy: "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+          .contentSecurityPolicy:
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
         ]
         headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
         for (name, value) in page.headers {

@@ -78,7 +78,9 @@ public struct Pages: Sendable {
       return Page(
         status: 303, body: "",
         headers: [
-          ("Set-Cookie", "\(Self.cookie)=\(given); Path=/ui; HttpOnly; SameSite=Strict"), ("Location", path),
+          ("Set-Cookie", "\(Self.cookie)=\(given); Path=/ui; HttpOnly; SameSite=Strict"),
+          // A normalized local path, never `//host`.
+          ("Location", "/" + path.split(separator: "/").filter { !$0.isEmpty }.joined(separator: "/")),
         ])
     }
     let cookie = cookieHeader?.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
@@ -245,7 +247,7 @@ public struct Pages: Sendable {
   func users(_ query: [String: String]) async -> Page {
     let search = query["q"] ?? ""
     let condition = query["condition"].flatMap(UserCondition.init(rawValue:))
-    let page = max(1, Int(query["page"] ?? "1") ?? 1)
+    let page = min(100_000, max(1, Int(query["page"] ?? "1") ?? 1))
     var list = board.notInSync
     if let condition { list = list.filter { $0.condition == condition } }
     if !search.isEmpty { list = list.filter { $0.userID.localizedCaseInsensitiveContains(search) } }

@@ -498,6 +498,11 @@ public final class FleetStore: Sendable {
     ])
   }
 
+  /// Whether the whole fleet is paused, the row read as `readDesired` reads it (no row: paused).
+  public func fleetPausedOrThrow() async throws(StoreError) -> Bool {
+    try await database.read([SQLStatement("SELECT paused FROM fleet_pause WHERE id = 1")])[0].rows.first?[0].int != 0
+  }
+
   /// Whether the whole fleet is paused.
   public func fleetPaused() async throws(StoreError) -> Bool {
     try await database.read([SQLStatement("SELECT paused FROM fleet_pause WHERE id = 1")])[0].rows.first?[0].int != 0

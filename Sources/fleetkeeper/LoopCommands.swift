@@ -388,6 +388,9 @@ struct RunCommand: AsyncParsableCommand {
       guard apiToken.utf8.count >= 16 else {
         throw SettingError("FLEET_API_TOKEN: at least 16 characters (a random token: openssl rand -hex 32)")
       }
+      guard apiToken != env["FLY_API_TOKEN"] else {
+        throw SettingError("FLEET_API_TOKEN: must differ from the Fly token")
+      }
       redactor.add([apiToken])
     }
     let api = apiToken.map {
@@ -396,11 +399,15 @@ struct RunCommand: AsyncParsableCommand {
     // The operator's pages, only with their own token.
     let uiToken = env["FLEET_UI_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
     if let uiToken {
-      guard uiToken.utf8.count >= 16, uiToken.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != 0x3B && $0 != 0x2C })
+      guard uiToken.utf8.count >= 16,
+        uiToken.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != 0x3B && $0 != 0x2C && $0 != 0x22 && $0 != 0x5C })
       else {
         throw SettingError(
-          "FLEET_UI_TOKEN: at least 16 printable characters without spaces, commas or semicolons (openssl rand -hex 32)"
+          "FLEET_UI_TOKEN: at least 16 printable characters without spaces, commas, semicolons, quotes or backslashes (openssl rand -hex 32)"
         )
+      }
+      guard uiToken != apiToken, uiToken != env["FLY_API_TOKEN"] else {
+        throw SettingError("FLEET_UI_TOKEN: must differ from FLEET_API_TOKEN and from the Fly token")
       }
       redactor.add([uiToken])
     }

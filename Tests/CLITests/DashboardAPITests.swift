@@ -65,9 +65,13 @@ import Testing
     #expect(id.status == 400 && Self.fields(id.json) == ["user_id"], "\(id.text)")
     #expect(try await Self.call(.GET, api + "/users/ada").status == 404)
 
-    // Put, then read.
-    let made = try await Self.call(.PUT, api + "/users/ada", body: #"{"region":"cdg","memory_mb":512}"#)
+    // Put, then read: an env value (possibly the user's secret) is never answered, only its name.
+    let made = try await Self.call(
+      .PUT, api + "/users/ada", body: #"{"region":"cdg","memory_mb":512,"env":{"NOTE":"private-value-42"}}"#)
     #expect(made.status == 201, "\(made.text)")
+    #expect(made.text.contains("NOTE") && !made.text.contains("private-value-42"), "\(made.text)")
+    #expect(made.json["condition"] as? String == "pending" || made.json["condition"] as? String == "unknown")
+    #expect(try await Self.call(.GET, api + "/users/ada/extra/segments").status == 404)
     let read = try await Self.call(.GET, api + "/users/ada")
     #expect(read.status == 200)
     #expect((read.json["desired"] as? [String: Any])?["region"] as? String == "cdg")
@@ -96,6 +100,10 @@ import Testing
     #expect(answers.allSatisfy { $0.0 == 200 && $0.1["ready"] as? Bool == true }, "\(answers.map { $0.1 })")
     let machines = Set(answers.compactMap { $0.1["machine_id"] as? String })
     #expect(machines.count == 1, "\(machines)")
+    // A paused user is not ensured: 409, nothing written.
+    _ = try await fleetkeeper(["users", "pause", "ada"], env: env)
+    let paused = try await Self.call(.POST, api + "/users/ada/ensure?wait=1")
+    #expect(paused.status == 409, "\(paused.text)")
     let held = try await census(base)
     #expect(held.machines["bob"] == 1 && held.volumes["fk_bob"] == 1)
     #expect(answers.first?.1["state"] as? String == "started")

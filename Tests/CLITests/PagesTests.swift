@@ -100,6 +100,10 @@ import Testing
     #expect(status == 401 && !denied.contains("grace"))
     let wrong = try await Self.get(ui + "?token=wrong")
     #expect(wrong.0 == 401)
+    // A page number no list has: an empty page, never a crash of the controller.
+    let far = try await Self.get(ui + "/users?page=9223372036854775807", cookie: "fleet_ui=\(Self.token)")
+    #expect(far.0 == 200)
+    #expect(try await Self.get(ui, cookie: "fleet_ui=\(Self.token)").0 == 200, "still serving")
 
     // As a person: the browser opens the link with the token (it becomes a cookie).
     let overview = try await Self.chromium(ui + "?token=\(Self.token)")

@@ -83,10 +83,15 @@ struct FleetStatusTests {
     #expect(FleetStatus.exitCode([.pending: 3, .failing: 1]) == 1)
   }
 
-  @Test func aPausedFleetPausesEveryone() {
+  /// A paused fleet pauses everyone, except who is failing: a paused user crash-looping or with a
+  /// full disk stays loud (and `status` exits 1).
+  @Test func aPausedFleetPausesEveryoneButTheFailing() {
     let users = FleetStatus.users(
       plan: Self.plan(), desired: Self.snapshot(fleetPaused: true), observation: Observation(machines: [], volumes: []),
       states: Self.states(), now: Self.now)
-    #expect(users.allSatisfy { $0.condition == .paused })
+    let failing = Set(users.filter { $0.condition == .failing }.map(\.userID))
+    #expect(failing == ["broken", "tired"])
+    #expect(users.filter { !failing.contains($0.userID) }.allSatisfy { $0.condition == .paused })
+    #expect(FleetStatus.exitCode(FleetStatus.summary(users)) == 1)
   }
 }
