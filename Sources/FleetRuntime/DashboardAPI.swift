@@ -66,13 +66,18 @@ public struct DashboardAPI: Sendable {
 
   /// Bearer token, compared in constant time (the whole of the longer one is always walked).
   func authorized(_ header: String?) -> Bool {
-    guard !token.isEmpty, let header, header.hasPrefix("Bearer ") else { return false }
-    let given = Array(header.utf8.dropFirst(7))
-    var difference = UInt8(given.count == token.count ? 0 : 1)
-    for index in 0..<max(given.count, token.count) {
-      let a = index < given.count ? given[index] : 0
-      let b = index < token.count ? token[index] : 0
-      difference |= a ^ b
+    guard let header, header.hasPrefix("Bearer ") else { return false }
+    return Self.sameToken(header.utf8.dropFirst(7), token)
+  }
+
+  /// Whether `given` is `token`, in constant time (the whole of the longer one is always walked);
+  /// an empty `token` matches nothing. The API's and the pages' one check.
+  static func sameToken(_ given: some Collection<UInt8>, _ token: [UInt8]) -> Bool {
+    guard !token.isEmpty else { return false }
+    let bytes = Array(given)
+    var difference = UInt8(bytes.count == token.count ? 0 : 1)
+    for index in 0..<max(bytes.count, token.count) {
+      difference |= (index < bytes.count ? bytes[index] : 0) ^ (index < token.count ? token[index] : 0)
     }
     return difference == 0
   }

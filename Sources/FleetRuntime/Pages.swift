@@ -61,13 +61,8 @@ public struct Pages: Sendable {
   static let cookie = "fleet_ui"
 
   func matches(_ given: Substring?) -> Bool {
-    guard let given, !token.isEmpty else { return false }
-    let bytes = Array(given.utf8)
-    var difference = UInt8(bytes.count == token.count ? 0 : 1)
-    for index in 0..<max(bytes.count, token.count) {
-      difference |= (index < bytes.count ? bytes[index] : 0) ^ (index < token.count ? token[index] : 0)
-    }
-    return difference == 0
+    guard let given else { return false }
+    return DashboardAPI.sameToken(given.utf8, token)
   }
 
   /// One request to `/ui…`.
