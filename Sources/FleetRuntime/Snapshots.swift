@@ -56,6 +56,11 @@ public enum Snapshots {
       operation: "GET /volumes/\(volumeID)/snapshots")
   }
 
+  /// Newest first (by `created_at`; one without comes last).
+  public static func newestFirst(_ snapshots: [FlySnapshot]) -> [FlySnapshot] {
+    snapshots.sorted { (created($0) ?? -.infinity, $0.id) > (created($1) ?? -.infinity, $1.id) }
+  }
+
   /// The snapshot's `created_at`, as Unix seconds.
   public static func created(_ snapshot: FlySnapshot) -> Double? {
     snapshot.createdAt.flatMap(parseRFC3339)

@@ -75,9 +75,7 @@ extension UsersCommand {
     func run() async throws {
       try await runFlyCommand {
         let (_, client, volumeID) = try await userVolume(userID, db: db, fly: fly)
-        let snapshots = try await client.listSnapshots(volumeID: volumeID).sorted {
-          (Snapshots.created($0) ?? 0) > (Snapshots.created($1) ?? 0)
-        }
+        let snapshots = Snapshots.newestFirst(try await client.listSnapshots(volumeID: volumeID))
         print("volume \(volumeID): \(snapshots.count) snapshot(s)")
         for snapshot in snapshots { print(snapshotLine(snapshot)) }
       }
@@ -121,7 +119,7 @@ extension UsersCommand {
         let listed = try await client.listSnapshots(volumeID: volumeID).filter(Snapshots.isComplete)
         let chosen: FlySnapshot
         if latest {
-          guard let newest = listed.max(by: { (Snapshots.created($0) ?? 0) < (Snapshots.created($1) ?? 0) }) else {
+          guard let newest = Snapshots.newestFirst(listed).first else {
             throw FieldError(field: "snapshot", value: "latest", reason: "volume \(volumeID) has no complete snapshot")
           }
           chosen = newest
